@@ -1,0 +1,115 @@
+import ArgumentParser
+import CaptureFiles
+import SMCWire
+import Timeline
+
+#if canImport(Glibc)
+  import Glibc
+#endif
+
+/// `smcpair decode`: the SMC conversation in one or more capture files.
+struct Decode: ParsableCommand {
+  static let configuration = CommandConfiguration(
+    abstract: "Show the SMC conversation in capture files: handshake, fallback reason, CDC and data records.",
+    discussion: """
+      Reads pcap and pcapng files (Ethernet, Linux cooked SLL/SLL2 as written by 'tcpdump -i any',
+      raw IP), e.g. from smcdump-ex or tcpdump on the NIC and the SMC dump device. Prints one
+      line per SMC-relevant event, then a summary per file: connections (SMC-R, SMC-D, or
+      fallback to TCP with the reason) and the dump-header calibration.
+
+      The SMC dump header's layout is not public: smcpair measures it from each file's CDC
+      records and reports what it found. If a file has no CDC records, pass --dump-header-len.
+
+      Exit status: 0 decoded; 1 a file is missing or damaged (events before the damage are
+      still printed); 64 usage error.
+
+      Examples:
+        smcpair decode client.pcapng
+        smcpair decode --json smc.pcap > events.jsonl
+        tcpdump -i any -w both.pcap ... ; smcpair decode both.pcap
+      """)
+
+  @Argument(help: "Capture files (pcap or pcapng).")
+  var files: [String]
+
+  @Flag(
+    help: "Write JSON Lines to standard output (schema: docs/formats.md); the summary goes to standard error."
+  )
+  var json = false
+
+  @Option(
+    help: ArgumentHelp(
+      "Dump header length in bytes, instead of calibrating it from CDC records.", valueName: "N"))
+  var dumpHeaderLen: Int?
+
+  @Flag(help: "No summary.")
+  var quiet = false
+
+  func validate() throws {
+    if files.isEmpty { throw ValidationError("name at least one capture file") }
+    if let n = dumpHeaderLen, n < 8 || n > 1024 {
+      throw ValidationError(
+        "--dump-header-len must be between 8 and 1024 (the header starts with a 4-byte magic)")
+    }
+  }
+
+  func run() throws {
+    let out = OutputSink(fd: 1)
+    var failed = false
+    for file in files {
+      let decoder: CaptureDecoder
+      do {
+        decoder = try CaptureDecoder(path: file, options: DecodeOptions(dumpHeaderLength: dumpHeaderLen))
+      } catch {
+        out.flush()
+        writeStandardError("smcpair decode: \(error.description)\n")
+        failed = true
+        continue
+      }
+      var jsonRenderer = DecodeJSONRenderer(sink: out, file: file)
+      var tableRenderer = DecodeTableRenderer(sink: out)
+      var started = false
+      do {
+        try decoder.run { event in
+          if !started {
+            started = true
+            let names = decoder.interfaces.indices.map(decoder.interfaceName)
+            jsonRenderer.setInterfaces(names)
+            tableRenderer.setInterfaces(names)
+            if !json { tableRenderer.header(file: file) }
+          }
+          if json { jsonRenderer.render(event) } else { tableRenderer.render(event) }
+        }
+      } catch {
+        out.flush()
+        writeStandardError("smcpair decode: \(error.description)\n")
+        failed = true
+        continue
+      }
+      if !json && !started { tableRenderer.header(file: file) }
+      let summary = decoder.summary
+      if !quiet {
+        let text = DecodeSummaryText.render(summary)
+        if json {
+          out.flush()
+          writeStandardError(text)
+        } else {
+          out.append("\n")
+          out.append(text)
+          out.append("\n")
+        }
+      }
+      if let damage = summary.damage {
+        out.flush()
+        writeStandardError("smcpair decode: \(damage.description)\n")
+        failed = true
+      }
+    }
+    out.flush()
+    if out.failed {
+      // Standard output went away (e.g. `| head`): nothing more to say.
+      throw ExitCode(1)
+    }
+    if failed { throw ExitCode(1) }
+  }
+}

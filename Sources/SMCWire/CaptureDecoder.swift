@@ -1,0 +1,223 @@
+import CaptureFiles
+
+/// One SMC-relevant event found in a capture.
+public struct SMCEvent {
+  public enum Kind: String, Sendable {
+    case tcp, clc, cdc, data, llc
+  }
+
+  public var kind: Kind
+  public var frame: Int
+  public var timeNanoseconds: Int64
+  /// Index into the reader's interfaces.
+  public var interface: Int
+  public var source: Endpoint
+  public var destination: Endpoint
+  public var direction: PacketDirection = .unknown
+  public var tcp: TCPHeader?
+  public var tcpPayloadLength = 0
+  public var clc: CLCMessage?
+  public var cdc: CDCMessage?
+  public var llc: LLCMessage?
+  /// `data`: payload bytes of the record.
+  public var dataLength: Int?
+  public var mode: SMCMode?
+  /// Something about this event a reader should know (short record, unknown header).
+  public var note: String?
+
+  init(kind: Kind, frame: Int, time: Int64, interface: Int, source: Endpoint, destination: Endpoint) {
+    self.kind = kind
+    self.frame = frame
+    timeNanoseconds = time
+    self.interface = interface
+    self.source = source
+    self.destination = destination
+  }
+}
+
+/// Counters and findings for one decoded file.
+public struct DecodeSummary: Sendable {
+  public var path: String
+  public var format: CaptureFormat
+  public var interfaces: [CaptureInterface] = []
+  public var packets = 0
+  public var events: [String: Int] = [:]
+  /// Frames that are not IP/TCP/UDP or not SMC-related.
+  public var otherFrames = 0
+  /// Frames whose headers are malformed, by problem.
+  public var malformedFrames: [String: Int] = [:]
+  public var unsupportedLinkTypes: Set<UInt32> = []
+  public var clcProblems = 0
+  public var shortCDCRecords = 0
+  public var dumpLayout = DumpHeaderLayout(source: .unknown)
+  public var connections: [ConnectionRecord] = []
+  /// Damage that stopped reading; everything before it was decoded.
+  public var damage: CaptureFileError?
+}
+
+/// Decoding options.
+public struct DecodeOptions: Sendable {
+  /// Overrides the calibrated dump header length.
+  public var dumpHeaderLength: Int?
+  public init(dumpHeaderLength: Int? = nil) { self.dumpHeaderLength = dumpHeaderLength }
+}
+
+/// Decodes one capture file into SMC events in two streaming passes over the memory map:
+/// pass 1 calibrates the dump header and learns each connection's handshake, pass 2 emits
+/// events in file order.
+public final class CaptureDecoder {
+  public let path: String
+  public let options: DecodeOptions
+  public private(set) var summary: DecodeSummary
+  /// Interfaces of the file, known once pass 1 has run (before the first event).
+  public private(set) var interfaces: [CaptureInterface] = []
+  private var table = ConnectionTable()
+
+  public init(path: String, options: DecodeOptions = DecodeOptions()) throws(CaptureFileError) {
+    self.path = path
+    self.options = options
+    let probe = try CaptureFileReader(path: path)
+    summary = DecodeSummary(path: path, format: probe.format)
+  }
+
+  /// Runs both passes, calling `body` for every event. Damage is recorded in `summary.damage`
+  /// (not thrown): the events before it are still delivered.
+  public func run(_ body: (SMCEvent) -> Void) throws(CaptureFileError) {
+    // Pass 1: calibration and handshake facts.
+    var calibrator = DumpHeaderCalibrator()
+    let first = try CaptureFileReader(path: path)
+    var damage: CaptureFileError?
+    var readable = 0
+    do {
+      while let packet = try first.next() {
+        readable += 1
+        let linkType = first.interfaces[packet.interface].linkType
+        let frame = FrameDecoder.decode(packet.data, linkType: linkType)
+        if frame.issue != nil { continue }
+        let time = packet.timestampNanoseconds
+        if frame.isTCP {
+          table.noteTCP(frame, time: time)
+          forEachCLC(in: frame) { message in
+            table.noteCLC(message, from: frame.sourceEndpoint, to: frame.destinationEndpoint, time: time)
+          }
+        } else if frame.isUDP, DumpHeaderCalibrator.isDumpRecord(frame.payload) {
+          calibrator.observe(frame.payload)
+          table.noteDumpShape(
+            frame.payload, src: frame.sourceEndpoint, dst: frame.destinationEndpoint, time: time)
+        }
+      }
+    } catch {
+      damage = error
+    }
+    interfaces = first.interfaces
+    let layout = calibrator.layout(overrideLength: options.dumpHeaderLength)
+    summary.dumpLayout = layout
+    let handshakes = table
+
+    // Pass 2: events in file order.
+    let reader = try CaptureFileReader(path: path)
+    var count = 0
+    while count < readable, let packet = try? reader.next() {
+      count += 1
+      let interfaceIndex = packet.interface
+      let linkType = reader.interfaces[interfaceIndex].linkType
+      let frame = FrameDecoder.decode(packet.data, linkType: linkType)
+      let time = packet.timestampNanoseconds
+      if let issue = frame.issue {
+        if case .unsupportedLinkType(let t) = issue { summary.unsupportedLinkTypes.insert(t) }
+        if issue.isMalformed {
+          summary.malformedFrames[issue.text, default: 0] += 1
+        } else {
+          summary.otherFrames += 1
+        }
+        continue
+      }
+      let src = frame.sourceEndpoint
+      let dst = frame.destinationEndpoint
+      var emitted = false
+      if frame.isTCP, let tcp = frame.tcp {
+        let record = handshakes[ConnectionKey(src, dst)]
+        if tcp.smcOption || (record?.isSMCRelated ?? false) {
+          var event = SMCEvent(
+            kind: .tcp, frame: packet.frame, time: time, interface: interfaceIndex, source: src,
+            destination: dst)
+          event.tcp = tcp
+          event.tcpPayloadLength = frame.wirePayloadLength
+          event.direction = packet.direction
+          body(event)
+          summary.events["tcp", default: 0] += 1
+          emitted = true
+          forEachCLC(in: frame) { message in
+            var clcEvent = event
+            clcEvent.kind = .clc
+            clcEvent.clc = message
+            clcEvent.mode = message.mode
+            if let problem = message.problem {
+              clcEvent.note = problem.text
+              summary.clcProblems += 1
+            }
+            body(clcEvent)
+            summary.events["clc", default: 0] += 1
+          }
+        }
+      } else if frame.isUDP, DumpHeaderCalibrator.isDumpRecord(frame.payload) {
+        let known = handshakes[ConnectionKey(src, dst)]
+        let connectionMode = known?.mode ?? (known.map { $0.cdcShapeR > 0 ? SMCMode.smcR : nil } ?? nil)
+        let content = layout.classify(
+          frame.payload, wireLength: frame.wirePayloadLength, connectionMode: connectionMode)
+        table.noteDumpRecord(content, src: src, dst: dst, time: time)
+        var event = SMCEvent(
+          kind: .data, frame: packet.frame, time: time, interface: interfaceIndex, source: src,
+          destination: dst)
+        event.direction = packet.direction
+        switch content {
+        case .cdc(let message):
+          event.kind = .cdc
+          event.cdc = message
+          event.mode = message.mode
+        case .data(let length):
+          event.dataLength = length
+          event.mode = connectionMode
+        case .shortCDC(let length):
+          event.kind = .cdc
+          event.mode = connectionMode
+          event.dataLength = length
+          event.note = "CDC record too short: \(length) bytes after the dump header"
+          summary.shortCDCRecords += 1
+        case .unknownHeader(let length):
+          event.mode = connectionMode
+          event.note =
+            "dump header length unknown (record is \(length) bytes); pass --dump-header-len N"
+        }
+        body(event)
+        summary.events[event.kind.rawValue, default: 0] += 1
+        emitted = true
+      }
+      if !emitted { summary.otherFrames += 1 }
+    }
+    summary.packets = readable
+    summary.interfaces = reader.interfaces
+    summary.damage = damage
+    summary.connections = table.ordered.filter(\.isSMCRelated)
+  }
+
+  /// A display name for interface `index`: its pcapng name, else `if<index>`.
+  public func interfaceName(_ index: Int) -> String {
+    if index < interfaces.count, let name = interfaces[index].name, !name.isEmpty { return name }
+    return "if\(index)"
+  }
+
+  /// Calls `body` for each CLC message in a TCP payload: the first one at the start of the
+  /// payload, then any that follow a sound message (a message with a problem ends the walk,
+  /// since its length cannot be trusted).
+  private func forEachCLC(in frame: Frame, _ body: (CLCMessage) -> Void) {
+    var rest = frame.payload
+    var guardCount = 0
+    while CLCMessage.looksLikeCLC(rest), let (message, consumed) = CLCMessage.decode(rest), guardCount < 16 {
+      body(message)
+      guardCount += 1
+      guard message.problem == nil, consumed < rest.count else { return }
+      rest = rest.slice(consumed, rest.count - consumed)
+    }
+  }
+}
