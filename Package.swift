@@ -59,7 +59,8 @@ let package = Package(
     .testTarget(name: "SMCWireTests", dependencies: ["SMCWire", "CaptureFiles", "TestSupport"]),
     .testTarget(
       name: "CoordinatorTests",
-      dependencies: ["SMCWire", "CaptureFiles", "TestSupport"]
+      // The executables are dependencies so that `swift test` builds them for the CLI tests.
+      dependencies: ["SMCWire", "CaptureFiles", "SMCSynthesis", "TestSupport", "Coordinator", "Synth"]
     ),
   ],
   swiftLanguageModes: [.v6]
