@@ -36,6 +36,8 @@ public final class CaptureFileReader {
   private var bytes: UnsafeRawBufferPointer { file.bytes }
   private var offset: Int
   private var finished = false
+  private var releasedUpTo = 0
+  static let residentWindow = 4 << 20
   // pcapng: byte order and first global interface index of the current section.
   private var sectionBigEndian = false
   private var sectionFirstInterface = 0
@@ -85,8 +87,15 @@ public final class CaptureFileReader {
   }
 
   /// The next packet, `nil` at the end of the file.
+  ///
+  /// Pages more than `residentWindow` bytes behind the read position are released, so a
+  /// packet's `data` stays readable (it is re-read from the file) but memory stays flat.
   public func next() throws(CaptureFileError) -> CapturedPacket? {
     if finished { return nil }
+    if offset - releasedUpTo >= 2 * Self.residentWindow {
+      releasedUpTo = offset - Self.residentWindow
+      file.releasePages(before: releasedUpTo)
+    }
     do {
       switch format {
       case .pcap(let ns, let be): return try nextPcapRecord(nanosecond: ns, bigEndian: be)

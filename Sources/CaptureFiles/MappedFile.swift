@@ -8,6 +8,7 @@
 ///
 /// Packets handed out by readers point into the mapping, so no packet is ever copied.
 public final class MappedFile: @unchecked Sendable {
+  // releasedUpTo is only touched by the single reader that owns this mapping.
   public let path: String
   public let bytes: UnsafeRawBufferPointer
   private let base: UnsafeMutableRawPointer?
@@ -48,6 +49,20 @@ public final class MappedFile: @unchecked Sendable {
     base = mapped
     bytes = UnsafeRawBufferPointer(start: mapped, count: size)
   }
+
+  /// Drops the resident pages of `[0, offset)` (rounded down to a page). The mapping stays
+  /// valid: touching those bytes again re-reads them from the file. Readers call this as they
+  /// stream, so memory stays flat however large the file is.
+  public func releasePages(before offset: Int) {
+    guard let base, offset > 0 else { return }
+    let page = Int(sysconf(Int32(_SC_PAGESIZE)))
+    let end = min(offset, length) / page * page
+    guard end > releasedUpTo else { return }
+    _ = madvise(base + releasedUpTo, end - releasedUpTo, MADV_DONTNEED)
+    releasedUpTo = end
+  }
+
+  private var releasedUpTo = 0
 
   deinit {
     if let base { munmap(base, length) }

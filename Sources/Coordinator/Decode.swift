@@ -54,20 +54,20 @@ struct Decode: ParsableCommand {
   }
 
   func run() throws {
-    let out = OutputSink(fd: 1)
     var failed = false
+    var outputLost = false
     for file in files {
       let decoder: CaptureDecoder
       do {
         decoder = try CaptureDecoder(path: file, options: DecodeOptions(dumpHeaderLength: dumpHeaderLen))
       } catch {
-        out.flush()
         writeStandardError("smcpair decode: \(error.description)\n")
         failed = true
         continue
       }
-      var jsonRenderer = DecodeJSONRenderer(sink: out, file: file)
-      var tableRenderer = DecodeTableRenderer(sink: out)
+      // The renderer in use owns the output buffer while this file is decoded.
+      var jsonRenderer = DecodeJSONRenderer(sink: OutputSink(fd: json ? 1 : -1), file: file)
+      var tableRenderer = DecodeTableRenderer(sink: OutputSink(fd: json ? -1 : 1))
       var started = false
       do {
         try decoder.run { event in
@@ -81,7 +81,8 @@ struct Decode: ParsableCommand {
           if json { jsonRenderer.render(event) } else { tableRenderer.render(event) }
         }
       } catch {
-        out.flush()
+        jsonRenderer.sink.flush()
+        tableRenderer.sink.flush()
         writeStandardError("smcpair decode: \(error.description)\n")
         failed = true
         continue
@@ -91,25 +92,23 @@ struct Decode: ParsableCommand {
       if !quiet {
         let text = DecodeSummaryText.render(summary)
         if json {
-          out.flush()
+          jsonRenderer.sink.flush()
           writeStandardError(text)
         } else {
-          out.append("\n")
-          out.append(text)
-          out.append("\n")
+          tableRenderer.sink.append("\n")
+          tableRenderer.sink.append(string: text)
+          tableRenderer.sink.append("\n")
         }
       }
+      jsonRenderer.sink.flush()
+      tableRenderer.sink.flush()
+      outputLost = outputLost || jsonRenderer.sink.failed || tableRenderer.sink.failed
       if let damage = summary.damage {
-        out.flush()
         writeStandardError("smcpair decode: \(damage.description)\n")
         failed = true
       }
     }
-    out.flush()
-    if out.failed {
-      // Standard output went away (e.g. `| head`): nothing more to say.
-      throw ExitCode(1)
-    }
-    if failed { throw ExitCode(1) }
+    // Standard output going away (e.g. `| head`) is not worth a message, but is not success.
+    if failed || outputLost { throw ExitCode(1) }
   }
 }

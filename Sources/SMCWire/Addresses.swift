@@ -185,29 +185,71 @@ public struct ConnectionKey: Hashable, Sendable, CustomStringConvertible {
   }
 
   public var description: String { "\(lower) <-> \(upper)" }
+
+  /// One combine of a 64-bit mix instead of hashing every field: lookups happen per packet.
+  public func hash(into hasher: inout Hasher) {
+    hasher.combine(mixed)
+  }
+
+  @inline(__always)
+  var mixed: UInt64 {
+    var h = lower.address.low &* 0x9E37_79B9_7F4A_7C15
+    h ^= upper.address.low &* 0xC2B2_AE3D_27D4_EB4F
+    h ^= (lower.address.high ^ upper.address.high.rotated(by: 17)) &* 0x1656_67B1_9E37_79F9
+    h ^= (UInt64(lower.port) << 16 | UInt64(upper.port)) &* 0x27D4_EB2F_1656_67C5
+    return h
+  }
+}
+
+extension UInt64 {
+  @inline(__always)
+  fileprivate func rotated(by n: UInt64) -> UInt64 { self << n | self >> (64 - n) }
 }
 
 /// Allocation-free number formatting into byte buffers, shared by every text renderer.
 public enum TextWriter {
+  /// "00" through "99", for two digits per division.
+  public static let digitPairs: [UInt8] = {
+    var pairs: [UInt8] = []
+    for n in 0..<100 {
+      pairs.append(UInt8(48 + n / 10))
+      pairs.append(UInt8(48 + n % 10))
+    }
+    return pairs
+  }()
+
   @inlinable
   public static func decimal(_ value: UInt64, into out: inout [UInt8]) {
     if value < 10 {
       out.append(UInt8(truncatingIfNeeded: value) &+ 48)
       return
     }
-    var digits: (UInt64, UInt64, UInt64) = (0, 0, 0)  // 24 bytes of scratch, enough for 20 digits
-    var count = 0
-    var v = value
-    withUnsafeMutableBytes(of: &digits) { scratch in
-      while v > 0 {
-        scratch[count] = UInt8(truncatingIfNeeded: v % 10) &+ 48
-        v /= 10
-        count += 1
-      }
-      var i = count - 1
-      while i >= 0 {
-        out.append(scratch[i])
-        i -= 1
+    var digits = 1
+    var probe = value
+    while probe >= 10 {
+      probe /= 10
+      digits += 1
+    }
+    let start = out.count
+    out.append(contentsOf: repeatElement(0, count: digits))
+    out.withUnsafeMutableBufferPointer { buffer in
+      digitPairs.withUnsafeBufferPointer { pairs in
+        var position = start + digits
+        var v = value
+        while v >= 100 {
+          let pair = Int(v % 100) &* 2
+          v /= 100
+          position -= 2
+          buffer[position] = pairs[pair]
+          buffer[position + 1] = pairs[pair + 1]
+        }
+        if v >= 10 {
+          let pair = Int(v) &* 2
+          buffer[position - 2] = pairs[pair]
+          buffer[position - 1] = pairs[pair + 1]
+        } else {
+          buffer[position - 1] = UInt8(truncatingIfNeeded: v) &+ 48
+        }
       }
     }
   }

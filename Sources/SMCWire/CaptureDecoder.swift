@@ -2,8 +2,18 @@ import CaptureFiles
 
 /// One SMC-relevant event found in a capture.
 public struct SMCEvent {
-  public enum Kind: String, Sendable {
+  public enum Kind: String, Sendable, CaseIterable {
     case tcp, clc, cdc, data, llc
+
+    @inline(__always) var index: Int {
+      switch self {
+      case .tcp: 0
+      case .clc: 1
+      case .cdc: 2
+      case .data: 3
+      case .llc: 4
+      }
+    }
   }
 
   public var kind: Kind
@@ -83,6 +93,14 @@ public final class CaptureDecoder {
   /// Runs both passes, calling `body` for every event. Damage is recorded in `summary.damage`
   /// (not thrown): the events before it are still delivered.
   public func run(_ body: (SMCEvent) -> Void) throws(CaptureFileError) {
+    // Locals, not stored properties, in the per-packet loops: class properties cost a
+    // dynamic exclusivity check on every access.
+    var table = ConnectionTable()
+    var summary = self.summary
+    defer {
+      self.table = table
+      self.summary = summary
+    }
     // Pass 1: calibration and handshake facts.
     var calibrator = DumpHeaderCalibrator()
     let first = try CaptureFileReader(path: path)
@@ -109,12 +127,13 @@ public final class CaptureDecoder {
     } catch {
       damage = error
     }
-    interfaces = first.interfaces
+    self.interfaces = first.interfaces
     let layout = calibrator.layout(overrideLength: options.dumpHeaderLength)
     summary.dumpLayout = layout
     let handshakes = table
 
     // Pass 2: events in file order.
+    var counts = [Int](repeating: 0, count: SMCEvent.Kind.allCases.count)
     let reader = try CaptureFileReader(path: path)
     var count = 0
     while count < readable, let packet = try? reader.next() {
@@ -145,7 +164,7 @@ public final class CaptureDecoder {
           event.tcpPayloadLength = frame.wirePayloadLength
           event.direction = packet.direction
           body(event)
-          summary.events["tcp", default: 0] += 1
+          counts[SMCEvent.Kind.tcp.index] += 1
           emitted = true
           forEachCLC(in: frame) { message in
             var clcEvent = event
@@ -157,7 +176,7 @@ public final class CaptureDecoder {
               summary.clcProblems += 1
             }
             body(clcEvent)
-            summary.events["clc", default: 0] += 1
+            counts[SMCEvent.Kind.clc.index] += 1
           }
         }
       } else if frame.isUDP, DumpHeaderCalibrator.isDumpRecord(frame.payload) {
@@ -190,10 +209,13 @@ public final class CaptureDecoder {
             "dump header length unknown (record is \(length) bytes); pass --dump-header-len N"
         }
         body(event)
-        summary.events[event.kind.rawValue, default: 0] += 1
+        counts[event.kind.index] += 1
         emitted = true
       }
       if !emitted { summary.otherFrames += 1 }
+    }
+    for kind in SMCEvent.Kind.allCases where counts[kind.index] > 0 {
+      summary.events[kind.rawValue] = counts[kind.index]
     }
     summary.packets = readable
     summary.interfaces = reader.interfaces

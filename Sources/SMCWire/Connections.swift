@@ -104,9 +104,13 @@ public struct ConnectionTable: Sendable {
     _ a: Endpoint, _ b: Endpoint, time: Int64, _ body: (inout ConnectionRecord) -> Void
   ) {
     let key = ConnectionKey(a, b)
-    if records[key] == nil { records[key] = ConnectionRecord(key: key, time: time) }
-    body(&records[key]!)
-    records[key]!.lastNanoseconds = max(records[key]!.lastNanoseconds, time)
+    // One hash lookup: the defaulting subscript's modify accessor.
+    modify(&records[key, default: ConnectionRecord(key: key, time: time)])
+
+    func modify(_ record: inout ConnectionRecord) {
+      body(&record)
+      if time > record.lastNanoseconds { record.lastNanoseconds = time }
+    }
   }
 
   /// Records a TCP segment's handshake facts.
@@ -116,8 +120,7 @@ public struct ConnectionTable: Sendable {
     let dst = frame.destinationEndpoint
     let plain = frame.wirePayloadLength
     // Only track segments of connections that matter or might: SYNs, or known keys.
-    let key = ConnectionKey(src, dst)
-    if records[key] == nil && !tcp.flags.contains(.syn) { return }
+    if !tcp.flags.contains(.syn) && records.index(forKey: ConnectionKey(src, dst)) == nil { return }
     update(src, dst, time: time) { record in
       if tcp.flags.contains(.syn) && !tcp.flags.contains(.ack) {
         record.client = src

@@ -3,74 +3,73 @@ import SMCWire
 
 /// Renders `smcpair decode` events as JSON Lines (schema in docs/formats.md).
 public struct DecodeJSONRenderer {
-  public let sink: OutputSink
+  public var sink: OutputSink
   private var fileField: [UInt8]
   private var interfaceFields: [[UInt8]] = []
 
   public init(sink: OutputSink, file: String) {
     self.sink = sink
-    let scratch = OutputSink(fd: -1)
+    var scratch = OutputSink(fd: -1)
     scratch.appendJSONString(file)
-    fileField = scratch.buffer
-    scratch.buffer.removeAll()
+    fileField = scratch.bytes
   }
 
   /// Sets the interface names (call once interfaces are known).
+  /// tcpdump-style flag letters for every value of the flags byte, built once.
+  static let flagLetters: [[UInt8]] = (0..<256).map { Array(TCPFlags(rawValue: UInt16($0)).letters.utf8) }
+
   public mutating func setInterfaces(_ names: [String]) {
-    let scratch = OutputSink(fd: -1)
     interfaceFields = names.map { name in
-      scratch.buffer.removeAll()
+      var scratch = OutputSink(fd: -1)
       scratch.appendJSONString(name)
-      return scratch.buffer
+      return scratch.bytes
     }
-    scratch.buffer.removeAll()
   }
 
-  public func render(_ e: SMCEvent) {
-    let s = sink
-    s.append("{\"file\":")
-    s.buffer.append(contentsOf: fileField)
-    s.append(",\"frame\":")
-    TextWriter.decimal(UInt64(e.frame), into: &s.buffer)
-    s.append(",\"time_ns\":")
-    TextWriter.signedDecimal(e.timeNanoseconds, into: &s.buffer)
-    s.append(",\"interface\":")
+  public mutating func render(_ e: SMCEvent) {
+    sink.append("{\"file\":")
+    sink.append(bytes: fileField)
+    sink.append(",\"frame\":")
+    sink.appendDecimal(UInt64(e.frame))
+    sink.append(",\"time_ns\":")
+    sink.appendSignedDecimal(e.timeNanoseconds)
+    sink.append(",\"interface\":")
     if e.interface < interfaceFields.count {
-      s.buffer.append(contentsOf: interfaceFields[e.interface])
+      sink.append(bytes: interfaceFields[e.interface])
     } else {
-      s.append("\"if")
-      TextWriter.decimal(UInt64(e.interface), into: &s.buffer)
-      s.append("\"")
+      sink.append("\"if")
+      sink.appendDecimal(UInt64(e.interface))
+      sink.append("\"")
     }
-    s.append(",\"src\":\"")
-    e.source.write(into: &s.buffer)
-    s.append("\",\"dst\":\"")
-    e.destination.write(into: &s.buffer)
-    s.append("\",\"kind\":\"")
+    sink.append(",\"src\":\"")
+    sink.appendEndpoint(e.source)
+    sink.append("\",\"dst\":\"")
+    sink.appendEndpoint(e.destination)
+    sink.append("\",\"kind\":\"")
     switch e.kind {
-    case .tcp: s.append("tcp\"")
-    case .clc: s.append("clc\"")
-    case .cdc: s.append("cdc\"")
-    case .data: s.append("data\"")
-    case .llc: s.append("llc\"")
+    case .tcp: sink.append("tcp\"")
+    case .clc: sink.append("clc\"")
+    case .cdc: sink.append("cdc\"")
+    case .data: sink.append("data\"")
+    case .llc: sink.append("llc\"")
     }
     switch e.direction {
-    case .inbound: s.append(",\"direction\":\"in\"")
-    case .outbound: s.append(",\"direction\":\"out\"")
+    case .inbound: sink.append(",\"direction\":\"in\"")
+    case .outbound: sink.append(",\"direction\":\"out\"")
     case .unknown: break
     }
     switch e.kind {
     case .tcp:
       if let tcp = e.tcp {
-        s.append(",\"flags\":\"")
-        s.append(tcp.flags.letters)
-        s.append("\",\"seq\":")
-        TextWriter.decimal(UInt64(tcp.sequence), into: &s.buffer)
-        s.append(",\"ack\":")
-        TextWriter.decimal(UInt64(tcp.acknowledgment), into: &s.buffer)
-        s.append(",\"payload_length\":")
-        TextWriter.decimal(UInt64(e.tcpPayloadLength), into: &s.buffer)
-        s.append(tcp.smcOption ? ",\"smc_option\":true" : ",\"smc_option\":false")
+        sink.append(",\"flags\":\"")
+        sink.append(bytes: Self.flagLetters[Int(tcp.flags.rawValue & 0xFF)])
+        sink.append("\",\"seq\":")
+        sink.appendDecimal(UInt64(tcp.sequence))
+        sink.append(",\"ack\":")
+        sink.appendDecimal(UInt64(tcp.acknowledgment))
+        sink.append(",\"payload_length\":")
+        sink.appendDecimal(UInt64(e.tcpPayloadLength))
+        sink.append(tcp.smcOption ? ",\"smc_option\":true" : ",\"smc_option\":false")
       }
     case .clc:
       if let m = e.clc { renderCLC(m) }
@@ -78,139 +77,137 @@ public struct DecodeJSONRenderer {
       if let c = e.cdc {
         renderCDC(c)
       } else if let mode = e.mode {
-        s.append(mode == .smcR ? ",\"mode\":\"R\"" : ",\"mode\":\"D\"")
+        sink.append(mode == .smcR ? ",\"mode\":\"R\"" : ",\"mode\":\"D\"")
       }
     case .data:
       if let mode = e.mode {
-        s.append(mode == .smcR ? ",\"mode\":\"R\"" : ",\"mode\":\"D\"")
+        sink.append(mode == .smcR ? ",\"mode\":\"R\"" : ",\"mode\":\"D\"")
       } else {
-        s.append(",\"mode\":null")
+        sink.append(",\"mode\":null")
       }
-      s.append(",\"length\":")
+      sink.append(",\"length\":")
       if let length = e.dataLength {
-        TextWriter.decimal(UInt64(length), into: &s.buffer)
+        sink.appendDecimal(UInt64(length))
       } else {
-        s.append("null")
+        sink.append("null")
       }
     case .llc:
       if let l = e.llc {
-        s.append(",\"llc_type\":")
-        s.appendJSONString(l.name)
-        s.append(l.isResponse ? ",\"response\":true" : ",\"response\":false")
+        sink.append(",\"llc_type\":")
+        sink.appendJSONString(l.name)
+        sink.append(l.isResponse ? ",\"response\":true" : ",\"response\":false")
       }
     }
     if let note = e.note {
-      s.append(",\"note\":")
-      s.appendJSONString(note)
+      sink.append(",\"note\":")
+      sink.appendJSONString(note)
     }
-    s.append("}\n")
-    s.flushIfNeeded()
+    sink.append("}\n")
+    sink.flushIfNeeded()
   }
 
-  private func renderCLC(_ m: CLCMessage) {
-    let s = sink
-    s.append(",\"clc_type\":\"")
-    s.append(m.kind.name)
-    s.append("\",\"clc_version\":")
-    TextWriter.decimal(UInt64(m.version), into: &s.buffer)
-    s.append(",\"clc_path\":\"")
-    s.append(m.path.letter)
-    s.append("\"")
+  private mutating func renderCLC(_ m: CLCMessage) {
+    sink.append(",\"clc_type\":\"")
+    sink.append(string: m.kind.name)
+    sink.append("\",\"clc_version\":")
+    sink.appendDecimal(UInt64(m.version))
+    sink.append(",\"clc_path\":\"")
+    sink.append(string: m.path.letter)
+    sink.append("\"")
     if m.kind == .proposal && m.version >= 2 {
-      s.append(",\"clc_path_v2\":\"")
-      s.append(m.pathV2.letter)
-      s.append("\"")
+      sink.append(",\"clc_path_v2\":\"")
+      sink.append(string: m.pathV2.letter)
+      sink.append("\"")
     }
-    s.append(",\"eyecatcher\":\"")
-    s.append(m.eyecatcherIsSMCD ? "SMCD\"" : "SMCR\"")
-    s.append(",\"length\":")
-    TextWriter.decimal(UInt64(m.length), into: &s.buffer)
-    s.append(m.firstContact ? ",\"first_contact\":true" : ",\"first_contact\":false")
+    sink.append(",\"eyecatcher\":\"")
+    sink.append(m.eyecatcherIsSMCD ? "SMCD\"" : "SMCR\"")
+    sink.append(",\"length\":")
+    sink.appendDecimal(UInt64(m.length))
+    sink.append(m.firstContact ? ",\"first_contact\":true" : ",\"first_contact\":false")
     if let peer = m.peerID {
-      s.append(",\"peer_id\":\"")
-      TextWriter.hex(peer, minimumDigits: 16, into: &s.buffer)
-      s.append("\"")
+      sink.append(",\"peer_id\":\"")
+      sink.appendHex(peer, minimumDigits: 16)
+      sink.append("\"")
     }
     if let token = m.alertToken {
-      s.append(",\"alert_token\":")
-      TextWriter.decimal(UInt64(token), into: &s.buffer)
+      sink.append(",\"alert_token\":")
+      sink.appendDecimal(UInt64(token))
     }
     if let qp = m.qpNumber {
-      s.append(",\"qp_number\":")
-      TextWriter.decimal(UInt64(qp), into: &s.buffer)
+      sink.append(",\"qp_number\":")
+      sink.appendDecimal(UInt64(qp))
     }
     if m.rmbeSizeCode != nil, let size = m.bufferSize {
-      s.append(",\"rmbe_size\":")
-      TextWriter.decimal(UInt64(size), into: &s.buffer)
+      sink.append(",\"rmbe_size\":")
+      sink.appendDecimal(UInt64(size))
     }
     if let gid = m.ismGID {
-      s.append(",\"ism_gid\":\"")
-      TextWriter.hex(gid, minimumDigits: 16, into: &s.buffer)
-      s.append("\"")
+      sink.append(",\"ism_gid\":\"")
+      sink.appendHex(gid, minimumDigits: 16)
+      sink.append("\"")
     }
     if let token = m.dmbToken {
-      s.append(",\"dmb_token\":\"")
-      TextWriter.hex(token, minimumDigits: 16, into: &s.buffer)
-      s.append("\"")
+      sink.append(",\"dmb_token\":\"")
+      sink.appendHex(token, minimumDigits: 16)
+      sink.append("\"")
     }
     if m.dmbeSizeCode != nil, let size = m.bufferSize {
-      s.append(",\"dmbe_size\":")
-      TextWriter.decimal(UInt64(size), into: &s.buffer)
+      sink.append(",\"dmbe_size\":")
+      sink.appendDecimal(UInt64(size))
     }
     if let code = m.diagnosis {
-      s.append(",\"decline_code\":\"0x")
-      TextWriter.hex(UInt64(code), minimumDigits: 8, into: &s.buffer)
-      s.append("\",\"decline_reason\":\"")
-      s.append(DeclineReason.name(code))
-      s.append("\"")
-      s.append(m.firstContact ? ",\"out_of_sync\":true" : ",\"out_of_sync\":false")
+      sink.append(",\"decline_code\":\"0x")
+      sink.appendHex(UInt64(code), minimumDigits: 8)
+      sink.append("\",\"decline_reason\":\"")
+      sink.append(string: DeclineReason.name(code))
+      sink.append("\"")
+      sink.append(m.firstContact ? ",\"out_of_sync\":true" : ",\"out_of_sync\":false")
     }
   }
 
-  private func renderCDC(_ c: CDCMessage) {
-    let s = sink
-    s.append(c.mode == .smcR ? ",\"mode\":\"R\"" : ",\"mode\":\"D\"")
+  private mutating func renderCDC(_ c: CDCMessage) {
+    sink.append(c.mode == .smcR ? ",\"mode\":\"R\"" : ",\"mode\":\"D\"")
     if let seq = c.sequenceNumber {
-      s.append(",\"seqno\":")
-      TextWriter.decimal(UInt64(seq), into: &s.buffer)
+      sink.append(",\"seqno\":")
+      sink.appendDecimal(UInt64(seq))
     }
     if let token = c.token {
-      s.append(",\"token\":")
-      TextWriter.decimal(UInt64(token), into: &s.buffer)
+      sink.append(",\"token\":")
+      sink.appendDecimal(UInt64(token))
     }
-    s.append(",\"prod_wrap\":")
-    TextWriter.decimal(UInt64(c.producer.wrap), into: &s.buffer)
-    s.append(",\"prod_count\":")
-    TextWriter.decimal(UInt64(c.producer.count), into: &s.buffer)
-    s.append(",\"cons_wrap\":")
-    TextWriter.decimal(UInt64(c.consumer.wrap), into: &s.buffer)
-    s.append(",\"cons_count\":")
-    TextWriter.decimal(UInt64(c.consumer.count), into: &s.buffer)
-    s.append(",\"flags\":[")
+    sink.append(",\"prod_wrap\":")
+    sink.appendDecimal(UInt64(c.producer.wrap))
+    sink.append(",\"prod_count\":")
+    sink.appendDecimal(UInt64(c.producer.count))
+    sink.append(",\"cons_wrap\":")
+    sink.appendDecimal(UInt64(c.consumer.wrap))
+    sink.append(",\"cons_count\":")
+    sink.appendDecimal(UInt64(c.consumer.count))
+    sink.append(",\"flags\":[")
     var first = true
     for (flag, name) in CDCProducerFlags.namesInOrder where c.producerFlags.contains(flag) {
-      if !first { s.append(",") }
+      if !first { sink.append(",") }
       first = false
-      s.append("\"")
-      s.append(name)
-      s.append("\"")
+      sink.append("\"")
+      sink.append(string: name)
+      sink.append("\"")
     }
-    s.append("],\"conn_state\":[")
+    sink.append("],\"conn_state\":[")
     first = true
     for (flag, name) in CDCConnectionState.namesInOrder where c.connectionState.contains(flag) {
-      if !first { s.append(",") }
+      if !first { sink.append(",") }
       first = false
-      s.append("\"")
-      s.append(name)
-      s.append("\"")
+      sink.append("\"")
+      sink.append(string: name)
+      sink.append("\"")
     }
-    s.append("]")
+    sink.append("]")
   }
 }
 
 /// Renders `smcpair decode` events as a readable table, one line per event.
 public struct DecodeTableRenderer {
-  public let sink: OutputSink
+  public var sink: OutputSink
   private var interfaceNames: [String] = []
   private var currentDay: (Int, Int, Int)?
   private let color: Bool
@@ -224,44 +221,45 @@ public struct DecodeTableRenderer {
 
   public mutating func header(file: String) {
     sink.append("== ")
-    sink.append(file)
+    sink.append(string: file)
     sink.append("\n")
     sink.append(
       "TIME (UTC)          IFACE          SRC -> DST                                   KIND  DETAILS\n")
   }
 
   public mutating func render(_ e: SMCEvent) {
-    let s = sink
     let time = UTCTime(epochNanoseconds: e.timeNanoseconds)
     if currentDay == nil || currentDay! != (time.year, time.month, time.day) {
       currentDay = (time.year, time.month, time.day)
-      s.append("-- ")
-      s.append(time.date)
-      s.append("\n")
+      sink.append("-- ")
+      sink.append(string: time.date)
+      sink.append("\n")
     }
-    time.writeTimeOfDay(into: &s.buffer)
-    s.append(" ")
+    var clock: [UInt8] = []
+    time.writeTimeOfDay(into: &clock)
+    sink.append(bytes: clock)
+    sink.append(" ")
     let name = e.interface < interfaceNames.count ? interfaceNames[e.interface] : "if\(e.interface)"
     pad(name, 14)
     var route: [UInt8] = []
     e.source.write(into: &route)
     route.append(contentsOf: " -> ".utf8)
     e.destination.write(into: &route)
-    s.buffer.append(contentsOf: route)
-    for _ in route.count..<max(route.count, 44) { s.buffer.append(0x20) }
-    s.append(" ")
+    sink.append(bytes: route)
+    for _ in route.count..<max(route.count, 44) { sink.append(byte: 0x20) }
+    sink.append(" ")
     pad(e.kind.rawValue, 5)
-    s.append(" ")
-    s.append(details(e))
-    s.append("\n")
-    s.flushIfNeeded()
+    sink.append(" ")
+    sink.append(string: details(e))
+    sink.append("\n")
+    sink.flushIfNeeded()
   }
 
-  private func pad(_ text: String, _ width: Int) {
-    sink.append(text)
+  private mutating func pad(_ text: String, _ width: Int) {
+    sink.append(string: text)
     let count = text.utf8.count
-    for _ in count..<max(count, width) { sink.buffer.append(0x20) }
-    if count >= width { sink.buffer.append(0x20) }
+    for _ in count..<max(count, width) { sink.append(byte: 0x20) }
+    if count >= width { sink.append(byte: 0x20) }
   }
 
   func details(_ e: SMCEvent) -> String {

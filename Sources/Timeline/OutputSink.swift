@@ -1,3 +1,5 @@
+import SMCWire
+
 #if canImport(Glibc)
   import Glibc
 #elseif canImport(Darwin)
@@ -5,55 +7,182 @@
 #endif
 
 /// Buffered output to a file descriptor, written in large chunks.
-public final class OutputSink {
+///
+/// A struct over a fixed raw buffer, so that renderers own it and appends are plain memory
+/// writes: no array growth checks, no uniqueness checks, no dynamic exclusivity checks. One
+/// owner at a time (copies share the buffer).
+public struct OutputSink {
+  final class Storage {
+    let base: UnsafeMutablePointer<UInt8>
+    let capacity: Int
+    init(capacity: Int) {
+      self.capacity = capacity
+      base = .allocate(capacity: capacity)
+    }
+    deinit { base.deallocate() }
+  }
+
   public let fd: Int32
-  public var buffer: [UInt8] = []
+  private let storage: Storage
+  private let base: UnsafeMutablePointer<UInt8>
+  private let capacity: Int
   private let limit: Int
+  private var count = 0
   /// Set when a write failed (e.g. the reader of a pipe went away); output is then dropped.
   public private(set) var failed = false
 
+  /// `fd` -1 collects bytes without writing (see `bytes`).
   public init(fd: Int32, bufferSize: Int = 1 << 20) {
     self.fd = fd
     limit = bufferSize
-    buffer.reserveCapacity(bufferSize + 4096)
+    capacity = bufferSize + (64 << 10)
+    storage = Storage(capacity: capacity)
+    base = storage.base
   }
 
-  deinit { flush() }
+  /// The bytes not yet written.
+  public var bytes: [UInt8] { Array(UnsafeBufferPointer(start: base, count: count)) }
 
   @inline(__always)
-  public func flushIfNeeded() {
-    if buffer.count >= limit { flush() }
+  public mutating func flushIfNeeded() {
+    if count >= limit { flush() }
   }
 
-  public func flush() {
-    defer { buffer.removeAll(keepingCapacity: true) }
-    guard !failed, !buffer.isEmpty else { return }
-    buffer.withUnsafeBytes { raw in
-      var written = 0
-      while written < raw.count {
-        let n = write(fd, raw.baseAddress! + written, raw.count - written)
-        if n < 0 {
-          if errno == EINTR { continue }
-          failed = true
-          return
-        }
-        written += n
+  public mutating func flush() {
+    guard fd >= 0 else { return }
+    defer { count = 0 }
+    guard !failed, count > 0 else { return }
+    if !Self.writeAll(fd, UnsafeRawBufferPointer(start: base, count: count)) { failed = true }
+  }
+
+  static func writeAll(_ fd: Int32, _ raw: UnsafeRawBufferPointer) -> Bool {
+    var written = 0
+    while written < raw.count {
+      let n = write(fd, raw.baseAddress! + written, raw.count - written)
+      if n < 0 {
+        if errno == EINTR { continue }
+        return false
       }
+      written += n
+    }
+    return true
+  }
+
+  /// Makes room for `n` more bytes (flushing, or writing a huge run straight through).
+  @inline(__always)
+  private mutating func reserve(_ n: Int) -> Bool {
+    if count + n <= capacity { return true }
+    flush()
+    return count + n <= capacity
+  }
+
+  @inline(__always)
+  public mutating func append(raw: UnsafeRawBufferPointer) {
+    guard raw.count > 0 else { return }
+    if !reserve(raw.count) {
+      if fd >= 0 && !failed && !Self.writeAll(fd, raw) { failed = true }
+      return
+    }
+    (base + count).update(from: raw.baseAddress!.assumingMemoryBound(to: UInt8.self), count: raw.count)
+    count += raw.count
+  }
+
+  @inline(__always)
+  public mutating func append(_ text: StaticString) {
+    append(raw: UnsafeRawBufferPointer(start: text.utf8Start, count: text.utf8CodeUnitCount))
+  }
+
+  /// Appends a run-time string (literals use the faster `StaticString` overload).
+  public mutating func append(string text: String) {
+    var text = text
+    text.withUTF8 { append(raw: UnsafeRawBufferPointer($0)) }
+  }
+
+  @inline(__always)
+  public mutating func append(bytes: [UInt8]) {
+    bytes.withUnsafeBytes { append(raw: $0) }
+  }
+
+  @inline(__always)
+  public mutating func append(byte: UInt8) {
+    if reserve(1) {
+      base[count] = byte
+      count += 1
     }
   }
 
+  /// Decimal digits, two per division.
   @inline(__always)
-  public func append(_ text: StaticString) {
-    text.withUTF8Buffer { buffer.append(contentsOf: $0) }
+  public mutating func appendDecimal(_ value: UInt64) {
+    guard reserve(20) else { return }
+    if value < 10 {
+      base[count] = UInt8(truncatingIfNeeded: value) &+ 48
+      count += 1
+      return
+    }
+    var digits = 1
+    var probe = value
+    while probe >= 10 {
+      probe /= 10
+      digits += 1
+    }
+    var position = count + digits
+    var v = value
+    TextWriter.digitPairs.withUnsafeBufferPointer { pairs in
+      while v >= 100 {
+        let pair = Int(v % 100) &* 2
+        v /= 100
+        position -= 2
+        base[position] = pairs[pair]
+        base[position + 1] = pairs[pair + 1]
+      }
+      if v >= 10 {
+        let pair = Int(v) &* 2
+        base[position - 2] = pairs[pair]
+        base[position - 1] = pairs[pair + 1]
+      } else {
+        base[position - 1] = UInt8(truncatingIfNeeded: v) &+ 48
+      }
+    }
+    count += digits
   }
 
-  public func append(_ text: String) {
-    buffer.append(contentsOf: text.utf8)
+  public mutating func appendSignedDecimal(_ value: Int64) {
+    if value < 0 { append(byte: UInt8(ascii: "-")) }
+    appendDecimal(value.magnitude)
+  }
+
+  /// Lower-case hex, zero-padded to `minimumDigits`.
+  public mutating func appendHex(_ value: UInt64, minimumDigits: Int) {
+    var scratch: [UInt8] = []
+    TextWriter.hex(value, minimumDigits: minimumDigits, into: &scratch)
+    append(bytes: scratch)
+  }
+
+  /// `ip:port` (IPv4 without allocation) or `[ipv6]:port`.
+  public mutating func appendEndpoint(_ endpoint: Endpoint) {
+    let address = endpoint.address
+    if address.isIPv6 {
+      var scratch: [UInt8] = []
+      endpoint.write(into: &scratch)
+      append(bytes: scratch)
+      return
+    }
+    let v = address.ipv4
+    appendDecimal(UInt64(v >> 24))
+    append(byte: UInt8(ascii: "."))
+    appendDecimal(UInt64((v >> 16) & 0xFF))
+    append(byte: UInt8(ascii: "."))
+    appendDecimal(UInt64((v >> 8) & 0xFF))
+    append(byte: UInt8(ascii: "."))
+    appendDecimal(UInt64(v & 0xFF))
+    append(byte: UInt8(ascii: ":"))
+    appendDecimal(UInt64(endpoint.port))
   }
 
   /// Appends `text` as a JSON string literal, quotes included.
-  public func appendJSONString(_ text: String) {
-    buffer.append(UInt8(ascii: "\""))
+  public mutating func appendJSONString(_ text: String) {
+    append(byte: UInt8(ascii: "\""))
     for byte in text.utf8 {
       switch byte {
       case UInt8(ascii: "\""): append("\\\"")
@@ -63,15 +192,24 @@ public final class OutputSink {
       case 0x09: append("\\t")
       case 0..<0x20:
         append("\\u00")
-        buffer.append(hexDigit(byte >> 4))
-        buffer.append(hexDigit(byte & 0xF))
-      default: buffer.append(byte)
+        append(byte: Self.hexDigit(byte >> 4))
+        append(byte: Self.hexDigit(byte & 0xF))
+      default: append(byte: byte)
       }
     }
-    buffer.append(UInt8(ascii: "\""))
+    append(byte: UInt8(ascii: "\""))
   }
 
-  private func hexDigit(_ v: UInt8) -> UInt8 { v < 10 ? v + 48 : v + 87 }
+  /// Pads with spaces to `width` bytes after `start` bytes were written (at least one space).
+  public mutating func padTo(_ width: Int, from start: Int) {
+    let written = count - start
+    for _ in 0..<max(1, width - written) { append(byte: 0x20) }
+  }
+
+  /// Bytes written since creation of the current buffer (for column padding).
+  public var position: Int { count }
+
+  private static func hexDigit(_ v: UInt8) -> UInt8 { v < 10 ? v + 48 : v + 87 }
 }
 
 /// Writes `text` to standard error unbuffered.
