@@ -12,21 +12,21 @@ struct Decode: ParsableCommand {
   static let configuration = CommandConfiguration(
     abstract: "Show the SMC conversation in capture files: handshake, fallback reason, CDC and data records.",
     discussion: """
-      Reads pcap and pcapng files (Ethernet, Linux cooked SLL/SLL2 as written by 'tcpdump -i any',
-      raw IP), e.g. from smcdump-ex or tcpdump on the NIC and the SMC dump device. Prints one
-      line per SMC-relevant event, then a summary per file: connections (SMC-R, SMC-D, or
-      fallback to TCP with the reason) and the dump-header calibration.
+      Reads pcap and pcapng files (Ethernet, Linux cooked SLL/SLL2 as written by 'tcpdump -i any', raw IP), \
+      for example from smcdump-ex or from tcpdump on the NIC and the SMC dump device. Prints one line per \
+      SMC-relevant event, then a summary per file: connections (SMC-R, SMC-D, or fallback to TCP with the \
+      reason) and the dump-header calibration.
 
-      The SMC dump header's layout is not public: smcpair measures it from each file's CDC
-      records and reports what it found. If a file has no CDC records, pass --dump-header-len.
+      The SMC dump header's layout is not public: smcpair measures it from each file's CDC records and \
+      reports what it found. If a file has no CDC records, pass --dump-header-len.
 
-      Exit status: 0 decoded; 1 a file is missing or damaged (events before the damage are
-      still printed); 64 usage error.
+      Exit status: 0 decoded; 1 a file is missing or damaged (events before the damage are still \
+      printed); 64 usage error.
 
       Examples:
         smcpair decode client.pcapng
         smcpair decode --json smc.pcap > events.jsonl
-        tcpdump -i any -w both.pcap ... ; smcpair decode both.pcap
+        smcpair decode --dump-header-len 16 data-only.pcap
       """)
 
   @Argument(help: "Capture files (pcap or pcapng).")
@@ -97,7 +97,6 @@ struct Decode: ParsableCommand {
         } else {
           tableRenderer.sink.append("\n")
           tableRenderer.sink.append(string: text)
-          tableRenderer.sink.append("\n")
         }
       }
       jsonRenderer.sink.flush()

@@ -9,9 +9,8 @@ struct SMCPair: ParsableCommand {
     commandName: "smcpair",
     abstract: "Capture and analyse both sides of SMC (AF_SMC) connections.",
     discussion: """
-      SMC moves data through shared memory, so an ordinary capture shows only the TCP handshake.
-      smcpair decodes SMC dump-device captures (smcdump-ex, tcpdump -i any) down to CLC and
-      CDC messages.
+      SMC moves data through shared memory, so an ordinary capture shows only the TCP handshake. smcpair \
+      decodes SMC dump-device captures (smcdump-ex, tcpdump -i any) down to CLC and CDC messages.
 
       Start with:  smcpair decode capture.pcapng
       """,
