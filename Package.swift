@@ -60,7 +60,9 @@ let package = Package(
     .testTarget(
       name: "CoordinatorTests",
       // The executables are dependencies so that `swift test` builds them for the CLI tests.
-      dependencies: ["SMCWire", "CaptureFiles", "SMCSynthesis", "TestSupport", "Coordinator", "Synth"]
+      dependencies: [
+        "SMCWire", "CaptureFiles", "SMCSynthesis", "TestSupport", "Coordinator", "Synth", "Agent",
+      ]
     ),
   ],
   swiftLanguageModes: [.v6]

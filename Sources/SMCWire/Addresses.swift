@@ -218,11 +218,13 @@ public enum TextWriter {
     return pairs
   }()
 
-  @inlinable
-  public static func decimal(_ value: UInt64, into out: inout [UInt8]) {
+  /// Writes the decimal digits of `value` at `destination` (room for 20 bytes needed) and
+  /// returns how many were written. Two digits per division.
+  @inline(__always)
+  public static func writeDecimal(_ value: UInt64, to destination: UnsafeMutablePointer<UInt8>) -> Int {
     if value < 10 {
-      out.append(UInt8(truncatingIfNeeded: value) &+ 48)
-      return
+      destination[0] = UInt8(truncatingIfNeeded: value) &+ 48
+      return 1
     }
     var digits = 1
     var probe = value
@@ -230,31 +232,35 @@ public enum TextWriter {
       probe /= 10
       digits += 1
     }
-    let start = out.count
-    out.append(contentsOf: repeatElement(0, count: digits))
-    out.withUnsafeMutableBufferPointer { buffer in
-      digitPairs.withUnsafeBufferPointer { pairs in
-        var position = start + digits
-        var v = value
-        while v >= 100 {
-          let pair = Int(v % 100) &* 2
-          v /= 100
-          position -= 2
-          buffer[position] = pairs[pair]
-          buffer[position + 1] = pairs[pair + 1]
-        }
-        if v >= 10 {
-          let pair = Int(v) &* 2
-          buffer[position - 2] = pairs[pair]
-          buffer[position - 1] = pairs[pair + 1]
-        } else {
-          buffer[position - 1] = UInt8(truncatingIfNeeded: v) &+ 48
-        }
+    var position = digits
+    var v = value
+    digitPairs.withUnsafeBufferPointer { pairs in
+      while v >= 100 {
+        let pair = Int(v % 100) &* 2
+        v /= 100
+        position -= 2
+        destination[position] = pairs[pair]
+        destination[position + 1] = pairs[pair + 1]
       }
+      if v >= 10 {
+        let pair = Int(v) &* 2
+        destination[position - 2] = pairs[pair]
+        destination[position - 1] = pairs[pair + 1]
+      } else {
+        destination[position - 1] = UInt8(truncatingIfNeeded: v) &+ 48
+      }
+    }
+    return digits
+  }
+
+  public static func decimal(_ value: UInt64, into out: inout [UInt8]) {
+    var scratch: (UInt64, UInt64, UInt64) = (0, 0, 0)
+    withUnsafeMutableBytes(of: &scratch) { raw in
+      let count = writeDecimal(value, to: raw.baseAddress!.assumingMemoryBound(to: UInt8.self))
+      out.append(contentsOf: UnsafeRawBufferPointer(rebasing: raw[0..<count]))
     }
   }
 
-  @inlinable
   public static func signedDecimal(_ value: Int64, into out: inout [UInt8]) {
     if value < 0 {
       out.append(UInt8(ascii: "-"))

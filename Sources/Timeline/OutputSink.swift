@@ -111,40 +111,11 @@ public struct OutputSink {
     }
   }
 
-  /// Decimal digits, two per division.
+  /// Decimal digits, written straight into the buffer.
   @inline(__always)
   public mutating func appendDecimal(_ value: UInt64) {
     guard reserve(20) else { return }
-    if value < 10 {
-      base[count] = UInt8(truncatingIfNeeded: value) &+ 48
-      count += 1
-      return
-    }
-    var digits = 1
-    var probe = value
-    while probe >= 10 {
-      probe /= 10
-      digits += 1
-    }
-    var position = count + digits
-    var v = value
-    TextWriter.digitPairs.withUnsafeBufferPointer { pairs in
-      while v >= 100 {
-        let pair = Int(v % 100) &* 2
-        v /= 100
-        position -= 2
-        base[position] = pairs[pair]
-        base[position + 1] = pairs[pair + 1]
-      }
-      if v >= 10 {
-        let pair = Int(v) &* 2
-        base[position - 2] = pairs[pair]
-        base[position - 1] = pairs[pair + 1]
-      } else {
-        base[position - 1] = UInt8(truncatingIfNeeded: v) &+ 48
-      }
-    }
-    count += digits
+    count += TextWriter.writeDecimal(value, to: base + count)
   }
 
   public mutating func appendSignedDecimal(_ value: Int64) {
