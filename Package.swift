@@ -12,7 +12,8 @@ let package = Package(
     .library(name: "SMCWire", targets: ["SMCWire"]),
   ],
   dependencies: [
-    .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2")
+    .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+    .package(url: "https://github.com/jpsim/Yams", from: "6.2.2"),
   ],
   targets: [
     // C wrappers: module maps and shims only.
@@ -27,10 +28,21 @@ let package = Package(
       providers: [.apt(["libpcap-dev"])]
     ),
 
+    // Linux declarations Swift's Glibc module does not show (AF_PACKET).
+    .target(name: "CLinuxNet"),
+
     // Pure Swift libraries.
     .target(name: "CaptureFiles"),
     .target(name: "SMCWire", dependencies: ["CaptureFiles"]),
     .target(name: "Timeline", dependencies: ["SMCWire", "CaptureFiles"]),
+    // Runs programs by argument vector with a clean signal mask (no Foundation).
+    .target(name: "ChildProcess"),
+    .target(name: "Inventory", dependencies: [.product(name: "Yams", package: "Yams")]),
+    // Network-namespace lab and SMC peer emulator.
+    .target(
+      name: "Lab",
+      dependencies: ["ChildProcess", "Inventory", "SMCWire", "SMCSynthesis", "CaptureFiles", "CLinuxNet"]
+    ),
     // Kernel-faithful synthetic SMC conversations (fixtures, benchmark input, lab emulator).
     .target(name: "SMCSynthesis", dependencies: ["SMCWire", "CaptureFiles"]),
 
@@ -38,7 +50,7 @@ let package = Package(
     .executableTarget(
       name: "Coordinator",
       dependencies: [
-        "CaptureFiles", "SMCWire", "Timeline",
+        "CaptureFiles", "SMCWire", "Timeline", "Lab", "Inventory",
         .product(name: "ArgumentParser", package: "swift-argument-parser"),
       ]
     ),
@@ -57,6 +69,10 @@ let package = Package(
       path: "Tests/TestSupport"),
     .testTarget(name: "CaptureFilesTests", dependencies: ["CaptureFiles", "TestSupport"]),
     .testTarget(name: "SMCWireTests", dependencies: ["SMCWire", "CaptureFiles", "TestSupport"]),
+    .testTarget(
+      name: "LabTests",
+      dependencies: ["SMCWire", "CaptureFiles", "TestSupport", "Inventory", "Coordinator", "Agent"]
+    ),
     .testTarget(
       name: "CoordinatorTests",
       // The executables are dependencies so that `swift test` builds them for the CLI tests.

@@ -1,0 +1,153 @@
+/// How commands on a host get root privileges.
+public enum Become: String, Sendable, Equatable, CaseIterable {
+  /// `sudo -n` (never a password prompt).
+  case sudo
+  /// Already root, or capture privileges granted otherwise.
+  case none
+}
+
+/// What to do about the SMC dump device on a host.
+public enum SMCDumpSetting: Sendable, Equatable, CustomStringConvertible {
+  /// Use the kernel's dump if it has it; capture the NIC only otherwise.
+  case auto
+  /// Missing dump support is an error.
+  case required
+  /// Capture the NIC only.
+  case off
+  /// Capture this existing device (for example the lab's stand-in).
+  case device(String)
+
+  public init(_ text: String) {
+    switch text {
+    case "auto": self = .auto
+    case "required": self = .required
+    case "off": self = .off
+    default: self = .device(text)
+    }
+  }
+
+  public var description: String {
+    switch self {
+    case .auto: "auto"
+    case .required: "required"
+    case .off: "off"
+    case .device(let name): name
+    }
+  }
+}
+
+/// One host of an inventory, with defaults applied.
+public struct InventoryHost: Sendable, Equatable {
+  public var name: String
+  public var address: String
+  public var port: Int
+  public var user: String
+  /// Absolute path of the private key file, if one is named.
+  public var identity: String?
+  /// Absolute path of the known_hosts file to check host keys against, if named.
+  public var knownHosts: String?
+  /// Name of another inventory host (or an `ssh://` target) to jump through.
+  public var jump: String?
+  public var become: Become
+  public var nics: [String]
+  public var smcDump: SMCDumpSetting
+  /// Where the agent lives (or is deployed to) on the host.
+  public var agentPath: String
+  /// File and line where the host is defined.
+  public var location: SourceLocation
+
+  public init(
+    name: String, address: String, port: Int = 22, user: String = "root", identity: String? = nil,
+    knownHosts: String? = nil, jump: String? = nil, become: Become = .none, nics: [String] = ["eth0"],
+    smcDump: SMCDumpSetting = .auto, agentPath: String = Inventory.defaultAgentPath,
+    location: SourceLocation = SourceLocation(file: "-", line: 0, column: 0)
+  ) {
+    self.name = name
+    self.address = address
+    self.port = port
+    self.user = user
+    self.identity = identity
+    self.knownHosts = knownHosts
+    self.jump = jump
+    self.become = become
+    self.nics = nics
+    self.smcDump = smcDump
+    self.agentPath = agentPath
+    self.location = location
+  }
+}
+
+/// A client/server pair to capture.
+public struct InventoryPair: Sendable, Equatable {
+  public var name: String
+  public var client: String
+  public var server: String
+  /// BPF filter for both sides; nil means the capture default.
+  public var filter: String?
+  /// Interfaces to capture instead of the hosts' `nics`.
+  public var interfaces: [String]?
+  public var location: SourceLocation
+
+  public init(
+    name: String, client: String, server: String, filter: String? = nil, interfaces: [String]? = nil,
+    location: SourceLocation = SourceLocation(file: "-", line: 0, column: 0)
+  ) {
+    self.name = name
+    self.client = client
+    self.server = server
+    self.filter = filter
+    self.interfaces = interfaces
+    self.location = location
+  }
+}
+
+/// A parsed, validated inventory.
+public struct Inventory: Sendable, Equatable {
+  /// The file it came from (absolute), or a label for inventories built in memory.
+  public var path: String
+  public var hosts: [InventoryHost]
+  public var groups: [String: [String]]
+  public var pairs: [InventoryPair]
+
+  public init(
+    path: String, hosts: [InventoryHost], groups: [String: [String]] = [:], pairs: [InventoryPair] = []
+  ) {
+    self.path = path
+    self.hosts = hosts
+    self.groups = groups
+    self.pairs = pairs
+  }
+
+  public func host(_ name: String) -> InventoryHost? { hosts.first { $0.name == name } }
+  public func pair(_ name: String) -> InventoryPair? { pairs.first { $0.name == name } }
+
+  public static let defaultAgentPath = "/usr/local/bin/smcpair-agent"
+}
+
+/// A position in an inventory file.
+public struct SourceLocation: Sendable, Equatable, CustomStringConvertible {
+  public var file: String
+  public var line: Int
+  public var column: Int
+
+  public init(file: String, line: Int, column: Int) {
+    self.file = file
+    self.line = line
+    self.column = column
+  }
+
+  public var description: String { "\(file):\(line):\(column)" }
+}
+
+/// An inventory that cannot be used, with where and what to write instead.
+public struct InventoryError: Error, CustomStringConvertible, Sendable, Equatable {
+  public var location: SourceLocation
+  public var message: String
+
+  public init(_ location: SourceLocation, _ message: String) {
+    self.location = location
+    self.message = message
+  }
+
+  public var description: String { "\(location): \(message)" }
+}

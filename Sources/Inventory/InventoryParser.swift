@@ -1,0 +1,322 @@
+import Foundation
+import Yams
+
+/// Reads the smcpair inventory format (YAML with `defaults`, `hosts`, `groups`, `pairs`).
+/// See docs/inventory.md.
+public enum InventoryParser {
+  static let topKeys = ["defaults", "hosts", "groups", "pairs"]
+  static let hostKeys = [
+    "address", "port", "user", "identity", "known_hosts", "jump", "become", "nic", "nics", "smc_dump",
+    "agent",
+  ]
+  static let pairKeys = ["client", "server", "filter", "interfaces"]
+
+  /// Parses the file at `path`. Relative paths inside it are relative to its folder.
+  public static func load(path: String) throws(InventoryError) -> Inventory {
+    let absolute = path.hasPrefix("/") ? path : FileManager.default.currentDirectoryPath + "/" + path
+    guard let data = FileManager.default.contents(atPath: absolute) else {
+      throw InventoryError(
+        SourceLocation(file: path, line: 0, column: 0),
+        "cannot read the inventory file (missing or unreadable)")
+    }
+    guard let text = String(data: data, encoding: .utf8) else {
+      throw InventoryError(SourceLocation(file: path, line: 1, column: 1), "the inventory is not UTF-8 text")
+    }
+    return try parse(text, file: path, baseDirectory: (absolute as NSString).deletingLastPathComponent)
+  }
+
+  /// Parses inventory text; `file` labels locations in errors.
+  public static func parse(_ text: String, file: String, baseDirectory: String) throws(InventoryError)
+    -> Inventory
+  {
+    let root: Node
+    do {
+      guard let node = try Yams.compose(yaml: text) else {
+        throw InventoryError(
+          SourceLocation(file: file, line: 1, column: 1),
+          "the inventory is empty; it needs at least a 'hosts:' mapping (see docs/inventory.md)")
+      }
+      root = node
+    } catch let error as InventoryError {
+      throw error
+    } catch {
+      throw yamlError(error, file: file)
+    }
+    var parser = Walker(file: file, base: baseDirectory)
+    return try parser.inventory(root)
+  }
+
+  static func yamlError(_ error: Error, file: String) -> InventoryError {
+    if let yaml = error as? YamlError {
+      switch yaml {
+      case .scanner(let context, let problem, let mark, _):
+        return InventoryError(
+          SourceLocation(file: file, line: mark.line, column: mark.column),
+          "YAML syntax error: \(problem)\(context.map { " \($0.text)" } ?? "")")
+      case .parser(let context, let problem, let mark, _):
+        return InventoryError(
+          SourceLocation(file: file, line: mark.line, column: mark.column),
+          "YAML syntax error: \(problem)\(context.map { " \($0.text)" } ?? "")")
+      case .composer(let context, let problem, let mark, _):
+        return InventoryError(
+          SourceLocation(file: file, line: mark.line, column: mark.column),
+          "YAML error: \(problem)\(context.map { " \($0.text)" } ?? "")")
+      default:
+        break
+      }
+    }
+    return InventoryError(SourceLocation(file: file, line: 1, column: 1), "YAML error: \(error)")
+  }
+}
+
+/// Walks the YAML node tree, checking every key and value.
+struct Walker {
+  let file: String
+  let base: String
+
+  func location(_ node: Node) -> SourceLocation {
+    SourceLocation(file: file, line: node.mark?.line ?? 0, column: node.mark?.column ?? 0)
+  }
+
+  func fail(_ node: Node, _ message: String) -> InventoryError {
+    InventoryError(location(node), message)
+  }
+
+  /// The entries of a mapping as (key text, key node, value node), rejecting duplicates and
+  /// keys not in `allowed`.
+  func entries(_ node: Node, what: String, allowed: [String]?) throws(InventoryError) -> [(
+    String, Node, Node
+  )] {
+    guard case .mapping(let mapping) = node else {
+      throw fail(node, "\(what) must be a mapping (key: value lines)")
+    }
+    var seen: [String: Node] = [:]
+    var out: [(String, Node, Node)] = []
+    for (key, value) in mapping {
+      guard case .scalar(let scalar) = key else { throw fail(key, "keys in \(what) must be plain names") }
+      let name = scalar.string
+      if let first = seen[name] {
+        throw fail(
+          key, "'\(name)' appears twice in \(what) (first at line \(first.mark?.line ?? 0)); keep one")
+      }
+      if let allowed, !allowed.contains(name) {
+        throw fail(
+          key,
+          "unknown key '\(name)' in \(what)\(Self.suggestion(name, allowed)); allowed: \(allowed.joined(separator: ", "))"
+        )
+      }
+      seen[name] = key
+      out.append((name, key, value))
+    }
+    return out
+  }
+
+  static func suggestion(_ word: String, _ candidates: [String]) -> String {
+    let best = candidates.min { distance(word, $0) < distance(word, $1) }
+    if let best, distance(word, best) <= 2 { return " (did you mean '\(best)'?)" }
+    return ""
+  }
+
+  static func distance(_ a: String, _ b: String) -> Int {
+    let a = Array(a)
+    let b = Array(b)
+    var row = Array(0...b.count)
+    for i in 1...max(a.count, 1) where !a.isEmpty {
+      var previous = row[0]
+      row[0] = i
+      for j in 1...max(b.count, 1) where !b.isEmpty {
+        let current = row[j]
+        row[j] = min(row[j] + 1, row[j - 1] + 1, previous + (a[i - 1] == b[j - 1] ? 0 : 1))
+        previous = current
+      }
+    }
+    return row[b.count]
+  }
+
+  func string(_ node: Node, _ what: String) throws(InventoryError) -> String {
+    guard case .scalar(let scalar) = node, !scalar.string.isEmpty else {
+      throw fail(node, "\(what) must be a non-empty text value")
+    }
+    return scalar.string
+  }
+
+  func int(_ node: Node, _ what: String, range: ClosedRange<Int>) throws(InventoryError) -> Int {
+    guard case .scalar(let scalar) = node, let value = Int(scalar.string), range.contains(value) else {
+      throw fail(node, "\(what) must be a whole number from \(range.lowerBound) to \(range.upperBound)")
+    }
+    return value
+  }
+
+  func list(_ node: Node, _ what: String) throws(InventoryError) -> [(String, Node)] {
+    switch node {
+    case .scalar(let scalar) where !scalar.string.isEmpty:
+      return [(scalar.string, node)]
+    case .sequence(let sequence):
+      var out: [(String, Node)] = []
+      for item in sequence { out.append((try string(item, "each entry of \(what)"), item)) }
+      return out
+    default:
+      throw fail(node, "\(what) must be a name or a list of names, e.g. [eth0, eth1]")
+    }
+  }
+
+  func path(_ text: String) -> String {
+    if text.hasPrefix("/") { return text }
+    if text.hasPrefix("~/"), let home = ProcessInfo.processInfo.environment["HOME"] {
+      return home + text.dropFirst(1)
+    }
+    return (base as NSString).appendingPathComponent(text)
+  }
+
+  struct Settings {
+    var port = 22
+    var user = "root"
+    var identity: String?
+    var knownHosts: String?
+    var jump: String?
+    var become = Become.none
+    var nics = ["eth0"]
+    var smcDump = SMCDumpSetting.auto
+    var agent = Inventory.defaultAgentPath
+    var address: String?
+  }
+
+  func settings(_ node: Node, into settings: inout Settings, what: String, allowAddress: Bool)
+    throws(InventoryError)
+  {
+    for (key, keyNode, value) in try entries(
+      node, what: what,
+      allowed: allowAddress ? InventoryParser.hostKeys : InventoryParser.hostKeys.filter { $0 != "address" })
+    {
+      _ = keyNode
+      switch key {
+      case "address": settings.address = try string(value, "address")
+      case "port": settings.port = try int(value, "port", range: 1...65535)
+      case "user": settings.user = try string(value, "user")
+      case "identity": settings.identity = path(try string(value, "identity"))
+      case "known_hosts": settings.knownHosts = path(try string(value, "known_hosts"))
+      case "jump": settings.jump = try string(value, "jump")
+      case "become":
+        let text = try string(value, "become")
+        guard let become = Become(rawValue: text) else {
+          throw fail(value, "become must be 'sudo' or 'none', not '\(text)'")
+        }
+        settings.become = become
+      case "nic", "nics":
+        settings.nics = try list(value, key).map(\.0)
+      case "smc_dump":
+        settings.smcDump = SMCDumpSetting(try string(value, "smc_dump"))
+      case "agent": settings.agent = try string(value, "agent")
+      default: break
+      }
+    }
+  }
+
+  static func namePattern(_ name: String) -> Bool {
+    !name.isEmpty && name.count <= 64
+      && name.allSatisfy { $0.isLetter || $0.isNumber || $0 == "-" || $0 == "_" || $0 == "." }
+  }
+
+  mutating func inventory(_ root: Node) throws(InventoryError) -> Inventory {
+    var defaults = Settings()
+    var hostNodes: Node?
+    var groupNodes: Node?
+    var pairNodes: Node?
+    for (key, _, value) in try entries(root, what: "the inventory", allowed: InventoryParser.topKeys) {
+      switch key {
+      case "defaults": try settings(value, into: &defaults, what: "defaults", allowAddress: false)
+      case "hosts": hostNodes = value
+      case "groups": groupNodes = value
+      case "pairs": pairNodes = value
+      default: break
+      }
+    }
+    guard let hostNodes else {
+      throw fail(
+        root, "the inventory has no 'hosts:' mapping; add one host per entry (see docs/inventory.md)")
+    }
+    var hosts: [InventoryHost] = []
+    for (name, keyNode, value) in try entries(hostNodes, what: "hosts", allowed: nil) {
+      guard Self.namePattern(name) else {
+        throw fail(keyNode, "host name '\(name)' may use letters, digits, '-', '_' and '.' only")
+      }
+      var settings = defaults
+      settings.address = nil
+      if case .scalar(let scalar) = value, scalar.string.isEmpty {
+        // "h1:" with nothing after it: the name is the address.
+      } else {
+        try self.settings(value, into: &settings, what: "host '\(name)'", allowAddress: true)
+      }
+      hosts.append(
+        InventoryHost(
+          name: name, address: settings.address ?? name, port: settings.port, user: settings.user,
+          identity: settings.identity, knownHosts: settings.knownHosts, jump: settings.jump,
+          become: settings.become,
+          nics: settings.nics, smcDump: settings.smcDump, agentPath: settings.agent,
+          location: location(keyNode)))
+    }
+    if hosts.isEmpty {
+      throw fail(hostNodes, "'hosts:' is empty; name at least two hosts (a client and a server)")
+    }
+    let names = Set(hosts.map(\.name))
+    for host in hosts {
+      if let jump = host.jump, !jump.hasPrefix("ssh://"), !names.contains(jump) {
+        throw InventoryError(
+          host.location,
+          "host '\(host.name)' jumps through '\(jump)', which is not a host in this inventory\(Self.suggestion(jump, Array(names))); name an inventory host or an ssh://user@host:port target"
+        )
+      }
+    }
+    var groups: [String: [String]] = [:]
+    if let groupNodes {
+      for (name, _, value) in try entries(groupNodes, what: "groups", allowed: nil) {
+        var members: [String] = []
+        for (member, node) in try list(value, "group '\(name)'") {
+          guard names.contains(member) else {
+            throw fail(
+              node,
+              "group '\(name)' names '\(member)', which is not a host\(Self.suggestion(member, Array(names)))"
+            )
+          }
+          members.append(member)
+        }
+        groups[name] = members
+      }
+    }
+    var pairs: [InventoryPair] = []
+    if let pairNodes {
+      for (name, keyNode, value) in try entries(pairNodes, what: "pairs", allowed: nil) {
+        var client: String?
+        var server: String?
+        var filter: String?
+        var interfaces: [String]?
+        for (key, _, field) in try entries(value, what: "pair '\(name)'", allowed: InventoryParser.pairKeys) {
+          switch key {
+          case "client", "server":
+            let host = try string(field, key)
+            guard names.contains(host) else {
+              throw fail(
+                field, "pair '\(name)': \(key) '\(host)' is not a host\(Self.suggestion(host, Array(names)))")
+            }
+            if key == "client" { client = host } else { server = host }
+          case "filter": filter = try string(field, "filter")
+          case "interfaces": interfaces = try list(field, "interfaces").map(\.0)
+          default: break
+          }
+        }
+        guard let client, let server else {
+          throw fail(keyNode, "pair '\(name)' needs both 'client:' and 'server:' host names")
+        }
+        guard client != server else {
+          throw fail(
+            keyNode, "pair '\(name)' uses '\(client)' as both client and server; name two different hosts")
+        }
+        pairs.append(
+          InventoryPair(
+            name: name, client: client, server: server, filter: filter, interfaces: interfaces,
+            location: location(keyNode)))
+      }
+    }
+    return Inventory(path: file, hosts: hosts, groups: groups, pairs: pairs)
+  }
+}
