@@ -69,6 +69,7 @@ let package = Package(
       path: "Tests/TestSupport"),
     .testTarget(name: "CaptureFilesTests", dependencies: ["CaptureFiles", "TestSupport"]),
     .testTarget(name: "SMCWireTests", dependencies: ["SMCWire", "CaptureFiles", "TestSupport"]),
+    .testTarget(name: "InventoryTests", dependencies: ["Inventory"]),
     .testTarget(
       name: "LabTests",
       dependencies: ["SMCWire", "CaptureFiles", "TestSupport", "Inventory", "Coordinator", "Agent"]

@@ -40,15 +40,34 @@ public enum InventoryParser {
     } catch let error as InventoryError {
       throw error
     } catch {
-      throw yamlError(error, file: file)
+      throw yamlError(error, file: file, text: text)
     }
     var parser = Walker(file: file, base: baseDirectory)
     return try parser.inventory(root)
   }
 
-  static func yamlError(_ error: Error, file: String) -> InventoryError {
+  static func yamlError(_ error: Error, file: String, text: String) -> InventoryError {
     if let yaml = error as? YamlError {
       switch yaml {
+      case .duplicatedKeysInMapping(let duplicates, let context):
+        // Yams reports the mapping; point at the second occurrence of the key instead.
+        let key = duplicates.sorted().first ?? ""
+        var location = SourceLocation(file: file, line: context.mark.line, column: context.mark.column)
+        var firstIndent: Int?
+        for (index, line) in text.split(separator: "\n", omittingEmptySubsequences: false).enumerated()
+        where index + 1 >= context.mark.line {
+          let indent = line.prefix { $0 == " " }.count
+          guard line.dropFirst(indent).hasPrefix("\(key):") else { continue }
+          if let firstIndent {
+            if indent == firstIndent {
+              location = SourceLocation(file: file, line: index + 1, column: indent + 1)
+              break
+            }
+          } else {
+            firstIndent = indent
+          }
+        }
+        return InventoryError(location, "'\(key)' appears twice in the same mapping; keep one")
       case .scanner(let context, let problem, let mark, _):
         return InventoryError(
           SourceLocation(file: file, line: mark.line, column: mark.column),

@@ -391,9 +391,9 @@ public final class PeerEmulator {
   ) throws(LabError) {
     let ring = options.ringSize
     if options.scenario == .failover && index == options.messages / 2 && index > 0 && !data.isEmpty {
-      // Link failover: the new link re-writes the tail of the previous message, so the
-      // producer cursor steps back while the seqno keeps rising.
-      let back = min(options.size / 2, Int(producer.count))
+      // Link failover: the new link re-writes the last two messages, so the producer cursor
+      // in this CDC is below the previous one while the seqno keeps rising.
+      let back = min(options.size * 2, Int(producer.count))
       producer.count -= UInt32(back)
     }
     let start = Int(producer.count)

@@ -254,8 +254,7 @@ public struct ConversationSynthesizer {
         position = (position + chunk) % ringSize
       }
       advance(&clientProducer, by: UInt32(s.messageSize))
-      clientCDCSeq &+= 1
-      if clientCDCSeq == 0 { clientCDCSeq = 1 }
+      clientCDCSeq &+= 1  // 16-bit: 0xFFFF is followed by 0, as in the kernel
       let cdc = CDCMessage(
         mode: mode, sequenceNumber: mode == .smcR ? clientCDCSeq : nil,
         token: mode == .smcR ? serverToken : nil,
@@ -281,7 +280,6 @@ public struct ConversationSynthesizer {
       now = receiveTime + delay
       advance(&serverConsumer, by: UInt32(s.messageSize))
       serverCDCSeq &+= 1
-      if serverCDCSeq == 0 { serverCDCSeq = 1 }
       let reply = CDCMessage(
         mode: mode, sequenceNumber: mode == .smcR ? serverCDCSeq : nil,
         token: mode == .smcR ? clientToken : nil,

@@ -91,5 +91,6 @@ public final class NamespacePair: @unchecked Sendable {
 
 public struct NamespaceError: Error, CustomStringConvertible {
   public var message: String
+  public init(message: String) { self.message = message }
   public var description: String { message }
 }
