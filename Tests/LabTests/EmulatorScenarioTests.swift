@@ -40,23 +40,23 @@ struct ScenarioRun {
 
   func file(_ host: String, _ device: String) -> String { dir.file("\(host)-\(device).pcap") }
 
-  /// `nic: false` captures only the dump devices (long scenarios: fewer capture processes
-  /// competing for two cores, so tcpdump keeps up).
-  static func run(_ scenario: String, extra: [String] = [], timeout: Double = 60, nic: Bool = true) throws
-    -> ScenarioRun
-  {
+  /// The NIC captures are filtered to the SMC connection (port 7000), as a user would capture
+  /// it; the emulated fabric on port 7001 stands for RDMA/ISM, which a NIC capture never sees.
+  static func run(_ scenario: String, extra: [String] = [], timeout: Double = 60) throws -> ScenarioRun {
     let lab = try TestLab(hosts: 2, tag: "s")
     let dir = try TemporaryDirectory("smcpair-scenario")
     let tcpdump = try Tools.require("tcpdump")
     var captures: [BackgroundProcess] = []
     for (index, host) in lab.status.hosts.enumerated() {
-      for device in (nic ? ["eth0"] : []) + [host.dump_device] {
+      for device in ["eth0", host.dump_device] {
         let name = device == "eth0" ? "eth0" : "dump"
         let path = dir.file("\(host.name)-\(name)")
+        let filter = device == "eth0" ? ["tcp port 7000"] : []
         captures.append(
           try lab.start(
             index,
-            [tcpdump, "-i", device, "-B", "262144", "--immediate-mode", "-U", "-n", "-w", path + ".pcap"],
+            [tcpdump, "-i", device, "-B", "262144", "--immediate-mode", "-U", "-n", "-w", path + ".pcap"]
+              + filter,
             log: path))
         try waitFor("listening on", in: path + ".err")
       }
@@ -97,6 +97,17 @@ struct ScenarioRun {
       usleep(10_000)
     }
     throw NamespaceError(message: "tcpdump did not start: \(path)")
+  }
+
+  /// One field of the CLC messages tshark sees on the client's NIC.
+  func tsharkField(_ field: String) throws -> [String] {
+    let result = try Tools.run([
+      try Tools.require("tshark"), "-o", "tcp.try_heuristic_first:TRUE", "-r", file("h1", "eth0"), "-Y",
+      "smc.clc_msg", "-T", "fields", "-e", field,
+    ])
+    return result.stdout.split(separator: "\n", omittingEmptySubsequences: false).map(String.init).filter {
+      !$0.isEmpty
+    }
   }
 
   /// CLC messages tshark sees on the client's NIC: (type, length).
@@ -174,7 +185,20 @@ func seqnos(_ records: [DumpRecordSeen]) -> [UInt16] {
       // The client's CDC messages carry the server's alert token from the Accept.
       #expect(accept?["alert_token"] as? Int == cdcFromClient?["token"] as? Int, "\(host)")
     }
+    // tshark reads the alert tokens and buffer sizes the peers then use in their CDC messages.
+    let serverToken = try run.tsharkField("smc.accept.server.rmb.element.alert.token").first.flatMap {
+      UInt32($0.dropFirst(2), radix: 16)
+    }
+    let clientToken = try run.tsharkField("smc.client.rmb.element.alert.token").first.flatMap {
+      UInt32($0.dropFirst(2), radix: 16)
+    }
+    #expect(try run.tsharkField("smc.accept.rmb.buffer.size") == ["1"])
     let directions = try run.directions()
+    func token(_ record: DumpRecordSeen) -> UInt32 {
+      (4..<8).reduce(UInt32(0)) { $0 << 8 | UInt32(record.body[$1]) }
+    }
+    #expect(directions[0].sent.filter(\.isCDC).allSatisfy { token($0) == serverToken })
+    #expect(directions[1].sent.filter(\.isCDC).allSatisfy { token($0) == clientToken })
     for (index, direction) in directions.enumerated() {
       #expect(!direction.sent.isEmpty, "direction \(index)")
       switch scenario {
@@ -267,7 +291,9 @@ func seqnos(_ records: [DumpRecordSeen]) -> [UInt16] {
   }
 
   @Test func seqnoWrapsPast65535() throws {
-    let run = try ScenarioRun.run("wrap", timeout: 120, nic: false)
+    let run = try ScenarioRun.run("wrap", timeout: 120)
+    let clc = try run.tsharkCLC()
+    #expect(clc.map(\.0) == [1, 2, 3])
     let sent = seqnos(try run.directions()[0].sent)
     #expect(sent.count > 65_535)
     #expect(zip(sent, sent.dropFirst()).contains { $0 == 0xFFFF && $1 == 0 })
