@@ -38,6 +38,13 @@ let package = Package(
     // Runs programs by argument vector with a clean signal mask (no Foundation).
     .target(name: "ChildProcess"),
     .target(name: "Inventory", dependencies: [.product(name: "Yams", package: "Yams")]),
+    // Agent protocol messages and a Foundation-free JSON (the agent must not link Foundation).
+    .target(name: "AgentProtocol"),
+    .target(name: "Checksum"),
+    // libpcap live capture into pcapng, and the SMC dump device lifecycle.
+    .target(
+      name: "LiveCapture",
+      dependencies: ["CLibPcap", "CLinuxNet", "CaptureFiles", "AgentProtocol", "ChildProcess", "Checksum"]),
     // Network-namespace lab and SMC peer emulator.
     .target(
       name: "Lab",
@@ -54,7 +61,7 @@ let package = Package(
         .product(name: "ArgumentParser", package: "swift-argument-parser"),
       ]
     ),
-    .executableTarget(name: "Agent", dependencies: ["CLibPcap"]),
+    .executableTarget(name: "Agent", dependencies: ["CLibPcap", "LiveCapture", "AgentProtocol", "Checksum"]),
     .executableTarget(
       name: "Synth",
       dependencies: [

@@ -1,36 +1,358 @@
-import CLibPcap
+// smcpair-agent: the capture agent smcpair runs on each peer. It speaks the agent protocol
+// (JSON Lines, docs/agent-protocol.md) on stdin/stdout, and on a Unix socket in the session
+// folder so that a capture outlives its control connection and can be re-attached.
+// No Foundation: the agent ships as one static binary.
+import AgentProtocol
+import LiveCapture
 
-// smcpair-agent: the capture agent that runs on each peer. For now it answers `--version`;
-// the JSON-lines protocol loop arrives with the [agent] issue.
 #if canImport(Glibc)
   import Glibc
 #endif
 
-enum AgentVersion {
-  static let version = "0.1.0"
-  static let protocolVersion = 1
-  /// Set by scripts at release time; "dev" for local builds.
-  static let buildID = "dev"
+nonisolated(unsafe) var signalPipe: [Int32] = [-1, -1]
+nonisolated(unsafe) var signalNumber: Int32 = 0
+
+func writeAll(_ fd: Int32, _ text: String) -> Bool {
+  var bytes = Array(text.utf8)
+  var written = 0
+  while written < bytes.count {
+    let n = bytes.withUnsafeMutableBytes { write(fd, $0.baseAddress! + written, $0.count - written) }
+    if n < 0 {
+      if errno == EINTR { continue }
+      return false
+    }
+    written += n
+  }
+  return true
 }
 
-let arguments = CommandLine.arguments.dropFirst()
-if arguments.contains("--version") || arguments.contains("-V") {
-  let pcapVersion = String(cString: pcap_lib_version())
+func standardError(_ text: String) { _ = writeAll(2, text) }
+
+/// Splits a byte stream into lines; lines longer than 1 MiB are dropped and reported.
+struct LineReader {
+  let fd: Int32
+  var pending: [UInt8] = []
+  var overlong = false
+  var closed = false
+  static let limit = 1 << 20
+
+  init(fd: Int32) { self.fd = fd }
+
+  /// Reads what is available; returns complete lines (an overlong one as nil).
+  mutating func read() -> [String?] {
+    var buffer = [UInt8](repeating: 0, count: 65536)
+    let n = buffer.withUnsafeMutableBytes { Glibc.read(fd, $0.baseAddress, $0.count) }
+    if n == 0 || (n < 0 && errno != EINTR && errno != EAGAIN) {
+      closed = true
+      return []
+    }
+    guard n > 0 else { return [] }
+    var lines: [String?] = []
+    for byte in buffer[0..<n] {
+      if byte == 0x0A {
+        lines.append(overlong ? nil : String(decoding: pending, as: UTF8.self))
+        pending.removeAll(keepingCapacity: true)
+        overlong = false
+      } else if !overlong {
+        pending.append(byte)
+        if pending.count > LineReader.limit {
+          overlong = true
+          pending.removeAll()
+        }
+      }
+    }
+    return lines
+  }
+}
+
+func installSignals() {
+  // Start from a clean mask: a parent may have blocked signals, and the agent must see them.
+  var empty = sigset_t()
+  sigemptyset(&empty)
+  sigprocmask(SIG_SETMASK, &empty, nil)
+  signal(SIGPIPE, SIG_IGN)
+  _ = pipe(&signalPipe)
+  for fd in signalPipe { _ = fcntl(fd, F_SETFD, FD_CLOEXEC) }
+  for sig in [SIGINT, SIGTERM, SIGHUP] {
+    signal(sig) { number in
+      signalNumber = number
+      var byte = UInt8(truncatingIfNeeded: number)
+      _ = write(signalPipe[1], &byte, 1)
+    }
+  }
+}
+
+func unixAddress(_ path: String) -> sockaddr_un? {
+  var address = sockaddr_un()
+  address.sun_family = sa_family_t(AF_UNIX)
+  let bytes = Array(path.utf8)
+  guard bytes.count < MemoryLayout.size(ofValue: address.sun_path) else { return nil }
+  withUnsafeMutableBytes(of: &address.sun_path) { raw in
+    for (index, byte) in bytes.enumerated() { raw[index] = byte }
+    raw[bytes.count] = 0
+  }
+  return address
+}
+
+func listen(at path: String) -> Int32 {
+  unlink(path)
+  guard var address = unixAddress(path) else { return -1 }
+  let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0)
+  guard fd >= 0 else { return -1 }
+  _ = fcntl(fd, F_SETFD, FD_CLOEXEC)
+  let bound = withUnsafePointer(to: &address) {
+    $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+      bind(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size))
+    }
+  }
+  guard bound == 0, Glibc.listen(fd, 4) == 0 else {
+    close(fd)
+    return -1
+  }
+  chmod(path, 0o600)
+  return fd
+}
+
+func connectUnix(_ path: String) -> Int32 {
+  guard var address = unixAddress(path) else { return -1 }
+  let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0)
+  guard fd >= 0 else { return -1 }
+  let connected = withUnsafePointer(to: &address) {
+    $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+      connect(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size))
+    }
+  }
+  if connected != 0 {
+    close(fd)
+    return -1
+  }
+  return fd
+}
+
+/// The protocol loop on stdin/stdout plus the session socket. Returns the exit status.
+func serve(root: String) -> Int32 {
+  installSignals()
+  let service = AgentService(root: root)
+  SMCDumpDevice.cleanupLeftovers(root: root)
+  var input = LineReader(fd: 0)
+  var stdinOpen = true
+  var listener: Int32 = -1
+  var socketPath = ""
+  var clients: [LineReader] = []
+  var stateWrittenAfterStop = false
+
+  func answer(_ line: String?, to fd: Int32) {
+    let response =
+      line.map { service.respond(to: $0) }
+      ?? .failure(id: nil, type: nil, AgentProtocolError(.malformed, "request line longer than 1 MiB"))
+    _ = writeAll(fd, response.line + "\n")
+    if listener < 0, let session = service.session {
+      socketPath = "\(session.folder)/control.sock"
+      listener = listen(at: socketPath)
+    }
+  }
+
+  while true {
+    var fds: [pollfd] = [pollfd(fd: signalPipe[0], events: Int16(POLLIN), revents: 0)]
+    if stdinOpen { fds.append(pollfd(fd: 0, events: Int16(POLLIN), revents: 0)) }
+    if listener >= 0 { fds.append(pollfd(fd: listener, events: Int16(POLLIN), revents: 0)) }
+    for client in clients { fds.append(pollfd(fd: client.fd, events: Int16(POLLIN), revents: 0)) }
+    let ready = poll(&fds, nfds_t(fds.count), 200)
+    if ready < 0 && errno != EINTR { break }
+    if fds[0].revents != 0 {
+      let name = signalNumber == SIGINT ? "SIGINT" : (signalNumber == SIGHUP ? "SIGHUP" : "SIGTERM")
+      service.shutdown(reason: "signal \(name)")
+      break
+    }
+    for entry in fds.dropFirst() where entry.revents != 0 {
+      if entry.fd == 0 {
+        for line in input.read() { answer(line, to: 1) }
+        if input.closed { stdinOpen = false }
+      } else if entry.fd == listener {
+        let client = accept(listener, nil, nil)
+        if client >= 0 {
+          _ = fcntl(client, F_SETFD, FD_CLOEXEC)
+          clients.append(LineReader(fd: client))
+        }
+      } else if let index = clients.firstIndex(where: { $0.fd == entry.fd }) {
+        for line in clients[index].read() { answer(line, to: entry.fd) }
+        if clients[index].closed {
+          close(entry.fd)
+          clients.remove(at: index)
+        }
+      }
+    }
+    let state = service.session?.state
+    if state == .stopped && !stateWrittenAfterStop {
+      service.writeState()
+      stateWrittenAfterStop = true
+    }
+    if !stdinOpen && clients.isEmpty {
+      // Nobody is listening: keep capturing until the stop condition, then finalize.
+      if state == nil || state == .prepared || state == .stopped || state == .finalized {
+        service.shutdown(reason: "control connection closed")
+        break
+      }
+    }
+  }
+  for client in clients { close(client.fd) }
+  if listener >= 0 {
+    close(listener)
+    unlink(socketPath)
+  }
+  return 0
+}
+
+/// `attach SESSION`: talk to the agent that owns the session, or answer from its folder.
+func attach(root: String, session: String) -> Int32 {
+  guard CapturePlan.validSession(session) else {
+    standardError("smcpair-agent: '\(session)' is not a session name\n")
+    return 64
+  }
+  let folder = "\(root)/sessions/\(session)"
+  let fd = connectUnix("\(folder)/control.sock")
+  if fd >= 0 {
+    signal(SIGPIPE, SIG_IGN)
+    var input = LineReader(fd: 0)
+    var fromAgent = LineReader(fd: fd)
+    var stdinOpen = true
+    while true {
+      var fds = [pollfd(fd: fd, events: Int16(POLLIN), revents: 0)]
+      if stdinOpen { fds.append(pollfd(fd: 0, events: Int16(POLLIN), revents: 0)) }
+      guard poll(&fds, nfds_t(fds.count), -1) >= 0 || errno == EINTR else { break }
+      if fds.count > 1 && fds[1].revents != 0 {
+        for line in input.read() { _ = writeAll(fd, (line ?? "") + "\n") }
+        if input.closed {
+          stdinOpen = false
+          shutdown(fd, Int32(SHUT_WR))
+        }
+      }
+      if fds[0].revents != 0 {
+        for line in fromAgent.read() { _ = writeAll(1, (line ?? "") + "\n") }
+        if fromAgent.closed { break }
+      }
+    }
+    close(fd)
+    return 0
+  }
+  // The owning agent is gone: answer status and finalize from the session folder.
+  var input = LineReader(fd: 0)
+  let offline = OfflineSession(folder: folder)
+  while !input.closed {
+    var entry = pollfd(fd: 0, events: Int16(POLLIN), revents: 0)
+    _ = poll(&entry, 1, -1)
+    for line in input.read() { _ = writeAll(1, offline.respond(to: line ?? "").line + "\n") }
+  }
+  return 0
+}
+
+/// A session whose agent has exited: its state.json and files are all there is.
+struct OfflineSession {
+  let folder: String
+
+  func respond(to line: String) -> AgentResponse {
+    let request: AgentRequest
+    do {
+      request = try AgentRequest.parse(line)
+    } catch {
+      return .failure(id: error.id, type: nil, error.error)
+    }
+    guard let text = readFile("\(folder)/state.json"), let state = try? JSONValue.parse(text),
+      case .object(let fields) = state
+    else {
+      return .failure(
+        id: request.id, type: request.type.rawValue,
+        AgentProtocolError(.outOfOrder, "no session in \(folder) (no running agent and no state.json)"))
+    }
+    switch request.type {
+    case .status, .stop:
+      return .success(request, fields)
+    case .finalize:
+      var files: [JSONValue] = []
+      for path in state["files"]?.array?.compactMap(\.string) ?? [] {
+        var info = stat()
+        guard stat(path, &info) == 0, let digest = SHA256File.digest(path) else {
+          return .failure(id: request.id, type: "finalize", AgentProtocolError(.io, "cannot read \(path)"))
+        }
+        files.append(
+          .object([("path", .string(path)), ("size", .int(Int64(info.st_size))), ("sha256", .string(digest))])
+        )
+      }
+      return .success(request, [("files", .array(files))] + fields)
+    default:
+      return .failure(
+        id: request.id, type: request.type.rawValue,
+        AgentProtocolError(
+          .outOfOrder, "the agent of this session has exited; only status, stop and finalize work"))
+    }
+  }
+
+  func readFile(_ path: String) -> String? {
+    let fd = open(path, O_RDONLY | O_CLOEXEC)
+    guard fd >= 0 else { return nil }
+    defer { close(fd) }
+    var out: [UInt8] = []
+    var buffer = [UInt8](repeating: 0, count: 65536)
+    while true {
+      let n = buffer.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
+      if n <= 0 { break }
+      out += buffer[0..<n]
+    }
+    return String(decoding: out, as: UTF8.self)
+  }
+}
+
+func defaultRoot() -> String {
+  if geteuid() == 0 { return "/var/lib/smcpair/agent" }
+  let home = getenv("HOME").map { String(cString: $0) } ?? "/tmp"
+  return "\(home)/.local/state/smcpair/agent"
+}
+
+let usage = """
+  USAGE: smcpair-agent [--root DIR] [serve]        speak the agent protocol on stdin/stdout
+         smcpair-agent [--root DIR] attach SESSION  reconnect to a session (or read its folder)
+         smcpair-agent [--root DIR] cleanup         remove SMC dump devices left by killed agents
+         smcpair-agent --version
+
+  The capture agent smcpair deploys to each host (docs/agent-protocol.md). It captures the
+  NIC and the SMC dump device with libpcap into one pcapng per session, under
+  DIR/sessions/SESSION/ (default DIR: /var/lib/smcpair/agent as root). Needs root or
+  CAP_NET_RAW+CAP_NET_ADMIN.
+
+  """
+
+var arguments = Array(CommandLine.arguments.dropFirst())
+var root = defaultRoot()
+if let index = arguments.firstIndex(of: "--root") {
+  guard index + 1 < arguments.count else {
+    standardError("smcpair-agent: --root needs a folder\n")
+    exit(64)
+  }
+  root = arguments[index + 1]
+  arguments.removeSubrange(index...(index + 1))
+}
+switch arguments.first {
+case "--version", "-V":
   print(
-    "smcpair-agent \(AgentVersion.version) protocol \(AgentVersion.protocolVersion) build \(AgentVersion.buildID) (\(pcapVersion))"
+    "smcpair-agent \(AgentInfo.version) protocol \(AgentProtocolVersion.current) build \(AgentInfo.buildID) (\(FilterCheck.libraryVersion))"
   )
   exit(0)
+case "--help", "-h":
+  print(usage, terminator: "")
+  exit(0)
+case nil, "serve":
+  exit(serve(root: root))
+case "attach":
+  guard arguments.count == 2 else {
+    standardError("smcpair-agent: attach needs a session name\n" + usage)
+    exit(64)
+  }
+  exit(attach(root: root, session: arguments[1]))
+case "cleanup":
+  let removed = SMCDumpDevice.cleanupLeftovers(root: root)
+  print(removed.isEmpty ? "nothing to clean up" : "removed \(removed.joined(separator: ", "))")
+  exit(0)
+default:
+  standardError("smcpair-agent: unknown argument '\(arguments[0])'; try --help\n")
+  exit(64)
 }
-if arguments.contains("--help") || arguments.contains("-h") || arguments.isEmpty {
-  print(
-    """
-    USAGE: smcpair-agent --version
-
-    The capture agent that smcpair deploys to each host. In this version it only reports
-    its version; the capture protocol is not implemented yet.
-    """)
-  exit(arguments.isEmpty ? 64 : 0)
-}
-let message = "smcpair-agent: unknown argument '\(arguments.first!)'; try --help\n"
-_ = message.utf8CString.withUnsafeBufferPointer { write(2, $0.baseAddress, $0.count - 1) }
-exit(64)

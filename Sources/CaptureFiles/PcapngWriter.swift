@@ -37,6 +37,10 @@ public final class PcapngWriter {
   public private(set) var packetCount = 0
   /// Bytes handed to the operating system so far (excluding the unflushed buffer).
   public private(set) var bytesWritten = 0
+  /// Packets whose blocks have reached the file.
+  public private(set) var packetsOnDisk = 0
+  /// Bytes waiting in the buffer.
+  public var bufferedBytes: Int { buffer.count }
 
   private var fd: Int32
   private var buffer: [UInt8] = []
@@ -209,16 +213,25 @@ public final class PcapngWriter {
         written += result
       }
     }
-    bytesWritten += written
-    buffer.removeFirst(written)
+    if failure != 0 {
+      // The buffer holds whole blocks only: cut the file back to where this flush began, so
+      // it ends at a block boundary and stays readable.
+      _ = ftruncate(fd, off_t(bytesWritten))
+      _ = lseek(fd, off_t(bytesWritten), SEEK_SET)
+      buffer.removeAll()
+    } else {
+      bytesWritten += written
+      buffer.removeAll(keepingCapacity: true)
+      packetsOnDisk = packetCount
+    }
     if failure != 0 {
       let full = failure == ENOSPC || failure == EDQUOT
       throw CaptureFileError(
         full ? .diskFull : .io,
         full
-          ? "disk full while writing; the file holds every block written before this point"
+          ? "disk full while writing; the file keeps the \(bytesWritten) bytes (every packet block) written before this point"
           : "write failed: \(String(cString: strerror(failure)))",
-        path: path, offset: bytesWritten, salvagedPackets: packetCount, systemError: failure)
+        path: path, offset: bytesWritten, salvagedPackets: packetsOnDisk, systemError: failure)
     }
   }
 

@@ -15,3 +15,17 @@ int smcpair_packet_socket_open(const char *ifname, int *ifindex_out);
 ssize_t smcpair_packet_send(int fd, int ifindex, const void *frame, size_t length);
 
 #endif
+
+#ifndef SMCPAIR_CLINUXNET_GENL
+#define SMCPAIR_CLINUXNET_GENL
+#include <stdint.h>
+
+/// Resolves a generic netlink family. Returns its id (> 0), or -errno (-ENOENT when the
+/// kernel has no such family). `commands` receives a bitmask of the family's commands
+/// 251, 252, 253 (bits 0, 1, 2) when they are listed.
+int smcpair_genl_family(const char *name, uint32_t *commands);
+
+/// Sends a generic netlink command with one optional string attribute and waits for the
+/// kernel's acknowledgement. Returns 0 or -errno.
+int smcpair_genl_command(int family, uint8_t command, uint16_t attribute, const char *value);
+#endif

@@ -1,0 +1,392 @@
+import AgentProtocol
+import CaptureFiles
+import Checksum
+import Synchronization
+
+#if canImport(Glibc)
+  import Glibc
+#endif
+
+/// Counters the capture thread publishes for `status`.
+public struct CaptureCounters: Sendable {
+  public struct Interface: Sendable {
+    public var name: String
+    public var received: UInt64 = 0
+    public var dropped: UInt64 = 0
+    public var interfaceDropped: UInt64 = 0
+    public var written: UInt64 = 0
+  }
+  public var interfaces: [Interface]
+  public var packets: Int64 = 0
+  public var bytes: Int64 = 0
+  public var files: [String] = []
+  public var startedNanoseconds: Int64?
+  public var stoppedNanoseconds: Int64?
+  public var stopReason: String?
+  public var error: AgentProtocolError?
+}
+
+/// One capture: libpcap handles for every interface of a plan, written into one pcapng
+/// (one IDB per interface, ISB statistics at the end) by a dedicated thread.
+public final class CaptureSession: @unchecked Sendable {
+  public enum State: String, Sendable {
+    case prepared, capturing, stopped, finalized
+  }
+
+  public let plan: CapturePlan
+  public let folder: String
+  public let dumpDevice: SMCDumpDevice?
+  /// Interfaces actually captured (the plan's, plus the dump device when there is one).
+  public let interfaceNames: [String]
+  /// Why the dump device is or is not captured (for the reply).
+  public let smcDumpDetail: String
+  let handles: [PcapHandle]
+  let counters: Mutex<CaptureCounters>
+  let stateBox = Mutex<State>(.prepared)
+  private var thread: pthread_t?
+  private var stopPipe: [Int32] = [-1, -1]
+
+  public var state: State { stateBox.withLock { $0 } }
+  public func snapshot() -> CaptureCounters { counters.withLock { $0 } }
+
+  /// Opens every handle and installs the filter; nothing is written yet. A filter that does
+  /// not compile or an interface that does not exist is an error here, before `start`.
+  public init(plan: CapturePlan, root: String) throws(AgentProtocolError) {
+    self.plan = plan
+    folder = "\(root)/sessions/\(plan.session)"
+    var names = plan.interfaces
+    var dump: SMCDumpDevice?
+    var detail: String
+    let probe = SMCDumpProbe.probe()
+    switch plan.smcDump {
+    case "off":
+      detail = "SMC dump off by request"
+    case "auto", "required":
+      if probe.supported {
+        dump = try SMCDumpDevice.create(probe: probe, root: root)
+        names.append(dump!.name)
+        detail = "capturing SMC dump device \(dump!.name)"
+      } else if plan.smcDump == "required" {
+        throw AgentProtocolError(.smcDumpUnsupported, probe.detail + "; smc_dump is 'required'")
+      } else {
+        detail = probe.detail + "; capturing the NIC only"
+      }
+    default:
+      if !names.contains(plan.smcDump) { names.append(plan.smcDump) }
+      detail = "capturing existing device \(plan.smcDump) as the SMC dump device"
+    }
+    var opened: [PcapHandle] = []
+    do throws(PcapError) {
+      for name in names {
+        let handle = try PcapHandle(interface: name, snaplen: plan.snaplen, bufferBytes: plan.bufferBytes)
+        if !plan.filter.isEmpty { try handle.setFilter(plan.filter) }
+        opened.append(handle)
+      }
+    } catch {
+      for handle in opened { handle.close() }
+      dump?.remove()
+      switch error.code {
+      case .filter: throw AgentProtocolError(.badFilter, error.description)
+      case .permission: throw AgentProtocolError(.privileges, error.description)
+      default: throw AgentProtocolError(.capture, error.description)
+      }
+    }
+    handles = opened
+    dumpDevice = dump
+    smcDumpDetail = detail
+    interfaceNames = names
+    counters = Mutex(CaptureCounters(interfaces: names.map { CaptureCounters.Interface(name: $0) }))
+    guard CaptureSession.makeFolder(folder) else {
+      for handle in opened { handle.close() }
+      dump?.remove()
+      throw AgentProtocolError(
+        .io, "cannot create the session folder \(folder): \(String(cString: strerror(errno)))")
+    }
+  }
+
+  static func makeFolder(_ path: String) -> Bool {
+    var partial = ""
+    for component in path.split(separator: "/") {
+      partial += "/" + component
+      if mkdir(partial, 0o700) != 0 && errno != EEXIST { return false }
+    }
+    return true
+  }
+
+  deinit { releaseDevices() }
+
+  func releaseDevices() {
+    for handle in handles { handle.close() }
+    dumpDevice?.remove()
+  }
+
+  // MARK: - start / stop
+
+  /// Starts the capture thread; returns the start time (ns since the epoch).
+  public func start() throws(AgentProtocolError) -> Int64 {
+    guard state == .prepared else {
+      throw AgentProtocolError(.outOfOrder, "start needs a prepared session (this one is \(state.rawValue))")
+    }
+    guard pipe(&stopPipe) == 0 else {
+      throw AgentProtocolError(.io, "pipe: \(String(cString: strerror(errno)))")
+    }
+    let writer: PcapngWriter
+    do {
+      writer = try openFile(index: 1)
+    } catch {
+      throw AgentProtocolError(error.code == .diskFull ? .diskFull : .io, error.description)
+    }
+    let now = Clock.realtimeNanoseconds()
+    counters.withLock {
+      $0.startedNanoseconds = now
+      $0.files = [writer.path]
+    }
+    stateBox.withLock { $0 = .capturing }
+    let box = Unmanaged.passRetained(ThreadBody { [self] in self.run(writer: writer, started: now) })
+    var created = pthread_t()
+    let result = pthread_create(
+      &created, nil,
+      { argument in
+        let body = Unmanaged<ThreadBody>.fromOpaque(argument!).takeRetainedValue()
+        body.run()
+        return nil
+      }, box.toOpaque())
+    guard result == 0 else {
+      box.release()
+      stateBox.withLock { $0 = .stopped }
+      throw AgentProtocolError(
+        .capture, "cannot start the capture thread: \(String(cString: strerror(result)))")
+    }
+    thread = created
+    return now
+  }
+
+  /// Asks the capture to stop and waits until the file is complete.
+  public func stop(reason: String = "stop requested") {
+    if state == .capturing {
+      counters.withLock { if $0.stopReason == nil { $0.stopReason = reason } }
+      var byte: UInt8 = 1
+      _ = write(stopPipe[1], &byte, 1)
+    }
+    if let thread {
+      pthread_join(thread, nil)
+      self.thread = nil
+    }
+  }
+
+  /// Files with size and SHA-256; the session must be stopped.
+  public func finalize() throws(AgentProtocolError) -> [(path: String, size: Int64, sha256: String)] {
+    switch state {
+    case .stopped, .finalized: break
+    default:
+      throw AgentProtocolError(
+        .outOfOrder, "finalize needs a stopped session (this one is \(state.rawValue)); send stop first")
+    }
+    var out: [(String, Int64, String)] = []
+    for path in snapshot().files {
+      var info = stat()
+      guard stat(path, &info) == 0, let digest = SHA256.file(path) else {
+        throw AgentProtocolError(.io, "cannot read \(path): \(String(cString: strerror(errno)))")
+      }
+      out.append((path, Int64(info.st_size), digest))
+    }
+    stateBox.withLock { $0 = .finalized }
+    return out
+  }
+
+  // MARK: - the capture thread
+
+  func openFile(index: Int) throws(CaptureFileError) -> PcapngWriter {
+    let name =
+      "capture-" + String(repeating: "0", count: max(0, 4 - String(index).count)) + String(index) + ".pcapng"
+    let writer = try PcapngWriter(
+      path: "\(folder)/\(name)", application: "smcpair-agent \(AgentInfo.version)",
+      os: AgentInfo.osDescription,
+      hardware: AgentInfo.machine, mode: 0o600)
+    for (handle, name) in zip(handles, interfaceNames) {
+      try writer.addInterface(
+        InterfaceDescription(
+          name: name,
+          description: name == dumpDevice?.name || name == plan.smcDump ? "SMC dump device" : "NIC",
+          linkType: LinkType(rawValue: handle.linkType), snapLength: UInt32(plan.snaplen),
+          filter: plan.filter.isEmpty ? nil : plan.filter, os: AgentInfo.osDescription))
+    }
+    return writer
+  }
+
+  func run(writer initial: PcapngWriter, started: Int64) {
+    var writer = initial
+    var fileIndex = 1
+    let maxDuration =
+      plan.stop.durationSeconds ?? (plan.stop.packets == nil ? CapturePlan.defaultMaxDuration : nil)
+    let maxBytes = plan.stop.bytes ?? CapturePlan.defaultMaxBytes
+    let deadline = maxDuration.map { Clock.monotonicSeconds() + $0 }
+    var fds = handles.map { pollfd(fd: $0.selectableFD, events: Int16(POLLIN), revents: 0) }
+    fds.append(pollfd(fd: stopPipe[0], events: Int16(POLLIN), revents: 0))
+    var lastFlush = Clock.monotonicSeconds()
+    var packets: Int64 = 0
+    var bytes: Int64 = 0
+    var perInterface = [UInt64](repeating: 0, count: handles.count)
+    var failure: AgentProtocolError?
+    var reason: String?
+
+    func write(_ index: Int, _ ns: Int64, _ length: Int, _ data: UnsafeRawBufferPointer) {
+      guard failure == nil else { return }
+      do {
+        try writer.writePacket(interface: index, timestampNanoseconds: ns, data: data, originalLength: length)
+        packets += 1
+        bytes += Int64(data.count)
+        perInterface[index] += 1
+      } catch {
+        failure = AgentProtocolError(error.code == .diskFull ? .diskFull : .io, error.description)
+      }
+    }
+
+    loop: while failure == nil {
+      let ready = poll(&fds, nfds_t(fds.count), 100)
+      if ready < 0 && errno != EINTR {
+        failure = AgentProtocolError(.capture, "poll: \(String(cString: strerror(errno)))")
+        break
+      }
+      if fds[handles.count].revents != 0 { break loop }
+      for (index, handle) in handles.enumerated() where fds[index].revents != 0 {
+        let n = handle.dispatch(limit: 4096) { ns, length, data in write(index, ns, length, data) }
+        if n < 0 {
+          failure = AgentProtocolError(.capture, "\(handle.interface): \(handle.lastError)")
+          break loop
+        }
+      }
+      let now = Clock.monotonicSeconds()
+      if let deadline, now >= deadline { reason = "duration reached"; break }
+      if let limit = plan.stop.packets, packets >= limit { reason = "packet count reached"; break }
+      if bytes >= maxBytes { reason = "byte limit reached"; break }
+      let fileSize = Int64(writer.bytesWritten + writer.bufferedBytes)
+      if let limit = plan.stop.maxFileBytes, fileSize >= limit { reason = "file size limit reached"; break }
+      if let rotate = plan.rotateBytes, fileSize >= rotate {
+        do {
+          try finish(writer, started: started)
+          fileIndex += 1
+          writer = try openFile(index: fileIndex)
+          let path = writer.path
+          counters.withLock { $0.files.append(path) }
+        } catch {
+          failure = AgentProtocolError(error.code == .diskFull ? .diskFull : .io, error.description)
+          break
+        }
+      }
+      if now - lastFlush >= 0.1 {
+        do {
+          try writer.flush()
+        } catch {
+          failure = AgentProtocolError(error.code == .diskFull ? .diskFull : .io, error.description)
+        }
+        lastFlush = now
+        publish(packets: packets, bytes: bytes, perInterface: perInterface)
+      }
+    }
+    // Drain what the kernel already holds, then statistics and the end of the file.
+    if failure == nil {
+      for (index, handle) in handles.enumerated() {
+        var rounds = 0
+        while handle.dispatch(limit: 4096, { ns, length, data in write(index, ns, length, data) }) > 0
+          && rounds < 64
+        {
+          rounds += 1
+        }
+      }
+    }
+    publish(packets: packets, bytes: bytes, perInterface: perInterface)
+    do {
+      try finish(writer, started: started)
+    } catch {
+      if failure == nil {
+        failure = AgentProtocolError(error.code == .diskFull ? .diskFull : .io, error.description)
+      }
+    }
+    let end = Clock.realtimeNanoseconds()
+    counters.withLock {
+      $0.stoppedNanoseconds = end
+      if $0.stopReason == nil { $0.stopReason = failure == nil ? (reason ?? "stopped") : "error" }
+      if let failure { $0.error = failure }
+    }
+    for handle in handles { handle.close() }
+    dumpDevice?.remove()
+    close(stopPipe[0])
+    close(stopPipe[1])
+    stateBox.withLock { $0 = .stopped }
+  }
+
+  func publish(packets: Int64, bytes: Int64, perInterface: [UInt64]) {
+    let stats = handles.map { $0.statistics() }
+    counters.withLock { c in
+      c.packets = packets
+      c.bytes = bytes
+      for index in c.interfaces.indices {
+        c.interfaces[index].written = perInterface[index]
+        if let s = stats[index] {
+          c.interfaces[index].received = s.received
+          c.interfaces[index].dropped = s.dropped
+          c.interfaces[index].interfaceDropped = s.interfaceDropped
+        }
+      }
+    }
+  }
+
+  /// ISB per interface, then close.
+  func finish(_ writer: PcapngWriter, started: Int64) throws(CaptureFileError) {
+    let now = Clock.realtimeNanoseconds()
+    for (index, handle) in handles.enumerated() {
+      let stats = handle.statistics()
+      try writer.writeStatistics(
+        interface: index, timestampNanoseconds: now, startNanoseconds: started, endNanoseconds: now,
+        received: stats?.received, dropped: stats?.interfaceDropped, osDropped: stats?.dropped,
+        delivered: snapshot().interfaces[index].written)
+    }
+    try writer.close()
+  }
+}
+
+final class ThreadBody {
+  let body: () -> Void
+  init(_ body: @escaping () -> Void) { self.body = body }
+  func run() { body() }
+}
+
+/// Clocks, without Foundation.
+public enum Clock {
+  public static func realtimeNanoseconds() -> Int64 {
+    var now = timespec()
+    clock_gettime(CLOCK_REALTIME, &now)
+    return Int64(now.tv_sec) * 1_000_000_000 + Int64(now.tv_nsec)
+  }
+
+  public static func monotonicNanoseconds() -> Int64 {
+    var now = timespec()
+    clock_gettime(CLOCK_MONOTONIC, &now)
+    return Int64(now.tv_sec) * 1_000_000_000 + Int64(now.tv_nsec)
+  }
+
+  public static func monotonicSeconds() -> Double { Double(monotonicNanoseconds()) / 1e9 }
+}
+
+/// Facts about this agent and host, for `hello` and file headers.
+public enum AgentInfo {
+  public static let version = "0.2.0"
+  /// Set at release time; "dev" for local builds.
+  public static let buildID = "dev"
+
+  static func uname() -> utsname {
+    var info = utsname()
+    _ = Glibc.uname(&info)
+    return info
+  }
+
+  static func text<T>(_ field: T) -> String {
+    withUnsafeBytes(of: field) { String(cString: $0.bindMemory(to: CChar.self).baseAddress!) }
+  }
+
+  public static var kernel: String { text(uname().release) }
+  public static var machine: String { text(uname().machine) }
+  public static var hostname: String { text(uname().nodename) }
+  public static var osDescription: String { "\(text(uname().sysname)) \(kernel)" }
+}

@@ -1,0 +1,135 @@
+import CLibPcap
+
+#if canImport(Glibc)
+  import Glibc
+#endif
+
+/// A libpcap problem, with the interface and libpcap's own words.
+public struct PcapError: Error, Sendable, CustomStringConvertible {
+  public enum Code: String, Sendable {
+    case open, activate, filter, permission, noSuchDevice, stats
+  }
+  public var code: Code
+  public var interface: String
+  public var message: String
+  public var description: String { "\(interface): \(message)" }
+}
+
+/// One live libpcap handle: `pcap_create` + setters + `pcap_activate`, nanosecond
+/// timestamps, immediate mode, non-blocking with a selectable descriptor.
+final class PcapHandle {
+  let interface: String
+  private var handle: OpaquePointer?
+  let linkType: UInt32
+  let selectableFD: Int32
+
+  init(interface: String, snaplen: Int, bufferBytes: Int) throws(PcapError) {
+    self.interface = interface
+    var errbuf = [CChar](repeating: 0, count: Int(smcpair_pcap_errbuf_size))
+    guard let created = pcap_create(interface, &errbuf) else {
+      throw PcapError(code: .open, interface: interface, message: String(cString: errbuf))
+    }
+    handle = created
+    pcap_set_snaplen(created, Int32(snaplen))
+    pcap_set_promisc(created, 0)
+    pcap_set_buffer_size(created, Int32(clamping: bufferBytes))
+    // Immediate mode: packets are delivered as they arrive, so a stop is seen within
+    // milliseconds and nothing waits in a half-filled kernel block.
+    pcap_set_immediate_mode(created, 1)
+    pcap_set_tstamp_precision(created, Int32(PCAP_TSTAMP_PRECISION_NANO))
+    let status = pcap_activate(created)
+    if status < 0 {
+      let text = String(cString: pcap_geterr(created))
+      pcap_close(created)
+      handle = nil
+      switch status {
+      case PCAP_ERROR_NO_SUCH_DEVICE:
+        throw PcapError(code: .noSuchDevice, interface: interface, message: "no such interface (\(text))")
+      case PCAP_ERROR_PERM_DENIED:
+        throw PcapError(
+          code: .permission, interface: interface,
+          message: "permission denied (\(text)); the agent needs root or CAP_NET_RAW+CAP_NET_ADMIN")
+      default:
+        throw PcapError(code: .activate, interface: interface, message: "cannot start capturing: \(text)")
+      }
+    }
+    linkType = UInt32(pcap_datalink(created))
+    pcap_setnonblock(created, 1, &errbuf)
+    selectableFD = pcap_get_selectable_fd(created)
+  }
+
+  deinit { close() }
+
+  func close() {
+    if let handle { pcap_close(handle) }
+    handle = nil
+  }
+
+  /// Compiles and installs a BPF filter; the compiled program is freed on every path.
+  func setFilter(_ filter: String) throws(PcapError) {
+    guard let handle else { return }
+    var program = bpf_program()
+    guard pcap_compile(handle, &program, filter, 1, 0xFFFF_FFFF) == 0 else {
+      throw PcapError(
+        code: .filter, interface: interface,
+        message: "filter '\(filter)' does not compile: \(String(cString: pcap_geterr(handle)))")
+    }
+    defer { pcap_freecode(&program) }
+    guard pcap_setfilter(handle, &program) == 0 else {
+      throw PcapError(
+        code: .filter, interface: interface,
+        message: "filter '\(filter)' cannot be installed: \(String(cString: pcap_geterr(handle)))")
+    }
+  }
+
+  /// Reads up to `limit` packets that are ready, calling `body` with (ns timestamp, original
+  /// length, data). Returns the number read, or -1 on error.
+  func dispatch(limit: Int32, _ body: (Int64, Int, UnsafeRawBufferPointer) -> Void) -> Int32 {
+    guard let handle else { return -1 }
+    return withoutActuallyEscaping(body) { body in
+      var context = DispatchContext(body: body)
+      return withUnsafeMutablePointer(to: &context) { pointer in
+        pcap_dispatch(
+          handle, limit,
+          { user, header, bytes in
+            guard let user, let header, let bytes else { return }
+            let context = UnsafeMutableRawPointer(user).assumingMemoryBound(to: DispatchContext.self)
+            let h = header.pointee
+            let ns = Int64(h.ts.tv_sec) * 1_000_000_000 + Int64(h.ts.tv_usec)
+            context.pointee.body(ns, Int(h.len), UnsafeRawBufferPointer(start: bytes, count: Int(h.caplen)))
+          }, UnsafeMutableRawPointer(pointer).assumingMemoryBound(to: UInt8.self))
+      }
+    }
+  }
+
+  struct DispatchContext {
+    var body: (Int64, Int, UnsafeRawBufferPointer) -> Void
+  }
+
+  var lastError: String { handle.map { String(cString: pcap_geterr($0)) } ?? "closed" }
+
+  /// (received, dropped by the kernel, dropped by the interface).
+  func statistics() -> (received: UInt64, dropped: UInt64, interfaceDropped: UInt64)? {
+    guard let handle else { return nil }
+    var stats = pcap_stat()
+    guard pcap_stats(handle, &stats) == 0 else { return nil }
+    return (UInt64(stats.ps_recv), UInt64(stats.ps_drop), UInt64(stats.ps_ifdrop))
+  }
+}
+
+/// Checks a BPF filter without any interface (the coordinator compiles filters before it
+/// touches a host). Returns libpcap's message when it does not compile.
+public enum FilterCheck {
+  public static func problem(_ filter: String, linkType: Int32 = 1) -> String? {
+    guard let dead = pcap_open_dead(linkType, 262_144) else { return "libpcap cannot open a dead handle" }
+    defer { pcap_close(dead) }
+    var program = bpf_program()
+    guard pcap_compile(dead, &program, filter, 1, 0xFFFF_FFFF) == 0 else {
+      return String(cString: pcap_geterr(dead))
+    }
+    pcap_freecode(&program)
+    return nil
+  }
+
+  public static var libraryVersion: String { String(cString: pcap_lib_version()) }
+}
