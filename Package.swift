@@ -72,11 +72,18 @@ let package = Package(
 
     // Tests.
     .target(
-      name: "TestSupport", dependencies: ["CaptureFiles", "SMCWire", "SMCSynthesis"],
+      name: "TestSupport", dependencies: ["CaptureFiles", "SMCWire", "SMCSynthesis", "AgentProtocol"],
       path: "Tests/TestSupport"),
     .testTarget(name: "CaptureFilesTests", dependencies: ["CaptureFiles", "TestSupport"]),
     .testTarget(name: "SMCWireTests", dependencies: ["SMCWire", "CaptureFiles", "TestSupport"]),
     .testTarget(name: "InventoryTests", dependencies: ["Inventory"]),
+    .testTarget(
+      name: "AgentTests",
+      dependencies: [
+        "AgentProtocol", "Checksum", "LiveCapture", "CaptureFiles", "SMCWire", "TestSupport", "Agent",
+        "Coordinator",
+      ]
+    ),
     .testTarget(
       name: "LabTests",
       dependencies: ["SMCWire", "CaptureFiles", "TestSupport", "Inventory", "Coordinator", "Agent"]

@@ -78,7 +78,7 @@ public final class PcapngWriter {
 
   deinit {
     if fd >= 0 {
-      try? flush()
+      if failure == nil { try? flush() }
       _ = Glibc.close(fd)
     }
   }
@@ -111,6 +111,7 @@ public final class PcapngWriter {
     direction: PacketDirection = .unknown, comment: String? = nil, packetID: UInt64? = nil
   ) throws(CaptureFileError) {
     precondition(interface >= 0 && interface < interfaceCount, "unknown interface \(interface)")
+    if let failure { throw failure }
     let padded = (data.count + 3) & ~3
     var optionsLength = 0
     if direction != .unknown { optionsLength += 8 }
@@ -196,8 +197,13 @@ public final class PcapngWriter {
     try flushIfNeeded()
   }
 
+  /// The error that stopped writing; once set, nothing more is written, so the file keeps
+  /// ending at the last whole block.
+  public private(set) var failure: CaptureFileError?
+
   /// Writes buffered blocks to the file.
   public func flush() throws(CaptureFileError) {
+    if let failure { throw failure }
     guard fd >= 0 else { return }
     var written = 0
     let total = buffer.count
@@ -226,12 +232,14 @@ public final class PcapngWriter {
     }
     if failure != 0 {
       let full = failure == ENOSPC || failure == EDQUOT
-      throw CaptureFileError(
+      let error = CaptureFileError(
         full ? .diskFull : .io,
         full
           ? "disk full while writing; the file keeps the \(bytesWritten) bytes (every packet block) written before this point"
           : "write failed: \(String(cString: strerror(failure)))",
         path: path, offset: bytesWritten, salvagedPackets: packetsOnDisk, systemError: failure)
+      self.failure = error
+      throw error
     }
   }
 
@@ -242,6 +250,7 @@ public final class PcapngWriter {
       _ = Glibc.close(fd)
       fd = -1
     }
+    if let failure { throw failure }
     try flush()
   }
 

@@ -121,7 +121,9 @@ public struct Lab: Sendable {
         [
           "addr add \(host.address)/24 dev eth0", "link set eth0 up", "link set lo up",
           // ifb: frames sent on it are captured once, as outgoing, like the real dummy device.
-          "link add \(host.dumpDevice) type ifb", "link set \(host.dumpDevice) up",
+          // MTU 65535: data records up to the emulator's 8 KiB record size fit in one frame.
+          "link add \(host.dumpDevice) type ifb", "link set \(host.dumpDevice) mtu 65535",
+          "link set \(host.dumpDevice) up",
         ], namespace: host.namespace)
       knownHosts.append(try startSSHD(host: &state.hosts[index], sshd: sshd, clientKey: clientKey))
       try save(state)

@@ -202,7 +202,7 @@ public final class CaptureSession: @unchecked Sendable {
     let writer = try PcapngWriter(
       path: "\(folder)/\(name)", application: "smcpair-agent \(AgentInfo.version)",
       os: AgentInfo.osDescription,
-      hardware: AgentInfo.machine, mode: 0o600)
+      hardware: AgentInfo.machine, bufferSize: 64 << 10, mode: 0o600)
     for (handle, name) in zip(handles, interfaceNames) {
       try writer.addInterface(
         InterfaceDescription(
@@ -211,6 +211,9 @@ public final class CaptureSession: @unchecked Sendable {
           linkType: LinkType(rawValue: handle.linkType), snapLength: UInt32(plan.snaplen),
           filter: plan.filter.isEmpty ? nil : plan.filter, os: AgentInfo.osDescription))
     }
+    // The file is a valid, empty capture from the first moment (a SIGKILL right after start
+    // still leaves something readable).
+    try writer.flush()
     return writer
   }
 
@@ -237,6 +240,14 @@ public final class CaptureSession: @unchecked Sendable {
         packets += 1
         bytes += Int64(data.count)
         perInterface[index] += 1
+        // Rotation is checked per packet: one dispatch can deliver thousands.
+        if let rotate = plan.rotateBytes, Int64(writer.bytesWritten + writer.bufferedBytes) >= rotate {
+          try finish(writer, started: started)
+          fileIndex += 1
+          writer = try openFile(index: fileIndex)
+          let path = writer.path
+          counters.withLock { $0.files.append(path) }
+        }
       } catch {
         failure = AgentProtocolError(error.code == .diskFull ? .diskFull : .io, error.description)
       }
@@ -262,18 +273,6 @@ public final class CaptureSession: @unchecked Sendable {
       if bytes >= maxBytes { reason = "byte limit reached"; break }
       let fileSize = Int64(writer.bytesWritten + writer.bufferedBytes)
       if let limit = plan.stop.maxFileBytes, fileSize >= limit { reason = "file size limit reached"; break }
-      if let rotate = plan.rotateBytes, fileSize >= rotate {
-        do {
-          try finish(writer, started: started)
-          fileIndex += 1
-          writer = try openFile(index: fileIndex)
-          let path = writer.path
-          counters.withLock { $0.files.append(path) }
-        } catch {
-          failure = AgentProtocolError(error.code == .diskFull ? .diskFull : .io, error.description)
-          break
-        }
-      }
       if now - lastFlush >= 0.1 {
         do {
           try writer.flush()

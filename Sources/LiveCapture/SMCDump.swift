@@ -34,6 +34,15 @@ public struct SMCDumpProbe: Sendable {
     return "SMC dump supported (\(Self.family) family \(familyID))"
   }
 
+  /// The id of any generic netlink family, nil when the kernel has none of that name (used
+  /// for SMC_GEN_NETLINK; public so the netlink code can be checked against a family that
+  /// exists everywhere, such as "nlctrl").
+  public static func familyID(named name: String) -> Int32? {
+    var commands: UInt32 = 0
+    let id = smcpair_genl_family(name, &commands)
+    return id > 0 ? id : nil
+  }
+
   /// Asks the kernel.
   public static func probe() -> SMCDumpProbe {
     var commands: UInt32 = 0
