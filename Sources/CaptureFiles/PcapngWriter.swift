@@ -112,6 +112,15 @@ public final class PcapngWriter {
   ) throws(CaptureFileError) {
     precondition(interface >= 0 && interface < interfaceCount, "unknown interface \(interface)")
     if let failure { throw failure }
+    if direction == .unknown && comment == nil && packetID == nil {
+      // The live-capture hot path: one append of the whole block, fields written in place.
+      appendPlainPacket(
+        interface: interface, timestampNanoseconds: timestampNanoseconds, data: data,
+        originalLength: originalLength ?? data.count)
+      packetCount += 1
+      if buffer.count >= bufferLimit { try flush() }
+      return
+    }
     let padded = (data.count + 3) & ~3
     var optionsLength = 0
     if direction != .unknown { optionsLength += 8 }
@@ -153,6 +162,32 @@ public final class PcapngWriter {
     }
     packetCount += 1
     try flushIfNeeded()
+  }
+
+  /// An EPB without options: 32 bytes of header and trailer around the padded data.
+  @inline(__always)
+  private func appendPlainPacket(
+    interface: Int, timestampNanoseconds: Int64, data: UnsafeRawBufferPointer, originalLength: Int
+  ) {
+    let padded = (data.count + 3) & ~3
+    let total = 32 + padded
+    let start = buffer.count
+    buffer.append(contentsOf: repeatElement(0, count: total))
+    let stamp = UInt64(bitPattern: timestampNanoseconds)
+    buffer.withUnsafeMutableBytes { raw in
+      let p = raw.baseAddress! + start
+      p.storeBytes(of: UInt32(6), toByteOffset: 0, as: UInt32.self)
+      p.storeBytes(of: UInt32(total), toByteOffset: 4, as: UInt32.self)
+      p.storeBytes(of: UInt32(interface), toByteOffset: 8, as: UInt32.self)
+      p.storeBytes(of: UInt32(truncatingIfNeeded: stamp >> 32), toByteOffset: 12, as: UInt32.self)
+      p.storeBytes(of: UInt32(truncatingIfNeeded: stamp), toByteOffset: 16, as: UInt32.self)
+      p.storeBytes(of: UInt32(data.count), toByteOffset: 20, as: UInt32.self)
+      p.storeBytes(of: UInt32(truncatingIfNeeded: originalLength), toByteOffset: 24, as: UInt32.self)
+      if let source = data.baseAddress, data.count > 0 {
+        (p + 28).copyMemory(from: source, byteCount: data.count)
+      }
+      p.storeBytes(of: UInt32(total), toByteOffset: total - 4, as: UInt32.self)
+    }
   }
 
   /// Convenience for `[UInt8]` packet data.

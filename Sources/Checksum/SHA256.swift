@@ -76,7 +76,17 @@ public struct SHA256: Sendable {
   }
 
   private mutating func compress(_ chunk: UnsafeRawBufferPointer) {
-    var w = [UInt32](repeating: 0, count: 64)
+    // The message schedule lives on the stack (no allocation per block).
+    var schedule:
+      (
+        SIMD16<UInt32>, SIMD16<UInt32>, SIMD16<UInt32>, SIMD16<UInt32>
+      ) = (.zero, .zero, .zero, .zero)
+    withUnsafeMutableBytes(of: &schedule) { raw in
+      compress(chunk, raw.bindMemory(to: UInt32.self))
+    }
+  }
+
+  private mutating func compress(_ chunk: UnsafeRawBufferPointer, _ w: UnsafeMutableBufferPointer<UInt32>) {
     for i in 0..<16 {
       w[i] =
         UInt32(chunk[i * 4]) << 24 | UInt32(chunk[i * 4 + 1]) << 16 | UInt32(chunk[i * 4 + 2]) << 8
@@ -88,21 +98,23 @@ public struct SHA256: Sendable {
       w[i] = w[i - 16] &+ s0 &+ w[i - 7] &+ s1
     }
     var (a, b, c, d, e, f, g, h) = state
-    for i in 0..<64 {
-      let s1 = e.rotatedRight(6) ^ e.rotatedRight(11) ^ e.rotatedRight(25)
-      let choice = (e & f) ^ (~e & g)
-      let t1 = h &+ s1 &+ choice &+ SHA256.k[i] &+ w[i]
-      let s0 = a.rotatedRight(2) ^ a.rotatedRight(13) ^ a.rotatedRight(22)
-      let majority = (a & b) ^ (a & c) ^ (b & c)
-      let t2 = s0 &+ majority
-      h = g
-      g = f
-      f = e
-      e = d &+ t1
-      d = c
-      c = b
-      b = a
-      a = t1 &+ t2
+    SHA256.k.withUnsafeBufferPointer { k in
+      for i in 0..<64 {
+        let s1 = e.rotatedRight(6) ^ e.rotatedRight(11) ^ e.rotatedRight(25)
+        let choice = (e & f) ^ (~e & g)
+        let t1 = h &+ s1 &+ choice &+ k[i] &+ w[i]
+        let s0 = a.rotatedRight(2) ^ a.rotatedRight(13) ^ a.rotatedRight(22)
+        let majority = (a & b) ^ (a & c) ^ (b & c)
+        let t2 = s0 &+ majority
+        h = g
+        g = f
+        f = e
+        e = d &+ t1
+        d = c
+        c = b
+        b = a
+        a = t1 &+ t2
+      }
     }
     state = (
       state.0 &+ a, state.1 &+ b, state.2 &+ c, state.3 &+ d, state.4 &+ e, state.5 &+ f, state.6 &+ g,

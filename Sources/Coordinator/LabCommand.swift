@@ -19,7 +19,7 @@ struct LabCommand: ParsableCommand {
         ssh -i <identity> -o UserKnownHostsFile=<known_hosts> root@<address>
         smcpair lab down
       """,
-    subcommands: [LabUp.self, LabDown.self, LabStatus.self, LabPeer.self]
+    subcommands: [LabUp.self, LabDown.self, LabStatus.self, LabPeer.self, LabBlast.self]
   )
 }
 

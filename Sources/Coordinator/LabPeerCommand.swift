@@ -137,3 +137,35 @@ struct PeerClient: ParsableCommand {
     }
   }
 }
+
+struct LabBlast: ParsableCommand {
+  static let configuration = CommandConfiguration(
+    commandName: "blast",
+    abstract: "Send UDP datagrams at a steady rate to another lab host (capture benchmarks).")
+
+  @Option(help: ArgumentHelp("Destination address and port.", valueName: "addr:port")) var to: String
+  @Option(help: "Datagrams per second (0: as fast as possible).") var rate = 50_000
+  @Option(help: "Seconds to send.") var seconds: Double = 5
+  @Option(help: "Payload bytes per datagram.") var size = 64
+
+  func validate() throws {
+    guard to.split(separator: ":").count == 2, UInt16(to.split(separator: ":")[1]) != nil else {
+      throw ValidationError("--to takes ADDRESS:PORT")
+    }
+    guard rate >= 0, seconds > 0, (1...65000).contains(size) else {
+      throw ValidationError("--rate >= 0, --seconds > 0, --size 1...65000")
+    }
+  }
+
+  func run() throws {
+    let parts = to.split(separator: ":")
+    do {
+      print(
+        try TrafficBlaster.run(
+          to: String(parts[0]), port: UInt16(parts[1])!, rate: rate, seconds: seconds, size: size))
+    } catch {
+      writeStandardError("smcpair lab blast: \(error.description)\n")
+      throw ExitCode(1)
+    }
+  }
+}

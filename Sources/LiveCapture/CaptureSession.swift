@@ -283,8 +283,10 @@ public final class CaptureSession: @unchecked Sendable {
         publish(packets: packets, bytes: bytes, perInterface: perInterface)
       }
     }
-    // Drain what the kernel already holds, then statistics and the end of the file.
+    // Drain what the kernel already holds (after one block-retire period, so a partly filled
+    // block is handed over too), then statistics and the end of the file.
     if failure == nil {
+      usleep(useconds_t(PcapHandle.retireMilliseconds * 2_500))
       for (index, handle) in handles.enumerated() {
         var rounds = 0
         while handle.dispatch(limit: 4096, { ns, length, data in write(index, ns, length, data) }) > 0

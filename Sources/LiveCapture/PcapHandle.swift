@@ -19,6 +19,8 @@ public struct PcapError: Error, Sendable, CustomStringConvertible {
 /// timestamps, immediate mode, non-blocking with a selectable descriptor.
 final class PcapHandle {
   let interface: String
+  /// Block retire timeout: the longest a packet waits in the kernel before delivery.
+  static let retireMilliseconds = 10
   private var handle: OpaquePointer?
   let linkType: UInt32
   let selectableFD: Int32
@@ -33,9 +35,11 @@ final class PcapHandle {
     pcap_set_snaplen(created, Int32(snaplen))
     pcap_set_promisc(created, 0)
     pcap_set_buffer_size(created, Int32(clamping: bufferBytes))
-    // Immediate mode: packets are delivered as they arrive, so a stop is seen within
-    // milliseconds and nothing waits in a half-filled kernel block.
-    pcap_set_immediate_mode(created, 1)
+    // Not immediate mode: the kernel hands over a block of packets at a time (TPACKET_V3),
+    // and retires a partly filled block after `retireMilliseconds`, so the capture thread
+    // wakes per block rather than per packet. The thread polls non-blocking handles and
+    // drains after the retire time on stop, so nothing waits in a half-filled block.
+    pcap_set_timeout(created, Int32(PcapHandle.retireMilliseconds))
     pcap_set_tstamp_precision(created, Int32(PCAP_TSTAMP_PRECISION_NANO))
     let status = pcap_activate(created)
     if status < 0 {
