@@ -40,7 +40,14 @@ let package = Package(
     .target(name: "Inventory", dependencies: [.product(name: "Yams", package: "Yams")]),
     // Agent protocol messages and a Foundation-free JSON (the agent must not link Foundation).
     .target(name: "AgentProtocol"),
-    .target(name: "Checksum"),
+    .systemLibrary(
+      name: "CLibCrypto",
+      pkgConfig: "libcrypto",
+      providers: [.apt(["libssl-dev"])]
+    ),
+    .target(name: "Checksum", dependencies: ["CLibCrypto"]),
+    // libssh2: sessions, host keys, auth, exec, SFTP, jump hosts, ~/.ssh/config subset.
+    .target(name: "SSHTransport", dependencies: ["CLibSSH2", "Checksum"]),
     // libpcap live capture into pcapng, and the SMC dump device lifecycle.
     .target(
       name: "LiveCapture",
@@ -57,7 +64,7 @@ let package = Package(
     .executableTarget(
       name: "Coordinator",
       dependencies: [
-        "CaptureFiles", "SMCWire", "Timeline", "Lab", "Inventory",
+        "CaptureFiles", "SMCWire", "Timeline", "Lab", "Inventory", "SSHTransport",
         .product(name: "ArgumentParser", package: "swift-argument-parser"),
       ]
     ),
@@ -77,6 +84,7 @@ let package = Package(
     .testTarget(name: "CaptureFilesTests", dependencies: ["CaptureFiles", "TestSupport"]),
     .testTarget(name: "SMCWireTests", dependencies: ["SMCWire", "CaptureFiles", "TestSupport"]),
     .testTarget(name: "InventoryTests", dependencies: ["Inventory"]),
+    .testTarget(name: "SSHTests", dependencies: ["SSHTransport", "Checksum", "TestSupport", "Coordinator"]),
     .testTarget(
       name: "AgentTests",
       dependencies: [

@@ -1,0 +1,237 @@
+import ArgumentParser
+import Foundation
+import Inventory
+import SSHTransport
+import Timeline
+
+/// Options every command that reaches hosts shares.
+struct ConnectionOptions: ParsableArguments {
+  @Option(
+    name: [.customShort("i"), .long],
+    help: "Inventory file (hosts can then be named by their inventory name).")
+  var inventory: String?
+
+  @Option(
+    help: ArgumentHelp("Private key to try (repeatable), before ssh-agent's and ~/.ssh's.", valueName: "file")
+  )
+  var identity: [String] = []
+
+  @Option(help: ArgumentHelp("known_hosts file to check host keys against.", valueName: "file"))
+  var knownHosts: String?
+
+  @Flag(
+    help:
+      "Record the host keys of hosts not yet known (like OpenSSH's accept-new). Changed keys are always refused."
+  )
+  var acceptNew = false
+
+  @Option(help: "Seconds to wait for a connection.")
+  var connectTimeout: Double = 10
+
+  func baseOptions() -> SSHOptions {
+    var options = SSHOptions()
+    options.identityFiles = identity
+    options.knownHostsFile = knownHosts
+    options.acceptNew = acceptNew
+    options.connectTimeout = connectTimeout
+    return options
+  }
+
+  func loadInventory() throws -> Inventory? {
+    guard let inventory else { return nil }
+    do {
+      return try InventoryParser.load(path: inventory)
+    } catch {
+      throw ValidationError(error.description)
+    }
+  }
+
+  /// A target (inventory name, `ssh://[user@]host[:port]`, or an ssh_config alias) and the
+  /// options to reach it.
+  func resolve(_ text: String, inventory: Inventory?) throws -> (SSHTarget, SSHOptions) {
+    var options = baseOptions()
+    if let inventory, let host = inventory.host(text) {
+      if let identity = host.identity { options.identityFiles.append(identity) }
+      options.knownHostsFile = knownHosts ?? host.knownHosts
+      if let jump = host.jump {
+        if let jumpHost = inventory.host(jump) {
+          options.proxyJump = [SSHTarget(user: jumpHost.user, host: jumpHost.address, port: jumpHost.port)]
+        } else if let url = SSHTarget.parse(url: jump) {
+          options.proxyJump = [url]
+        }
+      }
+      return (SSHTarget(user: host.user, host: host.address, port: host.port), options)
+    }
+    if let url = SSHTarget.parse(url: text) { return (url, options) }
+    if text.hasPrefix("ssh://") {
+      throw ValidationError("'\(text)' is not a valid ssh://[user@]host[:port] target")
+    }
+    if inventory != nil && !text.contains("@") && !text.contains(".") && !text.contains(":") {
+      throw ValidationError(
+        "'\(text)' is not a host of \(self.inventory!); hosts: \(inventory!.hosts.map(\.name).joined(separator: ", "))"
+      )
+    }
+    guard let target = SSHTarget.parse(jump: text) else { throw ValidationError("'\(text)' is not a host") }
+    return (target, options)
+  }
+}
+
+struct HostsCommand: ParsableCommand {
+  static let configuration = CommandConfiguration(
+    commandName: "hosts", abstract: "Check that hosts are reachable, and trust their host keys.",
+    subcommands: [HostsCheck.self, HostsTrust.self])
+}
+
+struct HostsCheck: ParsableCommand {
+  static let configuration = CommandConfiguration(
+    commandName: "check",
+    abstract: "Connect to hosts in parallel: host key, authentication, round trip, sudo -n, kernel.",
+    discussion: """
+      Exit status 0 when every host answered, 1 when any failed. Targets: inventory host names \\
+      (with -i), ssh://[user@]host[:port], or ~/.ssh/config aliases. With -i and no target, every \\
+      inventory host is checked.
+
+      Examples:
+        smcpair hosts check -i lab.yaml
+        smcpair hosts check ssh://root@10.0.0.5:2222 --known-hosts ./known_hosts --json
+      """)
+
+  @OptionGroup var connection: ConnectionOptions
+  @Argument(help: "Hosts to check.") var targets: [String] = []
+  @Flag(help: "One JSON object per host on standard output.") var json = false
+
+  func validate() throws {
+    if targets.isEmpty && connection.inventory == nil {
+      throw ValidationError("name hosts to check, or pass -i INVENTORY")
+    }
+  }
+
+  struct Row: Sendable {
+    var name: String
+    var ok = false
+    var keyType = ""
+    var fingerprint = ""
+    var recorded = false
+    var auth = ""
+    var roundTripMs = 0.0
+    var sudo = ""
+    var kernel = ""
+    var error: SSHError?
+  }
+
+  func run() throws {
+    let inventory = try connection.loadInventory()
+    let names = targets.isEmpty ? (inventory?.hosts.map(\.name) ?? []) : targets
+    var resolved: [(String, SSHTarget, SSHOptions)] = []
+    for name in names {
+      let (target, options) = try connection.resolve(name, inventory: inventory)
+      resolved.append((name, target, options))
+    }
+    let lookup = resolved
+    let rows = ParallelHosts.map(resolved.map(\.1)) { target -> Row in
+      let entry = lookup.first { $0.1 == target }!
+      var row = Row(name: entry.0)
+      do throws(SSHError) {
+        let session = try SSHSession.connect(target, options: entry.2)
+        defer { session.close() }
+        row.keyType = session.hostKey.type
+        row.fingerprint = session.hostKey.fingerprint
+        row.recorded = session.hostKey.recorded
+        row.auth = session.authMethod
+        let started = Date()
+        _ = try session.run("true")
+        row.roundTripMs = Date().timeIntervalSince(started) * 1000
+        row.kernel = try session.run("uname -r").stdoutText.trimmingCharacters(in: .whitespacesAndNewlines)
+        if session.user == "root" {
+          row.sudo = "root"
+        } else {
+          row.sudo = try session.run("sudo -n true").exitStatus == 0 ? "yes" : "no (sudo -n refused)"
+        }
+        row.ok = true
+      } catch {
+        row.error = error
+      }
+      return row
+    }
+    if json {
+      for row in rows {
+        var fields: [String: Any] = ["target": row.name, "ok": row.ok]
+        if row.ok {
+          fields["key_type"] = row.keyType
+          fields["fingerprint"] = row.fingerprint
+          fields["host_key_recorded"] = row.recorded
+          fields["auth"] = row.auth
+          fields["round_trip_ms"] = (row.roundTripMs * 100).rounded() / 100
+          fields["sudo"] = row.sudo
+          fields["kernel"] = row.kernel
+        } else if let error = row.error {
+          fields["error"] = ["code": error.code.rawValue, "message": error.message]
+        }
+        let data = try JSONSerialization.data(
+          withJSONObject: fields, options: [.sortedKeys, .withoutEscapingSlashes])
+        print(String(decoding: data, as: UTF8.self))
+      }
+    } else {
+      for row in rows {
+        if row.ok {
+          print(
+            "\(row.name)  ok  \(row.keyType) \(row.fingerprint)\(row.recorded ? " (recorded)" : "")  \(row.auth)  rtt \(String(format: "%.1f", row.roundTripMs)) ms  sudo: \(row.sudo)  kernel \(row.kernel)"
+          )
+        } else {
+          print("\(row.name)  FAILED  \(row.error?.description ?? "")")
+        }
+      }
+    }
+    if rows.contains(where: { !$0.ok }) { throw ExitCode(1) }
+  }
+}
+
+struct HostsTrust: ParsableCommand {
+  static let configuration = CommandConfiguration(
+    commandName: "trust",
+    abstract: "Show a host's key fingerprint and record it in known_hosts after confirmation.",
+    discussion: "A key that differs from the recorded one is never replaced here: remove the old line first.")
+
+  @OptionGroup var connection: ConnectionOptions
+  @Argument(help: "The host.") var target: String
+  @Flag(help: "Record without asking.") var yes = false
+
+  func run() throws {
+    let (resolvedTarget, options) = try connection.resolve(target, inventory: try connection.loadInventory())
+    do {
+      let probe = try SSHSession.probeHostKey(resolvedTarget, options: options)
+      let known = KnownHosts(path: probe.knownHostsFile)
+      let entries = known.entries(host: probe.host, port: probe.port)
+      let fingerprint = KnownHosts.fingerprint(probe.key)
+      let name = KnownHosts.name(host: probe.host, port: probe.port)
+      if entries.contains(where: { $0.key == probe.key && !$0.revoked }) {
+        print("\(name): \(probe.type) \(fingerprint) is already trusted in \(probe.knownHostsFile)")
+        return
+      }
+      if let stale = entries.first {
+        writeStandardError(
+          "smcpair hosts trust: \(name) presents \(probe.type) \(fingerprint) but \(probe.knownHostsFile):\(stale.line) has \(stale.keyType) \(KnownHosts.fingerprint(stale.key)); not replacing it. If the change is legitimate, remove that line first.\n"
+        )
+        throw ExitCode(1)
+      }
+      print("\(name) presents \(probe.type) key \(fingerprint)")
+      if !yes {
+        guard isatty(0) == 1 else {
+          writeStandardError("smcpair hosts trust: not a terminal; pass --yes to record the key\n")
+          throw ExitCode(1)
+        }
+        print("Record it in \(probe.knownHostsFile)? Type 'yes': ", terminator: "")
+        guard readLine()?.lowercased() == "yes" else {
+          print("not recorded")
+          throw ExitCode(1)
+        }
+      }
+      try known.append(host: probe.host, port: probe.port, keyType: probe.type, key: probe.key)
+      print("recorded in \(probe.knownHostsFile)")
+    } catch {
+      guard let failure = error as? SSHError else { throw error }
+      writeStandardError("smcpair hosts trust: \(failure.description)\n")
+      throw ExitCode(1)
+    }
+  }
+}

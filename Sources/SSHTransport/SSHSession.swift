@@ -1,0 +1,415 @@
+import CLibSSH2
+import Foundation
+
+#if canImport(Glibc)
+  import Glibc
+#endif
+
+/// How to reach hosts: identities, known_hosts, timeouts.
+public struct SSHOptions: Sendable {
+  /// Identity files given on the command line (tried before the config's and the defaults).
+  public var identityFiles: [String] = []
+  /// known_hosts to check against instead of the config's or `~/.ssh/known_hosts`.
+  public var knownHostsFile: String?
+  /// Record keys of hosts not yet known (OpenSSH's accept-new). Changed keys are refused always.
+  public var acceptNew = false
+  public var connectTimeout: Double = 10
+  /// Seconds without any progress before an operation fails.
+  public var inactivityTimeout: Double = 60
+  public var serverAliveInterval = 15
+  public var useAgent = true
+  /// Passphrase for encrypted keys (else `SMCPAIR_KEY_PASSPHRASE`, else a TTY prompt).
+  public var passphrase: String?
+  /// The ssh_config to honour; nil reads `~/.ssh/config`.
+  public var config: SSHConfig?
+  /// Jump hosts (overrides ProxyJump from the config); each is reached through the previous.
+  public var proxyJump: [SSHTarget]?
+
+  public init() {}
+}
+
+/// The host key a session verified.
+public struct VerifiedHostKey: Sendable {
+  public var type: String
+  public var fingerprint: String
+  /// True when this connection recorded it (accept-new).
+  public var recorded: Bool
+  public var knownHostsFile: String
+}
+
+/// libssh2 is initialised once per process and never torn down.
+enum LibSSH2 {
+  static let initialized: Int32 = libssh2_init(0)
+  static let eagain = Int32(LIBSSH2_ERROR_EAGAIN)
+
+  static func hostKeyTypeName(_ type: Int32) -> String {
+    switch type {
+    case LIBSSH2_HOSTKEY_TYPE_RSA: "ssh-rsa"
+    case LIBSSH2_HOSTKEY_TYPE_DSS: "ssh-dss"
+    case LIBSSH2_HOSTKEY_TYPE_ECDSA_256: "ecdsa-sha2-nistp256"
+    case LIBSSH2_HOSTKEY_TYPE_ECDSA_384: "ecdsa-sha2-nistp384"
+    case LIBSSH2_HOSTKEY_TYPE_ECDSA_521: "ecdsa-sha2-nistp521"
+    case LIBSSH2_HOSTKEY_TYPE_ED25519: "ssh-ed25519"
+    default: "unknown"
+    }
+  }
+
+  static let supportedHostKeyTypes = [
+    "ssh-ed25519", "ecdsa-sha2-nistp256", "ecdsa-sha2-nistp384", "ecdsa-sha2-nistp521", "ssh-rsa",
+  ]
+}
+
+/// One authenticated SSH connection. Use it from one thread at a time (libssh2 sessions are
+/// not thread-safe); calls block that thread, never the Swift cooperative pool.
+public final class SSHSession: @unchecked Sendable {
+  /// `user@host:port` as connected.
+  public let label: String
+  public let user: String
+  public let hostKey: VerifiedHostKey
+  /// How authentication succeeded, e.g. "identity file ~/.ssh/id_ed25519".
+  public let authMethod: String
+  let session: OpaquePointer
+  let socket: Int32
+  let options: SSHOptions
+  /// Jump hosts this session tunnels through (kept alive with it).
+  let tunnel: JumpTunnel?
+  private var closed = false
+  private var lastKeepalive = Date()
+
+  // MARK: - connect
+
+  /// Connects, verifies the host key strictly and authenticates.
+  public static func connect(_ target: SSHTarget, options: SSHOptions = SSHOptions()) throws(SSHError)
+    -> SSHSession
+  {
+    _ = LibSSH2.initialized
+    let config = options.config ?? SSHConfig()
+    let settings = try config.resolve(target.host)
+    let host = settings.hostName ?? target.host
+    let port = target.port ?? settings.port ?? 22
+    let user = target.user ?? settings.user ?? ProcessInfo.processInfo.environment["USER"] ?? "root"
+    var effective = options
+    if let timeout = settings.connectTimeout, options.connectTimeout == SSHOptions().connectTimeout {
+      effective.connectTimeout = timeout
+    }
+    if let interval = settings.serverAliveInterval { effective.serverAliveInterval = interval }
+    if settings.strictHostKeyChecking == "accept-new" { effective.acceptNew = true }
+    let home = ProcessInfo.processInfo.environment["HOME"] ?? "/root"
+    let knownHostsFile = expand(
+      options.knownHostsFile ?? settings.userKnownHostsFile ?? "~/.ssh/known_hosts", home)
+    let label = "\(user)@\(host.contains(":") ? "[\(host)]" : host):\(port)"
+
+    var socket: Int32
+    var tunnel: JumpTunnel?
+    let jumps = options.proxyJump ?? (settings.proxyJump ?? []).compactMap(SSHTarget.parse(jump:))
+    if jumps.isEmpty {
+      socket = try connectSocket(host: host, port: port, timeout: effective.connectTimeout, label: label)
+    } else {
+      // Each hop is reached through the previous one; the last carries this connection.
+      var previous = try SSHSession.connect(jumps[0], options: withoutJumps(effective))
+      for hop in jumps.dropFirst() {
+        let hopTunnel = try JumpTunnel(through: previous, to: hop.host, port: hop.port ?? 22)
+        previous = try SSHSession.connect(
+          overSocket: hopTunnel.localSocket, tunnel: hopTunnel, hop, options: withoutJumps(effective))
+      }
+      tunnel = try JumpTunnel(through: previous, to: host, port: port)
+      socket = tunnel!.localSocket
+    }
+    return try SSHSession(
+      socket: socket, tunnel: tunnel, host: host, port: port, user: user, label: label,
+      knownHostsFile: knownHostsFile,
+      identityHints: settings.identityFiles.map {
+        expand($0.replacingOccurrences(of: "%h", with: host), home)
+      },
+      options: effective)
+  }
+
+  static func connect(overSocket socket: Int32, tunnel: JumpTunnel, _ target: SSHTarget, options: SSHOptions)
+    throws(SSHError) -> SSHSession
+  {
+    let config = options.config ?? SSHConfig()
+    let settings = try config.resolve(target.host)
+    let host = settings.hostName ?? target.host
+    let port = target.port ?? settings.port ?? 22
+    let user = target.user ?? settings.user ?? "root"
+    let home = ProcessInfo.processInfo.environment["HOME"] ?? "/root"
+    return try SSHSession(
+      socket: socket, tunnel: tunnel, host: host, port: port, user: user, label: "\(user)@\(host):\(port)",
+      knownHostsFile: expand(
+        options.knownHostsFile ?? settings.userKnownHostsFile ?? "~/.ssh/known_hosts", home),
+      identityHints: settings.identityFiles.map { expand($0, home) }, options: options)
+  }
+
+  /// Options for a jump hop: the same keys and known_hosts, no further jumps of its own.
+  static func withoutJumps(_ options: SSHOptions) -> SSHOptions {
+    var hop = options
+    hop.proxyJump = []
+    return hop
+  }
+
+  /// Connects and reads the host key without authenticating (for `hosts trust`).
+  public static func probeHostKey(_ target: SSHTarget, options: SSHOptions = SSHOptions()) throws(SSHError)
+    -> (host: String, port: Int, type: String, key: [UInt8], knownHostsFile: String)
+  {
+    _ = LibSSH2.initialized
+    let config = options.config ?? SSHConfig()
+    let settings = try config.resolve(target.host)
+    let host = settings.hostName ?? target.host
+    let port = target.port ?? settings.port ?? 22
+    let home = ProcessInfo.processInfo.environment["HOME"] ?? "/root"
+    let file = expand(options.knownHostsFile ?? settings.userKnownHostsFile ?? "~/.ssh/known_hosts", home)
+    let label = "\(host):\(port)"
+    let socket = try connectSocket(host: host, port: port, timeout: options.connectTimeout, label: label)
+    defer { Glibc.close(socket) }
+    guard let session = libssh2_session_init_ex(nil, nil, nil, nil) else {
+      throw SSHError(.handshake, host: label, "libssh2 could not create a session")
+    }
+    defer {
+      libssh2_session_disconnect_ex(session, SSH_DISCONNECT_BY_APPLICATION, "bye", "")
+      libssh2_session_free(session)
+    }
+    libssh2_session_set_blocking(session, 0)
+    var deadline = Date().addingTimeInterval(options.connectTimeout)
+    try retry(session, socket, label, "SSH handshake", deadline: &deadline, refresh: false) {
+      libssh2_session_handshake(session, socket)
+    }
+    var length = 0
+    var type: Int32 = 0
+    guard let raw = libssh2_session_hostkey(session, &length, &type) else {
+      throw SSHError(.handshake, host: label, "the server sent no host key")
+    }
+    return (
+      host, port, LibSSH2.hostKeyTypeName(type), Array(UnsafeRawBufferPointer(start: raw, count: length)),
+      file
+    )
+  }
+
+  static func expand(_ path: String, _ home: String) -> String {
+    path.hasPrefix("~/") ? home + path.dropFirst(1) : path
+  }
+
+  init(
+    socket: Int32, tunnel: JumpTunnel?, host: String, port: Int, user: String, label: String,
+    knownHostsFile: String,
+    identityHints: [String], options: SSHOptions
+  ) throws(SSHError) {
+    guard let created = libssh2_session_init_ex(nil, nil, nil, nil) else {
+      Glibc.close(socket)
+      throw SSHError(.handshake, host: label, "libssh2 could not create a session")
+    }
+    self.session = created
+    self.socket = socket
+    self.tunnel = tunnel
+    self.options = options
+    self.label = label
+    self.user = user
+    libssh2_session_set_blocking(created, 0)
+    // Ask for the host key types known_hosts holds for this host, in file order, so the
+    // server presents one we can check (libssh2 would otherwise prefer ECDSA).
+    let known = KnownHosts(path: knownHostsFile).entries(host: host, port: port).filter { !$0.revoked }
+    var preferred: [String] = []
+    for entry in known
+    where LibSSH2.supportedHostKeyTypes.contains(entry.keyType) && !preferred.contains(entry.keyType) {
+      preferred.append(entry.keyType)
+    }
+    if !preferred.isEmpty {
+      _ = libssh2_session_method_pref(created, LIBSSH2_METHOD_HOSTKEY, preferred.joined(separator: ","))
+    }
+    var deadline = Date().addingTimeInterval(options.connectTimeout)
+    do throws(SSHError) {
+      try SSHSession.retry(created, socket, label, "SSH handshake", deadline: &deadline, refresh: false) {
+        libssh2_session_handshake(created, socket)
+      }
+      hostKey = try SSHSession.verifyHostKey(
+        created, host: host, port: port, label: label, file: knownHostsFile, known: known,
+        acceptNew: options.acceptNew)
+      libssh2_keepalive_config(created, 1, UInt32(max(1, options.serverAliveInterval)))
+      deadline = Date().addingTimeInterval(options.connectTimeout)
+      authMethod = try Authenticator(
+        session: created, socket: socket, label: label, user: user, options: options
+      )
+      .authenticate(identityHints: identityHints, deadline: &deadline)
+    } catch {
+      libssh2_session_disconnect_ex(created, SSH_DISCONNECT_BY_APPLICATION, "bye", "")
+      libssh2_session_free(created)
+      Glibc.close(socket)
+      throw error
+    }
+  }
+
+  deinit { close() }
+
+  /// Orderly disconnect. Safe to repeat.
+  public func close() {
+    guard !closed else { return }
+    closed = true
+    libssh2_session_set_blocking(session, 1)
+    libssh2_session_set_timeout(session, 2000)
+    libssh2_session_disconnect_ex(session, SSH_DISCONNECT_BY_APPLICATION, "smcpair done", "")
+    libssh2_session_free(session)
+    Glibc.close(socket)
+    tunnel?.close()
+  }
+
+  // MARK: - host key
+
+  static func verifyHostKey(
+    _ session: OpaquePointer, host: String, port: Int, label: String, file: String, known: [KnownHosts.Entry],
+    acceptNew: Bool
+  ) throws(SSHError) -> VerifiedHostKey {
+    var length = 0
+    var type: Int32 = 0
+    guard let raw = libssh2_session_hostkey(session, &length, &type) else {
+      throw SSHError(.handshake, host: label, "the server sent no host key")
+    }
+    let key = Array(UnsafeRawBufferPointer(start: raw, count: length))
+    let typeName = LibSSH2.hostKeyTypeName(type)
+    let fingerprint = KnownHosts.fingerprint(key)
+    let name = KnownHosts.name(host: host, port: port)
+    let all = KnownHosts(path: file).entries(host: host, port: port)
+    if let revoked = all.first(where: { $0.revoked && $0.key == key }) {
+      throw SSHError(
+        .hostKeyRevoked, host: label,
+        "the host key \(fingerprint) is marked @revoked in \(file):\(revoked.line); refusing")
+    }
+    if known.contains(where: { $0.key == key }) {
+      return VerifiedHostKey(type: typeName, fingerprint: fingerprint, recorded: false, knownHostsFile: file)
+    }
+    if let stale = known.first {
+      let lines = known.map { "\(file):\($0.line) (\($0.keyType) \(KnownHosts.fingerprint($0.key)))" }
+      throw SSHError(
+        .hostKeyMismatch, host: label,
+        "HOST KEY MISMATCH for \(name): the server presents \(typeName) \(fingerprint) but known_hosts has \(lines.joined(separator: ", ")). Someone may be intercepting the connection, or the host was reinstalled. If you know the key changed legitimately, remove line \(stale.line) of \(file) (ssh-keygen -R '\(name)' -f \(file)) and run 'smcpair hosts trust'."
+      )
+    }
+    guard acceptNew else {
+      throw SSHError(
+        .hostKeyUnknown, host: label,
+        "host key of \(name) is not known (\(typeName) \(fingerprint)); not in \(file). Check the fingerprint with the host's owner, then run 'smcpair hosts trust \(label)' or pass --accept-new."
+      )
+    }
+    try KnownHosts(path: file).append(host: host, port: port, keyType: typeName, key: key)
+    return VerifiedHostKey(type: typeName, fingerprint: fingerprint, recorded: true, knownHostsFile: file)
+  }
+
+  // MARK: - non-blocking plumbing
+
+  /// Repeats a libssh2 call while it says EAGAIN, waiting on the socket in between.
+  @discardableResult
+  static func retry(
+    _ session: OpaquePointer, _ socket: Int32, _ label: String, _ what: String, deadline: inout Date,
+    refresh: Bool,
+    inactivity: Double = 60, _ call: () -> Int32
+  ) throws(SSHError) -> Int32 {
+    while true {
+      let rc = call()
+      if rc == LibSSH2.eagain {
+        try wait(session, socket, label, what, deadline: deadline)
+        if refresh { deadline = Date().addingTimeInterval(inactivity) }
+        continue
+      }
+      if rc < 0 { throw error(session, label, what, rc) }
+      return rc
+    }
+  }
+
+  static func wait(_ session: OpaquePointer, _ socket: Int32, _ label: String, _ what: String, deadline: Date)
+    throws(SSHError)
+  {
+    let directions = libssh2_session_block_directions(session)
+    var events: Int16 = 0
+    if directions & LIBSSH2_SESSION_BLOCK_INBOUND != 0 { events |= Int16(POLLIN) }
+    if directions & LIBSSH2_SESSION_BLOCK_OUTBOUND != 0 { events |= Int16(POLLOUT) }
+    if events == 0 { events = Int16(POLLIN) }
+    var entry = pollfd(fd: socket, events: events, revents: 0)
+    let left = deadline.timeIntervalSinceNow
+    guard left > 0 else {
+      throw SSHError(.timeout, host: label, "\(what) timed out")
+    }
+    let ready = poll(&entry, 1, Int32(min(left, 1.0) * 1000) + 1)
+    if ready < 0 && errno != EINTR {
+      throw SSHError(.disconnected, host: label, "\(what): \(String(cString: strerror(errno)))")
+    }
+  }
+
+  static func error(_ session: OpaquePointer, _ label: String, _ what: String, _ rc: Int32) -> SSHError {
+    var message: UnsafeMutablePointer<CChar>?
+    var length: Int32 = 0
+    libssh2_session_last_error(session, &message, &length, 0)
+    let text = message.map { String(cString: $0) } ?? "error \(rc)"
+    let code: SSHError.Code =
+      switch rc {
+      case LIBSSH2_ERROR_TIMEOUT: .timeout
+      case LIBSSH2_ERROR_SOCKET_DISCONNECT, LIBSSH2_ERROR_SOCKET_RECV, LIBSSH2_ERROR_SOCKET_SEND:
+        .disconnected
+      case LIBSSH2_ERROR_KEX_FAILURE, LIBSSH2_ERROR_BANNER_RECV, LIBSSH2_ERROR_BANNER_SEND: .handshake
+      default: .channel
+      }
+    return SSHError(code, host: label, "\(what) failed: \(text)")
+  }
+
+  func retry(_ what: String, _ call: () -> Int32) throws(SSHError) -> Int32 {
+    var deadline = Date().addingTimeInterval(options.inactivityTimeout)
+    return try SSHSession.retry(
+      session, socket, label, what, deadline: &deadline, refresh: false,
+      inactivity: options.inactivityTimeout, call)
+  }
+
+  /// Waits for the socket (one poll round), sending keepalives when idle.
+  func waitForSocket(_ what: String, deadline: Date) throws(SSHError) {
+    if Date().timeIntervalSince(lastKeepalive) >= Double(options.serverAliveInterval) {
+      var next: Int32 = 0
+      _ = libssh2_keepalive_send(session, &next)
+      lastKeepalive = Date()
+    }
+    try SSHSession.wait(session, socket, label, what, deadline: deadline)
+  }
+
+  func lastErrorCode() -> Int32 { libssh2_session_last_errno(session) }
+
+  // MARK: - sockets
+
+  static func connectSocket(host: String, port: Int, timeout: Double, label: String) throws(SSHError) -> Int32
+  {
+    var hints = addrinfo()
+    hints.ai_socktype = Int32(SOCK_STREAM.rawValue)
+    hints.ai_family = AF_UNSPEC
+    var result: UnsafeMutablePointer<addrinfo>?
+    let status = getaddrinfo(host, String(port), &hints, &result)
+    guard status == 0, let first = result else {
+      throw SSHError(
+        .resolve, host: label, "cannot resolve \(host): \(String(cString: gai_strerror(status)))")
+    }
+    defer { freeaddrinfo(result) }
+    var lastError = "no address"
+    var entry: UnsafeMutablePointer<addrinfo>? = first
+    let deadline = Date().addingTimeInterval(timeout)
+    while let info = entry {
+      entry = info.pointee.ai_next
+      let fd = Glibc.socket(info.pointee.ai_family, info.pointee.ai_socktype, info.pointee.ai_protocol)
+      guard fd >= 0 else { continue }
+      _ = fcntl(fd, F_SETFD, FD_CLOEXEC)
+      _ = fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK)
+      var one: Int32 = 1
+      setsockopt(fd, Int32(IPPROTO_TCP), TCP_NODELAY, &one, socklen_t(MemoryLayout<Int32>.size))
+      if Glibc.connect(fd, info.pointee.ai_addr, info.pointee.ai_addrlen) == 0 { return fd }
+      if errno == EINPROGRESS {
+        var poller = pollfd(fd: fd, events: Int16(POLLOUT), revents: 0)
+        let left = max(0, deadline.timeIntervalSinceNow)
+        if poll(&poller, 1, Int32(left * 1000)) > 0 {
+          var soError: Int32 = 0
+          var length = socklen_t(MemoryLayout<Int32>.size)
+          getsockopt(fd, SOL_SOCKET, SO_ERROR, &soError, &length)
+          if soError == 0 { return fd }
+          lastError = String(cString: strerror(soError))
+        } else {
+          lastError = "no answer within \(Int(timeout)) s"
+        }
+      } else {
+        lastError = String(cString: strerror(errno))
+      }
+      Glibc.close(fd)
+    }
+    throw SSHError(.connect, host: label, "cannot connect to \(host) port \(port): \(lastError)")
+  }
+}
