@@ -61,10 +61,14 @@ extension SSHSession {
 
   func remoteSize(_ sftp: OpaquePointer, _ path: String) throws(SSHError) -> Int64 {
     var attributes = LIBSSH2_SFTP_ATTRIBUTES()
-    let rc = try retry("stat \(path)") {
-      libssh2_sftp_stat_ex(sftp, path, UInt32(path.utf8.count), LIBSSH2_SFTP_STAT, &attributes)
+    do throws(SSHError) {
+      _ = try retry("stat \(path)") {
+        libssh2_sftp_stat_ex(sftp, path, UInt32(path.utf8.count), LIBSSH2_SFTP_STAT, &attributes)
+      }
+    } catch {
+      if lastErrorCode() == LIBSSH2_ERROR_SFTP_PROTOCOL { throw sftpError(sftp, "cannot read", path) }
+      throw error
     }
-    _ = rc
     return Int64(attributes.filesize)
   }
 

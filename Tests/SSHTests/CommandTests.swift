@@ -1,0 +1,93 @@
+import Foundation
+import SSHTransport
+import TestSupport
+import Testing
+
+/// `smcpair hosts check`, `hosts trust` and `copy` as a user runs them.
+@Suite(.serialized) struct HostsAndCopyCommands {
+  @Test func hostsCheckReportsEveryHostAndFailsWhenOneFails() throws {
+    let lab = try TestLab(hosts: 2, tag: "w")
+    let smcpair = try Tools.product("smcpair")
+    let ok = try Tools.run([smcpair, "hosts", "check", "-i", lab.status.inventory, "--json"])
+    #expect(ok.status == 0, "\(ok.stderr)")
+    let rows = ok.stdout.split(separator: "\n").compactMap {
+      try? JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any]
+    }
+    #expect(rows.map { $0["target"] as? String } == ["h1", "h2"])
+    for row in rows {
+      #expect(row["ok"] as? Bool == true)
+      #expect((row["fingerprint"] as? String)?.hasPrefix("SHA256:") == true)
+      #expect((row["auth"] as? String)?.hasPrefix("identity file") == true)
+      #expect(row["sudo"] as? String == "root")
+      #expect((row["kernel"] as? String)?.isEmpty == false)
+      #expect(row["round_trip_ms"] is Double || row["round_trip_ms"] is Int)
+    }
+    // An unreachable host among reachable ones: its own error, exit status 1.
+    let mixed = try Tools.run([
+      smcpair, "hosts", "check", "-i", lab.status.inventory, "h1",
+      "ssh://root@\(lab.status.hosts[1].address):2299",
+      "--connect-timeout", "3",
+    ])
+    #expect(mixed.status == 1)
+    #expect(mixed.stdout.contains("h1  ok"))
+    #expect(mixed.stdout.contains(":2299  FAILED"))
+    #expect(mixed.stdout.contains("cannot connect"))
+    let unknownName = try Tools.run([smcpair, "hosts", "check", "-i", lab.status.inventory, "h9"])
+    #expect(unknownName.status == 64)
+    #expect(unknownName.stderr.contains("not a host of"))
+  }
+
+  @Test func trustRecordsAKeyOnceAndNeverReplacesOne() throws {
+    let lab = try TestLab(hosts: 1, tag: "w")
+    let smcpair = try Tools.product("smcpair")
+    let dir = try TemporaryDirectory()
+    let file = dir.file("known_hosts")
+    let target = "ssh://root@\(lab.status.hosts[0].address)"
+    let refused = try Tools.run([smcpair, "hosts", "trust", target, "--known-hosts", file])
+    #expect(refused.status == 1)
+    #expect(refused.stderr.contains("pass --yes"))
+    let trusted = try Tools.run([smcpair, "hosts", "trust", target, "--known-hosts", file, "--yes"])
+    #expect(trusted.status == 0, "\(trusted.stderr)")
+    #expect(trusted.stdout.contains("recorded in \(file)"))
+    let again = try Tools.run([smcpair, "hosts", "trust", target, "--known-hosts", file, "--yes"])
+    #expect(again.stdout.contains("already trusted"))
+    // The recorded key now lets a strict check pass.
+    let check = try Tools.run([
+      smcpair, "hosts", "check", target, "--known-hosts", file, "--identity", lab.status.identity,
+    ])
+    #expect(check.status == 0, "\(check.stdout) \(check.stderr)")
+    // A different key for the host is not replaced.
+    let other = try String(contentsOfFile: lab.status.known_hosts, encoding: .utf8)
+    try other.replacingOccurrences(of: "AAAA", with: "AAAB").write(
+      toFile: file, atomically: true, encoding: .utf8)
+    let changed = try Tools.run([smcpair, "hosts", "trust", target, "--known-hosts", file, "--yes"])
+    #expect(changed.status == 1)
+    #expect(changed.stderr.contains("not replacing it"))
+  }
+
+  @Test func copyBothWays() throws {
+    let lab = try TestLab(hosts: 1, tag: "w")
+    let smcpair = try Tools.product("smcpair")
+    let dir = try TemporaryDirectory()
+    let source = dir.file("source.bin")
+    #expect(try Tools.run(["sh", "-c", "head -c 3000000 /dev/urandom > \(source)"]).status == 0)
+    let common = ["--identity", lab.status.identity, "--known-hosts", lab.status.known_hosts]
+    let host = "ssh://root@\(lab.status.hosts[0].address)"
+    let up = try Tools.run(
+      [smcpair, "copy", source, "\(host)\(dir.file("remote.bin"))", "--mode", "600"] + common)
+    #expect(up.status == 0, "\(up.stderr)")
+    let down = try Tools.run(
+      [smcpair, "copy", "\(host)\(dir.file("remote.bin"))", dir.file("back.bin")] + common)
+    #expect(down.status == 0, "\(down.stderr)")
+    #expect(down.stdout.contains("3000000 bytes"))
+    let sums = try Tools.run(["sha256sum", source, dir.file("back.bin")]).stdout.split(separator: "\n").map {
+      $0.split(separator: " ").first!
+    }
+    #expect(sums[0] == sums[1])
+    let missing = try Tools.run([smcpair, "copy", "\(host)/nonexistent/file", dir.file("x")] + common)
+    #expect(missing.status == 1)
+    #expect(missing.stderr.contains("no such file"))
+    let usage = try Tools.run([smcpair, "copy", source, dir.file("y")])
+    #expect(usage.status == 64)
+  }
+}
