@@ -34,7 +34,9 @@ let package = Package(
     // Pure Swift libraries.
     .target(name: "CaptureFiles"),
     .target(name: "SMCWire", dependencies: ["CaptureFiles"]),
-    .target(name: "Timeline", dependencies: ["SMCWire", "CaptureFiles"]),
+    // Cross-side pairing and the clock model with guaranteed bounds.
+    .target(name: "Alignment", dependencies: ["SMCWire", "CaptureFiles"]),
+    .target(name: "Timeline", dependencies: ["SMCWire", "CaptureFiles", "Alignment"]),
     // Runs programs by argument vector with a clean signal mask (no Foundation).
     .target(name: "ChildProcess"),
     .target(name: "Inventory", dependencies: [.product(name: "Yams", package: "Yams")]),
@@ -64,7 +66,7 @@ let package = Package(
     .executableTarget(
       name: "Coordinator",
       dependencies: [
-        "CaptureFiles", "SMCWire", "Timeline", "Lab", "Inventory", "SSHTransport",
+        "CaptureFiles", "SMCWire", "Timeline", "Lab", "Inventory", "SSHTransport", "Alignment",
         .product(name: "ArgumentParser", package: "swift-argument-parser"),
       ]
     ),
@@ -84,6 +86,12 @@ let package = Package(
     .testTarget(name: "CaptureFilesTests", dependencies: ["CaptureFiles", "TestSupport"]),
     .testTarget(name: "SMCWireTests", dependencies: ["SMCWire", "CaptureFiles", "TestSupport"]),
     .testTarget(name: "InventoryTests", dependencies: ["Inventory"]),
+    .testTarget(
+      name: "AlignmentTests",
+      dependencies: [
+        "Alignment", "SMCWire", "SMCSynthesis", "CaptureFiles", "TestSupport", "Coordinator", "Synth",
+      ]
+    ),
     .testTarget(name: "SSHTests", dependencies: ["SSHTransport", "Checksum", "TestSupport", "Coordinator"]),
     .testTarget(
       name: "AgentTests",

@@ -15,6 +15,6 @@ struct SMCPair: ParsableCommand {
       Start with:  smcpair decode capture.pcapng
       """,
     version: version,
-    subcommands: [Decode.self, LabCommand.self, HostsCommand.self, CopyCommand.self]
+    subcommands: [Decode.self, MergeCommand.self, LabCommand.self, HostsCommand.self, CopyCommand.self]
   )
 }

@@ -100,6 +100,12 @@ struct Synth: ParsableCommand {
             direction: frame.direction)
         }
       }
+      // The next connection starts after this one ended on both hosts, so a client and a
+      // server file written with the same options share one timeline.
+      let otherSide: Side = side == "client" ? .server : .client
+      ConversationSynthesizer(spec: spec, side: otherSide).generate { frame in
+        last = max(last, frame.timeNanoseconds)
+      }
       start = last + 1_000_000
     }
     try writer.close()

@@ -1,0 +1,123 @@
+import CaptureFiles
+import SMCWire
+
+/// A stretch of the capture with one clock model (a clock step starts a new one).
+public struct ClockSegment: Sendable {
+  public var startClientNanoseconds: Int64
+  public var endClientNanoseconds: Int64
+  public var pairs: Int
+  public var model: ClockModel
+}
+
+/// The result of aligning two captures.
+public struct Alignment: Sendable {
+  public var verdict: AlignmentVerdict
+  /// The model of the first segment (the one reported as offset/skew).
+  public var model: ClockModel
+  public var segments: [ClockSegment]
+  public var pairsByKind: [PairKind: Int]
+  public var pairs: [PacketPair]
+  public var clientPackets: Int
+  public var serverPackets: Int
+  /// Receives that land before their send once aligned (must be 0).
+  public var causalityViolations: Int
+  public var clientAddresses: Set<IPAddress>
+  public var warnings: [String]
+
+  /// The segment whose time range holds `client` (the nearest one otherwise).
+  public func segment(atClient client: Int64) -> ClockSegment {
+    segments.first { client <= $0.endClientNanoseconds } ?? segments[segments.count - 1]
+  }
+
+  /// Server clock time of a client time.
+  public func serverTime(atClient client: Int64) -> Int64 {
+    segment(atClient: client).model.serverTime(atClient: client)
+  }
+
+  /// Client clock time of a server time (via the segment of its approximate client time).
+  public func clientTime(atServer server: Int64) -> Int64 {
+    let guess = segments[0].model.clientTime(atServer: server)
+    return segment(atClient: guess).model.clientTime(atServer: server)
+  }
+}
+
+/// Pairs two captures and fits the clock model, in segments when a clock step makes one
+/// model infeasible.
+public enum Aligner {
+  public static func align(client: String, server: String, clientAddresses: Set<IPAddress> = [])
+    throws(CaptureFileError)
+    -> Alignment
+  {
+    let pairing = try PacketPairing.pair(client: client, server: server, clientAddresses: clientAddresses)
+    return align(
+      pairs: pairing.pairs, clientPackets: pairing.clientPackets, serverPackets: pairing.serverPackets,
+      clientAddresses: pairing.clientAddresses)
+  }
+
+  public static func align(
+    pairs: [PacketPair], clientPackets: Int, serverPackets: Int, clientAddresses: Set<IPAddress>
+  ) -> Alignment {
+    var warnings: [String] = []
+    let sorted = pairs.sorted { $0.client.timeNanoseconds < $1.client.timeNanoseconds }
+    var byKind: [PairKind: Int] = [:]
+    for pair in sorted { byKind[pair.kind, default: 0] += 1 }
+    let reference = sorted.first?.client.timeNanoseconds ?? 0
+    var segments: [ClockSegment] = []
+    var verdict = AlignmentVerdict.none
+    if sorted.isEmpty {
+      warnings.append("no packet was seen on both sides: the clocks are not aligned (offset 0)")
+      segments = [
+        ClockSegment(
+          startClientNanoseconds: .min, endClientNanoseconds: .max, pairs: 0,
+          model: ClockFitter.fit([], reference: reference).model)
+      ]
+    } else {
+      var start = 0
+      while start < sorted.count {
+        // The longest feasible run from `start` (binary search on its end).
+        var good = start + 1
+        var bad = sorted.count + 1
+        if ClockFitter.fit(sorted[start..<sorted.count].map(\.times), reference: reference).feasible {
+          good = sorted.count
+        } else {
+          while bad - good > 1 {
+            let mid = (good + bad) / 2
+            if ClockFitter.fit(sorted[start..<mid].map(\.times), reference: reference).feasible {
+              good = mid
+            } else {
+              bad = mid
+            }
+          }
+        }
+        let fit = ClockFitter.fit(sorted[start..<good].map(\.times), reference: reference)
+        segments.append(
+          ClockSegment(
+            startClientNanoseconds: start == 0 ? .min : sorted[start].client.timeNanoseconds,
+            endClientNanoseconds: good == sorted.count ? .max : sorted[good - 1].client.timeNanoseconds,
+            pairs: good - start, model: fit.model))
+        if verdict == .none || fit.verdict == .oneSided { verdict = fit.verdict }
+        start = good
+      }
+      if segments.count > 1 {
+        warnings.append(
+          "the clocks are not consistent with one model: \(segments.count - 1) clock step(s); each segment is aligned on its own"
+        )
+      }
+      if verdict == .oneSided {
+        warnings.append("packets were paired in one direction only: the offset is bounded on one side")
+      }
+    }
+    var alignment = Alignment(
+      verdict: verdict, model: segments[0].model, segments: segments, pairsByKind: byKind, pairs: sorted,
+      clientPackets: clientPackets, serverPackets: serverPackets, causalityViolations: 0,
+      clientAddresses: clientAddresses, warnings: warnings)
+    alignment.causalityViolations =
+      sorted.filter { pair in
+        let server = alignment.serverTime(atClient: pair.client.timeNanoseconds)
+        // Client→server: the server's receive must not precede the send; and the reverse.
+        return pair.clientToServer
+          ? pair.server.timeNanoseconds < server - 1 : pair.server.timeNanoseconds > server + 1
+      }.count
+    return alignment
+  }
+}

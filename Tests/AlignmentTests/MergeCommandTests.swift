@@ -1,0 +1,146 @@
+import Foundation
+import TestSupport
+import Testing
+
+func json(_ path: String) throws -> [String: Any] {
+  try #require(
+    try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: path))) as? [String: Any])
+}
+
+@Suite(.serialized) struct MergeCommand {
+  /// Both sides of the same synthetic conversations; the server file shifted by `editcap -t`.
+  @Test(arguments: [0.0, 3.5, -10.0, 10.0])
+  func recoversAShiftedClock(shift: Double) throws {
+    let dir = try TemporaryDirectory()
+    let synth = try Tools.product("smcpair-synth")
+    let smcpair = try Tools.product("smcpair")
+    for side in ["client", "server"] {
+      let result = try Tools.run([
+        synth, "--out", dir.file("\(side).pcapng"), "--side", side, "--scenario", "mixed", "--connections",
+        "6",
+        "--messages", "5",
+      ])
+      #expect(result.status == 0)
+    }
+    #expect(
+      try Tools.run([
+        "editcap", "-t", String(format: "%.6f", shift), dir.file("server.pcapng"), dir.file("shifted.pcapng"),
+      ])
+      .status == 0)
+    let merge = try Tools.run([
+      smcpair, "merge", dir.file("client.pcapng"), dir.file("shifted.pcapng"), "--out", dir.file("out"),
+      "--client-name", "h1", "--server-name", "h2",
+    ])
+    #expect(merge.status == 0, "\(merge.stderr)")
+    let alignment = try json(dir.file("out/alignment.json"))
+    let truth = shift * 1e9
+    let lower = try #require(alignment["offset_lower_ns"] as? Double)
+    let upper = try #require(alignment["offset_upper_ns"] as? Double)
+    #expect(lower <= truth && truth <= upper, "\(alignment)")
+    #expect(abs((alignment["offset_ns"] as? Double ?? 0) - truth) <= 25_000)
+    #expect(alignment["verdict"] as? String == "bounded")
+    #expect(alignment["causality_violations"] as? Int == 0)
+    let pairs = try #require(alignment["pairs"] as? [String: Int])
+    #expect(pairs["tcp"]! > 0 && pairs["clc"] == 14 && pairs["cdc"]! > 0 && pairs["data"]! > 0)
+    // merged.pcapng: every packet of both inputs, named interfaces, comments, shared ids.
+    let tshark = try Tools.run([
+      try Tools.require("tshark"), "-r", dir.file("out/merged.pcapng"), "-T", "fields", "-E", "separator=|",
+      "-e", "frame.interface_name", "-e", "frame.packet_id", "-e", "frame.comment", "-e", "frame.time_epoch",
+    ])
+    #expect(tshark.status == 0)
+    let rows = tshark.stdout.split(separator: "\n").map {
+      $0.split(separator: "|", omittingEmptySubsequences: false)
+    }
+    #expect(rows.count == 268)
+    #expect(
+      Set(rows.map { String($0[0]) }) == ["h1:eth0", "h1:smc-dummy0001", "h2:eth0", "h2:smc-dummy0001"])
+    let ids = rows.compactMap { Int($0[1]) }
+    #expect(ids.count == 268, "every packet of these captures is paired")
+    #expect(Dictionary(grouping: ids, by: { $0 }).values.allSatisfy { $0.count == 2 }, "two copies per id")
+    #expect(rows.allSatisfy { $0[2].contains("one-way delay") })
+    // On the client's clock the server copies sit between send and receive: times ascend.
+    let times = rows.compactMap { Double($0[3]) }
+    #expect(zip(times, times.dropFirst()).allSatisfy { $0 <= $1 })
+    #expect(FileManager.default.fileExists(atPath: dir.file("out/timeline.jsonl")))
+    #expect(
+      try String(contentsOfFile: dir.file("out/report.md"), encoding: .utf8).contains(
+        "causality violations after alignment: 0"))
+  }
+
+  @Test func usageErrors() throws {
+    let smcpair = try Tools.product("smcpair")
+    let html = try Tools.run([smcpair, "merge", "a", "b", "--out", "/tmp/x", "--formats", "html"])
+    #expect(html.status == 64)
+    #expect(html.stderr.contains("not available yet"))
+    let missing = try Tools.run([
+      smcpair, "merge", "/nonexistent/a.pcap", "/nonexistent/b.pcap", "--out", "/tmp/x",
+    ])
+    #expect(missing.status == 1)
+    #expect(missing.stderr.contains("cannot open"))
+  }
+}
+
+/// Both hosts of the lab share one kernel clock, so the true offset is 0.
+@Suite(.serialized) struct MergeRealCaptures {
+  @Test func labCapturesAlignToZeroAndShiftsAreRecovered() throws {
+    let lab = try TestLab(hosts: 2, tag: "m")
+    let dir = try TemporaryDirectory()
+    let tcpdump = try Tools.require("tcpdump")
+    var captures: [BackgroundProcess] = []
+    for (index, host) in lab.status.hosts.enumerated() {
+      let log = dir.file(host.name)
+      captures.append(
+        try lab.start(
+          index,
+          [tcpdump, "-i", "any", "--immediate-mode", "-U", "-n", "-w", log + ".pcap", "port 7000 or udp"],
+          log: log))
+      for _ in 0..<300
+      where !((try? String(contentsOfFile: log + ".err", encoding: .utf8)) ?? "").contains("listening") {
+        usleep(10_000)
+      }
+    }
+    let server = try lab.start(
+      1, [lab.smcpair, "lab", "peer", "server", "--port", "7000"], log: dir.file("server"))
+    let client = try lab.run(
+      0,
+      [
+        lab.smcpair, "lab", "peer", "client", "--connect", "\(lab.status.hosts[1].address):7000",
+        "--scenario", "both",
+        "--messages", "30",
+      ])
+    #expect(client.status == 0, "\(client.stderr)")
+    _ = server.wait(seconds: 10)
+    usleep(200_000)
+    for capture in captures { capture.stop() }
+    let smcpair = try Tools.product("smcpair")
+    for shift in [0.0, 2.75] {
+      let serverFile = dir.file("h2-shift.pcap")
+      #expect(
+        try Tools.run(["editcap", "-t", String(format: "%.6f", shift), dir.file("h2.pcap"), serverFile])
+          .status == 0)
+      let out = dir.file("out\(shift)")
+      let merge = try Tools.run([smcpair, "merge", dir.file("h1.pcap"), serverFile, "--out", out])
+      #expect(merge.status == 0, "\(merge.stderr)")
+      let alignment = try json(out + "/alignment.json")
+      let lower = try #require(alignment["offset_lower_ns"] as? Double)
+      let upper = try #require(alignment["offset_upper_ns"] as? Double)
+      let truth = shift * 1e9
+      #expect(lower <= truth + 1000 && truth - 1000 <= upper, "\(alignment)")  // editcap keeps microseconds
+      #expect(upper - lower < 5_000_000, "bounds are tight on a local link")
+      #expect(alignment["causality_violations"] as? Int == 0)
+      #expect(alignment["verdict"] as? String == "bounded")
+      let pairs = try #require(alignment["pairs"] as? [String: Int])
+      // Every CDC record both captures hold is paired (tcpdump may miss some under load).
+      let counts = try [dir.file("h1.pcap"), serverFile].map { file in
+        try Tools.run([smcpair, "decode", "--json", file]).stdout.split(separator: "\n").filter {
+          $0.contains("\"kind\":\"cdc\"")
+        }.count
+      }
+      if counts[0] == counts[1] {
+        #expect(pairs["cdc"] == counts[0], "\(pairs) \(counts)")
+      } else {
+        #expect(pairs["cdc"]! <= min(counts[0], counts[1]) && pairs["cdc"]! > 0, "\(pairs) \(counts)")
+      }
+    }
+  }
+}
