@@ -23,6 +23,9 @@ public struct Alignment: Sendable {
   public var causalityViolations: Int
   public var clientAddresses: Set<IPAddress>
   public var warnings: [String]
+  /// Pairable packets only one side captured.
+  public var unpairedClient: [SidePacket] = []
+  public var unpairedServer: [SidePacket] = []
 
   /// The segment whose time range holds `client` (the nearest one otherwise).
   public func segment(atClient client: Int64) -> ClockSegment {
@@ -49,9 +52,12 @@ public enum Aligner {
     -> Alignment
   {
     let pairing = try PacketPairing.pair(client: client, server: server, clientAddresses: clientAddresses)
-    return align(
+    var alignment = align(
       pairs: pairing.pairs, clientPackets: pairing.clientPackets, serverPackets: pairing.serverPackets,
       clientAddresses: pairing.clientAddresses)
+    alignment.unpairedClient = pairing.unpairedClient
+    alignment.unpairedServer = pairing.unpairedServer
+    return alignment
   }
 
   public static func align(

@@ -69,6 +69,9 @@ public struct PacketPairing {
   public private(set) var serverPackets = 0
   /// Addresses that belong to the client host (SYN senders, or given).
   public private(set) var clientAddresses: Set<IPAddress>
+  /// Pairable packets (CDC and data records, TCP segments) each side has and the other not.
+  public private(set) var unpairedClient: [SidePacket] = []
+  public private(set) var unpairedServer: [SidePacket] = []
 
   public init(clientAddresses: Set<IPAddress> = []) {
     self.clientAddresses = clientAddresses
@@ -97,6 +100,7 @@ public struct PacketPairing {
     counts.removeAll()
     let clientSide = pairing.clientAddresses
     var found: [PacketPair] = []
+    var unpairedServer: [SidePacket] = []
     try walk(server) { packet, key, _ in
       pairing.serverPackets += 1
       guard var key else { return }
@@ -104,14 +108,18 @@ public struct PacketPairing {
       let n = counts[key, default: 0]
       counts[key] = n + 1
       key.occurrence = n
-      if let match = clientKeys[key] {
+      if let match = clientKeys.removeValue(forKey: key) {
         found.append(
           PacketPair(
             kind: packet.kind, clientToServer: clientSide.contains(packet.source.address), client: match,
             server: packet))
+      } else {
+        unpairedServer.append(packet)
       }
     }
     pairing.pairs = found
+    pairing.unpairedServer = unpairedServer
+    pairing.unpairedClient = clientKeys.values.sorted { $0.frame < $1.frame }
     return pairing
   }
 

@@ -74,10 +74,18 @@ struct MergeCommand: ParsableCommand {
         throw ExitCode(1)
       }
     }
-    if chosen.contains("jsonl") {
-      try timelineLines(alignment).write(toFile: out + "/timeline.jsonl", atomically: true, encoding: .utf8)
+    let findings: [Finding]
+    do {
+      findings = try FindingsBuilder.build(alignment, client: client, server: server)
+    } catch {
+      writeStandardError("smcpair merge: \(error.description)\n")
+      throw ExitCode(1)
     }
-    let report = reportText(alignment)
+    if chosen.contains("jsonl") {
+      try (timelineLines(alignment) + findingLines(findings)).write(
+        toFile: out + "/timeline.jsonl", atomically: true, encoding: .utf8)
+    }
+    let report = reportText(alignment, findings: findings)
     if chosen.contains("report") {
       try report.write(toFile: out + "/report.md", atomically: true, encoding: .utf8)
     }
@@ -106,7 +114,21 @@ struct MergeCommand: ParsableCommand {
     return lines.joined(separator: "\n") + (lines.isEmpty ? "" : "\n")
   }
 
-  func reportText(_ a: Alignment) -> String {
+  func findingLines(_ findings: [Finding]) -> String {
+    findings.compactMap { finding -> String? in
+      var fields: [String: Any] = [
+        "finding": finding.kind.rawValue, "side": finding.side, "connection": finding.connection,
+        "message": finding.message,
+      ]
+      if let time = finding.timeNanoseconds { fields["time_ns"] = time }
+      guard let data = try? JSONSerialization.data(withJSONObject: fields, options: [.sortedKeys]) else {
+        return nil
+      }
+      return String(decoding: data, as: UTF8.self) + "\n"
+    }.joined()
+  }
+
+  func reportText(_ a: Alignment, findings: [Finding]) -> String {
     func us(_ ns: Double) -> String { ns.isFinite ? String(format: "%.1f us", ns / 1000) : "unbounded" }
     var lines = [
       "# smcpair merge", "",
@@ -137,6 +159,18 @@ struct MergeCommand: ParsableCommand {
       }
     }
     for warning in a.warnings { lines.append("warning: \(warning)") }
+    lines += ["", "## Findings", ""]
+    if findings.isEmpty { lines.append("none") }
+    var byKind: [Finding.Kind: [Finding]] = [:]
+    for finding in findings { byKind[finding.kind, default: []].append(finding) }
+    for kind in Finding.Kind.allCases {
+      guard let list = byKind[kind] else { continue }
+      lines.append("- \(kind.rawValue): \(list.count)")
+      for finding in list.prefix(5) {
+        lines.append("  - \(finding.side) \(finding.connection): \(finding.message)")
+      }
+      if list.count > 5 { lines.append("  - ... \(list.count - 5) more in timeline.jsonl") }
+    }
     return lines.joined(separator: "\n") + "\n"
   }
 }

@@ -80,38 +80,67 @@ func json(_ path: String) throws -> [String: Any] {
   }
 }
 
+/// Captures both lab hosts (`-i any`) while the emulator runs `scenario`.
+func captureBothHosts(_ lab: TestLab, _ dir: TemporaryDirectory, scenario: String, extra: [String] = [])
+  throws
+{
+  let tcpdump = try Tools.require("tcpdump")
+  var captures: [BackgroundProcess] = []
+  for (index, host) in lab.status.hosts.enumerated() {
+    let log = dir.file(host.name)
+    captures.append(
+      try lab.start(
+        index,
+        [
+          tcpdump, "-i", "any", "-B", "65536", "--immediate-mode", "-U", "-n", "-w", log + ".pcap",
+          "port 7000 or udp",
+        ],
+        log: log))
+    for _ in 0..<300
+    where !((try? String(contentsOfFile: log + ".err", encoding: .utf8)) ?? "").contains("listening") {
+      usleep(10_000)
+    }
+  }
+  let server = try lab.start(
+    1, [lab.smcpair, "lab", "peer", "server", "--port", "7000"], log: dir.file("server"))
+  let client = try lab.run(
+    0,
+    [
+      lab.smcpair, "lab", "peer", "client", "--connect", "\(lab.status.hosts[1].address):7000", "--scenario",
+      scenario,
+    ] + extra)
+  #expect(client.status == 0, "\(client.stderr)")
+  _ = server.wait(seconds: 10)
+  usleep(200_000)
+  for capture in captures { capture.stop() }
+}
+
 /// Both hosts of the lab share one kernel clock, so the true offset is 0.
 @Suite(.serialized) struct MergeRealCaptures {
+  @Test(arguments: [
+    ("cdc-loss", "cdc-not-received"), ("dup-seqno", "seqno-duplicate"), ("failover", "cursor-regression"),
+    ("decline", "declined"),
+  ])
+  func findingsNameWhatHappened(scenario: String, finding: String) throws {
+    let lab = try TestLab(hosts: 2, tag: "n")
+    let dir = try TemporaryDirectory()
+    try captureBothHosts(lab, dir, scenario: scenario, extra: ["--messages", "40", "--seed", "42"])
+    let out = dir.file("out")
+    let merge = try Tools.run([
+      try Tools.product("smcpair"), "merge", dir.file("h1.pcap"), dir.file("h2.pcap"), "--out", out,
+    ])
+    #expect(merge.status == 0, "\(merge.stderr)")
+    #expect(merge.stdout.contains("- \(finding): "), "\(merge.stdout)")
+    let lines = try String(contentsOfFile: out + "/timeline.jsonl", encoding: .utf8).split(separator: "\n")
+    #expect(lines.contains { $0.contains("\"finding\":\"\(finding)\"") })
+    let alignment = try json(out + "/alignment.json")
+    #expect(alignment["causality_violations"] as? Int == 0)
+  }
+
   @Test func labCapturesAlignToZeroAndShiftsAreRecovered() throws {
     let lab = try TestLab(hosts: 2, tag: "m")
     let dir = try TemporaryDirectory()
-    let tcpdump = try Tools.require("tcpdump")
-    var captures: [BackgroundProcess] = []
-    for (index, host) in lab.status.hosts.enumerated() {
-      let log = dir.file(host.name)
-      captures.append(
-        try lab.start(
-          index,
-          [tcpdump, "-i", "any", "--immediate-mode", "-U", "-n", "-w", log + ".pcap", "port 7000 or udp"],
-          log: log))
-      for _ in 0..<300
-      where !((try? String(contentsOfFile: log + ".err", encoding: .utf8)) ?? "").contains("listening") {
-        usleep(10_000)
-      }
-    }
-    let server = try lab.start(
-      1, [lab.smcpair, "lab", "peer", "server", "--port", "7000"], log: dir.file("server"))
-    let client = try lab.run(
-      0,
-      [
-        lab.smcpair, "lab", "peer", "client", "--connect", "\(lab.status.hosts[1].address):7000",
-        "--scenario", "both",
-        "--messages", "30",
-      ])
-    #expect(client.status == 0, "\(client.stderr)")
-    _ = server.wait(seconds: 10)
-    usleep(200_000)
-    for capture in captures { capture.stop() }
+    try captureBothHosts(lab, dir, scenario: "both", extra: ["--messages", "30"])
     let smcpair = try Tools.product("smcpair")
     for shift in [0.0, 2.75] {
       let serverFile = dir.file("h2-shift.pcap")
