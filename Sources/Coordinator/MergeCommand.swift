@@ -16,7 +16,8 @@ struct MergeCommand: ParsableCommand {
 
       Writes into --out: alignment.json (always), merged.pcapng (one interface per side and \\
       interface, the same packet id on both copies of a paired packet, delays in comments), \\
-      timeline.jsonl (one paired message per line), report.md.
+      timeline.jsonl (one paired message per line, then the findings), timeline.html (a ladder \
+      diagram in one self-contained file), report.md.
 
       Example:
         smcpair merge client.pcapng server.pcapng --out merged/ --client-name h1 --server-name h2
@@ -27,10 +28,8 @@ struct MergeCommand: ParsableCommand {
   @Option(help: "Output folder (created).") var out: String
   @Option(help: "Name of the client host in interface names.") var clientName = "client"
   @Option(help: "Name of the server host in interface names.") var serverName = "server"
-  @Option(
-    help: "Outputs: any of pcapng,jsonl,report (alignment.json is always written; html is not available yet)."
-  )
-  var formats = "pcapng,jsonl,report"
+  @Option(help: "Outputs: any of pcapng,jsonl,html,report (alignment.json is always written).")
+  var formats = "pcapng,jsonl,html,report"
   @Option(help: "Clock the merged timeline uses: client or server.") var reference = "client"
   @Option(help: ArgumentHelp("Address of the client host (default: the SYN senders).", valueName: "ip"))
   var clientAddress: [String] = []
@@ -38,10 +37,7 @@ struct MergeCommand: ParsableCommand {
   func validate() throws {
     let known = Set(["pcapng", "jsonl", "report", "html"])
     for format in formats.split(separator: ",") where !known.contains(String(format)) {
-      throw ValidationError("unknown format '\(format)'; choose from pcapng, jsonl, report")
-    }
-    if formats.split(separator: ",").contains("html") {
-      throw ValidationError("the html timeline is not available yet; use pcapng, jsonl, report")
+      throw ValidationError("unknown format '\(format)'; choose from pcapng, jsonl, html, report")
     }
     guard reference == "client" || reference == "server" else {
       throw ValidationError("--reference is client or server")
@@ -84,6 +80,11 @@ struct MergeCommand: ParsableCommand {
     if chosen.contains("jsonl") {
       try (timelineLines(alignment) + findingLines(findings)).write(
         toFile: out + "/timeline.jsonl", atomically: true, encoding: .utf8)
+    }
+    if chosen.contains("html") {
+      try TimelineHTML.render(alignment, findings: findings, clientName: clientName, serverName: serverName)
+        .write(
+          toFile: out + "/timeline.html", atomically: true, encoding: .utf8)
     }
     let report = reportText(alignment, findings: findings)
     if chosen.contains("report") {

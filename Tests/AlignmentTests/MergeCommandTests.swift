@@ -173,3 +173,67 @@ func captureBothHosts(_ lab: TestLab, _ dir: TemporaryDirectory, scenario: Strin
     }
   }
 }
+
+/// timeline.html opened in headless Chromium: two lanes, arrows, no script errors.
+@Suite(.serialized) struct TimelinePage {
+  func render(_ connections: Int, messages: Int) throws -> (TemporaryDirectory, String) {
+    let dir = try TemporaryDirectory()
+    let synth = try Tools.product("smcpair-synth")
+    for side in ["client", "server"] {
+      #expect(
+        try Tools.run([
+          synth, "--out", dir.file("\(side).pcapng"), "--side", side, "--scenario", "mixed", "--connections",
+          "\(connections)", "--messages", "\(messages)",
+        ]).status == 0)
+    }
+    let merge = try Tools.run([
+      try Tools.product("smcpair"), "merge", dir.file("client.pcapng"), dir.file("server.pcapng"), "--out",
+      dir.file("out"), "--formats", "html",
+    ])
+    #expect(merge.status == 0, "\(merge.stderr)")
+    return (dir, dir.file("out/timeline.html"))
+  }
+
+  /// A private profile per run: Chromium refuses a profile another instance holds.
+  func chromium(_ arguments: [String]) throws -> ProcessResult {
+    let profile = try TemporaryDirectory("smcpair-chromium")
+    return try Tools.run(
+      [
+        try Tools.require("chromium"), "--headless", "--no-sandbox", "--disable-gpu",
+        "--enable-logging=stderr", "--v=0",
+        "--user-data-dir=\(profile.path)",
+      ] + arguments)
+  }
+
+  @Test func ladderWithTwoLanesAndArrows() throws {
+    let (dir, page) = try render(6, messages: 5)
+    let html = try String(contentsOfFile: page, encoding: .utf8)
+    #expect(!html.contains("http://") && !html.contains("https://"), "self-contained: no network access")
+    let dom = try chromium(["--dump-dom", "file://\(page)"])
+    #expect(dom.stdout.contains("data-lanes=\"2\""), "\(dom.stderr)")
+    let arrows = dom.stdout.firstRange(of: "data-arrows=\"").map { range in
+      Int(dom.stdout[range.upperBound...].prefix { $0.isNumber }) ?? 0
+    }
+    #expect((arrows ?? 0) == 134)
+    #expect(!dom.stderr.contains("Uncaught"), "\(dom.stderr)")
+    let shot = dir.file("shot.png")
+    let screenshot = try chromium(["--window-size=1200,800", "--screenshot=\(shot)", "file://\(page)"])
+    #expect(!screenshot.stderr.contains("Uncaught"))
+    let size = (try FileManager.default.attributesOfItem(atPath: shot)[.size] as? NSNumber)?.intValue ?? 0
+    #expect(size > 10_000, "a picture with lanes and arrows, not a blank page")
+  }
+
+  @Test func manyEventsAreAggregatedWhenZoomedOut() throws {
+    let (dir, page) = try render(600, messages: 40)
+    let dom = try chromium(["--dump-dom", "file://\(page)"])
+    withExtendedLifetime(dir) {}
+    #expect(
+      dom.stdout.contains("data-arrows=\"0\""), "aggregated, not 50k arrows; \(dom.stderr.suffix(2000))")
+    #expect(dom.stdout.contains("zoom in to see arrows"))
+    let events = dom.stdout.firstRange(of: "data-events=\"").map { range in
+      Int(dom.stdout[range.upperBound...].prefix { $0.isNumber }) ?? 0
+    }
+    #expect((events ?? 0) > 40_000)
+    #expect(!dom.stderr.contains("Uncaught"))
+  }
+}
