@@ -57,7 +57,8 @@ struct MergeCommand: ParsableCommand {
       throw ExitCode(1)
     }
     try FileManager.default.createDirectory(atPath: out, withIntermediateDirectories: true)
-    let json = MergeOutputs.alignmentJSON(alignment, client: client, server: server)
+    let json = MergeOutputs.alignmentJSON(
+      alignment, client: client, server: server, clientName: clientName, serverName: serverName)
     try json.write(toFile: out + "/alignment.json", atomically: true, encoding: .utf8)
     let chosen = Set(formats.split(separator: ",").map(String.init))
     if chosen.contains("pcapng") {

@@ -15,6 +15,9 @@ struct SMCPair: ParsableCommand {
       Start with:  smcpair decode capture.pcapng
       """,
     version: version,
-    subcommands: [Decode.self, MergeCommand.self, LabCommand.self, HostsCommand.self, CopyCommand.self]
+    subcommands: [
+      Decode.self, MergeCommand.self, TimelineCommand.self, LabCommand.self, HostsCommand.self,
+      CopyCommand.self,
+    ]
   )
 }

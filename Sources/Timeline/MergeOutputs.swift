@@ -14,12 +14,15 @@ public enum MergeOutputs {
 
   /// `alignment.json`: offset (server − client) and bounds in ns at the start of the client
   /// capture, skew in ppm, pairs per kind, causality violations, verdict, segments, warnings.
-  public static func alignmentJSON(_ a: Alignment, client: String, server: String) -> String {
+  public static func alignmentJSON(
+    _ a: Alignment, client: String, server: String, clientName: String = "client",
+    serverName: String = "server"
+  ) -> String {
     func number(_ v: Double) -> Any { v.isFinite ? (v * 1000).rounded() / 1000 : NSNull() }
     var pairs: [String: Int] = [:]
     for kind in PairKind.allCases { pairs[kind.rawValue] = a.pairsByKind[kind, default: 0] }
     let object: [String: Any] = [
-      "client_file": client, "server_file": server,
+      "client_file": client, "server_file": server, "client_name": clientName, "server_name": serverName,
       "offset_ns": number(a.model.offsetNanoseconds), "offset_lower_ns": number(a.model.offsetLower),
       "offset_upper_ns": number(a.model.offsetUpper), "skew_ppm": number(a.model.skewPPM),
       "skew_lower_ppm": number(a.model.skewLower), "skew_upper_ppm": number(a.model.skewUpper),
