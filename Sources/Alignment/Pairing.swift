@@ -14,6 +14,14 @@ struct PairKey: Hashable {
   var kind: UInt8
   var hash: UInt64
   var occurrence: Int
+
+  /// One combine: the content hash already mixes most fields, and lookups happen per packet.
+  func hash(into hasher: inout Hasher) {
+    var h = hash ^ UInt64(kind) << 56
+    h ^= (UInt64(source.port) << 16 | UInt64(destination.port)) &* 0xC2B2_AE3D_27D4_EB4F
+    h ^= source.address.low &* 0x1656_67B1_9E37_79F9 ^ destination.address.low
+    hasher.combine(h)
+  }
 }
 
 /// One packet of one side, as the pairing needs it.
@@ -83,43 +91,59 @@ public struct PacketPairing {
     -> PacketPairing
   {
     var pairing = PacketPairing(clientAddresses: clientAddresses)
-    var clientKeys: [PairKey: SidePacket] = [:]
-    var counts: [PairKey: Int] = [:]
+    // Client packets in one array; the dictionary maps a key to the first and last packet
+    // with that key, and `nextSame` chains the rest in order, so the n-th copy on one side
+    // meets the n-th copy on the other (FIFO) with one hash operation per packet.
+    let estimate = max(1024, Int((try? MappedFile(path: client))?.bytes.count ?? 0) / 250)
+    var packets: [SidePacket] = []
+    packets.reserveCapacity(estimate)
+    var nextSame: [Int32] = []
+    nextSame.reserveCapacity(estimate)
+    var chains: [PairKey: (first: Int32, last: Int32)] = Dictionary(minimumCapacity: estimate)
     var synSenders: Set<IPAddress> = []
     try walk(client) { packet, key, syn in
       pairing.clientPackets += 1
       if let syn { synSenders.insert(syn) }
-      guard var key else { return }
-      key.occurrence = 0
-      let n = counts[key, default: 0]
-      counts[key] = n + 1
-      key.occurrence = n
-      clientKeys[key] = packet
+      guard let key else { return }
+      let index = Int32(packets.count)
+      packets.append(packet)
+      nextSame.append(-1)
+      modify(&chains[key, default: (index, -1)])
+      func modify(_ chain: inout (first: Int32, last: Int32)) {
+        if chain.last >= 0 { nextSame[Int(chain.last)] = index }
+        chain.last = index
+      }
     }
     if pairing.clientAddresses.isEmpty { pairing.clientAddresses = synSenders }
-    counts.removeAll()
     let clientSide = pairing.clientAddresses
+    var consumed = [Bool](repeating: false, count: packets.count)
     var found: [PacketPair] = []
+    found.reserveCapacity(packets.count)
     var unpairedServer: [SidePacket] = []
     try walk(server) { packet, key, _ in
       pairing.serverPackets += 1
-      guard var key else { return }
-      key.occurrence = 0
-      let n = counts[key, default: 0]
-      counts[key] = n + 1
-      key.occurrence = n
-      if let match = clientKeys.removeValue(forKey: key) {
-        found.append(
-          PacketPair(
-            kind: packet.kind, clientToServer: clientSide.contains(packet.source.address), client: match,
-            server: packet))
-      } else {
+      guard let key else { return }
+      guard let slot = chains.index(forKey: key) else {
         unpairedServer.append(packet)
+        return
       }
+      let first = chains.values[slot].first
+      let following = nextSame[Int(first)]
+      if following >= 0 {
+        chains.values[slot].first = following
+      } else {
+        chains.remove(at: slot)
+      }
+      consumed[Int(first)] = true
+      found.append(
+        PacketPair(
+          kind: packet.kind, clientToServer: clientSide.contains(packet.source.address),
+          client: packets[Int(first)],
+          server: packet))
     }
     pairing.pairs = found
     pairing.unpairedServer = unpairedServer
-    pairing.unpairedClient = clientKeys.values.sorted { $0.frame < $1.frame }
+    pairing.unpairedClient = packets.indices.filter { !consumed[$0] }.map { packets[$0] }
     return pairing
   }
 

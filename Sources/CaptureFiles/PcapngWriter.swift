@@ -164,6 +164,58 @@ public final class PcapngWriter {
     try flushIfNeeded()
   }
 
+  /// An EPB with a comment (UTF-8 bytes), direction flags and a packet id, written in place
+  /// with one append (the merge hot path: two copies of every paired packet carry all three).
+  public func writePacket(
+    interface: Int, timestampNanoseconds: Int64, data: UnsafeRawBufferPointer, originalLength: Int,
+    direction: PacketDirection, commentUTF8: UnsafeRawBufferPointer, packetID: UInt64
+  ) throws(CaptureFileError) {
+    precondition(interface >= 0 && interface < interfaceCount, "unknown interface \(interface)")
+    if let failure { throw failure }
+    let padded = (data.count + 3) & ~3
+    let commentLength = min(commentUTF8.count, 65_535)
+    let commentPadded = (commentLength + 3) & ~3
+    let optionsLength = 4 + commentPadded + (direction != .unknown ? 8 : 0) + 12 + 4
+    let total = 32 + padded + optionsLength
+    let start = buffer.count
+    buffer.append(contentsOf: repeatElement(0, count: total))
+    let stamp = UInt64(bitPattern: timestampNanoseconds)
+    buffer.withUnsafeMutableBytes { raw in
+      let p = raw.baseAddress! + start
+      p.storeBytes(of: UInt32(6), toByteOffset: 0, as: UInt32.self)
+      p.storeBytes(of: UInt32(total), toByteOffset: 4, as: UInt32.self)
+      p.storeBytes(of: UInt32(interface), toByteOffset: 8, as: UInt32.self)
+      p.storeBytes(of: UInt32(truncatingIfNeeded: stamp >> 32), toByteOffset: 12, as: UInt32.self)
+      p.storeBytes(of: UInt32(truncatingIfNeeded: stamp), toByteOffset: 16, as: UInt32.self)
+      p.storeBytes(of: UInt32(data.count), toByteOffset: 20, as: UInt32.self)
+      p.storeBytes(of: UInt32(truncatingIfNeeded: originalLength), toByteOffset: 24, as: UInt32.self)
+      if let source = data.baseAddress, data.count > 0 {
+        (p + 28).copyMemory(from: source, byteCount: data.count)
+      }
+      var o = 28 + padded
+      p.storeBytes(of: UInt16(1), toByteOffset: o, as: UInt16.self)
+      p.storeBytes(of: UInt16(commentLength), toByteOffset: o + 2, as: UInt16.self)
+      if let source = commentUTF8.baseAddress, commentLength > 0 {
+        (p + o + 4).copyMemory(from: source, byteCount: commentLength)
+      }
+      o += 4 + commentPadded
+      if direction != .unknown {
+        p.storeBytes(of: UInt16(2), toByteOffset: o, as: UInt16.self)
+        p.storeBytes(of: UInt16(4), toByteOffset: o + 2, as: UInt16.self)
+        p.storeBytes(of: UInt32(direction.rawValue), toByteOffset: o + 4, as: UInt32.self)
+        o += 8
+      }
+      p.storeBytes(of: UInt16(5), toByteOffset: o, as: UInt16.self)
+      p.storeBytes(of: UInt16(8), toByteOffset: o + 2, as: UInt16.self)
+      (p + o + 4).copyMemory(from: [packetID], byteCount: 8)
+      o += 12
+      // opt_endofopt (4 zero bytes) is already zero; then the trailing length.
+      p.storeBytes(of: UInt32(total), toByteOffset: total - 4, as: UInt32.self)
+    }
+    packetCount += 1
+    if buffer.count >= bufferLimit { try flush() }
+  }
+
   /// An EPB without options: 32 bytes of header and trailer around the padded data.
   @inline(__always)
   private func appendPlainPacket(

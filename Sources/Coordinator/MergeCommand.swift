@@ -71,9 +71,12 @@ struct MergeCommand: ParsableCommand {
         throw ExitCode(1)
       }
     }
-    let findings: [Finding]
+    var findings: [Finding] = []
     do {
-      findings = try FindingsBuilder.build(alignment, client: client, server: server)
+      // Findings read both captures again; only the outputs that show them need them.
+      if !chosen.isDisjoint(with: ["jsonl", "html", "report"]) {
+        findings = try FindingsBuilder.build(alignment, client: client, server: server)
+      }
     } catch {
       writeStandardError("smcpair merge: \(error.description)\n")
       throw ExitCode(1)

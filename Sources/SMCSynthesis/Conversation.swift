@@ -239,6 +239,11 @@ public struct ConversationSynthesizer {
       }
     }
 
+    // Message bytes differ from message to message, as application data does.
+    func payload(_ message: Int, _ count: Int) -> [UInt8] {
+      (0..<count).map { UInt8(truncatingIfNeeded: $0 &* 31 &+ message &* 7 &+ 0x62) }
+    }
+
     for index in 0..<s.messages {
       let last = index == s.messages - 1
       // Client produces messageSize bytes into the server's RMBE, split at the ring end and
@@ -265,13 +270,13 @@ public struct ConversationSynthesizer {
       if isClient {
         for chunk in chunks {
           try record(
-            fromClient: true, isCDC: false, body: [UInt8](repeating: 0x62, count: Int(chunk)), at: sendTime)
+            fromClient: true, isCDC: false, body: payload(index, Int(chunk)), at: sendTime)
         }
         try record(fromClient: true, isCDC: true, body: cdcBody(cdc), at: sendTime + 1_000)
       } else {
         for chunk in chunks {
           try record(
-            fromClient: true, isCDC: false, body: [UInt8](repeating: 0x62, count: Int(chunk)), at: receiveTime
+            fromClient: true, isCDC: false, body: payload(index, Int(chunk)), at: receiveTime
           )
         }
         try record(fromClient: true, isCDC: true, body: cdcBody(cdc), at: receiveTime + 1_000)

@@ -49,81 +49,110 @@ public enum MergeOutputs {
 
   /// `merged.pcapng`: every packet of both captures on the reference clock, one IDB per side
   /// and interface (`<host>:<ifname>`), the same packet id on both copies of a paired packet,
-  /// a comment on paired packets with the one-way delay.
+  /// a comment on paired packets with the one-way delay. Two streams are merged in time order;
+  /// interfaces are added as they appear.
   public static func writeMergedPcapng(
     _ a: Alignment, client: String, server: String, clientName: String, serverName: String, to path: String,
     referenceIsServer: Bool = false
   ) throws(CaptureFileError) {
-    // Pair ids and delays by (side, frame).
-    var pairIDs: [Int: (UInt64, String)] = [:]  // key: side << 40 | frame
+    // Pair index per frame (frames are 1-based and dense), per side.
+    var pairOfFrame: [[Int32]] = [[], []]
+    for (side, count) in [a.clientPackets, a.serverPackets].enumerated() {
+      pairOfFrame[side] = [Int32](repeating: -1, count: count + 1)
+    }
     for (index, pair) in a.pairs.enumerated() {
-      let sendOnClient = pair.clientToServer
-      let sent =
-        sendOnClient ? pair.client.timeNanoseconds : a.clientTime(atServer: pair.server.timeNanoseconds)
-      let received =
-        sendOnClient ? a.clientTime(atServer: pair.server.timeNanoseconds) : pair.client.timeNanoseconds
-      let delay = Double(received - sent) / 1000
-      let comment = String(
-        format: "smcpair pair %d: %@ %@, one-way delay %.1f us", index + 1, pair.kind.rawValue,
-        sendOnClient ? "client->server" : "server->client", delay)
-      pairIDs[0 << 40 | pair.client.frame] = (UInt64(index + 1), comment)
-      pairIDs[1 << 40 | pair.server.frame] = (UInt64(index + 1), comment)
+      if pair.client.frame < pairOfFrame[0].count { pairOfFrame[0][pair.client.frame] = Int32(index) }
+      if pair.server.frame < pairOfFrame[1].count { pairOfFrame[1][pair.server.frame] = Int32(index) }
     }
     let writer = try PcapngWriter(
       path: path, application: "smcpair merge", os: nil,
-      hardware: String(
-        format: "clock model: server = client %+.0f ns, skew %+.3f ppm (bounds %.0f..%.0f ns, %@)",
-        a.model.offsetNanoseconds, a.model.skewPPM, a.model.offsetLower, a.model.offsetUpper,
-        a.verdict.rawValue))
-    var interfaceBase = [0, 0]
-    var readers: [CaptureFileReader] = []
-    for (side, file) in [client, server].enumerated() {
-      let reader = try CaptureFileReader(path: file)
-      // Interfaces are known after reading; read them fully first (pcapng IDBs come early).
-      var packets: [CapturedPacket] = []
-      _ = packets
-      while try reader.next() != nil {}
-      interfaceBase[side] = writer.interfaceCount
-      for (index, interface) in reader.interfaces.enumerated() {
-        try writer.addInterface(
-          InterfaceDescription(
-            name: "\(side == 0 ? clientName : serverName):\(interface.name ?? "if\(index)")",
-            description: side == 0 ? "client" : "server", linkType: interface.linkType,
-            snapLength: interface.snapLength))
-      }
-      packets = []
-      readers.append(try CaptureFileReader(path: file))
+      hardware:
+        "clock model: server = client \(Int64(a.model.offsetNanoseconds.rounded())) ns, skew \(a.model.skewPPM) ppm, bounds \(a.model.offsetLower)..\(a.model.offsetUpper) ns (\(a.verdict.rawValue))"
+    )
+    let readers = [try CaptureFileReader(path: client), try CaptureFileReader(path: server)]
+    var interfaceMap: [[Int]] = [[], []]
+    func interfaceID(_ side: Int, _ local: Int) throws(CaptureFileError) -> Int {
+      while interfaceMap[side].count <= local { interfaceMap[side].append(-1) }
+      if interfaceMap[side][local] >= 0 { return interfaceMap[side][local] }
+      let interface = readers[side].interfaces[local]
+      let id = try writer.addInterface(
+        InterfaceDescription(
+          name: "\(side == 0 ? clientName : serverName):\(interface.name ?? "if\(local)")",
+          description: side == 0 ? "client" : "server", linkType: interface.linkType,
+          snapLength: interface.snapLength))
+      interfaceMap[side][local] = id
+      return id
     }
-    // Merge the two time-ordered streams on the reference clock.
-    var next: [CapturedPacket?] = [try readers[0].next(), try readers[1].next()]
     func alignedTime(_ packet: CapturedPacket, side: Int) -> Int64 {
       if referenceIsServer {
         return side == 1 ? packet.timestampNanoseconds : a.serverTime(atClient: packet.timestampNanoseconds)
       }
       return side == 0 ? packet.timestampNanoseconds : a.clientTime(atServer: packet.timestampNanoseconds)
     }
+    var next: [CapturedPacket?] = [try readers[0].next(), try readers[1].next()]
+    var nextTime: [Int64] = next.enumerated().map { side, packet in
+      packet.map { alignedTime($0, side: side) } ?? .max
+    }
+    let addresses = a.clientAddresses
+    var comment: [UInt8] = []
+    comment.reserveCapacity(96)
+    let prefix = Array("smcpair pair ".utf8)
+    let kindText = PairKind.allCases.map { Array(": \($0.rawValue) ".utf8) }
+    let toServerText = Array("client->server, one-way delay ".utf8)
+    let toClientText = Array("server->client, one-way delay ".utf8)
+    let unitText = Array(" us".utf8)
     while next[0] != nil || next[1] != nil {
-      let side: Int
-      if let c = next[0], let s = next[1] {
-        side = alignedTime(c, side: 0) <= alignedTime(s, side: 1) ? 0 : 1
-      } else {
-        side = next[0] != nil ? 0 : 1
-      }
+      let side = next[0] != nil && (next[1] == nil || nextTime[0] <= nextTime[1]) ? 0 : 1
       let packet = next[side]!
-      let info = pairIDs[side << 40 | packet.frame]
-      let addresses = a.clientAddresses
-      let frame = FrameDecoder.decode(
-        packet.data, linkType: readers[side].interfaces[packet.interface].linkType)
+      let index = packet.frame < pairOfFrame[side].count ? Int(pairOfFrame[side][packet.frame]) : -1
       var direction = PacketDirection.unknown
-      if frame.issue == nil, !addresses.isEmpty {
-        let fromClient = addresses.contains(frame.source)
-        direction = (fromClient == (side == 0)) ? .outbound : .inbound
+      if !addresses.isEmpty {
+        let frame = FrameDecoder.decode(
+          packet.data, linkType: readers[side].interfaces[packet.interface].linkType)
+        if frame.issue == nil {
+          let fromClient = addresses.contains(frame.source)
+          direction = (fromClient == (side == 0)) ? .outbound : .inbound
+        }
       }
-      try writer.writePacket(
-        interface: interfaceBase[side] + packet.interface,
-        timestampNanoseconds: alignedTime(packet, side: side), data: packet.data,
-        originalLength: packet.originalLength, direction: direction, comment: info?.1, packetID: info?.0)
+      let id = try interfaceID(side, packet.interface)
+      if index >= 0 {
+        // "smcpair pair N: KIND DIRECTION, one-way delay X.Y us", built as bytes.
+        let pair = a.pairs[index]
+        let serverOnClient = a.clientTime(atServer: pair.server.timeNanoseconds)
+        let delay =
+          pair.clientToServer
+          ? serverOnClient - pair.client.timeNanoseconds : pair.client.timeNanoseconds - serverOnClient
+        let tenths = (delay + (delay >= 0 ? 50 : -50)) / 100
+        comment.removeAll(keepingCapacity: true)
+        comment += prefix
+        TextWriter.decimal(UInt64(index + 1), into: &comment)
+        comment += kindText[PairKind.allCases.firstIndex(of: pair.kind)!]
+        comment += pair.clientToServer ? toServerText : toClientText
+        if tenths < 0 { comment.append(UInt8(ascii: "-")) }
+        TextWriter.decimal(UInt64(abs(tenths) / 10), into: &comment)
+        comment.append(UInt8(ascii: "."))
+        TextWriter.decimal(UInt64(abs(tenths) % 10), into: &comment)
+        comment += unitText
+        let written: Result<Void, CaptureFileError> = comment.withUnsafeBytes { text in
+          do throws(CaptureFileError) {
+            try writer.writePacket(
+              interface: id, timestampNanoseconds: nextTime[side], data: packet.data,
+              originalLength: packet.originalLength, direction: direction, commentUTF8: text,
+              packetID: UInt64(index + 1))
+            return .success(())
+          } catch {
+            return .failure(error)
+          }
+        }
+        try written.get()
+      } else {
+        try writer.writePacket(
+          interface: id, timestampNanoseconds: nextTime[side], data: packet.data,
+          originalLength: packet.originalLength,
+          direction: direction)
+      }
       next[side] = try readers[side].next()
+      nextTime[side] = next[side].map { alignedTime($0, side: side) } ?? .max
     }
     try writer.close()
   }

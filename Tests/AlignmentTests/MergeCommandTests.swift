@@ -69,9 +69,9 @@ func json(_ path: String) throws -> [String: Any] {
 
   @Test func usageErrors() throws {
     let smcpair = try Tools.product("smcpair")
-    let html = try Tools.run([smcpair, "merge", "a", "b", "--out", "/tmp/x", "--formats", "html"])
-    #expect(html.status == 64)
-    #expect(html.stderr.contains("not available yet"))
+    let unknown = try Tools.run([smcpair, "merge", "a", "b", "--out", "/tmp/x", "--formats", "html,svg"])
+    #expect(unknown.status == 64)
+    #expect(unknown.stderr.contains("unknown format 'svg'"))
     let missing = try Tools.run([
       smcpair, "merge", "/nonexistent/a.pcap", "/nonexistent/b.pcap", "--out", "/tmp/x",
     ])
