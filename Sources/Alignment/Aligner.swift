@@ -64,7 +64,10 @@ public enum Aligner {
     pairs: [PacketPair], clientPackets: Int, serverPackets: Int, clientAddresses: Set<IPAddress>
   ) -> Alignment {
     var warnings: [String] = []
-    let sorted = pairs.sorted { $0.client.timeNanoseconds < $1.client.timeNanoseconds }
+    let inOrder = zip(pairs, pairs.dropFirst()).allSatisfy {
+      $0.client.timeNanoseconds <= $1.client.timeNanoseconds
+    }
+    let sorted = inOrder ? pairs : pairs.sorted { $0.client.timeNanoseconds < $1.client.timeNanoseconds }
     var byKind: [PairKind: Int] = [:]
     for pair in sorted { byKind[pair.kind, default: 0] += 1 }
     let reference = sorted.first?.client.timeNanoseconds ?? 0

@@ -6,21 +6,95 @@ public enum PairKind: String, Sendable, CaseIterable {
   case tcp, clc, cdc, data
 }
 
-/// Identity of a packet that both hosts capture: direction, kind, a hash of the fields that
-/// do not change in flight, and the occurrence (so retransmissions stay distinct).
-struct PairKey: Hashable {
-  var source: Endpoint
-  var destination: Endpoint
-  var kind: UInt8
-  var hash: UInt64
-  var occurrence: Int
+/// Identity of a packet that both hosts capture: a 64-bit fingerprint of its direction
+/// (addresses and ports), kind and the fields that do not change in flight.
+enum PairFingerprint {
+  static func of(_ source: Endpoint, _ destination: Endpoint, kind: UInt8, content: UInt64) -> UInt64 {
+    var h = mix(content ^ UInt64(kind) << 56)
+    h = mix(h ^ (UInt64(source.port) << 16 | UInt64(destination.port)))
+    h = mix(h ^ source.address.low ^ source.address.high &* 0x9E37_79B9_7F4A_7C15)
+    return mix(h ^ destination.address.low ^ destination.address.high &* 0xC2B2_AE3D_27D4_EB4F)
+  }
 
-  /// One combine: the content hash already mixes most fields, and lookups happen per packet.
-  func hash(into hasher: inout Hasher) {
-    var h = hash ^ UInt64(kind) << 56
-    h ^= (UInt64(source.port) << 16 | UInt64(destination.port)) &* 0xC2B2_AE3D_27D4_EB4F
-    h ^= source.address.low &* 0x1656_67B1_9E37_79F9 ^ destination.address.low
-    hasher.combine(h)
+  /// The murmur3 64-bit finaliser: every input bit moves every output bit.
+  static func mix(_ value: UInt64) -> UInt64 {
+    var x = value
+    x = (x ^ (x >> 33)) &* 0xFF51_AFD7_ED55_8CCD
+    x = (x ^ (x >> 33)) &* 0xC4CE_B9FE_1A85_EC53
+    return x ^ (x >> 33)
+  }
+}
+
+/// Open-addressing table from fingerprint to a FIFO chain of client packets (indices of the
+/// first and last packet with that fingerprint). Exhausted chains keep their slot, emptied.
+struct ChainTable {
+  private var keys: [UInt64]
+  private var firsts: [Int32]
+  private var lasts: [Int32]
+  private var used: [Bool]
+  private var mask: Int
+  private var count = 0
+
+  init(minimumCapacity: Int) {
+    var size = 16
+    while size < minimumCapacity * 2 { size <<= 1 }
+    keys = [UInt64](repeating: 0, count: size)
+    firsts = [Int32](repeating: -1, count: size)
+    lasts = [Int32](repeating: -1, count: size)
+    used = [Bool](repeating: false, count: size)
+    mask = size - 1
+  }
+
+  /// Adds packet `index` at the end of the chain of `key`; `link(previousLast, index)` is
+  /// called when the chain already had packets.
+  mutating func append(_ key: UInt64, _ index: Int32, link: (Int32, Int32) -> Void) {
+    if count * 2 >= keys.count { grow() }
+    var slot = Int(truncatingIfNeeded: key) & mask
+    while used[slot] {
+      if keys[slot] == key {
+        if lasts[slot] >= 0 { link(lasts[slot], index) } else { firsts[slot] = index }
+        lasts[slot] = index
+        return
+      }
+      slot = (slot + 1) & mask
+    }
+    used[slot] = true
+    keys[slot] = key
+    firsts[slot] = index
+    lasts[slot] = index
+    count += 1
+  }
+
+  /// Removes and returns the first packet of the chain of `key`; `next(index)` gives the
+  /// packet after `index` in its chain (-1 at the end).
+  mutating func takeFirst(_ key: UInt64, next: (Int32) -> Int32) -> Int32? {
+    var slot = Int(truncatingIfNeeded: key) & mask
+    while used[slot] {
+      if keys[slot] == key {
+        let first = firsts[slot]
+        guard first >= 0 else { return nil }
+        let following = next(first)
+        firsts[slot] = following
+        if following < 0 { lasts[slot] = -1 }
+        return first
+      }
+      slot = (slot + 1) & mask
+    }
+    return nil
+  }
+
+  private mutating func grow() {
+    var bigger = ChainTable(minimumCapacity: keys.count)
+    for slot in keys.indices where used[slot] {
+      var target = Int(truncatingIfNeeded: keys[slot]) & bigger.mask
+      while bigger.used[target] { target = (target + 1) & bigger.mask }
+      bigger.used[target] = true
+      bigger.keys[target] = keys[slot]
+      bigger.firsts[target] = firsts[slot]
+      bigger.lasts[target] = lasts[slot]
+      bigger.count += 1
+    }
+    self = bigger
   }
 }
 
@@ -99,7 +173,7 @@ public struct PacketPairing {
     packets.reserveCapacity(estimate)
     var nextSame: [Int32] = []
     nextSame.reserveCapacity(estimate)
-    var chains: [PairKey: (first: Int32, last: Int32)] = Dictionary(minimumCapacity: estimate)
+    var chains = ChainTable(minimumCapacity: estimate)
     var synSenders: Set<IPAddress> = []
     try walk(client) { packet, key, syn in
       pairing.clientPackets += 1
@@ -108,11 +182,7 @@ public struct PacketPairing {
       let index = Int32(packets.count)
       packets.append(packet)
       nextSame.append(-1)
-      modify(&chains[key, default: (index, -1)])
-      func modify(_ chain: inout (first: Int32, last: Int32)) {
-        if chain.last >= 0 { nextSame[Int(chain.last)] = index }
-        chain.last = index
-      }
+      chains.append(key, index) { previous, index in nextSame[Int(previous)] = index }
     }
     if pairing.clientAddresses.isEmpty { pairing.clientAddresses = synSenders }
     let clientSide = pairing.clientAddresses
@@ -123,16 +193,13 @@ public struct PacketPairing {
     try walk(server) { packet, key, _ in
       pairing.serverPackets += 1
       guard let key else { return }
-      guard let slot = chains.index(forKey: key) else {
+      // A 64-bit fingerprint collision is checked here: a different packet stays unpaired.
+      guard let first = chains.takeFirst(key, next: { nextSame[Int($0)] }),
+        packets[Int(first)].source == packet.source, packets[Int(first)].destination == packet.destination,
+        packets[Int(first)].kind == packet.kind
+      else {
         unpairedServer.append(packet)
         return
-      }
-      let first = chains.values[slot].first
-      let following = nextSame[Int(first)]
-      if following >= 0 {
-        chains.values[slot].first = following
-      } else {
-        chains.remove(at: slot)
       }
       consumed[Int(first)] = true
       found.append(
@@ -141,6 +208,9 @@ public struct PacketPairing {
           client: packets[Int(first)],
           server: packet))
     }
+    // In client time order (nearly so already: the server walks in its own order), sorted
+    // in place here so the aligner does not copy the pairs to sort them.
+    found.sort { $0.client.timeNanoseconds < $1.client.timeNanoseconds }
     pairing.pairs = found
     pairing.unpairedServer = unpairedServer
     pairing.unpairedClient = packets.indices.filter { !consumed[$0] }.map { packets[$0] }
@@ -150,7 +220,7 @@ public struct PacketPairing {
   /// Calls `body` for every packet with its pairing key (nil when it cannot be paired) and
   /// the SYN sender address when it is a SYN.
   static func walk(
-    _ path: String, _ body: (SidePacket, PairKey?, IPAddress?) -> Void
+    _ path: String, _ body: (SidePacket, UInt64?, IPAddress?) -> Void
   ) throws(CaptureFileError) {
     let reader = try CaptureFileReader(path: path)
     while let packet = try reader.next() {
@@ -191,10 +261,10 @@ public struct PacketPairing {
         body(side, nil, syn)
         continue
       }
-      let key = PairKey(
-        source: side.source, destination: side.destination, kind: kindCode(side.kind), hash: hasher.value,
-        occurrence: 0)
-      body(side, key, syn)
+      body(
+        side,
+        PairFingerprint.of(side.source, side.destination, kind: kindCode(side.kind), content: hasher.value),
+        syn)
     }
   }
 

@@ -1,6 +1,7 @@
-import Alignment
 import SMCWire
 import Testing
+
+@testable import Alignment
 
 @Suite struct ClockFitting {
   /// Pairs from a known truth: offset `o` ns, skew `k` ppm, one-way delays `d` ns (+ jitter).
@@ -122,5 +123,42 @@ enum PacketPairForTest {
     var server = client
     server.timeNanoseconds = times.serverNanoseconds
     return PacketPair(kind: .tcp, clientToServer: times.clientToServer, client: client, server: server)
+  }
+}
+
+/// The pairing's fingerprint table: FIFO per fingerprint, growth keeps every chain.
+@Suite struct PairingChainTable {
+  @Test func chainsAreFirstInFirstOutAndSurviveGrowth() {
+    var table = ChainTable(minimumCapacity: 4)
+    var next = [Int32](repeating: -1, count: 3000)
+    // 1000 fingerprints, three packets each, added interleaved so chains grow across resizes.
+    for round in 0..<3 {
+      for key in 0..<1000 {
+        let index = Int32(round * 1000 + key)
+        table.append(PairFingerprint.mix(UInt64(key)), index) { previous, index in next[Int(previous)] = index
+        }
+      }
+    }
+    for key in 0..<1000 {
+      var taken: [Int32] = []
+      while let first = table.takeFirst(PairFingerprint.mix(UInt64(key)), next: { next[Int($0)] }) {
+        taken.append(first)
+      }
+      #expect(taken == [Int32(key), Int32(1000 + key), Int32(2000 + key)])
+    }
+    #expect(table.takeFirst(PairFingerprint.mix(5000), next: { next[Int($0)] }) == nil)
+    // An emptied chain takes new packets again.
+    table.append(PairFingerprint.mix(7), 42) { previous, index in next[Int(previous)] = index }
+    #expect(table.takeFirst(PairFingerprint.mix(7), next: { next[Int($0)] }) == 42)
+  }
+
+  @Test func fingerprintSeparatesDirectionAndKind() {
+    let a = Endpoint(IPAddress("10.0.0.1")!, 40000)
+    let b = Endpoint(IPAddress("10.0.0.2")!, 7000)
+    let forward = PairFingerprint.of(a, b, kind: 1, content: 99)
+    #expect(forward != PairFingerprint.of(b, a, kind: 1, content: 99))
+    #expect(forward != PairFingerprint.of(a, b, kind: 2, content: 99))
+    #expect(forward != PairFingerprint.of(a, b, kind: 1, content: 98))
+    #expect(forward == PairFingerprint.of(a, b, kind: 1, content: 99))
   }
 }
