@@ -277,17 +277,28 @@ public struct PacketPairing {
   }
 }
 
-/// FNV-1a, 64 bit.
+/// FNV-1a style hashing a 64-bit word at a time (the fingerprint's mixer finishes it).
 struct FNV {
   var value: UInt64 = 0xCBF2_9CE4_8422_2325
 
   mutating func add(_ v: UInt64) {
-    for shift in stride(from: 0, to: 64, by: 8) {
-      value = (value ^ ((v >> UInt64(shift)) & 0xFF)) &* 0x100_0000_01B3
-    }
+    value = (value ^ v) &* 0x100_0000_01B3
+    value ^= value >> 32
   }
 
   mutating func add(_ bytes: UnsafeRawBufferPointer) {
-    for byte in bytes { value = (value ^ UInt64(byte)) &* 0x100_0000_01B3 }
+    var offset = 0
+    while offset + 8 <= bytes.count {
+      add(bytes.loadUnaligned(fromByteOffset: offset, as: UInt64.self))
+      offset += 8
+    }
+    var tail: UInt64 = UInt64(bytes.count) << 56
+    var shift: UInt64 = 0
+    while offset < bytes.count {
+      tail |= UInt64(bytes[offset]) << shift
+      shift += 8
+      offset += 1
+    }
+    add(tail)
   }
 }

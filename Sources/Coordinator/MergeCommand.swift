@@ -151,12 +151,15 @@ struct MergeCommand: ParsableCommand {
       }
     }
     for direction in [true, false] {
-      let delays = a.pairs.filter { $0.clientToServer == direction }.map { pair -> Double in
+      var delays: [Double] = []
+      for pair in a.pairs where pair.clientToServer == direction {
         let serverOnClient = a.clientTime(atServer: pair.server.timeNanoseconds)
-        return Double(
-          direction
-            ? serverOnClient - pair.client.timeNanoseconds : pair.client.timeNanoseconds - serverOnClient)
-      }.sorted()
+        delays.append(
+          Double(
+            direction
+              ? serverOnClient - pair.client.timeNanoseconds : pair.client.timeNanoseconds - serverOnClient))
+      }
+      delays.sort()
       if !delays.isEmpty {
         lines.append(
           "one-way delay \(direction ? "client->server" : "server->client"): min \(us(delays[0])), median \(us(delays[delays.count / 2])), max \(us(delays[delays.count - 1])) (\(delays.count) pairs)"
@@ -172,7 +175,7 @@ struct MergeCommand: ParsableCommand {
       guard let list = byKind[kind] else { continue }
       lines.append("- \(kind.rawValue): \(list.count)")
       for finding in list.prefix(5) {
-        lines.append("  - \(finding.side) \(finding.connection): \(finding.message)")
+        lines.append("  - in the \(finding.side)'s capture, \(finding.connection): \(finding.message)")
       }
       if list.count > 5 { lines.append("  - ... \(list.count - 5) more in timeline.jsonl") }
     }
