@@ -127,23 +127,26 @@ public enum TimelineHTML {
       [lc, ls].forEach(x => { ctx.beginPath(); ctx.moveTo(x, 25); ctx.lineTo(x, h - 5); ctx.stroke(); });
       ctx.fillStyle = "#111"; ctx.font = "bold 13px system-ui"; ctx.textAlign = "center";
       ctx.fillText(D.client + " (client)", lc, 16); ctx.fillText(D.server + " (server)", ls, 16);
-      // Visible events; aggregate when there are too many to draw one by one.
+      // Visible events: every one is counted into a per-pixel-row density; the first few
+      // thousand are kept to draw one by one when that is all there is.
+      const rows = new Float64Array(Math.ceil(h));
       const visible = [];
+      let count = 0;
       for (let i = 0; i < n; i++) {
         if (!shown[D.kind[i]] || (connFilter >= 0 && D.conn[i] !== connFilter)) continue;
         const a = Math.min(D.send[i], D.recv[i]), b = Math.max(D.send[i], D.recv[i]);
         if (b < t0 || a > t1) continue;
-        visible.push(i);
-        if (visible.length > 20000) break;
+        count++;
+        const r = Math.floor(y(D.send[i], h)); if (r >= 0 && r < rows.length) rows[r]++;
+        if (visible.length <= 4000) visible.push(i);
       }
       drawnArrows = 0;
-      if (visible.length > 4000) {
-        const rows = new Float64Array(Math.ceil(h));
-        for (const i of visible) { const r = Math.floor(y(D.send[i], h)); if (r >= 0 && r < rows.length) rows[r]++; }
-        let max = 1; rows.forEach(v => { if (v > max) max = v; });
+      let densityEvents = 0;
+      if (count > 4000) {
+        let max = 1; rows.forEach(v => { if (v > max) max = v; densityEvents += v; });
         ctx.fillStyle = "#2563eb";
         rows.forEach((v, r) => { if (v) ctx.fillRect(lc + 4, r, (ls - lc - 8) * v / max, 1); });
-        document.getElementById("status").textContent = visible.length + "+ events here: zoom in to see arrows";
+        document.getElementById("status").textContent = count + " events here: zoom in to see arrows";
       } else {
         ctx.lineWidth = 1;
         for (const i of visible) {
@@ -160,7 +163,7 @@ public enum TimelineHTML {
       // Findings: red marks on the lane of the side that shows them.
       ctx.fillStyle = "#dc2626";
       for (const f of D.marks) { if (f[0] < t0 || f[0] > t1) continue; const x = f[1] === "server" ? ls : lc; ctx.beginPath(); ctx.arc(x, y(f[0], h), 4, 0, 7); ctx.fill(); }
-      document.body.dataset.lanes = "2"; document.body.dataset.arrows = String(drawnArrows); document.body.dataset.events = String(n);
+      document.body.dataset.lanes = "2"; document.body.dataset.arrows = String(drawnArrows); document.body.dataset.events = String(n); document.body.dataset.densityEvents = String(densityEvents);
     }
     canvas.addEventListener("wheel", e => { e.preventDefault(); const h = canvas.clientHeight; const t = t0 + (e.offsetY - 30) / (h - 40) * (t1 - t0); const f = e.deltaY > 0 ? 1.25 : 0.8; t0 = t - (t - t0) * f; t1 = t + (t1 - t) * f; draw(); }, { passive: false });
     let dragY = null; canvas.addEventListener("mousedown", e => { dragY = e.offsetY; });

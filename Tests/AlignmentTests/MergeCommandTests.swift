@@ -234,6 +234,11 @@ func captureBothHosts(_ lab: TestLab, _ dir: TemporaryDirectory, scenario: Strin
       Int(dom.stdout[range.upperBound...].prefix { $0.isNumber }) ?? 0
     }
     #expect((events ?? 0) > 40_000)
+    // Zoomed out, the density bars count every event, not only the first thousands.
+    let densityEvents = dom.stdout.firstRange(of: "data-density-events=\"").map { range in
+      Int(dom.stdout[range.upperBound...].prefix { $0.isNumber }) ?? 0
+    }
+    #expect(densityEvents == events)
     #expect(!dom.stderr.contains("Uncaught"))
   }
 }
