@@ -81,7 +81,8 @@ let package = Package(
 
     // Tests.
     .target(
-      name: "TestSupport", dependencies: ["CaptureFiles", "SMCWire", "SMCSynthesis", "AgentProtocol"],
+      name: "TestSupport",
+      dependencies: ["CaptureFiles", "SMCWire", "SMCSynthesis", "AgentProtocol", "ChildProcess"],
       path: "Tests/TestSupport"),
     .testTarget(name: "CaptureFilesTests", dependencies: ["CaptureFiles", "TestSupport"]),
     .testTarget(name: "SMCWireTests", dependencies: ["SMCWire", "CaptureFiles", "TestSupport"]),

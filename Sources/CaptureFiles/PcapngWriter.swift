@@ -179,19 +179,11 @@ public final class PcapngWriter {
     let total = 32 + padded + optionsLength
     let start = buffer.count
     buffer.append(contentsOf: repeatElement(0, count: total))
-    let stamp = UInt64(bitPattern: timestampNanoseconds)
     buffer.withUnsafeMutableBytes { raw in
       let p = raw.baseAddress! + start
-      p.storeBytes(of: UInt32(6), toByteOffset: 0, as: UInt32.self)
-      p.storeBytes(of: UInt32(total), toByteOffset: 4, as: UInt32.self)
-      p.storeBytes(of: UInt32(interface), toByteOffset: 8, as: UInt32.self)
-      p.storeBytes(of: UInt32(truncatingIfNeeded: stamp >> 32), toByteOffset: 12, as: UInt32.self)
-      p.storeBytes(of: UInt32(truncatingIfNeeded: stamp), toByteOffset: 16, as: UInt32.self)
-      p.storeBytes(of: UInt32(data.count), toByteOffset: 20, as: UInt32.self)
-      p.storeBytes(of: UInt32(truncatingIfNeeded: originalLength), toByteOffset: 24, as: UInt32.self)
-      if let source = data.baseAddress, data.count > 0 {
-        (p + 28).copyMemory(from: source, byteCount: data.count)
-      }
+      Self.storeEPBHead(
+        p, total: total, interface: interface, timestampNanoseconds: timestampNanoseconds, data: data,
+        originalLength: originalLength)
       var o = 28 + padded
       p.storeBytes(of: UInt16(1), toByteOffset: o, as: UInt16.self)
       p.storeBytes(of: UInt16(commentLength), toByteOffset: o + 2, as: UInt16.self)
@@ -216,6 +208,25 @@ public final class PcapngWriter {
     if buffer.count >= bufferLimit { try flush() }
   }
 
+  /// The fixed part of an EPB (type, length, interface, timestamp, lengths) and its data.
+  @inline(__always)
+  private static func storeEPBHead(
+    _ p: UnsafeMutableRawPointer, total: Int, interface: Int, timestampNanoseconds: Int64,
+    data: UnsafeRawBufferPointer, originalLength: Int
+  ) {
+    let stamp = UInt64(bitPattern: timestampNanoseconds)
+    p.storeBytes(of: UInt32(6), toByteOffset: 0, as: UInt32.self)
+    p.storeBytes(of: UInt32(total), toByteOffset: 4, as: UInt32.self)
+    p.storeBytes(of: UInt32(interface), toByteOffset: 8, as: UInt32.self)
+    p.storeBytes(of: UInt32(truncatingIfNeeded: stamp >> 32), toByteOffset: 12, as: UInt32.self)
+    p.storeBytes(of: UInt32(truncatingIfNeeded: stamp), toByteOffset: 16, as: UInt32.self)
+    p.storeBytes(of: UInt32(data.count), toByteOffset: 20, as: UInt32.self)
+    p.storeBytes(of: UInt32(truncatingIfNeeded: originalLength), toByteOffset: 24, as: UInt32.self)
+    if let source = data.baseAddress, data.count > 0 {
+      (p + 28).copyMemory(from: source, byteCount: data.count)
+    }
+  }
+
   /// An EPB without options: 32 bytes of header and trailer around the padded data.
   @inline(__always)
   private func appendPlainPacket(
@@ -225,19 +236,11 @@ public final class PcapngWriter {
     let total = 32 + padded
     let start = buffer.count
     buffer.append(contentsOf: repeatElement(0, count: total))
-    let stamp = UInt64(bitPattern: timestampNanoseconds)
     buffer.withUnsafeMutableBytes { raw in
       let p = raw.baseAddress! + start
-      p.storeBytes(of: UInt32(6), toByteOffset: 0, as: UInt32.self)
-      p.storeBytes(of: UInt32(total), toByteOffset: 4, as: UInt32.self)
-      p.storeBytes(of: UInt32(interface), toByteOffset: 8, as: UInt32.self)
-      p.storeBytes(of: UInt32(truncatingIfNeeded: stamp >> 32), toByteOffset: 12, as: UInt32.self)
-      p.storeBytes(of: UInt32(truncatingIfNeeded: stamp), toByteOffset: 16, as: UInt32.self)
-      p.storeBytes(of: UInt32(data.count), toByteOffset: 20, as: UInt32.self)
-      p.storeBytes(of: UInt32(truncatingIfNeeded: originalLength), toByteOffset: 24, as: UInt32.self)
-      if let source = data.baseAddress, data.count > 0 {
-        (p + 28).copyMemory(from: source, byteCount: data.count)
-      }
+      Self.storeEPBHead(
+        p, total: total, interface: interface, timestampNanoseconds: timestampNanoseconds, data: data,
+        originalLength: originalLength)
       p.storeBytes(of: UInt32(total), toByteOffset: total - 4, as: UInt32.self)
     }
   }
