@@ -214,21 +214,7 @@ public final class PeerEmulator {
       return
     }
     let myToken = UInt32(truncatingIfNeeded: random.next() % 4096) + 1
-    let accept: [UInt8]
-    if options.mode == .smcD {
-      accept = CLCBuilder.acceptConfirmD(
-        .accept, version: options.clcVersion, firstContact: true, ismGID: random.next(),
-        dmbToken: UInt64(myToken),
-        dmbeIndex: 0, dmbeSizeCode: options.bufferSizeCode, linkID: UInt32(truncatingIfNeeded: random.next()))
-    } else {
-      accept = CLCBuilder.acceptConfirmR(
-        .accept, version: options.clcVersion, firstContact: true, peerID: peerID(mac), gid: gid(mac),
-        mac: mac,
-        qpNumber: UInt32(truncatingIfNeeded: random.next()) & 0xFF_FFFF,
-        rmbRkey: UInt32(truncatingIfNeeded: random.next()), rmbeIndex: 1, alertToken: myToken,
-        rmbeSizeCode: options.bufferSizeCode, qpMTU: 3, rmbAddress: random.next() & 0xFFFF_FFFF_F000,
-        initialPSN: UInt32(truncatingIfNeeded: random.next()) & 0xFF_FFFF)
-    }
+    let accept = acceptOrConfirm(.accept, token: myToken, mac: mac)
     try connection.writeAll(accept)
     let (confirm, _) = try readCLC(connection)
     guard confirm.kind == .confirm else { throw LabError("expected a CLC Confirm, got \(confirm.kind.name)") }
@@ -236,6 +222,22 @@ public final class PeerEmulator {
     report.outcome = "SMC-\(options.mode.letter) v\(options.clcVersion)"
     try dataPhase(isClient: false, fabric: fabric)
     connection.closeGracefully()
+  }
+
+  /// The server's Accept or the client's Confirm: the same layout, with this side's
+  /// randomly drawn identifiers (drawn in the same order for a given seed).
+  func acceptOrConfirm(_ kind: CLCMessage.Kind, token: UInt32, mac: UInt64) -> [UInt8] {
+    if options.mode == .smcD {
+      return CLCBuilder.acceptConfirmD(
+        kind, version: options.clcVersion, firstContact: true, ismGID: random.next(), dmbToken: UInt64(token),
+        dmbeIndex: 0, dmbeSizeCode: options.bufferSizeCode, linkID: UInt32(truncatingIfNeeded: random.next()))
+    }
+    return CLCBuilder.acceptConfirmR(
+      kind, version: options.clcVersion, firstContact: true, peerID: peerID(mac), gid: gid(mac), mac: mac,
+      qpNumber: UInt32(truncatingIfNeeded: random.next()) & 0xFF_FFFF,
+      rmbRkey: UInt32(truncatingIfNeeded: random.next()), rmbeIndex: 1, alertToken: token,
+      rmbeSizeCode: options.bufferSizeCode, qpMTU: 3, rmbAddress: random.next() & 0xFFFF_FFFF_F000,
+      initialPSN: UInt32(truncatingIfNeeded: random.next()) & 0xFF_FFFF)
   }
 
   func runClient(_ connection: PeerSocket, _ fabric: PeerSocket) throws(LabError) {
@@ -261,21 +263,7 @@ public final class PeerEmulator {
     }
     peerToken = answer.alertToken ?? UInt32(truncatingIfNeeded: answer.dmbToken ?? 0)
     let myToken = UInt32(truncatingIfNeeded: random.next() % 4096) + 1
-    let confirm: [UInt8]
-    if isD {
-      confirm = CLCBuilder.acceptConfirmD(
-        .confirm, version: options.clcVersion, firstContact: true, ismGID: random.next(),
-        dmbToken: UInt64(myToken),
-        dmbeIndex: 0, dmbeSizeCode: options.bufferSizeCode, linkID: UInt32(truncatingIfNeeded: random.next()))
-    } else {
-      confirm = CLCBuilder.acceptConfirmR(
-        .confirm, version: options.clcVersion, firstContact: true, peerID: peerID(mac), gid: gid(mac),
-        mac: mac,
-        qpNumber: UInt32(truncatingIfNeeded: random.next()) & 0xFF_FFFF,
-        rmbRkey: UInt32(truncatingIfNeeded: random.next()), rmbeIndex: 1, alertToken: myToken,
-        rmbeSizeCode: options.bufferSizeCode, qpMTU: 3, rmbAddress: random.next() & 0xFFFF_FFFF_F000,
-        initialPSN: UInt32(truncatingIfNeeded: random.next()) & 0xFF_FFFF)
-    }
+    let confirm = acceptOrConfirm(.confirm, token: myToken, mac: mac)
     try connection.writeAll(confirm)
     report.outcome = "SMC-\(options.mode.letter) v\(options.clcVersion)"
     try dataPhase(isClient: true, fabric: fabric)
