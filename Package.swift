@@ -54,6 +54,13 @@ let package = Package(
     .target(
       name: "LiveCapture",
       dependencies: ["CLibPcap", "CLinuxNet", "CaptureFiles", "AgentProtocol", "ChildProcess", "Checksum"]),
+    // A capture session across hosts: preflight, deploy, arm, workload, stop, pull, merge.
+    .target(
+      name: "Orchestration",
+      dependencies: [
+        "SSHTransport", "Inventory", "AgentProtocol", "Checksum", "Timeline", "Alignment", "SMCWire",
+      ]
+    ),
     // Network-namespace lab and SMC peer emulator.
     .target(
       name: "Lab",
@@ -67,7 +74,8 @@ let package = Package(
       name: "Coordinator",
       dependencies: [
         "CaptureFiles", "SMCWire", "Timeline", "Lab", "Inventory", "SSHTransport", "Alignment",
-        .product(name: "ArgumentParser", package: "swift-argument-parser"),
+        "Orchestration",
+        "LiveCapture", .product(name: "ArgumentParser", package: "swift-argument-parser"),
       ]
     ),
     .executableTarget(name: "Agent", dependencies: ["CLibPcap", "LiveCapture", "AgentProtocol", "Checksum"]),

@@ -44,10 +44,47 @@ public struct Alignment: Sendable {
   }
 }
 
+/// A coarse clock comparison made by asking both agents for their clocks over SSH:
+/// server − client = `offsetNanoseconds` ± `halfWidthNanoseconds` (half the round trips).
+public struct ClockProbe: Sendable, Equatable {
+  public var offsetNanoseconds: Double
+  public var halfWidthNanoseconds: Double
+
+  public init(offsetNanoseconds: Double, halfWidthNanoseconds: Double) {
+    self.offsetNanoseconds = offsetNanoseconds
+    self.halfWidthNanoseconds = halfWidthNanoseconds
+  }
+}
+
+extension Alignment {
+  /// Falls back on the agents' clock probe (only sensible when nothing was paired).
+  mutating func use(_ probe: ClockProbe) {
+    let model = ClockModel(
+      offsetNanoseconds: probe.offsetNanoseconds,
+      offsetLower: probe.offsetNanoseconds - probe.halfWidthNanoseconds,
+      offsetUpper: probe.offsetNanoseconds + probe.halfWidthNanoseconds, skewPPM: 0,
+      skewLower: -ClockFitter.maximumSkewPPM, skewUpper: ClockFitter.maximumSkewPPM,
+      referenceNanoseconds: self.model.referenceNanoseconds)
+    self.model = model
+    segments = segments.map {
+      ClockSegment(
+        startClientNanoseconds: $0.startClientNanoseconds, endClientNanoseconds: $0.endClientNanoseconds,
+        pairs: $0.pairs, model: model)
+    }
+    verdict = .probe
+    warnings = [
+      "no packet was seen on both sides: the offset comes from the agents' clock probe over SSH (±\(Int((probe.halfWidthNanoseconds / 1000).rounded())) us), far coarser than packet pairs"
+    ]
+  }
+}
+
 /// Pairs two captures and fits the clock model, in segments when a clock step makes one
 /// model infeasible.
 public enum Aligner {
-  public static func align(client: String, server: String, clientAddresses: Set<IPAddress> = [])
+  /// `probe`, when given, is used only when no packet was seen on both sides.
+  public static func align(
+    client: String, server: String, clientAddresses: Set<IPAddress> = [], probe: ClockProbe? = nil
+  )
     throws(CaptureFileError)
     -> Alignment
   {
@@ -57,6 +94,7 @@ public enum Aligner {
       clientAddresses: pairing.clientAddresses)
     alignment.unpairedClient = pairing.unpairedClient
     alignment.unpairedServer = pairing.unpairedServer
+    if alignment.verdict == .none, let probe { alignment.use(probe) }
     return alignment
   }
 

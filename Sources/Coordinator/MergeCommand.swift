@@ -52,7 +52,8 @@ struct MergeCommand: ParsableCommand {
     do {
       let result = try MergeRun.run(
         client: client, server: server, out: out, clientName: clientName, serverName: serverName,
-        formats: Set(formats.split(separator: ",").map(String.init)), referenceIsServer: reference == "server",
+        formats: Set(formats.split(separator: ",").map(String.init)),
+        referenceIsServer: reference == "server",
         clientAddresses: addresses)
       print(result.report)
     } catch {

@@ -17,7 +17,7 @@ struct SMCPair: ParsableCommand {
     version: version,
     subcommands: [
       Decode.self, MergeCommand.self, TimelineCommand.self, LabCommand.self, HostsCommand.self,
-      CopyCommand.self,
+      CopyCommand.self, CaptureCommand.self, SessionsCommand.self,
     ]
   )
 }

@@ -53,13 +53,16 @@ public struct InventoryHost: Sendable, Equatable {
   public var smcDump: SMCDumpSetting
   /// Where the agent lives (or is deployed to) on the host.
   public var agentPath: String
+  /// The agent's state folder on the host (`--root`); nil means the agent's default
+  /// (`/var/lib/smcpair/agent` as root).
+  public var agentRoot: String?
   /// File and line where the host is defined.
   public var location: SourceLocation
 
   public init(
     name: String, address: String, port: Int = 22, user: String = "root", identity: String? = nil,
     knownHosts: String? = nil, jump: String? = nil, become: Become = .none, nics: [String] = ["eth0"],
-    smcDump: SMCDumpSetting = .auto, agentPath: String = Inventory.defaultAgentPath,
+    smcDump: SMCDumpSetting = .auto, agentPath: String = Inventory.defaultAgentPath, agentRoot: String? = nil,
     location: SourceLocation = SourceLocation(file: "-", line: 0, column: 0)
   ) {
     self.name = name
@@ -73,6 +76,7 @@ public struct InventoryHost: Sendable, Equatable {
     self.nics = nics
     self.smcDump = smcDump
     self.agentPath = agentPath
+    self.agentRoot = agentRoot
     self.location = location
   }
 }

@@ -7,7 +7,7 @@ public enum InventoryParser {
   static let topKeys = ["defaults", "hosts", "groups", "pairs"]
   static let hostKeys = [
     "address", "port", "user", "identity", "known_hosts", "jump", "become", "nic", "nics", "smc_dump",
-    "agent",
+    "agent", "agent_root",
   ]
   static let pairKeys = ["client", "server", "filter", "interfaces"]
 
@@ -197,6 +197,7 @@ struct Walker {
     var nics = ["eth0"]
     var smcDump = SMCDumpSetting.auto
     var agent = Inventory.defaultAgentPath
+    var agentRoot: String?
     var address: String?
   }
 
@@ -226,6 +227,7 @@ struct Walker {
       case "smc_dump":
         settings.smcDump = SMCDumpSetting(try string(value, "smc_dump"))
       case "agent": settings.agent = try string(value, "agent")
+      case "agent_root": settings.agentRoot = try string(value, "agent_root")
       default: break
       }
     }
@@ -272,7 +274,7 @@ struct Walker {
           identity: settings.identity, knownHosts: settings.knownHosts, jump: settings.jump,
           become: settings.become,
           nics: settings.nics, smcDump: settings.smcDump, agentPath: settings.agent,
-          location: location(keyNode)))
+          agentRoot: settings.agentRoot, location: location(keyNode)))
     }
     if hosts.isEmpty {
       throw fail(hostNodes, "'hosts:' is empty; name at least two hosts (a client and a server)")

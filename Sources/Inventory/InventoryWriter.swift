@@ -19,6 +19,7 @@ public enum InventoryWriter {
       lines.append("    nics: [\(host.nics.map(quote).joined(separator: ", "))]")
       lines.append("    smc_dump: \(quote(host.smcDump.description))")
       lines.append("    agent: \(quote(host.agentPath))")
+      if let root = host.agentRoot { lines.append("    agent_root: \(quote(root))") }
     }
     if !inventory.groups.isEmpty {
       lines.append("groups:")

@@ -195,7 +195,8 @@ public struct Lab: Sendable {
         name: host.name, address: host.address, port: host.port, user: "root", identity: state.identity,
         knownHosts: state.knownHosts, jump: nil, become: .none, nics: ["eth0"],
         smcDump: .device(host.dumpDevice),
-        agentPath: agentPath, location: SourceLocation(file: state.inventory, line: 0, column: 0))
+        agentPath: agentPath, agentRoot: "\(directory)/agent",
+        location: SourceLocation(file: state.inventory, line: 0, column: 0))
     }
     var pairs: [InventoryPair] = []
     for index in stride(from: 0, to: hosts.count - 1, by: 2) {

@@ -256,7 +256,7 @@ extension SSHSession {
   }
 }
 
-/// Runs `body` for many targets at once, one thread each (libssh2 calls block their thread,
+/// Runs `body` for many targets (hosts, capture sides) at once, one thread each (libssh2 calls block their thread,
 /// never the Swift cooperative pool). Results come back in the order of `targets`.
 public enum ParallelHosts {
   final class Results<T>: @unchecked Sendable {
@@ -265,9 +265,9 @@ public enum ParallelHosts {
     init(_ count: Int) { results = Array(repeating: nil, count: count) }
   }
 
-  public static func map<T: Sendable>(_ targets: [SSHTarget], _ body: @escaping @Sendable (SSHTarget) -> T)
-    -> [T]
-  {
+  public static func map<Item: Sendable, T: Sendable>(
+    _ targets: [Item], _ body: @escaping @Sendable (Item) -> T
+  ) -> [T] {
     let box = Results<T>(targets.count)
     let group = DispatchGroup()
     for (index, target) in targets.enumerated() {

@@ -17,9 +17,11 @@ public enum MergeRun {
   /// Aligns `client` and `server` and writes alignment.json plus `formats` into `out`.
   public static func run(
     client: String, server: String, out: String, clientName: String = "client", serverName: String = "server",
-    formats: Set<String> = allFormats, referenceIsServer: Bool = false, clientAddresses: Set<IPAddress> = []
+    formats: Set<String> = allFormats, referenceIsServer: Bool = false, clientAddresses: Set<IPAddress> = [],
+    probe: ClockProbe? = nil
   ) throws -> Result {
-    let alignment = try Aligner.align(client: client, server: server, clientAddresses: clientAddresses)
+    let alignment = try Aligner.align(
+      client: client, server: server, clientAddresses: clientAddresses, probe: probe)
     try FileManager.default.createDirectory(atPath: out, withIntermediateDirectories: true)
     let json = MergeOutputs.alignmentJSON(
       alignment, client: client, server: server, clientName: clientName, serverName: serverName)

@@ -1,0 +1,337 @@
+import ArgumentParser
+import Foundation
+import Inventory
+import LiveCapture
+import Orchestration
+import SSHTransport
+import Timeline
+
+#if canImport(Glibc)
+  import Glibc
+#endif
+
+/// Ctrl-C count, read by the capture loop. The second Ctrl-C aborts at once.
+nonisolated(unsafe) var interruptCount = 0
+
+func installInterruptHandler() {
+  signal(SIGINT) { _ in
+    interruptCount += 1
+    if interruptCount >= 2 {
+      let text =
+        "\nsmcpair: aborted; the agents stop at their own limits. 'smcpair sessions list' and 'smcpair sessions resume ID' recover the captures.\n"
+      _ = text.withCString { write(2, $0, strlen($0)) }
+      _exit(130)
+    }
+  }
+}
+
+struct CaptureCommand: ParsableCommand {
+  static let configuration = CommandConfiguration(
+    commandName: "capture",
+    abstract: "Capture both sides of client/server pairs at once over SSH, then pull and merge them.",
+    discussion: """
+      For each pair: both hosts are checked in parallel (host key, login, sudo -n, agent, SMC dump \\
+      support, free disk); the agent is deployed or upgraded when missing or different (SHA-256 \\
+      checked); both agents are armed with the same filter, and only then does smcpair say \\
+      "capturing on both sides". The workload runs (server first), the capture stops on \\
+      --duration, --packets, the workload's end or Ctrl-C (a second Ctrl-C aborts and leaves the \\
+      agents to their limits; 'smcpair sessions resume' recovers). Both files are pulled, checked \\
+      against the agents' SHA-256, and merged as 'smcpair merge' does.
+
+      Session folder: OUT/<UTC time>-<pair>/ with client.pcapng, server.pcapng, alignment.json, \\
+      merged.pcapng, timeline.jsonl, timeline.html, report.md, session.json and the workload logs.
+
+      In --server-cmd and --client-cmd, {server} and {client} stand for the hosts' addresses.
+      Without --duration, --packets, --until-stopped or a workload, a capture lasts 30 s; every \\
+      capture stops after one hour at the latest.
+
+      Exit status: 0 every pair captured and merged; 1 a host failed before capturing (nothing \\
+      left running); 2 partial result (a side ended early or could not be pulled; what exists is \\
+      in the session folder); 64 usage error.
+
+      Examples:
+        smcpair capture -i lab.yaml --pair pair1 --duration 10s
+        smcpair capture -i hosts.yaml --client web1 --server db1 --filter 'tcp port 5432' \\
+          --server-cmd 'iperf3 -s -1' --client-cmd 'iperf3 -c {server} -t 5'
+        smcpair capture -i hosts.yaml --all-pairs --until-stopped --json
+      """)
+
+  @OptionGroup var connection: ConnectionOptions
+  @Option(help: "A pair from the inventory (repeatable).") var pair: [String] = []
+  @Flag(help: "Every pair of the inventory.") var allPairs = false
+  @Option(help: "Client host (with --server): a pair not in the inventory.") var client: String?
+  @Option(help: "Server host (with --client).") var server: String?
+  @Option(help: "BPF filter for both sides (overrides the pairs' filters).") var filter: String?
+  @Option(help: "Stop after this long: 30s, 5m, 1h, 500ms.") var duration: String?
+  @Option(help: "Stop when a side has captured this many packets.") var packets: Int64?
+  @Flag(help: "Capture until Ctrl-C (or the one-hour limit).") var untilStopped = false
+  @Option(help: "Stop when a side's file reaches this size: 64M, 1G.") var maxSize: String?
+  @Option(help: "Folder for the session folders.") var out = "smcpair-sessions"
+  @Option(help: "Workload command on the server (a shell command line; runs first).") var serverCmd: String?
+  @Option(help: "Workload command on the client (its end stops the capture).") var clientCmd: String?
+  @Option(help: "The agent binary to deploy (default: smcpair-agent next to smcpair).") var agentBinary:
+    String?
+  @Option(help: "Merge outputs: any of pcapng,jsonl,html,report (alignment.json always).")
+  var formats = "pcapng,jsonl,html,report"
+  @Flag(help: "One JSON summary on standard output; progress goes to standard error.") var json = false
+  @Flag(help: "Only errors and the final summary.") var quiet = false
+
+  func validate() throws {
+    guard connection.inventory != nil else { throw ValidationError("pass the inventory with -i INVENTORY") }
+    let selections = [!pair.isEmpty, allPairs, client != nil || server != nil].filter { $0 }.count
+    guard selections == 1 else {
+      throw ValidationError("choose the pairs with one of --pair NAME, --all-pairs, or --client H --server H")
+    }
+    if (client == nil) != (server == nil) { throw ValidationError("--client and --server go together") }
+    if let client, client == server {
+      throw ValidationError("--client and --server must be two different hosts")
+    }
+    if Set(pair).count != pair.count { throw ValidationError("a --pair is named twice") }
+    let stops = [duration != nil, packets != nil, untilStopped].filter { $0 }.count
+    guard stops <= 1 else { throw ValidationError("choose one of --duration, --packets, --until-stopped") }
+    if let duration, Quantity.seconds(duration) == nil {
+      throw ValidationError("--duration '\(duration)' is not a duration; write e.g. 30s, 5m, 1h, 500ms")
+    }
+    if let packets, packets <= 0 { throw ValidationError("--packets must be positive") }
+    if let maxSize, (Quantity.bytes(maxSize) ?? 0) < 4096 {
+      throw ValidationError("--max-size '\(maxSize)' is not a size of at least 4K; write e.g. 64M or 1G")
+    }
+    for format in formats.split(separator: ",") where !MergeRun.allFormats.contains(String(format)) {
+      throw ValidationError("unknown format '\(format)'; choose from pcapng, jsonl, html, report")
+    }
+    if let filter, let problem = FilterCheck.problem(filter) {
+      throw ValidationError("the filter '\(filter)' does not compile: \(problem)")
+    }
+  }
+
+  func run() throws {
+    guard let inventory = try connection.loadInventory() else { throw ExitCode(64) }
+    let pairs = try selectedPairs(inventory)
+    // Every filter compiles here first: a bad one never reaches a host.
+    for pair in pairs where filter == nil {
+      if let own = pair.filter, let problem = FilterCheck.problem(own) {
+        writeStandardError(
+          "smcpair capture: \(pair.location): pair '\(pair.name)': the filter '\(own)' does not compile: \(problem)\n"
+        )
+        throw ExitCode(64)
+      }
+    }
+    var options: CaptureOptions
+    do {
+      options = CaptureOptions(agent: try LocalAgent(path: agentBinary ?? siblingExecutable("smcpair-agent")))
+    } catch {
+      writeStandardError("smcpair capture: \(error.message)\n")
+      throw ExitCode(1)
+    }
+    options.filter = filter
+    options.durationSeconds = duration.flatMap(Quantity.seconds)
+    options.packets = packets
+    options.untilStopped = untilStopped
+    options.maxFileBytes = maxSize.flatMap(Quantity.bytes)
+    options.out = out
+    options.serverCommand = serverCmd
+    options.clientCommand = clientCmd
+    options.formats = Set(formats.split(separator: ",").map(String.init))
+    options.commandLine = CommandLine.arguments
+    options.version = SMCPair.version
+    let display = CaptureDisplay(json: json, quiet: quiet)
+    let run: CaptureRun
+    do {
+      run = try CaptureRun(
+        inventory: inventory, pairs: pairs, options: options, ssh: connection.baseOptions(),
+        knownHostsOverride: connection.knownHosts, events: display.events)
+    } catch {
+      writeStandardError("smcpair capture: \(error.description)\n")
+      throw ExitCode(1)
+    }
+    installInterruptHandler()
+    let status = run.run { interruptCount }
+    display.summary(run, status: status)
+    if status != 0 { throw ExitCode(status) }
+  }
+
+  func selectedPairs(_ inventory: Inventory) throws -> [InventoryPair] {
+    if allPairs {
+      guard !inventory.pairs.isEmpty else {
+        throw ValidationError(
+          "\(inventory.path) has no pairs; add a 'pairs:' section or use --client/--server")
+      }
+      return inventory.pairs
+    }
+    if let client, let server {
+      for name in [client, server] where inventory.host(name) == nil {
+        throw ValidationError(
+          "'\(name)' is not a host of \(inventory.path); hosts: \(inventory.hosts.map(\.name).joined(separator: ", "))"
+        )
+      }
+      return [InventoryPair(name: "\(client)-\(server)", client: client, server: server)]
+    }
+    return try pair.map { name in
+      guard let found = inventory.pair(name) else {
+        throw ValidationError(
+          "'\(name)' is not a pair of \(inventory.path); pairs: \(inventory.pairs.map(\.name).joined(separator: ", "))"
+        )
+      }
+      return found
+    }
+  }
+}
+
+/// Durations and sizes on the command line.
+enum Quantity {
+  static func seconds(_ text: String) -> Double? {
+    let units: [(String, Double)] = [("ms", 0.001), ("s", 1), ("m", 60), ("h", 3600)]
+    for (suffix, factor) in units where text.hasSuffix(suffix) {
+      guard let value = Double(text.dropLast(suffix.count)), value > 0, value.isFinite else { return nil }
+      return value * factor
+    }
+    guard let value = Double(text), value > 0, value.isFinite else { return nil }
+    return value
+  }
+
+  static func bytes(_ text: String) -> Int64? {
+    let units: [(String, Double)] = [
+      ("K", 1024), ("M", 1_048_576), ("G", 1_073_741_824), ("T", 1_099_511_627_776),
+    ]
+    let upper = text.uppercased().replacingOccurrences(of: "IB", with: "").replacingOccurrences(
+      of: "B", with: "")
+    for (suffix, factor) in units where upper.hasSuffix(suffix) {
+      guard let value = Double(upper.dropLast()), value > 0 else { return nil }
+      return Int64(value * factor)
+    }
+    return Int64(upper)
+  }
+}
+
+/// How a capture shows itself: a live line on a terminal, plain lines otherwise, nothing
+/// but the summary with --quiet, a JSON summary with --json.
+final class CaptureDisplay: Sendable {
+  let json: Bool
+  let quiet: Bool
+  let terminal: Bool
+
+  init(json: Bool, quiet: Bool) {
+    self.json = json
+    self.quiet = quiet
+    terminal = isatty(json ? 2 : 1) == 1
+  }
+
+  func say(_ text: String) {
+    if json {
+      writeStandardError(text + "\n")
+    } else {
+      print(text)
+      fflush(nil)
+    }
+  }
+
+  var events: CaptureEvents {
+    let quiet = quiet
+    let terminal = terminal
+    nonisolated(unsafe) var lastPlain = Date.distantPast
+    return CaptureEvents(
+      line: { text in
+        if !quiet {
+          if terminal { self.say("\r\u{1B}[K" + text) } else { self.say(text) }
+        }
+      },
+      progress: { pairs in
+        guard !quiet else { return }
+        let text = pairs.flatMap(\.sides).map {
+          "\($0.name) \($0.progress.packets) pkts \(Self.size($0.progress.bytes)) \($0.progress.drops) drops"
+        }.joined(separator: " | ")
+        if terminal {
+          let line = "\r\u{1B}[K" + String(text.prefix(200))
+          if self.json { writeStandardError(line) } else { print(line, terminator: ""); fflush(nil) }
+        } else if Date().timeIntervalSince(lastPlain) >= 5 {
+          lastPlain = Date()
+          self.say(text)
+        }
+      })
+  }
+
+  static func size(_ bytes: Int64) -> String {
+    if bytes >= 1 << 30 { return String(format: "%.1f GiB", Double(bytes) / Double(1 << 30)) }
+    if bytes >= 1 << 20 { return String(format: "%.1f MiB", Double(bytes) / Double(1 << 20)) }
+    if bytes >= 1 << 10 { return String(format: "%.1f KiB", Double(bytes) / 1024) }
+    return "\(bytes) B"
+  }
+
+  func summary(_ run: CaptureRun, status: Int32) {
+    if terminal && !quiet { say("") }
+    if json {
+      var pairs: [[String: Any]] = []
+      for pair in run.pairs { pairs.append(Self.jsonSummary(pair)) }
+      var object: [String: Any] = ["exit_status": Int(status), "pairs": pairs]
+      if let armed = run.armedAt { object["armed_seconds"] = armed.timeIntervalSince(run.startedAt) }
+      if let data = try? JSONSerialization.data(
+        withJSONObject: object, options: [.sortedKeys, .withoutEscapingSlashes])
+      {
+        print(String(decoding: data, as: UTF8.self))
+      }
+      return
+    }
+    for pair in run.pairs {
+      print("pair \(pair.name): \(pair.state) — \(pair.folder)")
+      if let reason = pair.stopReason { print("  stopped: \(reason)") }
+      for side in pair.sides {
+        var line =
+          "  \(side.role.rawValue) \(side.name): \(side.progress.packets) packets, \(side.progress.drops) drops"
+        if let file = side.localFiles.first { line += ", \(file)" }
+        if let early = side.endedEarly { line += " — ENDED EARLY: \(early)" }
+        if let failure = side.failure { line += " — FAILED: \(failure.step): \(failure.message)" }
+        print(line)
+      }
+      if let merge = pair.merge {
+        let a = merge.alignment
+        let m = a.model
+        func us(_ ns: Double) -> String { ns.isFinite ? String(format: "%+.1f us", ns / 1000) : "unbounded" }
+        print(
+          "  clock: \(a.verdict.rawValue), server = client \(String(format: "%+.0f", m.offsetNanoseconds)) ns (bounds \(us(m.offsetLower - m.offsetNanoseconds)) .. \(us(m.offsetUpper - m.offsetNanoseconds))), skew \(String(format: "%+.3f", m.skewPPM)) ppm, \(a.pairs.count) pairs, \(a.causalityViolations) causality violations"
+        )
+        var counts: [String: Int] = [:]
+        for finding in merge.findings { counts[finding.kind.rawValue, default: 0] += 1 }
+        print(
+          "  findings: \(counts.isEmpty ? "none" : counts.sorted { $0.key < $1.key }.map { "\($0.key) \($0.value)" }.joined(separator: ", "))"
+        )
+        if FileManager.default.fileExists(atPath: pair.folder + "/timeline.html") {
+          print("  timeline: \(pair.folder)/timeline.html")
+        }
+      } else if let error = pair.mergeError {
+        print("  not merged: \(error)")
+      }
+    }
+  }
+
+  static func jsonSummary(_ pair: PairCapture) -> [String: Any] {
+    var object: [String: Any] = [
+      "pair": pair.name, "state": pair.state, "folder": pair.folder, "id": pair.id,
+    ]
+    if let reason = pair.stopReason { object["stop_reason"] = reason }
+    var sides: [String: Any] = [:]
+    for side in pair.sides {
+      var entry: [String: Any] = [
+        "host": side.name, "packets": side.progress.packets, "bytes": side.progress.bytes,
+        "drops": side.progress.drops, "files": side.localFiles,
+      ]
+      if let early = side.endedEarly { entry["ended_early"] = early }
+      if let failure = side.failure { entry["error"] = failure.description }
+      sides[side.role.rawValue] = entry
+    }
+    object["sides"] = sides
+    if let merge = pair.merge {
+      let m = merge.alignment.model
+      func finite(_ v: Double) -> Any { v.isFinite ? v : NSNull() }
+      object["alignment"] = [
+        "verdict": merge.alignment.verdict.rawValue, "offset_ns": finite(m.offsetNanoseconds),
+        "offset_lower_ns": finite(m.offsetLower), "offset_upper_ns": finite(m.offsetUpper),
+        "skew_ppm": finite(m.skewPPM), "pairs": merge.alignment.pairs.count,
+        "causality_violations": merge.alignment.causalityViolations,
+      ]
+      var counts: [String: Int] = [:]
+      for finding in merge.findings { counts[finding.kind.rawValue, default: 0] += 1 }
+      object["findings"] = counts
+    }
+    return object
+  }
+}

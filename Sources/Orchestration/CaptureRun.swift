@@ -1,0 +1,468 @@
+import AgentProtocol
+import Alignment
+import Foundation
+import Inventory
+import SMCWire
+import SSHTransport
+import Timeline
+
+/// What to capture and when to stop: `smcpair capture`'s options.
+public struct CaptureOptions: Sendable {
+  /// BPF for both sides of every pair (overrides the pairs' own filters); nil uses them.
+  public var filter: String?
+  public var durationSeconds: Double?
+  public var packets: Int64?
+  public var untilStopped = false
+  public var maxFileBytes: Int64?
+  /// Parent folder of the session folders.
+  public var out = "smcpair-sessions"
+  public var serverCommand: String?
+  public var clientCommand: String?
+  public var agent: LocalAgent
+  public var formats: Set<String> = MergeRun.allFormats
+  /// The command line, recorded in session.json.
+  public var commandLine: [String] = []
+  public var version = ""
+
+  public init(agent: LocalAgent) { self.agent = agent }
+
+  /// The stop conditions handed to every agent. Without a limit of its own, a capture
+  /// stops after `CapturePlan.defaultMaxDuration` so that no agent captures forever.
+  var stop: StopConditions {
+    var stop = StopConditions(packets: packets, maxFileBytes: maxFileBytes)
+    if let durationSeconds {
+      stop.durationSeconds = durationSeconds
+    } else if !untilStopped && packets == nil && serverCommand == nil && clientCommand == nil {
+      stop.durationSeconds = CaptureOptions.defaultDuration
+    } else {
+      stop.durationSeconds = CapturePlan.defaultMaxDuration
+    }
+    return stop
+  }
+
+  public static let defaultDuration = 30.0
+}
+
+/// One client/server pair through a capture.
+public final class PairCapture: @unchecked Sendable {
+  public let name: String
+  public let client: CaptureSide
+  public let server: CaptureSide
+  public let filter: String
+  public let interfaces: (client: [String], server: [String])
+  /// `OUT/<UTC time>-<pair>`.
+  public let folder: String
+  public var id: String { (folder as NSString).lastPathComponent }
+  public internal(set) var state = "preflight"
+  public internal(set) var stopReason: String?
+  public internal(set) var probe: ClockProbe?
+  public internal(set) var merge: MergeRun.Result?
+  public internal(set) var mergeError: String?
+  var workloads: [SideRole: Workload] = [:]
+  var workloadEndedAt: Date?
+  var created = Date()
+
+  public var sides: [CaptureSide] { [client, server] }
+
+  init(
+    name: String, client: CaptureSide, server: CaptureSide, filter: String, interfaces: ([String], [String]),
+    folder: String
+  ) {
+    self.name = name
+    self.client = client
+    self.server = server
+    self.filter = filter
+    self.interfaces = interfaces
+    self.folder = folder
+  }
+
+  /// Both sides' captures are complete and merged.
+  public var complete: Bool {
+    merge != nil && sides.allSatisfy { $0.failure == nil && $0.endedEarly == nil && !$0.localFiles.isEmpty }
+  }
+
+  /// Something was captured and pulled, but not everything.
+  public var partial: Bool { !complete && sides.contains { !$0.localFiles.isEmpty } }
+}
+
+/// Messages for the user while a capture runs (the command decides how to show them).
+public struct CaptureEvents: Sendable {
+  public var line: @Sendable (String) -> Void
+  /// Called about every second while capturing.
+  public var progress: @Sendable ([PairCapture]) -> Void
+  /// Pull progress: (side, bytes done, total).
+  public var transfer: @Sendable (CaptureSide, Int64, Int64) -> Void
+
+  public init(
+    line: @escaping @Sendable (String) -> Void,
+    progress: @escaping @Sendable ([PairCapture]) -> Void = { _ in },
+    transfer: @escaping @Sendable (CaptureSide, Int64, Int64) -> Void = { _, _, _ in }
+  ) {
+    self.line = line
+    self.progress = progress
+    self.transfer = transfer
+  }
+}
+
+/// A two-sided capture of one or more pairs: preflight, deploy, arm, barrier, workload,
+/// stop, finalize, pull, verify, merge; session.json records every step.
+public final class CaptureRun: @unchecked Sendable {
+  public let pairs: [PairCapture]
+  let options: CaptureOptions
+  let inventory: Inventory
+  let events: CaptureEvents
+  /// The inventory file's text, recorded in session.json (resume reads hosts from it).
+  let inventoryText: String?
+  /// When both sides of every pair were capturing ("capturing on both sides").
+  public private(set) var armedAt: Date?
+  public let startedAt = Date()
+
+  /// `pairs`: (name, client, server, filter, interfaces) resolved from the inventory.
+  public init(
+    inventory: Inventory, pairs: [InventoryPair], options: CaptureOptions, ssh: SSHOptions,
+    knownHostsOverride: String?, events: CaptureEvents,
+    resume: (folder: String, client: String, server: String)? = nil, inventoryText: String? = nil
+  ) throws(CaptureFailure) {
+    self.inventory = inventory
+    self.options = options
+    self.events = events
+    self.inventoryText =
+      inventoryText
+      ?? FileManager.default.contents(atPath: inventory.path).map { String(decoding: $0, as: UTF8.self) }
+    let stamp = UTCStamp.compact()
+    var made: [PairCapture] = []
+    for pair in pairs {
+      guard let clientHost = inventory.host(pair.client), let serverHost = inventory.host(pair.server) else {
+        throw CaptureFailure(
+          host: "workstation", step: "reading the inventory",
+          "pair '\(pair.name)' names a host that is not there")
+      }
+      let id = "\(stamp)-\(pair.name)"
+      // Agent session names: at most 64 characters of [A-Za-z0-9._-].
+      let remote = String(id.prefix(56))
+      let client = CaptureSide(
+        role: .client,
+        access: HostAccess(clientHost, in: inventory, base: ssh, knownHostsOverride: knownHostsOverride),
+        remoteSession: resume?.client ?? remote + "-client")
+      let server = CaptureSide(
+        role: .server,
+        access: HostAccess(serverHost, in: inventory, base: ssh, knownHostsOverride: knownHostsOverride),
+        remoteSession: resume?.server ?? remote + "-server")
+      made.append(
+        PairCapture(
+          name: pair.name, client: client, server: server, filter: options.filter ?? pair.filter ?? "",
+          interfaces: (pair.interfaces ?? clientHost.nics, pair.interfaces ?? serverHost.nics),
+          folder: resume?.folder ?? "\(options.out)/\(id)"))
+    }
+    self.pairs = made
+  }
+
+  var allSides: [CaptureSide] { pairs.flatMap(\.sides) }
+
+  /// Runs the capture. `interrupts` says how many times the user pressed Ctrl-C.
+  /// Returns the exit status: 0 complete, 1 a host failed before capturing, 2 partial.
+  public func run(interrupts: @escaping @Sendable () -> Int) -> Int32 {
+    for pair in pairs {
+      do {
+        try FileManager.default.createDirectory(
+          atPath: pair.folder, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
+      } catch {
+        events.line("cannot create the session folder \(pair.folder): \(error.localizedDescription)")
+        return 1
+      }
+    }
+    // 1. Preflight and deploy, every host in parallel.
+    let agent = options.agent
+    ParallelHosts.map(allSides) { side in
+      let pair = self.pairs.first { $0.sides.contains { $0 === side } }!
+      let setting = side.access.host.smcDump
+      do throws(CaptureFailure) {
+        try side.prepareHost(localAgent: agent, smcDump: setting)
+      } catch {
+        side.fail(error)
+      }
+      _ = pair
+      return 0
+    }
+    events.line(preflightTable())
+    if allSides.contains(where: { $0.failure != nil }) {
+      abandon("preflight failed")
+      return 1
+    }
+    // 2. Prepare (every handle opened, the filter compiled on each host), then start.
+    ParallelHosts.map(pairs) { pair in
+      for side in pair.sides {
+        let plan = CapturePlan(
+          session: side.remoteSession,
+          interfaces: side.role == .client ? pair.interfaces.client : pair.interfaces.server,
+          filter: pair.filter, stop: self.options.stop, smcDump: side.access.host.smcDump.description)
+        do throws(CaptureFailure) {
+          try side.prepare(plan)
+        } catch {
+          side.fail(error)
+        }
+      }
+      return 0
+    }
+    if allSides.contains(where: { $0.failure != nil }) {
+      abandon("a host could not prepare its capture")
+      return 1
+    }
+    for pair in pairs { pair.state = "arming" }
+    ParallelHosts.map(allSides) { side in
+      do throws(CaptureFailure) {
+        try side.start()
+      } catch {
+        side.fail(error)
+      }
+      return 0
+    }
+    if allSides.contains(where: { $0.failure != nil }) {
+      // One side could not start: stop and finalize the ones that did, leave nothing running.
+      ParallelHosts.map(allSides.filter { $0.failure == nil }) { side in
+        try? side.stopAndFinalize()
+        side.close()
+        return 0
+      }
+      abandon("a host could not start capturing")
+      return 1
+    }
+    armedAt = Date()
+    for pair in pairs {
+      pair.state = "capturing"
+      write(pair)
+    }
+    events.line(
+      "capturing on both sides (\(pairs.count) pair\(pairs.count == 1 ? "" : "s"), armed in \(String(format: "%.2f", armedAt!.timeIntervalSince(startedAt))) s); Ctrl-C stops"
+    )
+    // 3. Coarse clock probe (used only if no packet is seen on both sides).
+    ParallelHosts.map(allSides) { side in
+      let probe = side.clockProbe()
+      side.note(
+        "clock probe: \(probe.map { "offset \(Int64($0.offset)) ns ± \(Int64($0.halfWidth)) ns" } ?? "failed")"
+      )
+      return 0
+    }
+    for pair in pairs {
+      if let c = pair.client.lastProbe, let s = pair.server.lastProbe {
+        pair.probe = ClockProbe(
+          offsetNanoseconds: s.offset - c.offset, halfWidthNanoseconds: s.halfWidth + c.halfWidth)
+      }
+    }
+    // 4. Workloads: server first, then client.
+    startWorkloads()
+    // 5. Watch until every pair has stopped.
+    watch(interrupts: interrupts)
+    // 6. Stop, finalize, pull, merge.
+    return finish()
+  }
+
+  func startWorkloads() {
+    for pair in pairs {
+      if let command = options.serverCommand {
+        let workload = Workload(
+          access: pair.server.access, command: substitute(command, pair),
+          logPath: "\(pair.folder)/server-cmd.log")
+        pair.workloads[.server] = workload
+        workload.start()
+      }
+    }
+    if options.serverCommand != nil && options.clientCommand != nil {
+      // Give the servers a moment to listen before the clients connect.
+      Thread.sleep(forTimeInterval: 0.5)
+    }
+    for pair in pairs {
+      if let command = options.clientCommand {
+        let workload = Workload(
+          access: pair.client.access, command: substitute(command, pair),
+          logPath: "\(pair.folder)/client-cmd.log")
+        pair.workloads[.client] = workload
+        workload.start()
+      }
+    }
+    if options.serverCommand != nil || options.clientCommand != nil {
+      events.line("workload started\(options.serverCommand != nil ? " (server first)" : "")")
+    }
+  }
+
+  /// `{client}` and `{server}` in a workload command become the hosts' addresses (quoted).
+  func substitute(_ command: String, _ pair: PairCapture) -> String {
+    command.replacingOccurrences(of: "{client}", with: RemoteCommand.quote(pair.client.access.host.address))
+      .replacingOccurrences(of: "{server}", with: RemoteCommand.quote(pair.server.access.host.address))
+  }
+
+  func watch(interrupts: @escaping @Sendable () -> Int) {
+    var lastProgress = Date.distantPast
+    while pairs.contains(where: { $0.state == "capturing" }) {
+      if interrupts() > 0 {
+        for pair in pairs where pair.state == "capturing" { stopPair(pair, reason: "stopped by Ctrl-C") }
+        events.line("stopping both sides (Ctrl-C again aborts and leaves the agents to their limits)")
+        break
+      }
+      for pair in pairs where pair.state == "capturing" {
+        for side in pair.sides { side.poll() }
+        if let lost = pair.sides.first(where: { $0.endedEarly != nil }) {
+          stopPair(
+            pair, reason: "\(lost.role.rawValue) \(lost.name) was lost while capturing: \(lost.endedEarly!)")
+          continue
+        }
+        if let stopped = pair.sides.first(where: { $0.progress.state != "capturing" }) {
+          stopPair(
+            pair,
+            reason:
+              "\(stopped.role.rawValue) stopped: \(stopped.progress.stopReason ?? stopped.progress.state)")
+          continue
+        }
+        // The workload's end stops the pair (the client's, or the server's when alone).
+        let deciding = pair.workloads[.client] ?? pair.workloads[.server]
+        if let deciding, deciding.finished {
+          if pair.workloadEndedAt == nil { pair.workloadEndedAt = Date() }
+          // A short grace so the last packets reach both captures.
+          if Date().timeIntervalSince(pair.workloadEndedAt!) > 0.5 {
+            stopPair(pair, reason: "workload ended (\(deciding.outcome))")
+          }
+        }
+      }
+      if Date().timeIntervalSince(lastProgress) >= 1 {
+        events.progress(pairs)
+        lastProgress = Date()
+      }
+      Thread.sleep(forTimeInterval: 0.2)
+    }
+  }
+
+  func stopPair(_ pair: PairCapture, reason: String) {
+    pair.state = "stopping"
+    pair.stopReason = reason
+    events.line("\(pair.name): \(reason)")
+  }
+
+  func finish() -> Int32 {
+    // Workloads still running (a server waiting for more clients) are ended.
+    for pair in pairs {
+      for (role, workload) in pair.workloads where !workload.finished {
+        workload.terminate(using: role == .client ? pair.client.ssh : pair.server.ssh)
+      }
+    }
+    ParallelHosts.map(allSides) { side in
+      do throws(CaptureFailure) {
+        try side.stopAndFinalize()
+      } catch {
+        side.fail(error)
+      }
+      return 0
+    }
+    for pair in pairs {
+      pair.state = "pulling"
+      write(pair)
+    }
+    ParallelHosts.map(allSides.filter { !$0.remoteFiles.isEmpty }) { side in
+      let pair = self.pairs.first { $0.sides.contains { $0 === side } }!
+      do throws(CaptureFailure) {
+        try side.pull(into: pair.folder) { done, total in
+          self.events.transfer(side, done, total)
+          return true
+        }
+      } catch {
+        side.fail(error)
+      }
+      side.close()
+      return 0
+    }
+    for side in allSides { side.close() }
+    var status: Int32 = 0
+    for pair in pairs {
+      mergePair(pair)
+      if !pair.complete { status = 2 }
+      write(pair)
+    }
+    return status
+  }
+
+  func mergePair(_ pair: PairCapture) {
+    for workload in pair.workloads.values {
+      // Workload output stays in its log; wait a little for it to be complete.
+      let deadline = Date().addingTimeInterval(5)
+      while !workload.finished && Date() < deadline { Thread.sleep(forTimeInterval: 0.05) }
+    }
+    guard let client = pair.client.localFiles.first, let server = pair.server.localFiles.first else {
+      pair.state = pair.partial ? "partial" : "failed"
+      pair.mergeError = "only one side's capture was pulled; nothing to merge"
+      return
+    }
+    let addresses = Set([IPAddress(pair.client.access.host.address)].compactMap { $0 })
+    do {
+      pair.merge = try MergeRun.run(
+        client: client, server: server, out: pair.folder, clientName: pair.client.name,
+        serverName: pair.server.name, formats: options.formats, clientAddresses: addresses, probe: pair.probe)
+      pair.state = pair.complete ? "complete" : "partial"
+      if !pair.complete { appendGapNote(pair) }
+      // Everything here derives from packet payloads: owner-only, like the captures.
+      for name in (try? FileManager.default.contentsOfDirectory(atPath: pair.folder)) ?? [] {
+        chmod("\(pair.folder)/\(name)", 0o600)
+      }
+    } catch {
+      pair.mergeError = "\(error)"
+      pair.state = "partial"
+    }
+  }
+
+  /// report.md says which side's capture ends early, and from when the other side is alone.
+  func appendGapNote(_ pair: PairCapture) {
+    var lines = ["", "## Capture gaps", ""]
+    for side in pair.sides {
+      if let early = side.endedEarly {
+        lines.append(
+          "- the \(side.role.rawValue) (\(side.name)) capture ends early: \(early). Packets after its last one were seen by the other side only; they are not lost but unpaired."
+        )
+      }
+      if let failure = side.failure { lines.append("- \(side.role.rawValue) (\(side.name)): \(failure)") }
+    }
+    let path = "\(pair.folder)/report.md"
+    if let handle = FileHandle(forWritingAtPath: path) {
+      handle.seekToEndOfFile()
+      handle.write(Data((lines.joined(separator: "\n") + "\n").utf8))
+      handle.closeFile()
+    }
+  }
+
+  /// Before anything captured: close every agent (a prepared session is released when its
+  /// control connection closes) and record the failure.
+  func abandon(_ why: String) {
+    for side in allSides { side.close() }
+    for pair in pairs {
+      pair.state = "failed"
+      pair.stopReason = why
+      write(pair)
+    }
+  }
+
+  func preflightTable() -> String {
+    var rows = [["pair", "role", "host", "result", "auth", "sudo", "agent", "dump", "disk"]]
+    for pair in pairs {
+      for side in pair.sides {
+        let p = side.preflight
+        rows.append([
+          pair.name, side.role.rawValue, "\(side.name) (\(side.access.target))",
+          side.failure == nil ? "ok" : "FAILED", p.auth.isEmpty ? "-" : p.auth, p.sudo.isEmpty ? "-" : p.sudo,
+          p.agent.isEmpty ? "-" : "\(p.agent) \(p.agentVersion)", p.smcDump.isEmpty ? "-" : p.smcDump,
+          p.freeDisk.isEmpty ? "-" : p.freeDisk,
+        ])
+      }
+    }
+    var widths = Array(repeating: 0, count: rows[0].count)
+    for row in rows { for (i, cell) in row.enumerated() { widths[i] = max(widths[i], cell.count) } }
+    var text = rows.map { row in
+      row.enumerated().map { $1.padding(toLength: widths[$0], withPad: " ", startingAt: 0) }.joined(
+        separator: "  "
+      )
+      .trimmingCharacters(in: .whitespaces)
+    }.joined(separator: "\n")
+    for side in allSides { if let failure = side.failure { text += "\n  \(failure)" } }
+    return text
+  }
+
+  func write(_ pair: PairCapture) {
+    SessionRecord.write(pair, run: self)
+  }
+}

@@ -1,0 +1,431 @@
+import AgentProtocol
+import Checksum
+import Foundation
+import Inventory
+import SSHTransport
+
+/// Which end of a pair a host is.
+public enum SideRole: String, Sendable {
+  case client, server
+}
+
+/// What the preflight found on a host.
+public struct Preflight: Sendable {
+  public var hostKey = ""
+  public var auth = ""
+  public var sudo = ""
+  /// `current`, `deployed`, `upgraded`.
+  public var agent = ""
+  public var agentVersion = ""
+  public var privileges = ""
+  public var smcDump = ""
+  public var freeDisk = ""
+  public var kernel = ""
+}
+
+/// The live counters of one side, from the agent's `status`.
+public struct SideProgress: Sendable {
+  public var state = "not started"
+  public var packets: Int64 = 0
+  public var bytes: Int64 = 0
+  /// Packets the kernel or interface dropped (sum over interfaces).
+  public var drops: Int64 = 0
+  public var stopReason: String?
+}
+
+/// One host of one pair through a capture: connect, preflight, deploy, arm, watch, stop,
+/// pull. Its methods run on one thread at a time (the libssh2 session is not thread-safe).
+public final class CaptureSide: @unchecked Sendable {
+  public let role: SideRole
+  public let access: HostAccess
+  /// The agent's session name (unique per pair and side; lab hosts share a file system).
+  public let remoteSession: String
+  public var name: String { access.host.name }
+
+  public internal(set) var preflight = Preflight()
+  public internal(set) var progress = SideProgress()
+  public internal(set) var failure: CaptureFailure?
+  /// The agent ended or the connection broke while capturing: the file ends early.
+  public internal(set) var endedEarly: String?
+  public internal(set) var agentVersion: String?
+  /// Remote files reported by `finalize` (path, size, sha256).
+  public internal(set) var remoteFiles: [(path: String, size: Int64, sha256: String)] = []
+  public internal(set) var localFiles: [String] = []
+  public internal(set) var startedNanoseconds: Int64?
+  public internal(set) var stoppedNanoseconds: Int64?
+  /// Agent clock − workstation clock and half the round trip (the best of a few probes).
+  public internal(set) var lastProbe: (offset: Double, halfWidth: Double)?
+  /// Per-host log: every step with its UTC time.
+  public private(set) var log: [String] = []
+  private let logLock = NSLock()
+
+  var ssh: SSHSession?
+  var agent: RemoteAgent?
+
+  public init(role: SideRole, access: HostAccess, remoteSession: String) {
+    self.role = role
+    self.access = access
+    self.remoteSession = remoteSession
+  }
+
+  func note(_ text: String) {
+    let line = "\(UTCStamp.now()) \(text)"
+    logLock.withLock { log.append(line) }
+  }
+
+  func fail(_ failure: CaptureFailure) {
+    if self.failure == nil { self.failure = failure }
+    note("FAILED \(failure.step): \(failure.message)")
+  }
+
+  func session(_ step: String) throws(CaptureFailure) -> SSHSession {
+    if let ssh { return ssh }
+    note("connecting to \(access.target)")
+    let session = try access.connect(step: step)
+    ssh = session
+    return session
+  }
+
+  func run(_ command: String, step: String) throws(CaptureFailure) -> CommandOutput {
+    let ssh = try session(step)
+    do {
+      return try ssh.run(command)
+    } catch {
+      throw CaptureFailure(host: name, step: step, error.message)
+    }
+  }
+
+  // MARK: - preflight and deploy
+
+  /// Connects, checks sudo, the agent binary against `localAgent` (deploying it when missing
+  /// or different), starts the agent and reads its `hello`, and the free disk.
+  func prepareHost(localAgent: LocalAgent, smcDump: SMCDumpSetting) throws(CaptureFailure) {
+    let ssh = try session("connecting")
+    preflight.hostKey = "\(ssh.hostKey.type) \(ssh.hostKey.fingerprint)"
+    preflight.auth = ssh.authMethod
+    if access.usesSudo {
+      let sudo = try run(RemoteCommand.join(["sudo", "-n", "true"]), step: "checking sudo -n")
+      guard sudo.exitStatus == 0 else {
+        preflight.sudo = "refused"
+        throw CaptureFailure(
+          host: name, step: "checking sudo -n",
+          "'sudo -n true' failed (\(sudo.stderrText.trimmingCharacters(in: .whitespacesAndNewlines))); allow passwordless sudo for \(access.host.user), or log in as root with become: none"
+        )
+      }
+      preflight.sudo = "sudo -n"
+    } else {
+      preflight.sudo = access.host.user == "root" ? "root" : "none"
+    }
+    try deployAgent(localAgent)
+    try startAgent()
+    let hello = try agent!.call(.hello)
+    agentVersion = hello["agent_version"]?.string
+    preflight.agentVersion = agentVersion ?? "?"
+    preflight.kernel = hello["kernel"]?.string ?? ""
+    guard hello["protocol"]?.int == AgentProtocolVersion.current else {
+      throw CaptureFailure(
+        host: name, step: "agent hello",
+        "the agent speaks protocol \(hello["protocol"]?.int ?? 0), smcpair speaks \(AgentProtocolVersion.current)"
+      )
+    }
+    let privileges = hello["privileges"]
+    guard privileges?["sufficient"]?.bool == true else {
+      preflight.privileges = "insufficient"
+      throw CaptureFailure(
+        host: name, step: "agent privileges",
+        "the agent runs without root or CAP_NET_RAW+CAP_NET_ADMIN; log in as root or set become: sudo")
+    }
+    preflight.privileges = privileges?["root"]?.bool == true ? "root" : "capabilities"
+    let supported = hello["smc_dump"]?["supported"]?.bool ?? false
+    let detail = hello["smc_dump"]?["detail"]?.string ?? ""
+    switch smcDump {
+    case .required where !supported:
+      throw CaptureFailure(
+        host: name, step: "SMC dump support",
+        "smc_dump is 'required' but this kernel has no SMC dump (\(detail)); use smc_dump: auto to capture the NIC only"
+      )
+    case .device(let device):
+      let interfaces = hello["interfaces"]?.array?.compactMap(\.string) ?? []
+      guard interfaces.contains(device) else {
+        throw CaptureFailure(
+          host: name, step: "SMC dump device",
+          "smc_dump names '\(device)', which is not an interface of this host; interfaces: \(interfaces.joined(separator: ", "))"
+        )
+      }
+      preflight.smcDump = "device \(device)"
+    case .off: preflight.smcDump = "off"
+    default: preflight.smcDump = supported ? "kernel dump" : "none (NIC only)"
+    }
+    preflight.freeDisk = try freeDisk()
+    note("preflight ok: agent \(preflight.agent) \(preflight.agentVersion), \(preflight.smcDump)")
+  }
+
+  /// Uploads the agent when the host's copy is missing or differs from `local` (SHA-256).
+  func deployAgent(_ local: LocalAgent) throws(CaptureFailure) {
+    let path = access.host.agentPath
+    let check = try run(RemoteCommand.join(["sha256sum", "--", path]), step: "checking the agent")
+    let remoteDigest =
+      check.exitStatus == 0 ? check.stdoutText.split(separator: " ").first.map(String.init) : nil
+    if remoteDigest == local.sha256 {
+      preflight.agent = "current"
+      return
+    }
+    preflight.agent = remoteDigest == nil ? "deployed" : "upgraded"
+    note("\(preflight.agent == "deployed" ? "deploying" : "upgrading") the agent at \(path)")
+    let directory = (path as NSString).deletingLastPathComponent
+    let step = "deploying the agent"
+    if !directory.isEmpty {
+      let made = try run(access.privileged(["mkdir", "-p", "--", directory]), step: step)
+      guard made.exitStatus == 0 else {
+        throw CaptureFailure(host: name, step: step, "cannot create \(directory): \(made.stderrText)")
+      }
+    }
+    let ssh = try session(step)
+    do {
+      if access.usesSudo {
+        // Upload as the login user, then install as root.
+        let staging = "/tmp/.smcpair-agent-\(UInt32.random(in: 0...UInt32.max))"
+        _ = try ssh.upload(local.path, to: staging, mode: 0o700)
+        let installed = try ssh.run(access.privileged(["install", "-m", "0755", "--", staging, path]))
+        _ = try? ssh.run(RemoteCommand.join(["rm", "-f", "--", staging]))
+        guard installed.exitStatus == 0 else {
+          throw CaptureFailure(host: name, step: step, "sudo install failed: \(installed.stderrText)")
+        }
+      } else {
+        _ = try ssh.upload(local.path, to: path, mode: 0o755)
+      }
+      let digest = try ssh.remoteSHA256(path)
+      guard digest == local.sha256 else {
+        throw CaptureFailure(
+          host: name, step: step, "the uploaded agent's SHA-256 is \(digest), expected \(local.sha256)")
+      }
+    } catch let error as SSHError {
+      throw CaptureFailure(host: name, step: step, error.message)
+    } catch let error as CaptureFailure {
+      throw error
+    } catch {
+      throw CaptureFailure(host: name, step: step, "\(error)")
+    }
+    note("agent at \(path) verified (SHA-256 \(local.sha256.prefix(16))...)")
+  }
+
+  func startAgent() throws(CaptureFailure) {
+    let ssh = try session("starting the agent")
+    agent = try RemoteAgent(session: ssh, command: access.agentCommand(["serve"]), host: name)
+  }
+
+  /// Available space where the agent writes (df of its root or the nearest existing parent).
+  func freeDisk() throws(CaptureFailure) -> String {
+    var candidates: [String] = []
+    var folder = access.host.agentRoot ?? "/var/lib/smcpair/agent"
+    while folder.count > 1 {
+      candidates.append(folder)
+      folder = (folder as NSString).deletingLastPathComponent
+    }
+    candidates.append("/")
+    let output = try run(RemoteCommand.join(["df", "-Pk", "--"] + candidates), step: "checking free disk")
+    for line in output.stdoutText.split(separator: "\n").dropFirst() {
+      let columns = line.split(separator: " ", omittingEmptySubsequences: true)
+      if columns.count >= 4, let kib = Int64(columns[3]) {
+        return "\(kib / 1024) MiB free"
+      }
+    }
+    return "unknown"
+  }
+
+  // MARK: - capture
+
+  func prepare(_ plan: CapturePlan) throws(CaptureFailure) {
+    let response = try agent!.call(.prepare, plan.fields)
+    let interfaces = response["interfaces"]?.array?.compactMap(\.string) ?? []
+    note(
+      "prepared \(remoteSession): \(interfaces.joined(separator: ", ")); SMC dump: \(response["smc_dump"]?.string ?? "")"
+    )
+  }
+
+  func start() throws(CaptureFailure) {
+    let response = try agent!.call(.start)
+    startedNanoseconds = response["started_ns"]?.int
+    progress.state = "capturing"
+    note("capturing")
+  }
+
+  /// The agent's clock against ours: (remote − local offset, half the round trip), best of 5.
+  func clockProbe() -> (offset: Double, halfWidth: Double)? {
+    var best: (Double, Double)?
+    for _ in 0..<5 {
+      let before = UTCStamp.nanoseconds()
+      guard let response = try? agent?.call(.clock, timeout: 5), let remote = response["realtime_ns"]?.int
+      else {
+        continue
+      }
+      let after = UTCStamp.nanoseconds()
+      let half = Double(after - before) / 2
+      let offset = Double(remote) - (Double(before) + half)
+      if best == nil || half < best!.1 { best = (offset, half) }
+    }
+    lastProbe = best
+    return best
+  }
+
+  /// Refreshes `progress`; a broken agent or connection marks the side as ended early.
+  func poll() {
+    guard endedEarly == nil, failure == nil, let agent else { return }
+    do {
+      apply(try agent.call(.status, timeout: 10))
+    } catch {
+      endedEarly = error.message
+      progress.state = "lost"
+      note("lost while capturing: \(error.message)")
+    }
+  }
+
+  func apply(_ status: AgentResponse) {
+    progress.state = status["state"]?.string ?? progress.state
+    progress.packets = status["packets"]?.int ?? progress.packets
+    progress.bytes = status["bytes"]?.int ?? progress.bytes
+    var drops: Int64 = 0
+    for interface in status["interfaces"]?.array ?? [] {
+      drops += (interface["dropped"]?.int ?? 0) + (interface["if_dropped"]?.int ?? 0)
+    }
+    progress.drops = drops
+    progress.stopReason = status["stop_reason"]?.string
+    if let stopped = status["stopped_ns"]?.int { stoppedNanoseconds = stopped }
+    if let started = status["started_ns"]?.int { startedNanoseconds = started }
+  }
+
+  /// Stops (if still capturing) and finalizes. When the agent is gone, the session is read
+  /// from its folder through `smcpair-agent attach` on a new channel (or a new connection).
+  func stopAndFinalize() throws(CaptureFailure) {
+    if endedEarly == nil, let agent {
+      do {
+        let stopped = try agent.call(.stop)
+        apply(stopped)
+        let finalized = try agent.call(.finalize, timeout: 120)
+        record(finalized)
+        agent.close()
+        self.agent = nil
+        return
+      } catch {
+        endedEarly = error.message
+        note("the agent did not finish cleanly: \(error.message); reading the session from its folder")
+      }
+    }
+    try finalizeFromFolder()
+  }
+
+  /// `attach SESSION`: the running agent if it is still there, its folder otherwise.
+  func finalizeFromFolder() throws(CaptureFailure) {
+    agent = nil
+    var attached: RemoteAgent
+    do {
+      attached = try RemoteAgent(
+        session: try session("reconnecting"), command: access.agentCommand(["attach", remoteSession]),
+        host: name)
+    } catch {
+      // The connection itself may be gone: one fresh one.
+      ssh?.close()
+      ssh = nil
+      attached = try RemoteAgent(
+        session: try session("reconnecting"), command: access.agentCommand(["attach", remoteSession]),
+        host: name)
+    }
+    if let stopped = try? attached.call(.stop) { apply(stopped) }
+    let finalized = try attached.call(.finalize, timeout: 120)
+    record(finalized)
+    attached.close()
+  }
+
+  func record(_ finalized: AgentResponse) {
+    apply(finalized)
+    remoteFiles = (finalized["files"]?.array ?? []).compactMap { file in
+      guard let path = file["path"]?.string, let size = file["size"]?.int, let digest = file["sha256"]?.string
+      else {
+        return nil
+      }
+      return (path, size, digest)
+    }
+    progress.state = "finalized"
+    note("finalized: \(remoteFiles.map { "\($0.path) (\($0.size) bytes)" }.joined(separator: ", "))")
+  }
+
+  /// Downloads the finalized files into `folder` as `<role>.pcapng` (then `<role>-2.pcapng`
+  /// ...), each checked against the SHA-256 the agent computed. A mismatch is pulled again once.
+  func pull(into folder: String, progress report: TransferProgress? = nil) throws(CaptureFailure) {
+    let ssh = try session("pulling")
+    localFiles = []
+    for (index, file) in remoteFiles.enumerated() {
+      let local = "\(folder)/\(role.rawValue)\(index == 0 ? "" : "-\(index + 1)").pcapng"
+      if access.usesSudo {
+        // The agent's files are root's (0600): hand them to the login user first.
+        _ = try run(access.privileged(["chown", "--", access.host.user, file.path]), step: "pulling")
+      }
+      var attempt = 0
+      while true {
+        attempt += 1
+        do {
+          let result = try ssh.download(file.path, to: local, expectedSHA256: file.sha256, progress: report)
+          note("pulled \(file.path) → \(local): \(result.bytes) bytes, SHA-256 verified")
+          break
+        } catch {
+          if error.code == .checksum && attempt < 2 {
+            note("SHA-256 mismatch on \(file.path); pulling it again")
+            unlink(local + ".partial")
+            continue
+          }
+          throw CaptureFailure(host: name, step: "pulling \(file.path)", error.message)
+        }
+      }
+      chmod(local, 0o600)
+      localFiles.append(local)
+    }
+  }
+
+  func close() {
+    agent?.close()
+    agent = nil
+    ssh?.close()
+    ssh = nil
+  }
+}
+
+/// The agent binary smcpair deploys, with its digest.
+public struct LocalAgent: Sendable {
+  public var path: String
+  public var sha256: String
+
+  public init(path: String) throws(CaptureFailure) {
+    guard let digest = SHA256.file(path) else {
+      throw CaptureFailure(
+        host: "workstation", step: "reading the agent",
+        "cannot read \(path); build it (swift build -c release) or pass --agent-binary")
+    }
+    self.path = path
+    sha256 = digest
+  }
+}
+
+/// UTC times for logs and session names.
+public enum UTCStamp {
+  public static func nanoseconds() -> Int64 {
+    var now = timespec()
+    clock_gettime(CLOCK_REALTIME, &now)
+    return Int64(now.tv_sec) * 1_000_000_000 + Int64(now.tv_nsec)
+  }
+
+  /// `2026-11-26T19:10:51.123Z`
+  public static func now() -> String {
+    let formatter = ISO8601DateFormatter()
+    formatter.formatOptions = [.withInternetDateTime, .withFractionalSeconds]
+    return formatter.string(from: Date())
+  }
+
+  /// `20261126T191051Z` (for folder names).
+  public static func compact(_ date: Date = Date()) -> String {
+    let formatter = DateFormatter()
+    formatter.locale = Locale(identifier: "en_US_POSIX")
+    formatter.timeZone = TimeZone(identifier: "UTC")
+    formatter.dateFormat = "yyyyMMdd'T'HHmmss'Z'"
+    return formatter.string(from: date)
+  }
+}

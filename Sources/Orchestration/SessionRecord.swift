@@ -1,0 +1,180 @@
+import AgentProtocol
+import Alignment
+import Foundation
+import Inventory
+import SSHTransport
+import Timeline
+
+/// `session.json` in a session folder: what was asked, what each host did, where the files
+/// are. Rewritten (atomically) at every step, so that a coordinator that dies leaves enough
+/// for `smcpair sessions resume`.
+public enum SessionRecord {
+  static func write(_ pair: PairCapture, run: CaptureRun) {
+    var object: [String: Any] = [
+      "id": pair.id, "pair": pair.name, "state": pair.state,
+      "created": ISO8601DateFormatter().string(from: pair.created),
+      "updated": UTCStamp.now(), "smcpair_version": run.options.version, "command": run.options.commandLine,
+      "filter": pair.filter,
+      "inventory": ["path": run.inventory.path, "text": run.inventoryText ?? NSNull()] as [String: Any],
+      "stop": stopObject(run.options.stop),
+      "sides": [
+        "client": side(pair.client, interfaces: pair.interfaces.client),
+        "server": side(pair.server, interfaces: pair.interfaces.server),
+      ],
+    ]
+    if let reason = pair.stopReason { object["stop_reason"] = reason }
+    if let probe = pair.probe {
+      object["clock_probe"] = [
+        "offset_ns": probe.offsetNanoseconds, "half_width_ns": probe.halfWidthNanoseconds,
+      ]
+    }
+    var workloads: [String: Any] = [:]
+    for (role, workload) in pair.workloads {
+      workloads[role.rawValue] = [
+        "command": workload.command, "log": (workload.logPath as NSString).lastPathComponent,
+        "outcome": workload.outcome, "seconds": workload.seconds.map { $0 as Any } ?? NSNull(),
+      ]
+    }
+    if !workloads.isEmpty { object["workload"] = workloads }
+    if let merge = pair.merge {
+      let model = merge.alignment.model
+      func finite(_ value: Double) -> Any { value.isFinite ? value : NSNull() }
+      var findings: [String: Int] = [:]
+      for finding in merge.findings { findings[finding.kind.rawValue, default: 0] += 1 }
+      object["alignment"] = [
+        "verdict": merge.alignment.verdict.rawValue, "offset_ns": finite(model.offsetNanoseconds),
+        "offset_lower_ns": finite(model.offsetLower), "offset_upper_ns": finite(model.offsetUpper),
+        "skew_ppm": finite(model.skewPPM), "causality_violations": merge.alignment.causalityViolations,
+      ]
+      object["findings"] = findings
+    }
+    if let error = pair.mergeError { object["merge_error"] = error }
+    guard
+      let data = try? JSONSerialization.data(
+        withJSONObject: object, options: [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes])
+    else { return }
+    let path = "\(pair.folder)/session.json"
+    let temporary = path + ".tmp"
+    guard
+      FileManager.default.createFile(
+        atPath: temporary, contents: data, attributes: [.posixPermissions: 0o600])
+    else { return }
+    _ = rename(temporary, path)
+  }
+
+  static func stopObject(_ stop: StopConditions) -> [String: Any] {
+    var out: [String: Any] = [:]
+    if let d = stop.durationSeconds { out["duration_s"] = d }
+    if let p = stop.packets { out["packets"] = p }
+    if let m = stop.maxFileBytes { out["max_file_bytes"] = m }
+    return out
+  }
+
+  static func side(_ side: CaptureSide, interfaces: [String]) -> [String: Any] {
+    let host = side.access.host
+    var out: [String: Any] = [
+      "host": host.name, "address": host.address, "port": host.port, "user": host.user,
+      "agent": host.agentPath, "agent_root": host.agentRoot ?? NSNull(), "become": host.become.rawValue,
+      "remote_session": side.remoteSession, "interfaces": interfaces, "state": side.progress.state,
+      "packets": side.progress.packets, "bytes": side.progress.bytes, "drops": side.progress.drops,
+      "remote_files": side.remoteFiles.map { ["path": $0.path, "size": $0.size, "sha256": $0.sha256] },
+      "files": side.localFiles.map { ($0 as NSString).lastPathComponent }, "log": side.log,
+      "preflight": [
+        "host_key": side.preflight.hostKey, "auth": side.preflight.auth, "sudo": side.preflight.sudo,
+        "agent": side.preflight.agent, "smc_dump": side.preflight.smcDump,
+        "free_disk": side.preflight.freeDisk,
+        "kernel": side.preflight.kernel,
+      ],
+    ]
+    if let version = side.agentVersion { out["agent_version"] = version }
+    if let started = side.startedNanoseconds { out["started_ns"] = started }
+    if let stopped = side.stoppedNanoseconds { out["stopped_ns"] = stopped }
+    if let reason = side.progress.stopReason { out["stop_reason"] = reason }
+    if let early = side.endedEarly { out["ended_early"] = early }
+    if let failure = side.failure { out["failure"] = failure.description }
+    return out
+  }
+
+  /// One line of `smcpair sessions list`.
+  public struct Summary: Sendable {
+    public var id: String
+    public var pair: String
+    public var state: String
+    public var created: String
+    public var folder: String
+  }
+
+  public static func read(_ folder: String) -> [String: Any]? {
+    guard let data = FileManager.default.contents(atPath: "\(folder)/session.json"),
+      let object = try? JSONSerialization.jsonObject(with: data) as? [String: Any]
+    else { return nil }
+    return object
+  }
+
+  /// Session folders under `out`, oldest first.
+  public static func list(_ out: String) -> [Summary] {
+    let names = (try? FileManager.default.contentsOfDirectory(atPath: out)) ?? []
+    return names.sorted().compactMap { name in
+      let folder = "\(out)/\(name)"
+      guard let object = read(folder) else { return nil }
+      return Summary(
+        id: name, pair: object["pair"] as? String ?? "?", state: object["state"] as? String ?? "?",
+        created: object["created"] as? String ?? "?", folder: folder)
+    }
+  }
+}
+
+extension CaptureRun {
+  /// Rebuilds a run from a session folder whose coordinator went away: the hosts come from
+  /// the inventory snapshot in session.json, the agents' session names too.
+  public convenience init(
+    resuming folder: String, ssh: SSHOptions, knownHostsOverride: String?, options: CaptureOptions,
+    events: CaptureEvents
+  ) throws(CaptureFailure) {
+    func bad(_ what: String) -> CaptureFailure {
+      CaptureFailure(host: "workstation", step: "reading \(folder)/session.json", what)
+    }
+    guard let record = SessionRecord.read(folder) else {
+      throw bad("missing or not JSON; is \(folder) a session folder? (smcpair sessions list)")
+    }
+    guard let inventoryInfo = record["inventory"] as? [String: Any],
+      let path = inventoryInfo["path"] as? String,
+      let sides = record["sides"] as? [String: Any], let pairName = record["pair"] as? String
+    else { throw bad("lacks the inventory snapshot, the pair or the sides") }
+    let inventory: Inventory
+    do {
+      if let text = inventoryInfo["text"] as? String {
+        inventory = try InventoryParser.parse(
+          text, file: path + " (snapshot in session.json)",
+          baseDirectory: (path as NSString).deletingLastPathComponent)
+      } else {
+        inventory = try InventoryParser.load(path: path)
+      }
+    } catch {
+      throw bad("its inventory snapshot does not parse: \(error)")
+    }
+    var hosts: [String: (String, String)] = [:]
+    for role in ["client", "server"] {
+      guard let side = sides[role] as? [String: Any], let host = side["host"] as? String,
+        let remote = side["remote_session"] as? String, inventory.host(host) != nil
+      else { throw bad("the \(role) side is incomplete") }
+      hosts[role] = (host, remote)
+    }
+    try self.init(
+      inventory: inventory,
+      pairs: [InventoryPair(name: pairName, client: hosts["client"]!.0, server: hosts["server"]!.0)],
+      options: options, ssh: ssh, knownHostsOverride: knownHostsOverride, events: events,
+      resume: (folder, hosts["client"]!.1, hosts["server"]!.1),
+      inventoryText: inventoryInfo["text"] as? String)
+  }
+
+  /// Reattaches to both agents of a resumed session, stops and finalizes them, pulls and merges.
+  public func resume() -> Int32 {
+    for side in allSides {
+      side.endedEarly = nil
+      side.note("resuming: reattaching to \(side.remoteSession)")
+    }
+    for pair in pairs { pair.state = "stopping" }
+    return finish()
+  }
+}

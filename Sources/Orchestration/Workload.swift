@@ -1,0 +1,108 @@
+import Foundation
+import SSHTransport
+
+/// A workload command (`--server-cmd`, `--client-cmd`) running on a host over its own SSH
+/// connection while both sides capture. The command is the user's own shell command line;
+/// it runs in a fresh process group so that it can be ended as a whole. Its stdout and
+/// stderr go to a log file in the session folder.
+public final class Workload: @unchecked Sendable {
+  public let command: String
+  public let logPath: String
+  let access: HostAccess
+  private let lock = NSLock()
+  private var _finished = false
+  private var _exitStatus: Int32?
+  private var _signal: String?
+  private var _error: String?
+  private var _pid: Int32?
+  private var startedAt = Date()
+  private var finishedAt: Date?
+
+  static let marker = "smcpair-workload-pid "
+
+  init(access: HostAccess, command: String, logPath: String) {
+    self.access = access
+    self.command = command
+    self.logPath = logPath
+  }
+
+  public var finished: Bool { lock.withLock { _finished } }
+  public var exitStatus: Int32? { lock.withLock { _exitStatus } }
+  public var error: String? { lock.withLock { _error } }
+  var pid: Int32? { lock.withLock { _pid } }
+  /// How it ended, for the summary and session.json.
+  public var outcome: String {
+    lock.withLock {
+      if let _error { return "failed: \(_error)" }
+      if !_finished { return "running" }
+      if let _signal { return "ended by signal \(_signal)" }
+      return "exit status \(_exitStatus ?? -1)"
+    }
+  }
+  public var seconds: Double? {
+    lock.withLock { finishedAt.map { $0.timeIntervalSince(startedAt) } }
+  }
+
+  /// Starts the command on its own thread.
+  func start() {
+    let thread = Thread { [self] in self.execute() }
+    thread.stackSize = 1 << 20
+    thread.start()
+  }
+
+  private func execute() {
+    let fd = open(logPath, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o600)
+    defer { if fd >= 0 { Glibc.close(fd) } }
+    func append(_ bytes: ArraySlice<UInt8>) {
+      guard fd >= 0 else { return }
+      _ = bytes.withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
+    }
+    var options = access.options
+    // A workload may be silent for a long time; the keepalives watch the connection.
+    options.inactivityTimeout = 7 * 86400
+    var pending: [UInt8] = []
+    var sawMarker = false
+    do {
+      let ssh = try SSHSession.connect(access.target, options: options)
+      defer { ssh.close() }
+      // `$$` is the shell sshd started (a session leader), so its pid is the process group.
+      let line = RemoteCommand.join([
+        "sh", "-c", "echo \(Workload.marker)$$; exec sh -c \"$1\"", "smcpair-workload", command,
+      ])
+      lock.withLock { startedAt = Date() }
+      let (status, signal) = try ssh.run(
+        line,
+        onStdout: { chunk in
+          if sawMarker {
+            append(chunk)
+            return
+          }
+          pending += chunk
+          guard let newline = pending.firstIndex(of: 0x0A) else { return }
+          let first = String(decoding: pending[..<newline], as: UTF8.self)
+          if first.hasPrefix(Workload.marker), let pid = Int32(first.dropFirst(Workload.marker.count)) {
+            self.lock.withLock { self._pid = pid }
+          }
+          sawMarker = true
+          append(pending[(newline + 1)...])
+          pending = []
+        }, onStderr: append)
+      lock.withLock {
+        _exitStatus = status
+        _signal = signal
+      }
+    } catch {
+      lock.withLock { _error = error.description }
+    }
+    lock.withLock {
+      _finished = true
+      finishedAt = Date()
+    }
+  }
+
+  /// Ends the command's process group (SIGTERM) through `ssh`, if it still runs.
+  func terminate(using ssh: SSHSession?) {
+    guard !finished, let pid, pid > 1, let ssh else { return }
+    _ = try? ssh.run(RemoteCommand.join(["kill", "-TERM", "--", "-\(pid)"]))
+  }
+}
