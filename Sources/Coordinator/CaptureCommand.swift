@@ -57,7 +57,12 @@ struct CaptureCommand: ParsableCommand {
       """)
 
   @OptionGroup var connection: ConnectionOptions
-  @Option(help: "A pair from the inventory (repeatable).") var pair: [String] = []
+  @Option(help: "A pair from the inventory or --pairs-file (repeatable).") var pair: [String] = []
+  @Option(
+    help: ArgumentHelp(
+      "Pairs for an inventory without them (Ansible): YAML with a 'pairs:' mapping naming inventory hosts.",
+      valueName: "file"))
+  var pairsFile: String?
   @Flag(help: "Every pair of the inventory.") var allPairs = false
   @Option(help: "Client host (with --server): a pair not in the inventory.") var client: String?
   @Option(help: "Server host (with --client).") var server: String?
@@ -105,7 +110,20 @@ struct CaptureCommand: ParsableCommand {
   }
 
   func run() throws {
-    guard let inventory = try connection.loadInventory() else { throw ExitCode(64) }
+    guard var inventory = try connection.loadInventory() else { throw ExitCode(64) }
+    if let pairsFile {
+      do {
+        for extra in try InventoryParser.loadPairs(path: pairsFile, for: inventory) {
+          if let clash = inventory.pair(extra.name) {
+            throw ValidationError(
+              "\(extra.location): pair '\(extra.name)' is already defined at \(clash.location); rename one")
+          }
+          inventory.pairs.append(extra)
+        }
+      } catch let error as InventoryError {
+        throw ValidationError(error.description)
+      }
+    }
     let pairs = try selectedPairs(inventory)
     // Every filter compiles here first: a bad one never reaches a host.
     for pair in pairs where filter == nil {

@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import Inventory
+import Orchestration
 import SSHTransport
 import Timeline
 
@@ -49,18 +50,10 @@ struct ConnectionOptions: ParsableArguments {
   /// A target (inventory name, `ssh://[user@]host[:port]`, or an ssh_config alias) and the
   /// options to reach it.
   func resolve(_ text: String, inventory: Inventory?) throws -> (SSHTarget, SSHOptions) {
-    var options = baseOptions()
+    let options = baseOptions()
     if let inventory, let host = inventory.host(text) {
-      if let identity = host.identity { options.identityFiles.append(identity) }
-      options.knownHostsFile = knownHosts ?? host.knownHosts
-      if let jump = host.jump {
-        if let jumpHost = inventory.host(jump) {
-          options.proxyJump = [SSHTarget(user: jumpHost.user, host: jumpHost.address, port: jumpHost.port)]
-        } else if let url = SSHTarget.parse(url: jump) {
-          options.proxyJump = [url]
-        }
-      }
-      return (SSHTarget(user: host.user, host: host.address, port: host.port), options)
+      let access = HostAccess(host, in: inventory, base: options, knownHostsOverride: knownHosts)
+      return (access.target, access.options)
     }
     if let url = SSHTarget.parse(url: text) { return (url, options) }
     if text.hasPrefix("ssh://") {

@@ -25,10 +25,14 @@ public enum InventoryParser {
     return try parse(text, file: path, baseDirectory: (absolute as NSString).deletingLastPathComponent)
   }
 
-  /// Parses inventory text; `file` labels locations in errors.
+  /// Parses inventory text; `file` labels locations in errors. Ansible inventories (INI or
+  /// YAML) are recognised and read too (without pairs).
   public static func parse(_ text: String, file: String, baseDirectory: String) throws(InventoryError)
     -> Inventory
   {
+    if AnsibleInventory.looksLikeINI(text) {
+      return try AnsibleInventory.parseINI(text, file: file, baseDirectory: baseDirectory)
+    }
     let root: Node
     do {
       guard let node = try Yams.compose(yaml: text) else {
@@ -42,8 +46,60 @@ public enum InventoryParser {
     } catch {
       throw yamlError(error, file: file, text: text)
     }
+    if isAnsibleYAML(root) {
+      return try AnsibleInventory.parseYAML(root, file: file, baseDirectory: baseDirectory)
+    }
     var parser = Walker(file: file, base: baseDirectory)
     return try parser.inventory(root)
+  }
+
+  /// An Ansible YAML inventory: no smcpair top-level key, and groups holding `hosts`,
+  /// `children` or `vars`.
+  static func isAnsibleYAML(_ root: Node) -> Bool {
+    guard case .mapping(let mapping) = root else { return false }
+    var sawGroup = false
+    for (key, value) in mapping {
+      guard case .scalar(let name) = key else { return false }
+      if topKeys.contains(name.string) { return false }
+      if case .mapping(let group) = value,
+        group.keys.contains(where: { ["hosts", "children", "vars"].contains($0.string ?? "") })
+      {
+        sawGroup = true
+      }
+    }
+    return sawGroup
+  }
+
+  /// A pairs overlay for an inventory without pairs (Ansible): a YAML file with a `pairs:`
+  /// mapping in the smcpair format, naming hosts of `inventory`.
+  public static func loadPairs(path: String, for inventory: Inventory) throws(InventoryError)
+    -> [InventoryPair]
+  {
+    let absolute = path.hasPrefix("/") ? path : FileManager.default.currentDirectoryPath + "/" + path
+    guard let data = FileManager.default.contents(atPath: absolute) else {
+      throw InventoryError(SourceLocation(file: path, line: 0, column: 0), "cannot read the pairs file")
+    }
+    let text = String(decoding: data, as: UTF8.self)
+    let root: Node
+    do {
+      guard let node = try Yams.compose(yaml: text) else {
+        throw InventoryError(
+          SourceLocation(file: path, line: 1, column: 1), "the pairs file is empty; it needs 'pairs:'")
+      }
+      root = node
+    } catch let error as InventoryError {
+      throw error
+    } catch {
+      throw yamlError(error, file: path, text: text)
+    }
+    let walker = Walker(file: path, base: (absolute as NSString).deletingLastPathComponent)
+    var pairs: Node?
+    for (key, _, value) in try walker.entries(root, what: "the pairs file", allowed: ["pairs"])
+    where key == "pairs" {
+      pairs = value
+    }
+    guard let pairs else { throw walker.fail(root, "the pairs file needs a 'pairs:' mapping") }
+    return try walker.pairs(pairs, hosts: Set(inventory.hosts.map(\.name)))
   }
 
   static func yamlError(_ error: Error, file: String, text: String) -> InventoryError {
@@ -234,8 +290,50 @@ struct Walker {
   }
 
   static func namePattern(_ name: String) -> Bool {
-    !name.isEmpty && name.count <= 64
+    !name.isEmpty && name.count <= 64 && !name.allSatisfy({ $0 == "." })
       && name.allSatisfy { $0.isLetter || $0.isNumber || $0 == "-" || $0 == "_" || $0 == "." }
+  }
+
+  /// A `pairs:` mapping whose hosts must be in `names`.
+  func pairs(_ pairNodes: Node, hosts names: Set<String>) throws(InventoryError) -> [InventoryPair] {
+    var pairs: [InventoryPair] = []
+    for (name, keyNode, value) in try entries(pairNodes, what: "pairs", allowed: nil) {
+      guard Self.namePattern(name) else {
+        throw fail(
+          keyNode,
+          "pair name '\(name)' may use letters, digits, '-', '_' and '.' only (it names session folders)")
+      }
+      var client: String?
+      var server: String?
+      var filter: String?
+      var interfaces: [String]?
+      for (key, _, field) in try entries(value, what: "pair '\(name)'", allowed: InventoryParser.pairKeys) {
+        switch key {
+        case "client", "server":
+          let host = try string(field, key)
+          guard names.contains(host) else {
+            throw fail(
+              field, "pair '\(name)': \(key) '\(host)' is not a host\(Self.suggestion(host, Array(names)))")
+          }
+          if key == "client" { client = host } else { server = host }
+        case "filter": filter = try string(field, "filter")
+        case "interfaces": interfaces = try list(field, "interfaces").map(\.0)
+        default: break
+        }
+      }
+      guard let client, let server else {
+        throw fail(keyNode, "pair '\(name)' needs both 'client:' and 'server:' host names")
+      }
+      guard client != server else {
+        throw fail(
+          keyNode, "pair '\(name)' uses '\(client)' as both client and server; name two different hosts")
+      }
+      pairs.append(
+        InventoryPair(
+          name: name, client: client, server: server, filter: filter, interfaces: interfaces,
+          location: location(keyNode)))
+    }
+    return pairs
   }
 
   mutating func inventory(_ root: Node) throws(InventoryError) -> Inventory {
@@ -304,40 +402,7 @@ struct Walker {
         groups[name] = members
       }
     }
-    var pairs: [InventoryPair] = []
-    if let pairNodes {
-      for (name, keyNode, value) in try entries(pairNodes, what: "pairs", allowed: nil) {
-        var client: String?
-        var server: String?
-        var filter: String?
-        var interfaces: [String]?
-        for (key, _, field) in try entries(value, what: "pair '\(name)'", allowed: InventoryParser.pairKeys) {
-          switch key {
-          case "client", "server":
-            let host = try string(field, key)
-            guard names.contains(host) else {
-              throw fail(
-                field, "pair '\(name)': \(key) '\(host)' is not a host\(Self.suggestion(host, Array(names)))")
-            }
-            if key == "client" { client = host } else { server = host }
-          case "filter": filter = try string(field, "filter")
-          case "interfaces": interfaces = try list(field, "interfaces").map(\.0)
-          default: break
-          }
-        }
-        guard let client, let server else {
-          throw fail(keyNode, "pair '\(name)' needs both 'client:' and 'server:' host names")
-        }
-        guard client != server else {
-          throw fail(
-            keyNode, "pair '\(name)' uses '\(client)' as both client and server; name two different hosts")
-        }
-        pairs.append(
-          InventoryPair(
-            name: name, client: client, server: server, filter: filter, interfaces: interfaces,
-            location: location(keyNode)))
-      }
-    }
+    let pairs = try pairNodes.map { node throws(InventoryError) in try self.pairs(node, hosts: names) } ?? []
     return Inventory(path: file, hosts: hosts, groups: groups, pairs: pairs)
   }
 }

@@ -1,0 +1,150 @@
+import Foundation
+import Inventory
+import Testing
+
+@Suite struct AnsibleInventories {
+  func parse(_ text: String, file: String = "hosts.ini") throws(InventoryError) -> Inventory {
+    try InventoryParser.parse(text, file: file, baseDirectory: "/etc/ansible")
+  }
+
+  func error(_ text: String, file: String = "hosts.ini") -> InventoryError? {
+    do {
+      _ = try parse(text, file: file)
+      return nil
+    } catch {
+      return error
+    }
+  }
+
+  @Test func iniWithGroupsChildrenVarsAndRanges() throws {
+    let inventory = try parse(
+      """
+      # production SMC pairs
+      bastion ansible_host=198.51.100.1
+      [web]
+      web[01:03] ansible_user=deploy
+      [db]
+      db1 ansible_host=192.0.2.20 ansible_port=2222 ansible_ssh_private_key_file=keys/db "smcpair_nics=eth0,eth1"
+      [smc:children]
+      web
+      db
+      [smc:vars]
+      ansible_become=yes
+      smcpair_smc_dump = required
+      [all:vars]
+      ansible_user=root
+      smcpair_agent=/opt/smcpair/smcpair-agent
+      """)
+    #expect(inventory.hosts.map(\.name) == ["bastion", "web01", "web02", "web03", "db1"])
+    let web = try #require(inventory.host("web02"))
+    #expect(web.address == "web02")
+    #expect(web.user == "deploy")  // host var beats all:vars
+    #expect(web.become == .sudo)  // from the parent group smc
+    #expect(web.smcDump == .required)
+    #expect(web.agentPath == "/opt/smcpair/smcpair-agent")
+    let db = try #require(inventory.host("db1"))
+    #expect(db.address == "192.0.2.20")
+    #expect(db.port == 2222)
+    #expect(db.user == "root")
+    #expect(db.identity == "/etc/ansible/keys/db")
+    #expect(db.nics == ["eth0", "eth1"])
+    #expect(db.location.line == 6)
+    let bastion = try #require(inventory.host("bastion"))
+    #expect(bastion.become == .none)
+    #expect(bastion.smcDump == .auto)
+    #expect(inventory.groups["smc"].map(Set.init) == Set(["web01", "web02", "web03", "db1"]))
+    #expect(inventory.pairs.isEmpty)
+  }
+
+  @Test func yamlWithNestedChildrenAndPrecedence() throws {
+    let inventory = try parse(
+      """
+      all:
+        vars:
+          ansible_user: admin
+          ansible_port: 22
+        hosts:
+          jump1:
+            ansible_host: 198.51.100.7
+        children:
+          smc:
+            vars:
+              ansible_become: true
+              smcpair_nics: [ens1f0, ens1f1]
+            children:
+              clients:
+                hosts:
+                  c1: {ansible_host: 10.0.0.1}
+                vars:
+                  ansible_user: client-user
+              servers:
+                hosts:
+                  s1:
+                    ansible_host: 10.0.0.2
+                    ansible_port: 2200
+                    smcpair_agent_root: /srv/smcpair
+      """, file: "hosts.yaml")
+    #expect(inventory.hosts.map(\.name) == ["jump1", "c1", "s1"])
+    let c1 = try #require(inventory.host("c1"))
+    #expect(c1.user == "client-user")  // child group beats parent and all
+    #expect(c1.become == .sudo)
+    #expect(c1.nics == ["ens1f0", "ens1f1"])
+    let s1 = try #require(inventory.host("s1"))
+    #expect(s1.user == "admin")
+    #expect(s1.port == 2200)
+    #expect(s1.agentRoot == "/srv/smcpair")
+    #expect(try #require(inventory.host("jump1")).become == .none)
+    #expect(inventory.groups["clients"] == ["c1"])
+  }
+
+  @Test func errorsNameTheLineAndWhatToWrite() {
+    let badPort = error("[web]\nweb1 ansible_port=99999\n")
+    #expect(badPort?.location.line == 2)
+    #expect(badPort?.message.contains("ansible_port must be a whole number") == true)
+    let badSection = error("[web:hostvars]\nweb1\n")
+    #expect(badSection?.location.line == 1)
+    #expect(badSection?.message.contains(":vars and :children") == true)
+    let badPair = error("[web]\nweb1 ansible_host\n")
+    #expect(badPair?.message.contains("is not key=value") == true)
+    let badRange = error("[web]\nweb[a:c]\n")
+    #expect(badRange?.message.contains("[first:last]") == true)
+    let badBecome = error("[web]\nweb1 ansible_become=maybe\n")
+    #expect(badBecome?.message.contains("true or false") == true)
+    let unclosed = error("[web]\nweb1 \"smcpair_nics=eth0\n")
+    #expect(unclosed?.message.contains("not closed") == true)
+    let cycle = error("[a:children]\nb\n[b:children]\na\n[a]\nh1\n")
+    #expect(cycle?.message.contains("cycle") == true)
+    let yamlUnknown = error("all:\n  hosts:\n    h1:\n  chilren:\n    x: {}\n", file: "hosts.yaml")
+    #expect(yamlUnknown?.location.line == 4)
+    #expect(yamlUnknown?.message.contains("did you mean 'children'") == true)
+    let empty = error("[web]\n[db]\n")
+    #expect(empty?.message.contains("names no hosts") == true)
+  }
+
+  @Test func pairsOverlayNamesInventoryHosts() throws {
+    let inventory = try parse("c1 ansible_host=10.0.0.1\ns1 ansible_host=10.0.0.2\n")
+    let folder = NSTemporaryDirectory() + "smcpair-pairs-\(getpid())"
+    try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
+    defer { try? FileManager.default.removeItem(atPath: folder) }
+    let good = folder + "/pairs.yaml"
+    try "pairs:\n  web:\n    client: c1\n    server: s1\n    filter: tcp port 443\n".write(
+      toFile: good, atomically: true, encoding: .utf8)
+    let pairs = try InventoryParser.loadPairs(path: good, for: inventory)
+    #expect(pairs.map(\.name) == ["web"])
+    #expect(pairs.first?.filter == "tcp port 443")
+    let bad = folder + "/bad.yaml"
+    try "pairs:\n  web:\n    client: c1\n    server: s2\n".write(
+      toFile: bad, atomically: true, encoding: .utf8)
+    #expect(throws: InventoryError.self) { try InventoryParser.loadPairs(path: bad, for: inventory) }
+    do {
+      _ = try InventoryParser.loadPairs(path: bad, for: inventory)
+    } catch {
+      #expect(error.location.line == 4)
+      #expect(error.message.contains("did you mean 's1'"))
+    }
+    let escaping = folder + "/escape.yaml"
+    try "pairs:\n  \"../up\":\n    client: c1\n    server: s1\n".write(
+      toFile: escaping, atomically: true, encoding: .utf8)
+    #expect(throws: InventoryError.self) { try InventoryParser.loadPairs(path: escaping, for: inventory) }
+  }
+}
