@@ -110,6 +110,11 @@ let package = Package(
       ]
     ),
     .testTarget(
+      name: "CaptureTests",
+      // End to end in the lab: the executables are built for the CLI runs.
+      dependencies: ["TestSupport", "Orchestration", "Coordinator", "Agent"]
+    ),
+    .testTarget(
       name: "LabTests",
       dependencies: ["SMCWire", "CaptureFiles", "TestSupport", "Inventory", "Coordinator", "Agent"]
     ),

@@ -187,6 +187,10 @@ public struct CapturePlan: Sendable, Equatable {
   public var session: String
   public var interfaces: [String]
   public var filter: String
+  /// Filter for the SMC dump device; nil uses `filter` there too. Dump records are UDP frames
+  /// carrying the SMC connection's addresses and ports, so a `tcp port N` filter would drop
+  /// them all (the coordinator sends `udp port N`).
+  public var dumpFilter: String?
   public var snaplen: Int
   public var bufferBytes: Int
   public var stop: StopConditions
@@ -202,11 +206,12 @@ public struct CapturePlan: Sendable, Equatable {
   public init(
     session: String, interfaces: [String], filter: String = "", snaplen: Int = 262_144,
     bufferBytes: Int = 32 << 20, stop: StopConditions = StopConditions(), rotateBytes: Int64? = nil,
-    smcDump: String = "auto"
+    smcDump: String = "auto", dumpFilter: String? = nil
   ) {
     self.session = session
     self.interfaces = interfaces
     self.filter = filter
+    self.dumpFilter = dumpFilter
     self.snaplen = snaplen
     self.bufferBytes = bufferBytes
     self.stop = stop
@@ -227,6 +232,7 @@ public struct CapturePlan: Sendable, Equatable {
       ("stop", .object(stopFields)), ("smc_dump", .string(smcDump)),
     ]
     if let rotateBytes { out.append(("rotate_bytes", .int(rotateBytes))) }
+    if let dumpFilter { out.append(("dump_filter", .string(dumpFilter))) }
     return out
   }
 
@@ -247,6 +253,7 @@ public struct CapturePlan: Sendable, Equatable {
     self.session = session
     self.interfaces = interfaces
     filter = body["filter"]?.string ?? ""
+    dumpFilter = body["dump_filter"]?.string
     snaplen = Int(body["snaplen"]?.int ?? 262_144)
     guard (64...262_144).contains(snaplen) else { throw bad("snaplen", "must be 64...262144") }
     bufferBytes = Int(body["buffer_bytes"]?.int ?? (32 << 20))

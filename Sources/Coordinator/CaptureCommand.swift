@@ -67,6 +67,11 @@ struct CaptureCommand: ParsableCommand {
   @Option(help: "Client host (with --server): a pair not in the inventory.") var client: String?
   @Option(help: "Server host (with --client).") var server: String?
   @Option(help: "BPF filter for both sides (overrides the pairs' filters).") var filter: String?
+  @Option(
+    help: ArgumentHelp(
+      "BPF for the SMC dump device (default: the filter with 'tcp' read as 'udp', since dump records are UDP frames with the connection's ports; '' captures every record).",
+      valueName: "bpf"))
+  var dumpFilter: String?
   @Option(help: "Stop after this long: 30s, 5m, 1h, 500ms.") var duration: String?
   @Option(help: "Stop when a side has captured this many packets.") var packets: Int64?
   @Flag(help: "Capture until Ctrl-C (or the one-hour limit).") var untilStopped = false
@@ -107,6 +112,9 @@ struct CaptureCommand: ParsableCommand {
     if let filter, let problem = FilterCheck.problem(filter) {
       throw ValidationError("the filter '\(filter)' does not compile: \(problem)")
     }
+    if let dumpFilter, let problem = FilterCheck.problem(dumpFilter) {
+      throw ValidationError("the dump filter '\(dumpFilter)' does not compile: \(problem)")
+    }
   }
 
   func run() throws {
@@ -142,6 +150,16 @@ struct CaptureCommand: ParsableCommand {
       throw ExitCode(1)
     }
     options.filter = filter
+    options.dumpFilter = dumpFilter
+    if dumpFilter == nil {
+      for chosen in Set(pairs.map { filter ?? $0.filter ?? "" }) {
+        let derived = DumpFilter.derive(chosen)
+        if FilterCheck.problem(derived) != nil {
+          // Should not happen (the capture filter compiled); capture every dump record then.
+          options.dumpFilter = ""
+        }
+      }
+    }
     options.durationSeconds = duration.flatMap(Quantity.seconds)
     options.packets = packets
     options.untilStopped = untilStopped

@@ -79,7 +79,8 @@ public final class CaptureSession: @unchecked Sendable {
     do throws(PcapError) {
       for name in names {
         let handle = try PcapHandle(interface: name, snaplen: plan.snaplen, bufferBytes: plan.bufferBytes)
-        if !plan.filter.isEmpty { try handle.setFilter(plan.filter) }
+        let filter = plan.filter(for: name, dumpDevice: dump?.name)
+        if !filter.isEmpty { try handle.setFilter(filter) }
         opened.append(handle)
       }
     } catch {
@@ -209,7 +210,10 @@ public final class CaptureSession: @unchecked Sendable {
           name: name,
           description: name == dumpDevice?.name || name == plan.smcDump ? "SMC dump device" : "NIC",
           linkType: LinkType(rawValue: handle.linkType), snapLength: UInt32(plan.snaplen),
-          filter: plan.filter.isEmpty ? nil : plan.filter, os: AgentInfo.osDescription))
+          filter: {
+            let filter = plan.filter(for: name, dumpDevice: dumpDevice?.name)
+            return filter.isEmpty ? nil : filter
+          }(), os: AgentInfo.osDescription))
     }
     // The file is a valid, empty capture from the first moment (a SIGKILL right after start
     // still leaves something readable).
@@ -390,4 +394,14 @@ public enum AgentInfo {
   public static var machine: String { text(uname().machine) }
   public static var hostname: String { text(uname().nodename) }
   public static var osDescription: String { "\(text(uname().sysname)) \(kernel)" }
+}
+
+extension CapturePlan {
+  /// The filter installed on `interface`: `dumpFilter` on the SMC dump device (when set),
+  /// `filter` everywhere else.
+  func filter(for interface: String, dumpDevice: String?) -> String {
+    let isDump =
+      interface == dumpDevice || (interface == smcDump && !["auto", "required", "off"].contains(smcDump))
+    return isDump ? (dumpFilter ?? filter) : filter
+  }
 }

@@ -10,6 +10,8 @@ import Timeline
 public struct CaptureOptions: Sendable {
   /// BPF for both sides of every pair (overrides the pairs' own filters); nil uses them.
   public var filter: String?
+  /// Filter for the SMC dump device; nil derives it from the capture filter (`DumpFilter`).
+  public var dumpFilter: String?
   public var durationSeconds: Double?
   public var packets: Int64?
   public var untilStopped = false
@@ -49,6 +51,7 @@ public final class PairCapture: @unchecked Sendable {
   public let client: CaptureSide
   public let server: CaptureSide
   public let filter: String
+  public let dumpFilter: String
   public let interfaces: (client: [String], server: [String])
   /// `OUT/<UTC time>-<pair>`.
   public let folder: String
@@ -65,13 +68,15 @@ public final class PairCapture: @unchecked Sendable {
   public var sides: [CaptureSide] { [client, server] }
 
   init(
-    name: String, client: CaptureSide, server: CaptureSide, filter: String, interfaces: ([String], [String]),
+    name: String, client: CaptureSide, server: CaptureSide, filter: String, dumpFilter: String,
+    interfaces: ([String], [String]),
     folder: String
   ) {
     self.name = name
     self.client = client
     self.server = server
     self.filter = filter
+    self.dumpFilter = dumpFilter
     self.interfaces = interfaces
     self.folder = folder
   }
@@ -137,9 +142,15 @@ public final class CaptureRun: @unchecked Sendable {
           host: "workstation", step: "reading the inventory",
           "pair '\(pair.name)' names a host that is not there")
       }
-      let id = "\(stamp)-\(pair.name)"
-      // Agent session names: at most 64 characters of [A-Za-z0-9._-].
-      let remote = String(id.prefix(56))
+      var id = "\(stamp)-\(pair.name)"
+      var suffix = 2
+      while resume == nil && FileManager.default.fileExists(atPath: "\(options.out)/\(id)") {
+        id = "\(stamp)-\(pair.name)-\(suffix)"
+        suffix += 1
+      }
+      // Agent session names: at most 64 characters of [A-Za-z0-9._-], unique even when two
+      // workstations capture the same hosts in the same second.
+      let remote = String(id.prefix(48)) + "-" + String(UInt16.random(in: 0...UInt16.max), radix: 16)
       let client = CaptureSide(
         role: .client,
         access: HostAccess(clientHost, in: inventory, base: ssh, knownHostsOverride: knownHostsOverride),
@@ -151,6 +162,7 @@ public final class CaptureRun: @unchecked Sendable {
       made.append(
         PairCapture(
           name: pair.name, client: client, server: server, filter: options.filter ?? pair.filter ?? "",
+          dumpFilter: options.dumpFilter ?? DumpFilter.derive(options.filter ?? pair.filter ?? ""),
           interfaces: (pair.interfaces ?? clientHost.nics, pair.interfaces ?? serverHost.nics),
           folder: resume?.folder ?? "\(options.out)/\(id)"))
     }
@@ -195,7 +207,8 @@ public final class CaptureRun: @unchecked Sendable {
         let plan = CapturePlan(
           session: side.remoteSession,
           interfaces: side.role == .client ? pair.interfaces.client : pair.interfaces.server,
-          filter: pair.filter, stop: self.options.stop, smcDump: side.access.host.smcDump.description)
+          filter: pair.filter, stop: self.options.stop, smcDump: side.access.host.smcDump.description,
+          dumpFilter: pair.dumpFilter)
         do throws(CaptureFailure) {
           try side.prepare(plan)
         } catch {
@@ -248,6 +261,7 @@ public final class CaptureRun: @unchecked Sendable {
         pair.probe = ClockProbe(
           offsetNanoseconds: s.offset - c.offset, halfWidthNanoseconds: s.halfWidth + c.halfWidth)
       }
+      write(pair)
     }
     // 4. Workloads: server first, then client.
     startWorkloads()

@@ -14,7 +14,7 @@ public enum SessionRecord {
       "id": pair.id, "pair": pair.name, "state": pair.state,
       "created": ISO8601DateFormatter().string(from: pair.created),
       "updated": UTCStamp.now(), "smcpair_version": run.options.version, "command": run.options.commandLine,
-      "filter": pair.filter,
+      "filter": pair.filter, "dump_filter": pair.dumpFilter,
       "inventory": ["path": run.inventory.path, "text": run.inventoryText ?? NSNull()] as [String: Any],
       "stop": stopObject(run.options.stop),
       "sides": [
@@ -166,6 +166,14 @@ extension CaptureRun {
       options: options, ssh: ssh, knownHostsOverride: knownHostsOverride, events: events,
       resume: (folder, hosts["client"]!.1, hosts["server"]!.1),
       inventoryText: inventoryInfo["text"] as? String)
+    if let probe = record["clock_probe"] as? [String: Any], let offset = probe["offset_ns"] as? Double,
+      let half = probe["half_width_ns"] as? Double
+    {
+      pairs[0].probe = ClockProbe(offsetNanoseconds: offset, halfWidthNanoseconds: half)
+    }
+    if let created = record["created"] as? String, let date = ISO8601DateFormatter().date(from: created) {
+      pairs[0].created = date
+    }
   }
 
   /// Reattaches to both agents of a resumed session, stops and finalizes them, pulls and merges.

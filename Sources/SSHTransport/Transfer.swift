@@ -191,7 +191,7 @@ extension SSHSession {
     let directory = (remote as NSString).deletingLastPathComponent
     let temporary =
       (directory.isEmpty ? "" : directory + "/")
-      + ".\((remote as NSString).lastPathComponent).smcpair-\(getpid())"
+      + ".\((remote as NSString).lastPathComponent).smcpair-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
     let handle = try openRemote(
       sftp, temporary, flags: UInt(LIBSSH2_FXF_WRITE | LIBSSH2_FXF_CREAT | LIBSSH2_FXF_TRUNC), mode: mode)
     var hasher = SHA256()

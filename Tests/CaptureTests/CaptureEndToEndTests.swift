@@ -1,0 +1,120 @@
+import Foundation
+import TestSupport
+import Testing
+
+#if canImport(Glibc)
+  import Glibc
+#endif
+
+/// `smcpair capture` against lab hosts: real sshd, real agents, real libpcap.
+@Suite(.serialized) struct CaptureEndToEnd {
+  @Test func emulatorPairBothDirectionsPairsTCPAndCDCWithZeroInsideTheBounds() throws {
+    let env = try CaptureLab(hosts: 2, tag: "ca")
+    let result = try env.capture(
+      ["--pair", "pair1", "--json"] + env.emulatorWorkload(scenario: "both", extra: ["--clc-version", "2"]))
+    #expect(result.status == 0, "\(result.stdout)\n\(result.stderr)")
+    let summary = try env.summary(result)
+    let pair = try #require((summary["pairs"] as? [[String: Any]])?.first)
+    #expect(pair["state"] as? String == "complete")
+    let alignment = pair.object("alignment")
+    #expect(alignment["verdict"] as? String == "bounded")
+    #expect((alignment.number("offset_lower_ns") ?? 1) <= 0)
+    #expect((alignment.number("offset_upper_ns") ?? -1) >= 0)
+    #expect(alignment["causality_violations"] as? Int == 0)
+    // Progress and the barrier line go to stderr with --json.
+    #expect(result.stderr.contains("capturing on both sides"))
+    let folder = try #require(pair["folder"] as? String)
+    let file = try Data(contentsOf: URL(fileURLWithPath: folder + "/alignment.json"))
+    let aligned = try #require(try JSONSerialization.jsonObject(with: file) as? [String: Any])
+    let pairs = aligned.object("pairs")
+    #expect((pairs["tcp"] as? Int ?? 0) > 0)
+    #expect((pairs["clc"] as? Int ?? 0) == 3)
+    #expect((pairs["cdc"] as? Int ?? 0) > 0)
+    #expect((pairs["data"] as? Int ?? 0) > 0)
+    // Captures and everything derived from them are owner-only; digests match the agents'.
+    let record = try env.record(folder)
+    #expect(record["state"] as? String == "complete")
+    for role in ["client", "server"] {
+      let local = "\(folder)/\(role).pcapng"
+      #expect(CaptureLab.mode(local) == 0o600)
+      let side = record.object("sides").object(role)
+      let remote = try #require((side["remote_files"] as? [[String: Any]])?.first)
+      #expect(remote["sha256"] as? String == (try CaptureLab.sha256(local)))
+      #expect((side["preflight"] as? [String: Any])?["agent"] as? String == "current")
+      #expect((side["log"] as? [String])?.contains { $0.contains("SHA-256 verified") } == true)
+    }
+    #expect(CaptureLab.mode(folder + "/merged.pcapng") == 0o600)
+    #expect(CaptureLab.mode(folder) == 0o700)
+    for log in ["client-cmd.log", "server-cmd.log"] {
+      #expect(FileManager.default.fileExists(atPath: "\(folder)/\(log)"))
+    }
+    #expect(
+      (try String(contentsOfFile: folder + "/client-cmd.log", encoding: .utf8)).contains("SMC-R v2"))
+    // tshark reads the merged file: every packet of both sides.
+    let capinfos = try Tools.run(["capinfos", "-c", "-M", folder + "/merged.pcapng"])
+    let count = { (path: String) throws -> Int in
+      let out = try Tools.run(["capinfos", "-c", "-M", path]).stdout
+      return Int(out.split(separator: " ").last?.trimmingCharacters(in: .whitespacesAndNewlines) ?? "") ?? -1
+    }
+    #expect(capinfos.status == 0)
+    #expect(
+      try count(folder + "/merged.pcapng") == (try count(folder + "/client.pcapng"))
+        + (try count(folder + "/server.pcapng")))
+    #expect(env.agentsGone().isEmpty)
+  }
+
+  @Test func iperf3WorkloadWithFilterAndTheDeclinedScenario() throws {
+    let env = try CaptureLab(hosts: 2, tag: "cb")
+    _ = try Tools.require("iperf3")
+    let result = try env.capture([
+      "--pair", "pair1", "--filter", "tcp port 5201", "--json",
+      "--server-cmd", "iperf3 -s -1 -p 5201", "--client-cmd", "iperf3 -c {server} -p 5201 -t 1",
+    ])
+    #expect(result.status == 0, "\(result.stdout)\n\(result.stderr)")
+    let pair = try #require((try env.summary(result)["pairs"] as? [[String: Any]])?.first)
+    let alignment = pair.object("alignment")
+    #expect((alignment["pairs"] as? Int ?? 0) > 100)
+    #expect(
+      (alignment.number("offset_lower_ns") ?? 1) <= 0 && (alignment.number("offset_upper_ns") ?? -1) >= 0)
+    #expect(alignment["causality_violations"] as? Int == 0)
+    let folder = try #require(pair["folder"] as? String)
+    #expect((try String(contentsOfFile: folder + "/client-cmd.log", encoding: .utf8)).contains("iperf Done"))
+    // Only the filtered port was captured (no ssh, no emulator fabric).
+    let ports = try Tools.run([
+      "tshark", "-r", folder + "/client.pcapng", "-Y", "not tcp.port == 5201", "-T", "fields", "-e",
+      "frame.number",
+    ])
+    #expect(ports.status == 0)
+    #expect(ports.stdout.trimmingCharacters(in: .whitespacesAndNewlines).isEmpty)
+
+    // A declined handshake: the finding reaches the summary and report.
+    let declined = try env.capture(
+      ["--pair", "pair1", "--json"]
+        + env.emulatorWorkload(scenario: "decline", port: 7100, extra: ["--reason", "NOSMCRDEV"]))
+    #expect(declined.status == 0, "\(declined.stdout)\n\(declined.stderr)")
+    let declinedPair = try #require((try env.summary(declined)["pairs"] as? [[String: Any]])?.first)
+    let findings = declinedPair.object("findings")
+    #expect(findings.keys.contains { $0.contains("decline") }, "\(findings)")
+  }
+
+  @Test func ctrlCStopsBothSidesCleanlyAndMerges() throws {
+    let env = try CaptureLab(hosts: 2, tag: "cc")
+    let out = env.work.file("run")
+    let process = try BackgroundProcess(
+      [
+        env.smcpair, "capture", "-i", env.inventory, "--pair", "pair1", "--until-stopped", "--out",
+        env.sessions,
+      ],
+      stdout: out + ".out", stderr: out + ".err")
+    #expect(CaptureLab.waitFor("capturing on both sides", in: out + ".out", seconds: 30))
+    usleep(500_000)
+    kill(process.pid, SIGINT)
+    let status = process.wait(seconds: 60)
+    let text = (try? String(contentsOfFile: out + ".out", encoding: .utf8)) ?? ""
+    #expect(status == 0, "\(text)")
+    #expect(text.contains("stopped by Ctrl-C"))
+    let folder = try #require(env.sessionFolders().first)
+    #expect(try env.record(folder)["state"] as? String == "complete")
+    #expect(env.agentsGone().isEmpty)
+  }
+}
