@@ -283,6 +283,12 @@ final class CaptureDisplay: Sendable {
           lastPlain = Date()
           self.say(text)
         }
+      },
+      transfer: { side, done, total in
+        guard !quiet, terminal, total > 0 else { return }
+        let line =
+          "\r\u{1B}[Kpulling \(side.role.rawValue) \(side.name): \(Self.size(done)) of \(Self.size(total))"
+        if self.json { writeStandardError(line) } else { print(line, terminator: ""); fflush(nil) }
       })
   }
 
@@ -317,6 +323,9 @@ final class CaptureDisplay: Sendable {
         if let early = side.endedEarly { line += " — ENDED EARLY: \(early)" }
         if let failure = side.failure { line += " — FAILED: \(failure.step): \(failure.message)" }
         print(line)
+      }
+      for workload in pair.workloadResults where workload.outcome != "exit status 0" {
+        print("  \(workload.role.rawValue) workload: \(workload.outcome) (output in \(workload.log))")
       }
       if let merge = pair.merge {
         let a = merge.alignment
@@ -355,6 +364,11 @@ final class CaptureDisplay: Sendable {
       sides[side.role.rawValue] = entry
     }
     object["sides"] = sides
+    var workloads: [String: Any] = [:]
+    for workload in pair.workloadResults {
+      workloads[workload.role.rawValue] = ["outcome": workload.outcome, "log": workload.log]
+    }
+    if !workloads.isEmpty { object["workloads"] = workloads }
     if let merge = pair.merge {
       let m = merge.alignment.model
       func finite(_ v: Double) -> Any { v.isFinite ? v : NSNull() }

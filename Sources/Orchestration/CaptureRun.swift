@@ -67,6 +67,13 @@ public final class PairCapture: @unchecked Sendable {
 
   public var sides: [CaptureSide] { [client, server] }
 
+  /// The workloads that ran: (role, how it ended, its log file).
+  public var workloadResults: [(role: SideRole, outcome: String, log: String)] {
+    [SideRole.server, .client].compactMap { role in
+      workloads[role].map { (role, $0.outcome, $0.logPath) }
+    }
+  }
+
   init(
     name: String, client: CaptureSide, server: CaptureSide, filter: String, dumpFilter: String,
     interfaces: ([String], [String]),
@@ -171,6 +178,8 @@ public final class CaptureRun: @unchecked Sendable {
 
   var allSides: [CaptureSide] { pairs.flatMap(\.sides) }
 
+  func pair(of side: CaptureSide) -> PairCapture { pairs.first { $0.sides.contains { $0 === side } }! }
+
   /// Runs the capture. `interrupts` says how many times the user pressed Ctrl-C.
   /// Returns the exit status: 0 complete, 1 a host failed before capturing, 2 partial.
   public func run(interrupts: @escaping @Sendable () -> Int) -> Int32 {
@@ -183,17 +192,24 @@ public final class CaptureRun: @unchecked Sendable {
         return 1
       }
     }
-    // 1. Preflight and deploy, every host in parallel.
+    // 1. Preflight, deploy and prepare, every host in parallel. Each host prepares (opens
+    //    its handles, compiles the filter, allocates the rings) as soon as its own preflight
+    //    passed, while slower hosts are still being checked; nothing captures yet, and a
+    //    prepared session is released when its agent's control connection closes.
     let agent = options.agent
     ParallelHosts.map(allSides) { side in
-      let pair = self.pairs.first { $0.sides.contains { $0 === side } }!
-      let setting = side.access.host.smcDump
+      let pair = self.pair(of: side)
       do throws(CaptureFailure) {
-        try side.prepareHost(localAgent: agent, smcDump: setting)
+        try side.prepareHost(localAgent: agent, smcDump: side.access.host.smcDump)
+        try side.prepare(
+          CapturePlan(
+            session: side.remoteSession,
+            interfaces: side.role == .client ? pair.interfaces.client : pair.interfaces.server,
+            filter: pair.filter, stop: self.options.stop, smcDump: side.access.host.smcDump.description,
+            dumpFilter: pair.dumpFilter))
       } catch {
         side.fail(error)
       }
-      _ = pair
       return 0
     }
     events.line(preflightTable())
@@ -201,26 +217,7 @@ public final class CaptureRun: @unchecked Sendable {
       abandon("preflight failed")
       return 1
     }
-    // 2. Prepare (every handle opened, the filter compiled on each host), then start.
-    ParallelHosts.map(pairs) { pair in
-      for side in pair.sides {
-        let plan = CapturePlan(
-          session: side.remoteSession,
-          interfaces: side.role == .client ? pair.interfaces.client : pair.interfaces.server,
-          filter: pair.filter, stop: self.options.stop, smcDump: side.access.host.smcDump.description,
-          dumpFilter: pair.dumpFilter)
-        do throws(CaptureFailure) {
-          try side.prepare(plan)
-        } catch {
-          side.fail(error)
-        }
-      }
-      return 0
-    }
-    if allSides.contains(where: { $0.failure != nil }) {
-      abandon("a host could not prepare its capture")
-      return 1
-    }
+    // 2. Start every side.
     for pair in pairs { pair.state = "arming" }
     ParallelHosts.map(allSides) { side in
       do throws(CaptureFailure) {
@@ -371,7 +368,7 @@ public final class CaptureRun: @unchecked Sendable {
       write(pair)
     }
     ParallelHosts.map(allSides.filter { !$0.remoteFiles.isEmpty }) { side in
-      let pair = self.pairs.first { $0.sides.contains { $0 === side } }!
+      let pair = self.pair(of: side)
       do throws(CaptureFailure) {
         try side.pull(into: pair.folder) { done, total in
           self.events.transfer(side, done, total)

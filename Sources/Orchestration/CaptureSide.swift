@@ -116,7 +116,22 @@ public final class CaptureSide: @unchecked Sendable {
     } else {
       preflight.sudo = access.host.user == "root" ? "root" : "none"
     }
-    try deployAgent(localAgent)
+    // One round trip for the agent's digest and the free disk (each part quoted on its own).
+    let facts = try run(
+      RemoteCommand.join(["sha256sum", "--", access.host.agentPath]) + " 2>/dev/null; echo smcpair-df; "
+        + RemoteCommand.join(["df", "-Pk", "--"] + agentFolders) + " 2>/dev/null",
+      step: "checking the agent and free disk")
+    let parts = facts.stdoutText.components(separatedBy: "smcpair-df\n")
+    let digest = parts.first?.split(separator: " ").first.map(String.init)
+    let free = Self.freeMiB(fromDF: parts.count > 1 ? parts[1] : "")
+    preflight.freeDisk = free.map { "\($0) MiB free" } ?? "unknown"
+    if let free, free < Self.minimumFreeMiB {
+      throw CaptureFailure(
+        host: name, step: "checking free disk",
+        "only \(free) MiB free where the agent writes (\(access.host.agentRoot ?? "/var/lib/smcpair/agent")); free some space or point agent_root at a larger file system"
+      )
+    }
+    try deployAgent(localAgent, remoteDigest: digest?.count == 64 ? digest : nil)
     try startAgent()
     let hello = try agent!.call(.hello)
     agentVersion = hello["agent_version"]?.string
@@ -156,16 +171,12 @@ public final class CaptureSide: @unchecked Sendable {
     case .off: preflight.smcDump = "off"
     default: preflight.smcDump = supported ? "kernel dump" : "none (NIC only)"
     }
-    preflight.freeDisk = try freeDisk()
     note("preflight ok: agent \(preflight.agent) \(preflight.agentVersion), \(preflight.smcDump)")
   }
 
   /// Uploads the agent when the host's copy is missing or differs from `local` (SHA-256).
-  func deployAgent(_ local: LocalAgent) throws(CaptureFailure) {
+  func deployAgent(_ local: LocalAgent, remoteDigest: String?) throws(CaptureFailure) {
     let path = access.host.agentPath
-    let check = try run(RemoteCommand.join(["sha256sum", "--", path]), step: "checking the agent")
-    let remoteDigest =
-      check.exitStatus == 0 ? check.stdoutText.split(separator: " ").first.map(String.init) : nil
     if remoteDigest == local.sha256 {
       preflight.agent = "current"
       return
@@ -214,23 +225,27 @@ public final class CaptureSide: @unchecked Sendable {
     agent = try RemoteAgent(session: ssh, command: access.agentCommand(["serve"]), host: name)
   }
 
-  /// Available space where the agent writes (df of its root or the nearest existing parent).
-  func freeDisk() throws(CaptureFailure) -> String {
+  /// The agent's state folder and its parents up to `/` (df reports the first that exists).
+  var agentFolders: [String] {
     var candidates: [String] = []
     var folder = access.host.agentRoot ?? "/var/lib/smcpair/agent"
     while folder.count > 1 {
       candidates.append(folder)
       folder = (folder as NSString).deletingLastPathComponent
     }
-    candidates.append("/")
-    let output = try run(RemoteCommand.join(["df", "-Pk", "--"] + candidates), step: "checking free disk")
-    for line in output.stdoutText.split(separator: "\n").dropFirst() {
+    return candidates + ["/"]
+  }
+
+  /// Below this, a capture would stop at once with a full disk: refuse in the preflight.
+  static let minimumFreeMiB: Int64 = 64
+
+  /// Available MiB from `df -Pk` output (the first line that parses).
+  static func freeMiB(fromDF output: String) -> Int64? {
+    for line in output.split(separator: "\n").dropFirst() {
       let columns = line.split(separator: " ", omittingEmptySubsequences: true)
-      if columns.count >= 4, let kib = Int64(columns[3]) {
-        return "\(kib / 1024) MiB free"
-      }
+      if columns.count >= 4, let kib = Int64(columns[3]) { return kib / 1024 }
     }
-    return "unknown"
+    return nil
   }
 
   // MARK: - capture

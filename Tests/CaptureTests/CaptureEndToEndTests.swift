@@ -68,7 +68,7 @@ import Testing
     _ = try Tools.require("iperf3")
     let result = try env.capture([
       "--pair", "pair1", "--filter", "tcp port 5201", "--json",
-      "--server-cmd", "iperf3 -s -1 -p 5201", "--client-cmd", "iperf3 -c {server} -p 5201 -t 1",
+      "--server-cmd", "iperf3 -s -1 -p 5201", "--client-cmd", "iperf3 -c {server} -p 5201 -t 1 -b 100M",
     ])
     #expect(result.status == 0, "\(result.stdout)\n\(result.stderr)")
     let pair = try #require((try env.summary(result)["pairs"] as? [[String: Any]])?.first)
@@ -95,6 +95,30 @@ import Testing
     let declinedPair = try #require((try env.summary(declined)["pairs"] as? [[String: Any]])?.first)
     let findings = declinedPair.object("findings")
     #expect(findings.keys.contains { $0.contains("decline") }, "\(findings)")
+  }
+
+  /// --packets stops the pair when a side has that many; the still-running client workload
+  /// (a long UDP blast) is ended with its process group.
+  @Test func packetLimitStopsThePairAndEndsTheWorkload() throws {
+    let env = try CaptureLab(hosts: 2, tag: "cj")
+    let started = Date()
+    // 20 s of UDP at 200 datagrams/s unless something ends it.
+    let result = try env.capture([
+      "--pair", "pair1", "--packets", "50", "--filter", "udp port 9999", "--json",
+      "--client-cmd", "\(env.smcpair) lab blast --to {server}:9999 --rate 200 --seconds 20",
+    ])
+    #expect(result.status == 0, "\(result.stdout)\n\(result.stderr)")
+    #expect(Date().timeIntervalSince(started) < 15)  // not the 20 s the workload would take
+    let pair = try #require((try env.summary(result)["pairs"] as? [[String: Any]])?.first)
+    #expect((pair["stop_reason"] as? String)?.contains("packet count reached") == true, "\(pair)")
+    let folder = try #require(pair["folder"] as? String)
+    let record = try env.record(folder)
+    let outcome = record.object("workload").object("client")["outcome"] as? String
+    #expect(
+      outcome == "ended by signal TERM" || outcome?.hasPrefix("exit status") == true, "\(outcome ?? "")")
+    let blasts = try Tools.run(["pgrep", "-f", "blast --to \(env.address(1))"])
+    #expect(blasts.stdout.isEmpty, "workload still running: \(blasts.stdout)")
+    #expect(env.agentsGone().isEmpty)
   }
 
   @Test func ctrlCStopsBothSidesCleanlyAndMerges() throws {

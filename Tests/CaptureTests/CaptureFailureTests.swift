@@ -47,8 +47,10 @@ import Testing
       ],
       stdout: out + ".out", stderr: out + ".err")
     #expect(CaptureLab.waitFor("capturing on both sides", in: out + ".out", seconds: 30))
-    // Some packets: a ping between the hosts.
-    _ = try env.lab.run(0, ["ping", "-c", "5", "-i", "0.2", env.address(1)])
+    // Some packets on both NICs: UDP from h1 to h2.
+    let blast = try env.lab.run(
+      0, [env.smcpair, "lab", "blast", "--to", "\(env.address(1)):9999", "--rate", "50", "--seconds", "0.5"])
+    #expect(blast.status == 0, "\(blast.stderr)")
     let agent = try #require(try env.agentPID(host: 1))
     #expect(kill(agent, SIGKILL) == 0)
     let status = process.wait(seconds: 60)
@@ -80,7 +82,9 @@ import Testing
       ],
       stdout: out + ".out", stderr: out + ".err")
     #expect(CaptureLab.waitFor("capturing on both sides", in: out + ".out", seconds: 30))
-    _ = try env.lab.run(0, ["ping", "-c", "3", "-i", "0.2", env.address(1)])
+    let blast = try env.lab.run(
+      0, [env.smcpair, "lab", "blast", "--to", "\(env.address(1)):9999", "--rate", "50", "--seconds", "0.5"])
+    #expect(blast.status == 0, "\(blast.stderr)")
     kill(process.pid, SIGKILL)
     _ = process.wait(seconds: 10)
     // The agents keep capturing (their limit is 120 s) without their control connection.
@@ -94,7 +98,7 @@ import Testing
     #expect(resumed.status == 0, "\(resumed.stdout)\n\(resumed.stderr)")
     let record = try env.record(folder)
     #expect(record["state"] as? String == "complete")
-    // Only pings crossed (nothing pairable): the agents' clock probe from the original run
+    // Only UDP datagrams crossed (nothing pairable): the agents' clock probe from the original run
     // aligns the two sides, with bounds that hold the truth (one kernel clock: 0).
     let alignment = record.object("alignment")
     #expect(alignment["verdict"] as? String == "probe")
