@@ -148,3 +148,38 @@ import Testing
     #expect(throws: InventoryError.self) { try InventoryParser.loadPairs(path: escaping, for: inventory) }
   }
 }
+
+/// The files in inventories/ parse, and the three describe the same hosts.
+@Suite struct InventoryExamples {
+  var folder: String {
+    var url = URL(fileURLWithPath: #filePath)
+    while url.path != "/" {
+      url.deleteLastPathComponent()
+      if FileManager.default.fileExists(atPath: url.appendingPathComponent("Package.swift").path) { break }
+    }
+    return url.path + "/inventories"
+  }
+
+  @Test func examplesParseAndAgree() throws {
+    let own = try InventoryParser.load(path: folder + "/example.yaml")
+    let ini = try InventoryParser.load(path: folder + "/ansible-hosts.ini")
+    let yaml = try InventoryParser.load(path: folder + "/ansible-hosts.yaml")
+    #expect(own.pairs.map(\.name) == ["orders", "reports"])
+    let smcHosts = ["web-1", "web-2", "db-1", "db-2"]
+    for name in smcHosts {
+      let a = try #require(own.host(name))
+      for other in [ini, yaml] {
+        let b = try #require(other.host(name))
+        #expect(a.address == b.address)
+        #expect(a.user == b.user)
+        #expect(a.become == b.become)
+        #expect(a.nics == b.nics)
+        #expect(a.agentRoot == b.agentRoot)
+        #expect(a.identity == b.identity)
+      }
+    }
+    let pairs = try InventoryParser.loadPairs(path: folder + "/pairs.yaml", for: ini)
+    #expect(pairs.map(\.name) == own.pairs.map(\.name))
+    #expect(pairs.map(\.client) == own.pairs.map(\.client))
+  }
+}
