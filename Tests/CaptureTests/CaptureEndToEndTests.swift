@@ -141,4 +141,32 @@ import Testing
     #expect(try env.record(folder)["state"] as? String == "complete")
     #expect(env.agentsGone().isEmpty)
   }
+
+  /// A second Ctrl-C aborts at once; the agents keep capturing (to their limit) and
+  /// `sessions resume` collects both sides.
+  @Test func secondCtrlCAbortsAndResumeCollects() throws {
+    let env = try CaptureLab(hosts: 2, tag: "ck")
+    let out = env.work.file("run")
+    let process = try BackgroundProcess(
+      [
+        env.smcpair, "capture", "-i", env.inventory, "--pair", "pair1", "--until-stopped", "--out",
+        env.sessions,
+      ],
+      stdout: out + ".out", stderr: out + ".err")
+    #expect(CaptureLab.waitFor("capturing on both sides", in: out + ".out", seconds: 30))
+    kill(process.pid, SIGINT)
+    usleep(50_000)
+    kill(process.pid, SIGINT)
+    #expect(process.wait(seconds: 10) == 130)
+    let stderr = (try? String(contentsOfFile: out + ".err", encoding: .utf8)) ?? ""
+    #expect(stderr.contains("smcpair sessions resume"), "\(stderr)")
+    usleep(300_000)
+    #expect(env.agentProcesses().count == 2, "the agents should still capture: \(env.agentProcesses())")
+    let folder = try #require(env.sessionFolders().first)
+    let id = (folder as NSString).lastPathComponent
+    let resumed = try Tools.run([env.smcpair, "sessions", "resume", id, "--out", env.sessions])
+    #expect(resumed.status == 0, "\(resumed.stdout)\n\(resumed.stderr)")
+    #expect(try env.record(folder)["state"] as? String == "complete")
+    #expect(env.agentsGone().isEmpty, "agents left: \(env.agentProcesses())")
+  }
 }
