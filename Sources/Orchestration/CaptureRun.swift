@@ -180,6 +180,20 @@ public final class CaptureRun: @unchecked Sendable {
 
   func pair(of side: CaptureSide) -> PairCapture { pairs.first { $0.sides.contains { $0 === side } }! }
 
+  /// Runs `step` on every side at once (one thread each); a failure is recorded on its side.
+  func eachSide(
+    _ sides: [CaptureSide], _ step: @escaping @Sendable (CaptureSide) throws(CaptureFailure) -> Void
+  ) {
+    ParallelHosts.map(sides) { side in
+      do throws(CaptureFailure) {
+        try step(side)
+      } catch {
+        side.fail(error)
+      }
+      return 0
+    }
+  }
+
   /// Runs the capture. `interrupts` says how many times the user pressed Ctrl-C.
   /// Returns the exit status: 0 complete, 1 a host failed before capturing, 2 partial.
   public func run(interrupts: @escaping @Sendable () -> Int) -> Int32 {
@@ -197,20 +211,15 @@ public final class CaptureRun: @unchecked Sendable {
     //    passed, while slower hosts are still being checked; nothing captures yet, and a
     //    prepared session is released when its agent's control connection closes.
     let agent = options.agent
-    ParallelHosts.map(allSides) { side in
+    eachSide(allSides) { side throws(CaptureFailure) in
       let pair = self.pair(of: side)
-      do throws(CaptureFailure) {
-        try side.prepareHost(localAgent: agent, smcDump: side.access.host.smcDump)
-        try side.prepare(
-          CapturePlan(
-            session: side.remoteSession,
-            interfaces: side.role == .client ? pair.interfaces.client : pair.interfaces.server,
-            filter: pair.filter, stop: self.options.stop, smcDump: side.access.host.smcDump.description,
-            dumpFilter: pair.dumpFilter))
-      } catch {
-        side.fail(error)
-      }
-      return 0
+      try side.prepareHost(localAgent: agent, smcDump: side.access.host.smcDump)
+      try side.prepare(
+        CapturePlan(
+          session: side.remoteSession,
+          interfaces: side.role == .client ? pair.interfaces.client : pair.interfaces.server,
+          filter: pair.filter, stop: self.options.stop, smcDump: side.access.host.smcDump.description,
+          dumpFilter: pair.dumpFilter))
     }
     events.line(preflightTable())
     if allSides.contains(where: { $0.failure != nil }) {
@@ -219,20 +228,12 @@ public final class CaptureRun: @unchecked Sendable {
     }
     // 2. Start every side.
     for pair in pairs { pair.state = "arming" }
-    ParallelHosts.map(allSides) { side in
-      do throws(CaptureFailure) {
-        try side.start()
-      } catch {
-        side.fail(error)
-      }
-      return 0
-    }
+    eachSide(allSides) { side throws(CaptureFailure) in try side.start() }
     if allSides.contains(where: { $0.failure != nil }) {
       // One side could not start: stop and finalize the ones that did, leave nothing running.
-      ParallelHosts.map(allSides.filter { $0.failure == nil }) { side in
-        try? side.stopAndFinalize()
-        side.close()
-        return 0
+      eachSide(allSides.filter { $0.failure == nil }) { side throws(CaptureFailure) in
+        defer { side.close() }
+        try side.stopAndFinalize()
       }
       abandon("a host could not start capturing")
       return 1
@@ -355,30 +356,17 @@ public final class CaptureRun: @unchecked Sendable {
         workload.terminate(using: role == .client ? pair.client.ssh : pair.server.ssh)
       }
     }
-    ParallelHosts.map(allSides) { side in
-      do throws(CaptureFailure) {
-        try side.stopAndFinalize()
-      } catch {
-        side.fail(error)
-      }
-      return 0
-    }
+    eachSide(allSides) { side throws(CaptureFailure) in try side.stopAndFinalize() }
     for pair in pairs {
       pair.state = "pulling"
       write(pair)
     }
-    ParallelHosts.map(allSides.filter { !$0.remoteFiles.isEmpty }) { side in
-      let pair = self.pair(of: side)
-      do throws(CaptureFailure) {
-        try side.pull(into: pair.folder) { done, total in
-          self.events.transfer(side, done, total)
-          return true
-        }
-      } catch {
-        side.fail(error)
+    eachSide(allSides.filter { !$0.remoteFiles.isEmpty }) { side throws(CaptureFailure) in
+      defer { side.close() }
+      try side.pull(into: self.pair(of: side).folder) { done, total in
+        self.events.transfer(side, done, total)
+        return true
       }
-      side.close()
-      return 0
     }
     for side in allSides { side.close() }
     var status: Int32 = 0

@@ -121,18 +121,11 @@ import Testing
 
   @Test func ctrlCStopsBothSidesCleanlyAndMerges() throws {
     let env = try CaptureLab(hosts: 2, tag: "cc")
-    let out = env.work.file("run")
-    let process = try BackgroundProcess(
-      [
-        env.smcpair, "capture", "-i", env.inventory, "--pair", "pair1", "--until-stopped", "--out",
-        env.sessions,
-      ],
-      stdout: out + ".out", stderr: out + ".err")
-    #expect(CaptureLab.waitFor("capturing on both sides", in: out + ".out", seconds: 30))
+    let process = try env.startCapture(["--pair", "pair1", "--until-stopped"])
     usleep(500_000)
     kill(process.pid, SIGINT)
     let status = process.wait(seconds: 60)
-    let text = (try? String(contentsOfFile: out + ".out", encoding: .utf8)) ?? ""
+    let text = env.runOutput
     #expect(status == 0, "\(text)")
     #expect(text.contains("stopped by Ctrl-C"))
     let folder = try #require(env.sessionFolders().first)
@@ -144,19 +137,12 @@ import Testing
   /// `sessions resume` collects both sides.
   @Test func secondCtrlCAbortsAndResumeCollects() throws {
     let env = try CaptureLab(hosts: 2, tag: "ck")
-    let out = env.work.file("run")
-    let process = try BackgroundProcess(
-      [
-        env.smcpair, "capture", "-i", env.inventory, "--pair", "pair1", "--until-stopped", "--out",
-        env.sessions,
-      ],
-      stdout: out + ".out", stderr: out + ".err")
-    #expect(CaptureLab.waitFor("capturing on both sides", in: out + ".out", seconds: 30))
+    let process = try env.startCapture(["--pair", "pair1", "--until-stopped"])
     kill(process.pid, SIGINT)
     usleep(50_000)
     kill(process.pid, SIGINT)
     #expect(process.wait(seconds: 10) == 130)
-    let stderr = (try? String(contentsOfFile: out + ".err", encoding: .utf8)) ?? ""
+    let stderr = env.runErrors
     #expect(stderr.contains("smcpair sessions resume"), "\(stderr)")
     usleep(300_000)
     #expect(env.agentProcesses().count == 2, "the agents should still capture: \(env.agentProcesses())")

@@ -37,23 +37,12 @@ import Testing
 
   @Test func agentKilledMidCaptureThePartialFileIsPulledAndMarked() throws {
     let env = try CaptureLab(hosts: 2, tag: "ce")
-    let out = env.work.file("run")
-    // Traffic on both NICs the whole time: the emulator's bulk transfer, paced by many messages.
-    let process = try BackgroundProcess(
-      [
-        env.smcpair, "capture", "-i", env.inventory, "--pair", "pair1", "--duration", "20s", "--out",
-        env.sessions,
-      ],
-      stdout: out + ".out", stderr: out + ".err")
-    #expect(CaptureLab.waitFor("capturing on both sides", in: out + ".out", seconds: 30))
-    // Some packets on both NICs: UDP from h1 to h2.
-    let blast = try env.lab.run(
-      0, [env.smcpair, "lab", "blast", "--to", "\(env.address(1)):9999", "--rate", "50", "--seconds", "0.5"])
-    #expect(blast.status == 0, "\(blast.stderr)")
+    let process = try env.startCapture(["--pair", "pair1", "--duration", "20s"])
+    try env.blast()
     let agent = try #require(try env.agentPID(host: 1))
     #expect(kill(agent, SIGKILL) == 0)
     let status = process.wait(seconds: 60)
-    let text = (try? String(contentsOfFile: out + ".out", encoding: .utf8)) ?? ""
+    let text = env.runOutput
     #expect(status == 2, "\(text)")
     #expect(text.contains("ENDED EARLY"), "\(text)")
     let folder = try #require(env.sessionFolders().first)
@@ -73,17 +62,8 @@ import Testing
 
   @Test func coordinatorKilledThenSessionsResumeRecoversBothSides() throws {
     let env = try CaptureLab(hosts: 2, tag: "cf")
-    let out = env.work.file("run")
-    let process = try BackgroundProcess(
-      [
-        env.smcpair, "capture", "-i", env.inventory, "--pair", "pair1", "--duration", "120s", "--out",
-        env.sessions,
-      ],
-      stdout: out + ".out", stderr: out + ".err")
-    #expect(CaptureLab.waitFor("capturing on both sides", in: out + ".out", seconds: 30))
-    let blast = try env.lab.run(
-      0, [env.smcpair, "lab", "blast", "--to", "\(env.address(1)):9999", "--rate", "50", "--seconds", "0.5"])
-    #expect(blast.status == 0, "\(blast.stderr)")
+    let process = try env.startCapture(["--pair", "pair1", "--duration", "120s"])
+    try env.blast()
     kill(process.pid, SIGKILL)
     _ = process.wait(seconds: 10)
     // The agents keep capturing (their limit is 120 s) without their control connection.

@@ -43,6 +43,27 @@ final class CaptureLab: @unchecked Sendable {
         + arguments)
   }
 
+  /// `smcpair capture` in the background (so that tests can signal it), once it says
+  /// "capturing on both sides"; its output is in `work/run.out` and `.err`.
+  func startCapture(_ arguments: [String]) throws -> BackgroundProcess {
+    let out = work.file("run")
+    let process = try BackgroundProcess(
+      [smcpair, "capture", "-i", inventory, "--out", sessions] + arguments, stdout: out + ".out",
+      stderr: out + ".err")
+    #expect(CaptureLab.waitFor("capturing on both sides", in: out + ".out", seconds: 30))
+    return process
+  }
+
+  var runOutput: String { (try? String(contentsOfFile: work.file("run.out"), encoding: .utf8)) ?? "" }
+  var runErrors: String { (try? String(contentsOfFile: work.file("run.err"), encoding: .utf8)) ?? "" }
+
+  /// UDP datagrams from h1 to h2 for half a second (packets on both NICs, none pairable).
+  func blast() throws {
+    let result = try lab.run(
+      0, [smcpair, "lab", "blast", "--to", "\(address(1)):9999", "--rate", "50", "--seconds", "0.5"])
+    #expect(result.status == 0, "\(result.stderr)")
+  }
+
   /// The JSON summary (`--json`) of a run.
   func summary(_ result: ProcessResult) throws -> [String: Any] {
     let line = result.stdout.split(separator: "\n").last.map(String.init) ?? ""
