@@ -270,28 +270,22 @@ public final class CaptureRun: @unchecked Sendable {
   }
 
   func startWorkloads() {
-    for pair in pairs {
-      if let command = options.serverCommand {
+    func start(_ role: SideRole, _ command: String?) {
+      guard let command else { return }
+      for pair in pairs {
         let workload = Workload(
-          access: pair.server.access, command: substitute(command, pair),
-          logPath: "\(pair.folder)/server-cmd.log")
-        pair.workloads[.server] = workload
+          access: (role == .client ? pair.client : pair.server).access, command: substitute(command, pair),
+          logPath: "\(pair.folder)/\(role.rawValue)-cmd.log")
+        pair.workloads[role] = workload
         workload.start()
       }
     }
+    start(.server, options.serverCommand)
     if options.serverCommand != nil && options.clientCommand != nil {
       // Give the servers a moment to listen before the clients connect.
       Thread.sleep(forTimeInterval: 0.5)
     }
-    for pair in pairs {
-      if let command = options.clientCommand {
-        let workload = Workload(
-          access: pair.client.access, command: substitute(command, pair),
-          logPath: "\(pair.folder)/client-cmd.log")
-        pair.workloads[.client] = workload
-        workload.start()
-      }
-    }
+    start(.client, options.clientCommand)
     if options.serverCommand != nil || options.clientCommand != nil {
       events.line("workload started\(options.serverCommand != nil ? " (server first)" : "")")
     }
