@@ -79,6 +79,22 @@ let package = Package(
       ]
     ),
     .executableTarget(name: "Agent", dependencies: ["CLibPcap", "LiveCapture", "AgentProtocol", "Checksum"]),
+    // Fuzz targets (scripts/fuzz builds them with -sanitize=fuzzer,address and
+    // -D SMCPAIR_LIBFUZZER; built normally they replay inputs: the tests replay the corpus).
+    .target(name: "FuzzReplay", path: "Sources/FuzzReplay"),
+    .executableTarget(
+      name: "fuzz-capture-file", dependencies: ["FuzzReplay", "CaptureFiles", "SMCWire", "Alignment"],
+      path: "Sources/Fuzz/CaptureFile", swiftSettings: [.unsafeFlags(["-parse-as-library"])]),
+    .executableTarget(
+      name: "fuzz-wire", dependencies: ["FuzzReplay", "CaptureFiles", "SMCWire"], path: "Sources/Fuzz/Wire",
+      swiftSettings: [.unsafeFlags(["-parse-as-library"])]),
+    .executableTarget(
+      name: "fuzz-agent-messages", dependencies: ["FuzzReplay", "AgentProtocol"],
+      path: "Sources/Fuzz/AgentMessages", swiftSettings: [.unsafeFlags(["-parse-as-library"])]),
+    .executableTarget(
+      name: "fuzz-inventory-text", dependencies: ["FuzzReplay", "Inventory"],
+      path: "Sources/Fuzz/InventoryText",
+      swiftSettings: [.unsafeFlags(["-parse-as-library"])]),
     .executableTarget(
       name: "Synth",
       dependencies: [
@@ -107,6 +123,12 @@ let package = Package(
       dependencies: [
         "AgentProtocol", "Checksum", "LiveCapture", "CaptureFiles", "SMCWire", "TestSupport", "Agent",
         "Coordinator",
+      ]
+    ),
+    .testTarget(
+      name: "FuzzCorpusTests",
+      dependencies: [
+        "TestSupport", "fuzz-capture-file", "fuzz-wire", "fuzz-agent-messages", "fuzz-inventory-text",
       ]
     ),
     .testTarget(
