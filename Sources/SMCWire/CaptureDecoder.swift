@@ -218,7 +218,9 @@ public final class CaptureDecoder {
       summary.events[kind.rawValue] = counts[kind.index]
     }
     summary.packets = readable
-    summary.interfaces = reader.interfaces
+    // Pass 1 read to the end, so its interfaces hold the statistics blocks that follow the
+    // last packet (pass 2 stops at the last packet).
+    summary.interfaces = first.interfaces
     summary.damage = damage
     summary.connections = table.ordered.filter(\.isSMCRelated)
   }
