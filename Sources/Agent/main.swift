@@ -140,12 +140,16 @@ func serve(root: String) -> Int32 {
   var socketPath = ""
   var clients: [LineReader] = []
   var stateWrittenAfterStop = false
+  // A session finalized through `attach` means its owner (stdin) was lost: the agent exits
+  // once the attached client leaves, even if the dead owner's channel has not closed yet.
+  var finalizedByAttach = false
 
   func answer(_ line: String?, to fd: Int32) {
     let response =
       line.map { service.respond(to: $0) }
       ?? .failure(id: nil, type: nil, AgentProtocolError(.malformed, "request line longer than 1 MiB"))
     _ = writeAll(fd, response.line + "\n")
+    if fd != 1 && response.ok && response.type == "finalize" { finalizedByAttach = true }
     if listener < 0, let session = service.session {
       socketPath = "\(session.folder)/control.sock"
       listener = listen(at: socketPath)
@@ -186,6 +190,10 @@ func serve(root: String) -> Int32 {
     if state == .stopped && !stateWrittenAfterStop {
       service.writeState()
       stateWrittenAfterStop = true
+    }
+    if finalizedByAttach && clients.isEmpty {
+      service.shutdown(reason: "finalized through attach")
+      break
     }
     if !stdinOpen && clients.isEmpty {
       // Nobody is listening: keep capturing until the stop condition, then finalize.

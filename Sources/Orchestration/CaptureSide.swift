@@ -292,7 +292,18 @@ public final class CaptureSide: @unchecked Sendable {
       endedEarly = error.message
       progress.state = "lost"
       note("lost while capturing: \(error.message)")
+      if error.connectionLost { dropConnection() }
     }
+  }
+
+  /// The connection is dead: release it without talking to the peer (a fresh one is made
+  /// when the host is needed again).
+  func dropConnection() {
+    ssh?.abort()
+    agent?.close()
+    agent = nil
+    ssh?.close()
+    ssh = nil
   }
 
   func apply(_ status: AgentResponse) {
@@ -324,6 +335,7 @@ public final class CaptureSide: @unchecked Sendable {
       } catch {
         endedEarly = error.message
         note("the agent did not finish cleanly: \(error.message); reading the session from its folder")
+        if error.connectionLost { dropConnection() }
       }
     }
     try finalizeFromFolder()
@@ -339,8 +351,7 @@ public final class CaptureSide: @unchecked Sendable {
         host: name)
     } catch {
       // The connection itself may be gone: one fresh one.
-      ssh?.close()
-      ssh = nil
+      dropConnection()
       attached = try RemoteAgent(
         session: try session("reconnecting"), command: access.agentCommand(["attach", remoteSession]),
         host: name)

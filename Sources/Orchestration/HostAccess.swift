@@ -6,11 +6,14 @@ public struct CaptureFailure: Error, Sendable, CustomStringConvertible {
   public var host: String
   public var step: String
   public var message: String
+  /// The connection stopped answering or broke (not: the agent refused or ended).
+  public var connectionLost = false
 
-  public init(host: String, step: String, _ message: String) {
+  public init(host: String, step: String, _ message: String, connectionLost: Bool = false) {
     self.host = host
     self.step = step
     self.message = message
+    self.connectionLost = connectionLost
   }
 
   public var description: String { "\(host): \(step): \(message)" }

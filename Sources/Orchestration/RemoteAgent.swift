@@ -33,7 +33,8 @@ public final class RemoteAgent: @unchecked Sendable {
       try stream.send(line: request.line)
     } catch {
       throw CaptureFailure(
-        host: host, step: step, "the agent is not listening (\(error.message))\(stderrNote)")
+        host: host, step: step, "the agent is not listening (\(error.message))\(stderrNote)",
+        connectionLost: error.code == .timeout || error.code == .disconnected)
     }
     let deadline = Date().addingTimeInterval(timeout)
     while true {
@@ -42,11 +43,13 @@ public final class RemoteAgent: @unchecked Sendable {
       do {
         line = try stream.readLine(timeout: max(remaining, 0.01))
       } catch {
-        throw CaptureFailure(host: host, step: step, "the connection broke: \(error.message)\(stderrNote)")
+        throw CaptureFailure(
+          host: host, step: step, "the connection broke: \(error.message)\(stderrNote)", connectionLost: true)
       }
       guard let line else {
         if deadline.timeIntervalSinceNow <= 0 {
-          throw CaptureFailure(host: host, step: step, "no answer within \(Int(timeout)) s")
+          throw CaptureFailure(
+            host: host, step: step, "no answer within \(Int(timeout)) s", connectionLost: true)
         }
         throw CaptureFailure(host: host, step: step, "the agent ended\(stderrNote)")
       }

@@ -214,7 +214,10 @@ public final class CommandStream: @unchecked Sendable {
   public func close() throws(SSHError) -> Int32? {
     guard !closed else { return nil }
     closed = true
+    // A closed session has freed its channels with it.
+    if session.isClosed { return nil }
     defer { libssh2_channel_free(channel) }
+    if session.broken { return nil }
     _ = try session.retry("closing stdin") { libssh2_channel_send_eof(channel) }
     _ = try session.retry("closing the channel") { libssh2_channel_close(channel) }
     _ = try session.retry("closing the channel") { libssh2_channel_wait_closed(channel) }

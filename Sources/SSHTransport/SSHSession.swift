@@ -74,6 +74,8 @@ public final class SSHSession: @unchecked Sendable {
   /// Jump hosts this session tunnels through (kept alive with it).
   let tunnel: JumpTunnel?
   private var closed = false
+  /// After `close()`: every channel of this session is gone with it.
+  var isClosed: Bool { closed }
   private var lastKeepalive = Date()
 
   // MARK: - connect
@@ -239,10 +241,28 @@ public final class SSHSession: @unchecked Sendable {
 
   deinit { close() }
 
-  /// Orderly disconnect. Safe to repeat.
+  /// True after `abort()`: the connection is known to be dead.
+  public private(set) var broken = false
+
+  /// The connection is dead (a peer that stopped answering): shut the socket down so that
+  /// every further call fails at once instead of waiting out its timeout, and so that
+  /// `close()` and the channels' clean-up do not try to talk to the peer.
+  public func abort() {
+    guard !closed, !broken else { return }
+    broken = true
+    Glibc.shutdown(socket, Int32(SHUT_RDWR))
+  }
+
+  /// Orderly disconnect (after `abort()`: just the release). Safe to repeat.
   public func close() {
     guard !closed else { return }
     closed = true
+    if broken {
+      libssh2_session_free(session)
+      Glibc.close(socket)
+      tunnel?.close()
+      return
+    }
     libssh2_session_set_blocking(session, 1)
     libssh2_session_set_timeout(session, 2000)
     libssh2_session_disconnect_ex(session, SSH_DISCONNECT_BY_APPLICATION, "smcpair done", "")
