@@ -143,6 +143,8 @@ public final class CommandStream: @unchecked Sendable {
   private var pending: [UInt8] = []
   public private(set) var stderrTail: [UInt8] = []
   private var closed = false
+  /// Longest line `readLine` accepts (the agent protocol's limit too).
+  public static let maximumLine = 1 << 20
 
   init(session: SSHSession, channel: OpaquePointer, command: String) {
     self.session = session
@@ -193,6 +195,14 @@ public final class CommandStream: @unchecked Sendable {
       let n = buffer.withUnsafeMutableBytes { libssh2_channel_read_ex(channel, 0, $0.baseAddress, $0.count) }
       if n > 0 {
         pending += buffer[0..<n]
+        if pending.count > CommandStream.maximumLine && !pending.contains(0x0A) {
+          // A peer that never ends its line must not grow this buffer without bound.
+          pending.removeAll()
+          throw SSHError(
+            .channel, host: session.label,
+            "'\(command)' sent a line longer than \(CommandStream.maximumLine >> 20) MiB; not a protocol line"
+          )
+        }
         continue
       }
       if n < 0 && Int32(n) != LibSSH2.eagain {

@@ -57,6 +57,18 @@ func keygen(_ path: String, type: String, passphrase: String = "") throws {
     #expect(input.stdoutText.trimmingCharacters(in: .whitespacesAndNewlines) == "300000")
   }
 
+  /// A remote command (a hostile host's "agent") that never ends its line: readLine gives
+  /// up after 1 MiB instead of buffering without bound.
+  @Test func aLineWithoutEndIsRefusedAfterOneMiB() throws {
+    let lab = try TestLab(hosts: 1, tag: "y")
+    let session = try SSHSession.connect(lab.target(0), options: lab.options())
+    defer { session.close() }
+    let stream = try session.stream("echo first; head -c 3000000 /dev/zero | tr '\\0' a; sleep 1")
+    #expect(try stream.readLine(timeout: 10) == "first")
+    let error = #expect(throws: SSHError.self) { try stream.readLine(timeout: 10) }
+    #expect(error?.message.contains("longer than 1 MiB") == true, "\(String(describing: error))")
+  }
+
   @Test func eightMiBOfStdoutAndStderrDoNotStall() throws {
     let lab = try TestLab(hosts: 1, tag: "x")
     let session = try SSHSession.connect(lab.target(0), options: lab.options())
