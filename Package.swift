@@ -83,7 +83,8 @@ let package = Package(
     // -D SMCPAIR_LIBFUZZER; built normally they replay inputs: the tests replay the corpus).
     .target(name: "FuzzReplay", path: "Sources/FuzzReplay"),
     .executableTarget(
-      name: "fuzz-capture-file", dependencies: ["FuzzReplay", "CaptureFiles", "SMCWire", "Alignment"],
+      name: "fuzz-capture-file",
+      dependencies: ["FuzzReplay", "CaptureFiles", "SMCWire", "Alignment", "Timeline"],
       path: "Sources/Fuzz/CaptureFile", swiftSettings: [.unsafeFlags(["-parse-as-library"])]),
     .executableTarget(
       name: "fuzz-wire", dependencies: ["FuzzReplay", "CaptureFiles", "SMCWire"], path: "Sources/Fuzz/Wire",

@@ -163,7 +163,7 @@ public enum Aligner {
         let server = alignment.serverTime(atClient: pair.client.timeNanoseconds)
         // Client→server: the server's receive must not precede the send; and the reverse.
         return pair.clientToServer
-          ? pair.server.timeNanoseconds < server - 1 : pair.server.timeNanoseconds > server + 1
+          ? pair.server.timeNanoseconds < server &- 1 : pair.server.timeNanoseconds > server &+ 1
       }.count
     return alignment
   }

@@ -29,7 +29,7 @@ public struct ClockModel: Sendable, Equatable {
   /// Double exactly (53 bits), so only the small correction is computed in floating point.
   public func serverTime(atClient client: Int64) -> Int64 {
     let x = Double(client &- referenceNanoseconds)
-    return client &+ Int64((offsetNanoseconds + skewPPM * 1e-6 * x).rounded())
+    return client &+ Int64(clampingRounded: offsetNanoseconds + skewPPM * 1e-6 * x)
   }
 
   /// The client clock reading at server time `server` (inverse of `serverTime`).
@@ -37,7 +37,7 @@ public struct ClockModel: Sendable, Equatable {
     // server − r = (c − r)(1 + k) + o  ⇒  c = r + (server − r − o) / (1 + k)
     let k = skewPPM * 1e-6
     let y = Double(server &- referenceNanoseconds)
-    return referenceNanoseconds &+ Int64(((y - offsetNanoseconds) / (1 + k)).rounded())
+    return referenceNanoseconds &+ Int64(clampingRounded: (y - offsetNanoseconds) / (1 + k))
   }
 }
 
@@ -97,8 +97,8 @@ public enum ClockFitter {
     var down: [Point] = []  // server→client: o + k x ≥ y
     for pair in pairs {
       let point = Point(
-        x: Double(pair.clientNanoseconds - reference),
-        y: Double(pair.serverNanoseconds - pair.clientNanoseconds))
+        x: Double(pair.clientNanoseconds &- reference),
+        y: Double(pair.serverNanoseconds &- pair.clientNanoseconds))
       if pair.clientToServer { up.append(point) } else { down.append(point) }
     }
     let upper = lowerHull(up)
@@ -193,5 +193,21 @@ public enum ClockFitter {
 
   static func cross(_ o: Point, _ a: Point, _ b: Point) -> Double {
     (a.x - o.x) * (b.y - o.y) - (a.y - o.y) * (b.x - o.x)
+  }
+}
+
+extension Int64 {
+  /// The nearest Int64 to `value`, the extreme one when it is beyond the range, 0 for NaN.
+  /// Times from a damaged or hostile file can be anything; a conversion must not trap.
+  public init(clampingRounded value: Double) {
+    if value.isNaN {
+      self = 0
+    } else if value >= 9.223_372_036_854_775e18 {
+      self = .max
+    } else if value <= -9.223_372_036_854_775e18 {
+      self = .min
+    } else {
+      self = Int64(value.rounded())
+    }
   }
 }

@@ -64,7 +64,7 @@ struct TimelineCommand: ParsableCommand {
         entries.append(
           (
             time, order,
-            String(format: "%12.6f   ", Double(time - start) / 1e6)
+            String(format: "%12.6f   ", Double(time &- start) / 1e6)
               + "!! \(finding): \(object["message"] as? String ?? "")"
           ))
         continue
@@ -84,7 +84,7 @@ struct TimelineCommand: ParsableCommand {
       entries.append(
         (
           send, order,
-          String(format: "%12.6f   ", Double(send - start) / 1e6) + arrow
+          String(format: "%12.6f   ", Double(send &- start) / 1e6) + arrow
             + String(format: "  %.1f us", Double(receive - send) / 1000)
         ))
     }

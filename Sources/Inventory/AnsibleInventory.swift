@@ -94,7 +94,10 @@ public enum AnsibleInventory {
       switch section {
       case .hosts(let group):
         let words = try splitWords(line, at: at)
-        let names = try expand(words[0], at: at)
+        guard let first = words.first else {
+          throw InventoryError(at, "a host line needs a host name, e.g. web1 ansible_host=192.0.2.10")
+        }
+        let names = try expand(first, at: at)
         var vars: [String: Value] = [:]
         for word in words.dropFirst() {
           let (key, value) = try keyValue(word, at: at)

@@ -149,15 +149,16 @@ public enum FindingsBuilder {
         (
           pair,
           pair.clientToServer
-            ? serverOnClient - pair.client.timeNanoseconds : pair.client.timeNanoseconds - serverOnClient
+            ? serverOnClient &- pair.client.timeNanoseconds : pair.client.timeNanoseconds &- serverOnClient
         ))
     }
     let sorted = delays.map(\.1).sorted()
     if sorted.count >= 20 {
       let median = sorted[sorted.count / 2]
-      let deviations = sorted.map { abs($0 - median) }.sorted()
+      // In Double: times from a damaged file may be anywhere in Int64's range.
+      let deviations = sorted.map { abs(Double($0) - Double(median)) }.sorted()
       let spread = max(deviations[deviations.count / 2], 1000)
-      for (pair, delay) in delays where delay > median + 20 * spread {
+      for (pair, delay) in delays where Double(delay) > Double(median) + 20 * spread {
         findings.append(
           Finding(
             kind: .delayOutlier, side: "both", timeNanoseconds: pair.client.timeNanoseconds,

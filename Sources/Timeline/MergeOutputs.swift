@@ -67,7 +67,7 @@ public enum MergeOutputs {
     let writer = try PcapngWriter(
       path: path, application: "smcpair merge", os: nil,
       hardware:
-        "clock model: server = client \(Int64(a.model.offsetNanoseconds.rounded())) ns, skew \(a.model.skewPPM) ppm, bounds \(a.model.offsetLower)..\(a.model.offsetUpper) ns (\(a.verdict.rawValue))"
+        "clock model: server = client \(Int64(clampingRounded: a.model.offsetNanoseconds)) ns, skew \(a.model.skewPPM) ppm, bounds \(a.model.offsetLower)..\(a.model.offsetUpper) ns (\(a.verdict.rawValue))"
     )
     let readers = [try CaptureFileReader(path: client), try CaptureFileReader(path: server)]
     var interfaceMap: [[Int]] = [[], []]
@@ -121,7 +121,7 @@ public enum MergeOutputs {
         let serverOnClient = a.clientTime(atServer: pair.server.timeNanoseconds)
         let delay =
           pair.clientToServer
-          ? serverOnClient - pair.client.timeNanoseconds : pair.client.timeNanoseconds - serverOnClient
+          ? serverOnClient &- pair.client.timeNanoseconds : pair.client.timeNanoseconds &- serverOnClient
         let tenths = (delay + (delay >= 0 ? 50 : -50)) / 100
         comment.removeAll(keepingCapacity: true)
         comment += prefix

@@ -62,10 +62,11 @@ public enum MergeRun {
       var fields: [String: Any] = [
         "kind": pair.kind.rawValue, "direction": pair.clientToServer ? "client->server" : "server->client",
         "src": pair.client.source.description, "dst": pair.client.destination.description,
-        "send_ns": send, "receive_ns": receive, "delay_ns": receive - send, "client_frame": pair.client.frame,
+        "send_ns": send, "receive_ns": receive, "delay_ns": receive &- send,
+        "client_frame": pair.client.frame,
         "server_frame": pair.server.frame,
       ]
-      if halfWidth.isFinite { fields["delay_uncertainty_ns"] = Int64(halfWidth.rounded()) }
+      if halfWidth.isFinite { fields["delay_uncertainty_ns"] = Int64(clampingRounded: halfWidth) }
       if let data = try? JSONSerialization.data(withJSONObject: fields, options: [.sortedKeys]) {
         lines.append(String(decoding: data, as: UTF8.self))
       }
@@ -111,7 +112,8 @@ public enum MergeRun {
         delays.append(
           Double(
             direction
-              ? serverOnClient - pair.client.timeNanoseconds : pair.client.timeNanoseconds - serverOnClient))
+              ? serverOnClient &- pair.client.timeNanoseconds : pair.client.timeNanoseconds &- serverOnClient)
+        )
       }
       delays.sort()
       if !delays.isEmpty {

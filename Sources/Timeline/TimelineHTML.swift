@@ -36,15 +36,15 @@ public enum TimelineHTML {
         }()
       kind.append(String(PairKind.allCases.firstIndex(of: pair.kind)!))
       direction.append(pair.clientToServer ? "1" : "0")
-      send.append(String(s - start))
-      receive.append(String(r - start))
+      send.append(String(s &- start))
+      receive.append(String(r &- start))
       conn.append(String(index))
       frames.append("\(pair.client.frame),\(pair.server.frame)")
     }
     let marks = findings.compactMap { finding -> String? in
       guard let time = finding.timeNanoseconds else { return nil }
       return
-        "[\(time - start),\(jsonString(finding.side)),\(jsonString(finding.kind.rawValue)),\(jsonString(finding.message))]"
+        "[\(time &- start),\(jsonString(finding.side)),\(jsonString(finding.kind.rawValue)),\(jsonString(finding.message))]"
     }
     let data = """
       {"start":\(start),"client":\(jsonString(clientName)),"server":\(jsonString(serverName)),

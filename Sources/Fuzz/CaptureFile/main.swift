@@ -1,9 +1,11 @@
 import Alignment
 import CaptureFiles
-// Fuzz target: a whole capture file (pcap or pcapng) through the reader, the SMC decoder
-// and the two-sided pairing and clock fit (the file against itself).
+// Fuzz target: a whole capture file (pcap or pcapng) through the reader, the SMC decoder,
+// the two-sided pairing and clock fit (the file against itself), the findings, the HTML
+// timeline and the merged pcapng.
 import FuzzReplay
 import SMCWire
+import Timeline
 
 #if canImport(Glibc)
   import Glibc
@@ -21,7 +23,12 @@ func fuzzOne(_ bytes: UnsafeRawBufferPointer) {
     var events = 0
     try? decoder.run { _ in events += 1 }
   }
-  _ = try? Aligner.align(client: path, server: path)
+  guard let alignment = try? Aligner.align(client: path, server: path) else { return }
+  let findings = (try? FindingsBuilder.build(alignment, client: path, server: path)) ?? []
+  _ = TimelineHTML.render(alignment, findings: findings, clientName: "c", serverName: "s")
+  _ = MergeOutputs.alignmentJSON(alignment, client: path, server: path)
+  try? MergeOutputs.writeMergedPcapng(
+    alignment, client: path, server: path, clientName: "c", serverName: "s", to: path + ".merged")
 }
 
 /// libFuzzer's entry (a C function: no captures).
