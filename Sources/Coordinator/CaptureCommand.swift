@@ -30,23 +30,24 @@ struct CaptureCommand: ParsableCommand {
     commandName: "capture",
     abstract: "Capture both sides of client/server pairs at once over SSH, then pull and merge them.",
     discussion: """
-      For each pair: both hosts are checked in parallel (host key, login, sudo -n, agent, SMC dump \\
-      support, free disk); the agent is deployed or upgraded when missing or different (SHA-256 \\
-      checked); both agents are armed with the same filter, and only then does smcpair say \\
-      "capturing on both sides". The workload runs (server first), the capture stops on \\
-      --duration, --packets, the workload's end or Ctrl-C (a second Ctrl-C aborts and leaves the \\
-      agents to their limits; 'smcpair sessions resume' recovers). Both files are pulled, checked \\
+      For each pair: both hosts are checked in parallel (host key, login, sudo -n, agent, SMC dump \
+      support, free disk); the agent is deployed or upgraded when missing or different (SHA-256 \
+      checked); both agents are armed with the same filter, and only then does smcpair say \
+      "capturing on both sides". The workload runs (server first), the capture stops on \
+      --duration, --packets, the workload's end or Ctrl-C (a second Ctrl-C aborts and leaves the \
+      agents to their limits; 'smcpair sessions resume' recovers). Both files are pulled, checked \
       against the agents' SHA-256, and merged as 'smcpair merge' does.
 
-      Session folder: OUT/<UTC time>-<pair>/ with client.pcapng, server.pcapng, alignment.json, \\
+      Session folder: OUT/<UTC time>-<pair>/ with client.pcapng, server.pcapng, alignment.json, \
       merged.pcapng, timeline.jsonl, timeline.html, report.md, session.json and the workload logs.
 
-      In --server-cmd and --client-cmd, {server} and {client} stand for the hosts' addresses.
-      Without --duration, --packets, --until-stopped or a workload, a capture lasts 30 s; every \\
+      In --server-cmd and --client-cmd, {server} and {client} stand for the hosts' addresses (quoted).
+
+      Without --duration, --packets, --until-stopped or a workload, a capture lasts 30 s; every \
       capture stops after one hour at the latest.
 
-      Exit status: 0 every pair captured and merged; 1 a host failed before capturing (nothing \\
-      left running); 2 partial result (a side ended early or could not be pulled; what exists is \\
+      Exit status: 0 every pair captured and merged; 1 a host failed before capturing (nothing \
+      left running); 2 partial result (a side ended early or could not be pulled; what exists is \
       in the session folder); 64 usage error.
 
       Examples:

@@ -8,8 +8,8 @@ struct CopyCommand: ParsableCommand {
     commandName: "copy",
     abstract: "Copy a file from or to a host over SFTP, verified by SHA-256.",
     discussion: """
-      Downloads are pipelined, written to LOCAL.partial first, resumed when run again after an \\
-      interruption, and checked against the host's sha256sum before LOCAL appears. Uploads are \\
+      Downloads are pipelined, written to LOCAL.partial first, resumed when run again after an \
+      interruption, and checked against the host's sha256sum before LOCAL appears. Uploads are \
       written under a temporary name and renamed when complete.
 
       Examples:

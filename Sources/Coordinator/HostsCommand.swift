@@ -80,8 +80,8 @@ struct HostsCheck: ParsableCommand {
     commandName: "check",
     abstract: "Connect to hosts in parallel: host key, authentication, round trip, sudo -n, kernel.",
     discussion: """
-      Exit status 0 when every host answered, 1 when any failed. Targets: inventory host names \\
-      (with -i), ssh://[user@]host[:port], or ~/.ssh/config aliases. With -i and no target, every \\
+      Exit status 0 when every host answered, 1 when any failed. Targets: inventory host names \
+      (with -i), ssh://[user@]host[:port], or ~/.ssh/config aliases. With -i and no target, every \
       inventory host is checked.
 
       Examples:

@@ -9,8 +9,8 @@ struct LabCommand: ParsableCommand {
     commandName: "lab",
     abstract: "A local lab: hosts in network namespaces with sshd and emulated SMC peers.",
     discussion: """
-      Each lab host is a network namespace with eth0 on a bridge (the root namespace reaches every \\
-      host), its own OpenSSH sshd, and a stand-in for the SMC dump device (smc-dummyXXXX). 'lab up' \\
+      Each lab host is a network namespace with eth0 on a bridge (the root namespace reaches every \
+      host), its own OpenSSH sshd, and a stand-in for the SMC dump device (smc-dummyXXXX). 'lab up' \
       writes a client key, a known_hosts file and an inventory for the lab. Needs root.
 
       Examples:

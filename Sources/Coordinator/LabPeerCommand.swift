@@ -9,8 +9,8 @@ struct LabPeer: ParsableCommand {
     abstract:
       "Run an emulated SMC peer inside a lab host (real TCP, CLC handshake, kernel-style dump records).",
     discussion: """
-      Run the server in one lab host and the client in another, e.g. with 'ip netns exec' or over ssh. \\
-      The SMC connection uses port P (CLC handshake); the emulated RDMA/ISM fabric uses port P+1. \\
+      Run the server in one lab host and the client in another, e.g. with 'ip netns exec' or over ssh. \
+      The SMC connection uses port P (CLC handshake); the emulated RDMA/ISM fabric uses port P+1. \
       Each side writes dump records on its host's stand-in dump device (smc-dummyXXXX).
 
       Scenarios: \(PeerScenario.allCases.map(\.rawValue).joined(separator: ", ")).

@@ -10,12 +10,12 @@ struct MergeCommand: ParsableCommand {
     commandName: "merge",
     abstract: "Align the clocks of a client and a server capture and merge them onto one time axis.",
     discussion: """
-      Packets seen on both sides (TCP segments, CDC records, data records) bound the clock offset \\
-      from both directions; the offset and skew are chosen inside the feasible set, with bounds. \\
+      Packets seen on both sides (TCP segments, CDC records, data records) bound the clock offset \
+      from both directions; the offset and skew are chosen inside the feasible set, with bounds. \
       A clock step inside the captures splits the alignment into segments. See docs/alignment.md.
 
-      Writes into --out: alignment.json (always), merged.pcapng (one interface per side and \\
-      interface, the same packet id on both copies of a paired packet, delays in comments), \\
+      Writes into --out: alignment.json (always), merged.pcapng (one interface per side and \
+      interface, the same packet id on both copies of a paired packet, delays in comments), \
       timeline.jsonl (one paired message per line, then the findings), timeline.html (a ladder \
       diagram in one self-contained file), report.md.
 

@@ -32,10 +32,10 @@ struct SessionsResume: ParsableCommand {
     commandName: "resume",
     abstract: "Reattach to both agents of a session, stop and finalize them, pull and merge.",
     discussion: """
-      For a session whose smcpair was killed or lost contact while capturing (state 'capturing' \\
-      or 'stopping' in 'smcpair sessions list'). The agents kept capturing until their own stop \\
-      condition; resume stops them now if they are still running ('smcpair-agent attach'), or \\
-      reads the finished session from the agent's folder. The hosts come from the inventory \\
+      For a session whose smcpair was killed or lost contact while capturing (state 'capturing' \
+      or 'stopping' in 'smcpair sessions list'). The agents kept capturing until their own stop \
+      condition; resume stops them now if they are still running ('smcpair-agent attach'), or \
+      reads the finished session from the agent's folder. The hosts come from the inventory \
       snapshot in session.json.
 
       Example:

@@ -8,8 +8,8 @@ struct TimelineCommand: ParsableCommand {
     commandName: "timeline",
     abstract: "Show the two-sided ladder of a merge (its timeline.jsonl) in the terminal.",
     discussion: """
-      One line per paired message, on the reference clock: who sent it, the arrow, what it was, and \\
-      its one-way delay; findings are shown where they happen. Paged through $PAGER (or less) on a \\
+      One line per paired message, on the reference clock: who sent it, the arrow, what it was, and \
+      its one-way delay; findings are shown where they happen. Paged through $PAGER (or less) on a \
       terminal.
 
       Examples:
