@@ -382,16 +382,17 @@ public final class CaptureSide: @unchecked Sendable {
     localFiles = []
     for (index, file) in remoteFiles.enumerated() {
       let local = "\(folder)/\(role.rawValue)\(index == 0 ? "" : "-\(index + 1)").pcapng"
-      if access.usesSudo {
-        // The agent's files are root's (0600): hand them to the login user first.
-        _ = try run(access.privileged(["chown", "--", access.host.user, file.path]), step: "pulling")
-      }
       var attempt = 0
       while true {
         attempt += 1
         do {
-          let result = try ssh.download(file.path, to: local, expectedSHA256: file.sha256, progress: report)
-          note("pulled \(file.path) → \(local): \(result.bytes) bytes, SHA-256 verified")
+          // The agent's files are root's (0600, in root's folders): with become: sudo they
+          // are read through 'sudo -n cat'; otherwise SFTP (pipelined, resumable).
+          let bytes =
+            access.usesSudo
+            ? try privilegedDownload(ssh, file.path, to: local, expectedSHA256: file.sha256, progress: report)
+            : try ssh.download(file.path, to: local, expectedSHA256: file.sha256, progress: report).bytes
+          note("pulled \(file.path) → \(local): \(bytes) bytes, SHA-256 verified")
           break
         } catch {
           if error.code == .checksum && attempt < 2 {
@@ -405,6 +406,59 @@ public final class CaptureSide: @unchecked Sendable {
       chmod(local, 0o600)
       localFiles.append(local)
     }
+  }
+
+  /// `sudo -n cat FILE` into `local.partial`, hashed on the way, renamed when the digest
+  /// matches (removed when it does not).
+  func privilegedDownload(
+    _ ssh: SSHSession, _ remote: String, to local: String, expectedSHA256: String, progress: TransferProgress?
+  ) throws(SSHError) -> Int64 {
+    let partial = local + ".partial"
+    let fd = open(partial, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o600)
+    guard fd >= 0 else {
+      throw SSHError(
+        .transfer, host: ssh.label, "cannot write \(partial): \(String(cString: strerror(errno)))")
+    }
+    defer { Glibc.close(fd) }
+    var hasher = SHA256()
+    var total: Int64 = 0
+    var writeFailed = false
+    var errors: [UInt8] = []
+    let status: Int32?
+    do {
+      (status, _) = try ssh.run(
+        access.privileged(["cat", "--", remote]),
+        onStdout: { chunk in
+          chunk.withUnsafeBytes { raw in
+            hasher.update(raw)
+            if write(fd, raw.baseAddress, raw.count) != raw.count { writeFailed = true }
+          }
+          total += Int64(chunk.count)
+          _ = progress?(total, total)
+        }, onStderr: { errors += $0 })
+    } catch {
+      unlink(partial)
+      throw error
+    }
+    guard status == 0, !writeFailed else {
+      unlink(partial)
+      throw SSHError(
+        .transfer, host: ssh.label,
+        writeFailed
+          ? "cannot write \(partial)"
+          : "sudo -n cat \(remote) failed: \(String(decoding: errors, as: UTF8.self))")
+    }
+    let digest = hasher.finalizeHex()
+    guard digest == expectedSHA256 else {
+      unlink(partial)
+      throw SSHError(
+        .checksum, host: ssh.label, "SHA-256 of \(remote) is \(digest), the agent said \(expectedSHA256)")
+    }
+    guard rename(partial, local) == 0 else {
+      throw SSHError(
+        .transfer, host: ssh.label, "cannot rename \(partial): \(String(cString: strerror(errno)))")
+    }
+    return total
   }
 
   func close() {
