@@ -265,7 +265,7 @@ struct OfflineSession {
     } catch {
       return .failure(id: error.id, type: nil, error.error)
     }
-    guard let text = readFile("\(folder)/state.json"), let state = try? JSONValue.parse(text),
+    guard let text = FileText.read("\(folder)/state.json"), let state = try? JSONValue.parse(text),
       case .object(let fields) = state
     else {
       return .failure(
@@ -293,20 +293,6 @@ struct OfflineSession {
         AgentProtocolError(
           .outOfOrder, "the agent of this session has exited; only status, stop and finalize work"))
     }
-  }
-
-  func readFile(_ path: String) -> String? {
-    let fd = open(path, O_RDONLY | O_CLOEXEC)
-    guard fd >= 0 else { return nil }
-    defer { close(fd) }
-    var out: [UInt8] = []
-    var buffer = [UInt8](repeating: 0, count: 65536)
-    while true {
-      let n = buffer.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
-      if n <= 0 { break }
-      out += buffer[0..<n]
-    }
-    return String(decoding: out, as: UTF8.self)
   }
 }
 

@@ -186,7 +186,7 @@ public enum Privileges {
 
   public static func current() -> Current {
     var effective: UInt64 = 0
-    if let status = readText("/proc/self/status") {
+    if let status = FileText.read("/proc/self/status") {
       for line in status.split(separator: "\n") where line.hasPrefix("CapEff:") {
         effective = UInt64(line.dropFirst(7).filter { !$0.isWhitespace }, radix: 16) ?? 0
       }
@@ -217,15 +217,19 @@ public enum Privileges {
     }
     return names.sorted()
   }
+}
 
-  static func readText(_ path: String) -> String? {
+/// Small files read whole, without Foundation (the agent ships without it).
+public enum FileText {
+  /// A whole (small) file as text; nil when it cannot be opened.
+  public static func read(_ path: String) -> String? {
     let fd = open(path, O_RDONLY | O_CLOEXEC)
     guard fd >= 0 else { return nil }
     defer { close(fd) }
     var out: [UInt8] = []
     var buffer = [UInt8](repeating: 0, count: 4096)
     while true {
-      let n = buffer.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
+      let n = buffer.withUnsafeMutableBytes { Glibc.read(fd, $0.baseAddress, $0.count) }
       if n <= 0 { break }
       out += buffer[0..<n]
     }
