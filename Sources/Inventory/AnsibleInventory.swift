@@ -33,8 +33,12 @@ public enum AnsibleInventory {
     var hostVars: [String: [String: Value]] = [:]
     var hostLocation: [String: SourceLocation] = [:]
 
-    mutating func addHost(_ name: String, group: String, location: SourceLocation) {
+    mutating func addHost(_ name: String, group: String, location: SourceLocation) throws(InventoryError) {
       if hostLocation[name] == nil {
+        guard hostOrder.count < AnsibleInventory.maximumHosts else {
+          throw InventoryError(
+            location, "more than \(AnsibleInventory.maximumHosts) hosts; split the inventory")
+        }
         hostOrder.append(name)
         hostLocation[name] = location
         hostVars[name] = [:]
@@ -107,7 +111,7 @@ public enum AnsibleInventory {
           guard Walker.namePattern(name) else {
             throw InventoryError(at, "host name '\(name)' may use letters, digits, '-', '_' and '.' only")
           }
-          collected.addHost(name, group: group, location: at)
+          try collected.addHost(name, group: group, location: at)
           collected.hostVars[name, default: [:]].merge(vars) { $1 }
         }
       case .vars(let group):
@@ -184,9 +188,16 @@ public enum AnsibleInventory {
       }
       out += try expand(
         String(pattern[..<open]) + digits + String(pattern[pattern.index(after: close)...]), at: at)
+      // Several ranges multiply: stop before a pattern becomes millions of hosts.
+      guard out.count <= maximumHosts else {
+        throw InventoryError(at, "'\(pattern)' names more than \(maximumHosts) hosts; split it")
+      }
     }
     return out
   }
+
+  /// More hosts than any capture could use: a pattern or an inventory beyond it is a mistake.
+  static let maximumHosts = 10_000
 
   // MARK: - YAML
 
@@ -194,7 +205,15 @@ public enum AnsibleInventory {
   {
     var collected = Collected(file: file, base: baseDirectory)
     let walker = Walker(file: file, base: baseDirectory)
+    // YAML aliases can reuse a group many times over (each reuse doubling the walk): count
+    // the groups walked, not the text.
+    var walked = 0
     func group(_ name: String, _ node: Node) throws(InventoryError) {
+      walked += 1
+      guard walked <= AnsibleInventory.maximumHosts else {
+        throw walker.fail(
+          node, "more than \(AnsibleInventory.maximumHosts) groups (YAML aliases?); split the inventory")
+      }
       collected.groups[name] = collected.groups[name] ?? Group()
       if case .scalar(let scalar) = node, scalar.string.isEmpty || scalar.tag.description.hasSuffix("null") {
         return
@@ -209,7 +228,7 @@ public enum AnsibleInventory {
             guard Walker.namePattern(host) else {
               throw walker.fail(keyNode, "host name '\(host)' may use letters, digits, '-', '_' and '.' only")
             }
-            collected.addHost(host, group: name, location: walker.location(keyNode))
+            try collected.addHost(host, group: name, location: walker.location(keyNode))
             if case .mapping = vars {
               for (variable, value) in try variables(vars, walker) {
                 collected.hostVars[host]![variable] = value

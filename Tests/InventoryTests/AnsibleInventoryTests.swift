@@ -183,3 +183,29 @@ import Testing
     #expect(pairs.map(\.client) == own.pairs.map(\.client))
   }
 }
+
+/// Inventories that would expand without bound are refused quickly, with the line.
+@Suite struct InventoryExpansionLimits {
+  @Test func hostRangesThatMultiplyAreRefused() {
+    do {
+      _ = try InventoryParser.parse("[web]\nw[0:99]-[0:99]-[0:99]\n", file: "h.ini", baseDirectory: "/")
+      Issue.record("a 1,000,000-host pattern was accepted")
+    } catch {
+      #expect(error.location.line == 2)
+      #expect(error.message.contains("more than 10000 hosts"))
+    }
+  }
+
+  @Test func yamlAliasesThatDoubleEveryLevelAreRefused() {
+    var lines = ["x0: &x0 {hosts: {h1: {ansible_host: 10.0.0.1}}}"]
+    for level in 1..<40 {
+      lines.append("x\(level): &x\(level) {children: {a\(level): *x\(level - 1), b\(level): *x\(level - 1)}}")
+    }
+    do {
+      _ = try InventoryParser.parse(lines.joined(separator: "\n") + "\n", file: "h.yaml", baseDirectory: "/")
+      Issue.record("2^39 group walks were accepted")
+    } catch {
+      #expect(error.message.contains("more than 10000 groups"))
+    }
+  }
+}
