@@ -162,6 +162,8 @@ public struct Lab: Sendable {
       PasswordAuthentication no
       KbdInteractiveAuthentication no
       UseDNS no
+      ClientAliveInterval 15
+      ClientAliveCountMax 3
       Subsystem sftp internal-sftp
       """
     try write(config + "\n", to: "\(dir)/sshd_config")
@@ -253,6 +255,22 @@ public struct Lab: Sendable {
       if Lab.isRunning(pid) { kill(pid, SIGKILL) }
       stopped += 1
     }
+    // Whatever still runs inside the lab's namespaces was started there for the lab: sshd
+    // session processes whose client vanished, agents, emulators. They would keep a deleted
+    // namespace alive; stop them by PID.
+    for namespace in namespaces.sorted() {
+      guard let output = try? ChildProcess.run(["ip", "netns", "pids", namespace]), output.exitCode == 0
+      else {
+        continue
+      }
+      let pids = output.stdoutText.split(separator: "\n").compactMap { Int32($0) }
+      for pid in pids { kill(pid, SIGTERM) }
+      for pid in pids {
+        for _ in 0..<200 where Lab.isRunning(pid) { usleep(5_000) }
+        if Lab.isRunning(pid) { kill(pid, SIGKILL) }
+      }
+      stopped += pids.count
+    }
     var batch: [String] = []
     for link in links.sorted() where FileManager.default.fileExists(atPath: "/sys/class/net/\(link)") {
       batch.append("link del \(link)")
@@ -273,7 +291,7 @@ public struct Lab: Sendable {
         throw LabError("cannot remove \(directory): \(error.localizedDescription)")
       }
     }
-    log("lab '\(name)' is down (\(namespaces.count) namespaces, \(stopped) sshd stopped)")
+    log("lab '\(name)' is down (\(namespaces.count) namespaces, \(stopped) processes stopped)")
   }
 
   /// sshd processes whose command line contains `text` (this lab's host folders).

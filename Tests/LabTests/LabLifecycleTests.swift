@@ -135,3 +135,19 @@ struct Leftovers: Equatable, CustomStringConvertible {
     #expect(missing.stdout.contains("not up"))
   }
 }
+
+/// `lab down` stops what still runs inside the lab's hosts (an sshd session whose client
+/// vanished, an agent, a workload): nothing keeps a deleted namespace alive.
+@Suite(.serialized) struct LabDownStopsHostProcesses {
+  @Test func aProcessLeftInAHostIsStopped() throws {
+    let lab = try TestLab(hosts: 1, tag: "q")
+    let work = try TemporaryDirectory()
+    let leftover = try lab.start(0, ["/bin/sleep", "300"], log: work.file("sleep"))
+    usleep(200_000)
+    #expect(leftover.exitStatus == nil, "running before lab down")
+    let down = try lab.down()
+    #expect(down.status == 0, "\(down.stderr)")
+    #expect(leftover.wait(seconds: 10) != nil, "stopped by lab down")
+    #expect(down.stdout.contains("processes stopped"))
+  }
+}
