@@ -36,12 +36,14 @@ let package = Package(
     .target(name: "SMCWire", dependencies: ["CaptureFiles"]),
     // Cross-side pairing and the clock model with guaranteed bounds.
     .target(name: "Alignment", dependencies: ["SMCWire", "CaptureFiles"]),
-    .target(name: "Timeline", dependencies: ["SMCWire", "CaptureFiles", "Alignment"]),
+    .target(name: "Timeline", dependencies: ["SMCWire", "CaptureFiles", "Alignment", "JSON"]),
     // Runs programs by argument vector with a clean signal mask (no Foundation).
     .target(name: "ChildProcess"),
-    .target(name: "Inventory", dependencies: [.product(name: "Yams", package: "Yams")]),
-    // Agent protocol messages and a Foundation-free JSON (the agent must not link Foundation).
-    .target(name: "AgentProtocol"),
+    .target(name: "Inventory", dependencies: ["JSON", .product(name: "Yams", package: "Yams")]),
+    // A Foundation-free JSON value, parser and writer (the agent must not link Foundation).
+    .target(name: "JSON"),
+    // Agent protocol messages (JSON Lines).
+    .target(name: "AgentProtocol", dependencies: ["JSON"]),
     .systemLibrary(
       name: "CLibCrypto",
       pkgConfig: "libcrypto",

@@ -1,3 +1,7 @@
+// JSONValue lives in its own module (the timeline and the inventory writer quote with it too);
+// every user of the protocol gets it with this import.
+@_exported import JSON
+
 /// The agent protocol: versioned JSON Lines over the agent's stdin/stdout (or its session
 /// socket). One request per line, one response per line. See docs/agent-protocol.md.
 public enum AgentProtocolVersion {

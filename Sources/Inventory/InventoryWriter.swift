@@ -1,3 +1,5 @@
+import JSON
+
 /// Writes an inventory in the smcpair YAML format (used by the lab).
 public enum InventoryWriter {
   /// YAML text for `inventory`; paths are written as given.
@@ -42,28 +44,7 @@ public enum InventoryWriter {
     return lines.joined(separator: "\n") + "\n"
   }
 
-  /// Double-quoted YAML scalar (always quoted: no surprises with `no`, `on`, `1e3`, ...).
-  static func quote(_ text: String) -> String {
-    var out = "\""
-    for character in text.unicodeScalars {
-      switch character {
-      case "\"": out += "\\\""
-      case "\\": out += "\\\\"
-      case "\n": out += "\\n"
-      case "\t": out += "\\t"
-      default:
-        if character.value < 0x20 {
-          out += "\\x" + String(format2(character.value))
-        } else {
-          out.unicodeScalars.append(character)
-        }
-      }
-    }
-    return out + "\""
-  }
-
-  private static func format2(_ v: UInt32) -> String {
-    let digits = String(v, radix: 16)
-    return digits.count == 1 ? "0" + digits : digits
-  }
+  /// Double-quoted YAML scalar (always quoted: no surprises with `no`, `on`, `1e3`, ...). A
+  /// JSON string literal is one (YAML 1.2 reads JSON).
+  static func quote(_ text: String) -> String { JSONValue.quoted(text) }
 }

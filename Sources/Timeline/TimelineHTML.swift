@@ -1,5 +1,6 @@
 import Alignment
 import Foundation
+import JSON
 import SMCWire
 
 /// `timeline.html`: one self-contained file (no network access) with a ladder diagram: the
@@ -60,23 +61,9 @@ public enum TimelineHTML {
 
   static func finite(_ v: Double) -> String { v.isFinite ? String(format: "%.1f", v) : "null" }
 
+  /// A JSON string for the page's script: `<` escaped as well, so no text can close the script.
   static func jsonString(_ s: String) -> String {
-    var out = "\""
-    for scalar in s.unicodeScalars {
-      switch scalar {
-      case "\"": out += "\\\""
-      case "\\": out += "\\\\"
-      case "\n": out += "\\n"
-      case "<": out += "\\u003c"
-      default:
-        if scalar.value < 0x20 {
-          out += String(format: "\\u%04x", scalar.value)
-        } else {
-          out.unicodeScalars.append(scalar)
-        }
-      }
-    }
-    return out + "\""
+    JSONValue.quoted(s).replacingOccurrences(of: "<", with: "\\u003c")
   }
 
   static let page = #"""

@@ -81,6 +81,14 @@ public enum JSONValue: Sendable, Equatable, CustomStringConvertible {
     }
   }
 
+  /// `s` as a JSON string literal (also a valid YAML double-quoted scalar: YAML 1.2 reads
+  /// JSON), control characters escaped.
+  public static func quoted(_ s: String) -> String {
+    var out = ""
+    writeString(s, into: &out)
+    return out
+  }
+
   static func writeString(_ s: String, into out: inout String) {
     out += "\""
     for scalar in s.unicodeScalars {
