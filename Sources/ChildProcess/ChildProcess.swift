@@ -165,6 +165,38 @@ public enum ChildProcess {
     }
   }
 
+  /// Starts `arguments` in the background talking over pipes: `input` is the child's stdin
+  /// (write end), `output` its stdout (read end); stderr is inherited. The caller closes both.
+  public static func startWithPipes(_ arguments: [String]) throws(ProcessError)
+    -> (process: RunningProcess, input: Int32, output: Int32)
+  {
+    let command = arguments.joined(separator: " ")
+    guard let program = arguments.first, let path = locate(program) else {
+      throw ProcessError(
+        command: command, message: "\(arguments.first ?? "") is not installed (not found on PATH)")
+    }
+    var toChild: [Int32] = [-1, -1]
+    var fromChild: [Int32] = [-1, -1]
+    guard makePipe(&toChild), makePipe(&fromChild) else {
+      throw ProcessError(command: command, message: "pipe failed: \(String(cString: strerror(errno)))")
+    }
+    var actions = posix_spawn_file_actions_t()
+    posix_spawn_file_actions_init(&actions)
+    defer { posix_spawn_file_actions_destroy(&actions) }
+    posix_spawn_file_actions_adddup2(&actions, toChild[0], 0)
+    posix_spawn_file_actions_adddup2(&actions, fromChild[1], 1)
+    let pid: pid_t
+    do {
+      pid = try spawn(path, arguments, actions: &actions)
+    } catch {
+      for fd in toChild + fromChild { close(fd) }
+      throw ProcessError(command: command, message: error.message)
+    }
+    close(toChild[0])
+    close(fromChild[1])
+    return (RunningProcess(pid: pid, command: command), toChild[1], fromChild[0])
+  }
+
   struct SpawnFailure: Error { var message: String }
 
   /// A pipe whose ends close on exec (pipe2 is not visible from Swift's Glibc).

@@ -1,4 +1,5 @@
 import AgentProtocol
+import ChildProcess
 import Foundation
 
 #if canImport(Glibc)
@@ -9,6 +10,8 @@ import Foundation
 /// responses with a timeout.
 public final class AgentDriver: @unchecked Sendable {
   public let pid: pid_t
+  /// Kept so the child is owned here; waiting uses the raw status (tests look at it).
+  let process: RunningProcess
   let input: Int32
   let output: Int32
   var pending: [UInt8] = []
@@ -16,36 +19,16 @@ public final class AgentDriver: @unchecked Sendable {
   public private(set) var exitStatus: Int32?
 
   public init(_ arguments: [String]) throws {
-    var toChild: [Int32] = [-1, -1]
-    var fromChild: [Int32] = [-1, -1]
-    guard pipe(&toChild) == 0, pipe(&fromChild) == 0 else { throw NamespaceError(message: "pipe failed") }
-    var actions = posix_spawn_file_actions_t()
-    posix_spawn_file_actions_init(&actions)
-    defer { posix_spawn_file_actions_destroy(&actions) }
-    posix_spawn_file_actions_adddup2(&actions, toChild[0], 0)
-    posix_spawn_file_actions_adddup2(&actions, fromChild[1], 1)
-    for fd in toChild + fromChild { posix_spawn_file_actions_addclose(&actions, fd) }
-    var attributes = posix_spawnattr_t()
-    posix_spawnattr_init(&attributes)
-    defer { posix_spawnattr_destroy(&attributes) }
-    var empty = sigset_t()
-    sigemptyset(&empty)
-    posix_spawnattr_setsigmask(&attributes, &empty)
-    posix_spawnattr_setflags(&attributes, Int16(POSIX_SPAWN_SETSIGMASK))
-    var cArguments = arguments.map { strdup($0) } + [nil]
-    defer { for pointer in cArguments { free(pointer) } }
-    var child: pid_t = 0
-    let result = posix_spawn(&child, arguments[0], &actions, &attributes, &cArguments, environ)
-    close(toChild[0])
-    close(fromChild[1])
-    guard result == 0 else {
-      close(toChild[1])
-      close(fromChild[0])
-      throw NamespaceError(message: "cannot start \(arguments[0]): \(String(cString: strerror(result)))")
+    let started: (process: RunningProcess, input: Int32, output: Int32)
+    do {
+      started = try ChildProcess.startWithPipes(arguments)
+    } catch {
+      throw NamespaceError(message: "cannot start \(arguments[0]): \(error.message)")
     }
-    pid = child
-    input = toChild[1]
-    output = fromChild[0]
+    process = started.process
+    pid = started.process.pid
+    input = started.input
+    output = started.output
     _ = Glibc.signal(SIGPIPE, SIG_IGN)
   }
 
