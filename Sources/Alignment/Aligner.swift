@@ -26,6 +26,11 @@ public struct Alignment: Sendable {
   /// Pairable packets only one side captured.
   public var unpairedClient: [SidePacket] = []
   public var unpairedServer: [SidePacket] = []
+  /// Set when the pairs were made by a windowed walk (and `pairs` is empty).
+  public var window: PairingWindowUse?
+
+  /// Number of pairs (also when `pairs` was not kept).
+  public var pairCount: Int { pairsByKind.values.reduce(0, +) }
 
   /// The segment whose time range holds `client` (the nearest one otherwise).
   public func segment(atClient client: Int64) -> ClockSegment {
@@ -41,6 +46,18 @@ public struct Alignment: Sendable {
   public func clientTime(atServer server: Int64) -> Int64 {
     let guess = segments[0].model.clientTime(atServer: server)
     return segment(atClient: guess).model.clientTime(atServer: server)
+  }
+
+  /// One-way delay of a pair on the client clock (receive − send).
+  public func oneWayDelay(clientToServer: Bool, client: Int64, server: Int64) -> Int64 {
+    let serverOnClient = clientTime(atServer: server)
+    return clientToServer ? serverOnClient &- client : client &- serverOnClient
+  }
+
+  /// Whether the receive of a pair lands before its send once aligned (beyond ±1 ns rounding).
+  public func violatesCausality(clientToServer: Bool, client: Int64, server: Int64) -> Bool {
+    let mapped = serverTime(atClient: client)
+    return clientToServer ? server < mapped &- 1 : server > mapped &+ 1
   }
 }
 
@@ -160,10 +177,9 @@ public enum Aligner {
       clientAddresses: clientAddresses, warnings: warnings)
     alignment.causalityViolations =
       sorted.filter { pair in
-        let server = alignment.serverTime(atClient: pair.client.timeNanoseconds)
-        // Client→server: the server's receive must not precede the send; and the reverse.
-        return pair.clientToServer
-          ? pair.server.timeNanoseconds < server &- 1 : pair.server.timeNanoseconds > server &+ 1
+        alignment.violatesCausality(
+          clientToServer: pair.clientToServer, client: pair.client.timeNanoseconds,
+          server: pair.server.timeNanoseconds)
       }.count
     return alignment
   }

@@ -159,8 +159,10 @@ public struct PacketPairing {
     self.clientAddresses = clientAddresses
   }
 
-  /// Reads both files and pairs their packets.
-  public static func pair(client: String, server: String, clientAddresses: Set<IPAddress> = [])
+  /// Reads both files (the first `limit` packets of each) and pairs their packets.
+  public static func pair(
+    client: String, server: String, clientAddresses: Set<IPAddress> = [], limit: Int = .max
+  )
     throws(CaptureFileError)
     -> PacketPairing
   {
@@ -168,15 +170,15 @@ public struct PacketPairing {
     // Client packets in one array; the dictionary maps a key to the first and last packet
     // with that key, and `nextSame` chains the rest in order, so the n-th copy on one side
     // meets the n-th copy on the other (FIFO) with one hash operation per packet.
-    let estimate = max(1024, Int((try? MappedFile(path: client))?.bytes.count ?? 0) / 250)
+    let estimate = min(
+      max(1024, Int((try? MappedFile(path: client))?.bytes.count ?? 0) / 250), max(1024, limit))
     var packets: [SidePacket] = []
     packets.reserveCapacity(estimate)
     var nextSame: [Int32] = []
     nextSame.reserveCapacity(estimate)
     var chains = ChainTable(minimumCapacity: estimate)
     var synSenders: Set<IPAddress> = []
-    try walk(client) { packet, key, syn in
-      pairing.clientPackets += 1
+    pairing.clientPackets = try walk(client, limit: limit) { packet, key, syn in
       if let syn { synSenders.insert(syn) }
       guard let key else { return }
       let index = Int32(packets.count)
@@ -190,8 +192,7 @@ public struct PacketPairing {
     var found: [PacketPair] = []
     found.reserveCapacity(packets.count)
     var unpairedServer: [SidePacket] = []
-    try walk(server) { packet, key, _ in
-      pairing.serverPackets += 1
+    pairing.serverPackets = try walk(server, limit: limit) { packet, key, _ in
       guard let key else { return }
       // A 64-bit fingerprint collision is checked here: a different packet stays unpaired.
       guard let first = chains.takeFirst(key, next: { nextSame[Int($0)] }),
@@ -217,55 +218,70 @@ public struct PacketPairing {
     return pairing
   }
 
-  /// Calls `body` for every packet with its pairing key (nil when it cannot be paired) and
-  /// the SYN sender address when it is a SYN.
+  /// Calls `body` for every decodable packet (of the first `limit`) with its pairing key (nil
+  /// when it cannot be paired) and the SYN sender address when it is a SYN; returns how many
+  /// packets it read.
   static func walk(
-    _ path: String, _ body: (SidePacket, UInt64?, IPAddress?) -> Void
-  ) throws(CaptureFileError) {
+    _ path: String, limit: Int = .max, _ body: (SidePacket, UInt64?, IPAddress?) -> Void
+  ) throws(CaptureFileError) -> Int {
     let reader = try CaptureFileReader(path: path)
-    while let packet = try reader.next() {
-      let frame = FrameDecoder.decode(packet.data, linkType: reader.interfaces[packet.interface].linkType)
-      guard frame.issue == nil else { continue }
-      var side = SidePacket(
-        frame: packet.frame, interface: packet.interface, timeNanoseconds: packet.timestampNanoseconds,
-        source: frame.sourceEndpoint, destination: frame.destinationEndpoint, kind: .tcp)
-      var hasher = FNV()
-      var syn: IPAddress?
-      if let tcp = frame.tcp {
-        if tcp.flags.contains(.syn) && !tcp.flags.contains(.ack) { syn = frame.source }
-        side.kind = CLCMessage.looksLikeCLC(frame.payload) ? .clc : .tcp
-        hasher.add(UInt64(tcp.sequence))
-        hasher.add(UInt64(tcp.acknowledgment))
-        hasher.add(UInt64(tcp.flags.rawValue))
-        hasher.add(UInt64(frame.wirePayloadLength))
-        if frame.ipID != 0 { hasher.add(UInt64(frame.ipID)) }
-      } else if frame.isUDP, DumpHeaderCalibrator.isDumpRecord(frame.payload) {
-        // The dump header may differ between hosts; the body after it may not. The body is
-        // found from the end: CDC records are 48 (SMC-R) or 32 (SMC-D) bytes.
-        let p = frame.payload
-        if p.count >= 56, p.u8(p.count - 48) == 0xFE, p.u8(p.count - 47) == 0x2C {
-          let message = p.slice(p.count - 48, 44)
-          // RWWI records carry a synthesised seqno 0: never paired by it.
-          guard message.u16be(2) != 0 else {
-            body(side, nil, syn)
-            continue
-          }
-          side.kind = .cdc
-          hasher.add(message)
-        } else {
-          side.kind = .data
-          hasher.add(UInt64(p.count))
-          hasher.add(p.slice(max(0, p.count - 256), min(256, p.count)))
-        }
-      } else {
-        body(side, nil, syn)
-        continue
-      }
-      body(
-        side,
-        PairFingerprint.of(side.source, side.destination, kind: kindCode(side.kind), content: hasher.value),
-        syn)
+    var read = 0
+    while read < limit, let packet = try reader.next() {
+      read += 1
+      guard let described = PacketKey.describe(packet, linkType: reader.interfaces[packet.interface].linkType)
+      else { continue }
+      body(described.packet, described.key, described.synSender)
     }
+    return read
+  }
+
+}
+
+/// What pairing needs of one captured packet: its `SidePacket`, its pairing fingerprint
+/// (nil when it cannot be paired) and, for a SYN, the sender's address.
+public struct PacketKey: Sendable {
+  public var packet: SidePacket
+  public var key: UInt64?
+  public var synSender: IPAddress?
+
+  /// Nil when the frame cannot be decoded (it is written to a merge, never paired).
+  static func describe(_ captured: CapturedPacket, linkType: LinkType) -> PacketKey? {
+    let frame = FrameDecoder.decode(captured.data, linkType: linkType)
+    guard frame.issue == nil else { return nil }
+    var side = SidePacket(
+      frame: captured.frame, interface: captured.interface, timeNanoseconds: captured.timestampNanoseconds,
+      source: frame.sourceEndpoint, destination: frame.destinationEndpoint, kind: .tcp)
+    var hasher = FNV()
+    var syn: IPAddress?
+    if let tcp = frame.tcp {
+      if tcp.flags.contains(.syn) && !tcp.flags.contains(.ack) { syn = frame.source }
+      side.kind = CLCMessage.looksLikeCLC(frame.payload) ? .clc : .tcp
+      hasher.add(UInt64(tcp.sequence))
+      hasher.add(UInt64(tcp.acknowledgment))
+      hasher.add(UInt64(tcp.flags.rawValue))
+      hasher.add(UInt64(frame.wirePayloadLength))
+      if frame.ipID != 0 { hasher.add(UInt64(frame.ipID)) }
+    } else if frame.isUDP, DumpHeaderCalibrator.isDumpRecord(frame.payload) {
+      // The dump header may differ between hosts; the body after it may not. The body is
+      // found from the end: CDC records are 48 (SMC-R) or 32 (SMC-D) bytes.
+      let p = frame.payload
+      if p.count >= 56, p.u8(p.count - 48) == 0xFE, p.u8(p.count - 47) == 0x2C {
+        let message = p.slice(p.count - 48, 44)
+        // RWWI records carry a synthesised seqno 0: never paired by it.
+        guard message.u16be(2) != 0 else { return PacketKey(packet: side, key: nil, synSender: syn) }
+        side.kind = .cdc
+        hasher.add(message)
+      } else {
+        side.kind = .data
+        hasher.add(UInt64(p.count))
+        hasher.add(p.slice(max(0, p.count - 256), min(256, p.count)))
+      }
+    } else {
+      return PacketKey(packet: side, key: nil, synSender: syn)
+    }
+    let key = PairFingerprint.of(
+      side.source, side.destination, kind: kindCode(side.kind), content: hasher.value)
+    return PacketKey(packet: side, key: key, synSender: syn)
   }
 
   static func kindCode(_ kind: PairKind) -> UInt8 {

@@ -333,7 +333,7 @@ final class CaptureDisplay: Sendable {
         let m = a.model
         func us(_ ns: Double) -> String { ns.isFinite ? String(format: "%+.1f us", ns / 1000) : "unbounded" }
         print(
-          "  clock: \(a.verdict.rawValue), server = client \(String(format: "%+.0f", m.offsetNanoseconds)) ns (bounds \(us(m.offsetLower - m.offsetNanoseconds)) .. \(us(m.offsetUpper - m.offsetNanoseconds))), skew \(String(format: "%+.3f", m.skewPPM)) ppm, \(a.pairs.count) pairs, \(a.causalityViolations) causality violations"
+          "  clock: \(a.verdict.rawValue), server = client \(String(format: "%+.0f", m.offsetNanoseconds)) ns (bounds \(us(m.offsetLower - m.offsetNanoseconds)) .. \(us(m.offsetUpper - m.offsetNanoseconds))), skew \(String(format: "%+.3f", m.skewPPM)) ppm, \(a.pairCount) pairs, \(a.causalityViolations) causality violations"
         )
         var counts: [String: Int] = [:]
         for finding in merge.findings { counts[finding.kind.rawValue, default: 0] += 1 }
@@ -376,7 +376,7 @@ final class CaptureDisplay: Sendable {
       object["alignment"] = [
         "verdict": merge.alignment.verdict.rawValue, "offset_ns": finite(m.offsetNanoseconds),
         "offset_lower_ns": finite(m.offsetLower), "offset_upper_ns": finite(m.offsetUpper),
-        "skew_ppm": finite(m.skewPPM), "pairs": merge.alignment.pairs.count,
+        "skew_ppm": finite(m.skewPPM), "pairs": merge.alignment.pairCount,
         "causality_violations": merge.alignment.causalityViolations,
       ]
       var counts: [String: Int] = [:]

@@ -19,6 +19,12 @@ struct MergeCommand: ParsableCommand {
       timeline.jsonl (one paired message per line, then the findings), timeline.html (a ladder \
       diagram in one self-contained file), report.md.
 
+      With --formats pcapng alone, both captures are paired while they are read, keeping only \
+      the packets still waiting for their copy (--pairing-window), so memory stays flat however \
+      large the captures; if that cannot be trusted to find every pair (a clock step, a copy \
+      later than the window), smcpair says why and pairs in memory. The other outputs show \
+      every pair, so they are always made in memory.
+
       Example:
         smcpair merge client.pcapng server.pcapng --out merged/ --client-name h1 --server-name h2
       """)
@@ -33,6 +39,11 @@ struct MergeCommand: ParsableCommand {
   @Option(help: "Clock the merged timeline uses: client or server.") var reference = "client"
   @Option(help: ArgumentHelp("Address of the client host (default: the SYN senders).", valueName: "ip"))
   var clientAddress: [String] = []
+  @Option(
+    help: ArgumentHelp(
+      "How long a packet waits for its copy from the other side (seconds) with --formats pcapng.",
+      valueName: "seconds"))
+  var pairingWindow = 2.0
 
   func validate() throws {
     let known = Set(["pcapng", "jsonl", "report", "html"])
@@ -41,6 +52,9 @@ struct MergeCommand: ParsableCommand {
     }
     guard reference == "client" || reference == "server" else {
       throw ValidationError("--reference is client or server")
+    }
+    guard pairingWindow.isFinite, pairingWindow > 0, pairingWindow <= 3600 else {
+      throw ValidationError("--pairing-window is a number of seconds above 0 and at most 3600")
     }
     for address in clientAddress where IPAddress(address) == nil {
       throw ValidationError("--client-address '\(address)' is not an IP address")
@@ -54,7 +68,7 @@ struct MergeCommand: ParsableCommand {
         client: client, server: server, out: out, clientName: clientName, serverName: serverName,
         formats: Set(formats.split(separator: ",").map(String.init)),
         referenceIsServer: reference == "server",
-        clientAddresses: addresses)
+        clientAddresses: addresses, window: Int64(pairingWindow * 1e9))
       print(result.report)
     } catch {
       writeStandardError("smcpair merge: \(error)\n")

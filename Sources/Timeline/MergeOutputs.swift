@@ -21,7 +21,7 @@ public enum MergeOutputs {
     func number(_ v: Double) -> Any { v.isFinite ? (v * 1000).rounded() / 1000 : NSNull() }
     var pairs: [String: Int] = [:]
     for kind in PairKind.allCases { pairs[kind.rawValue] = a.pairsByKind[kind, default: 0] }
-    let object: [String: Any] = [
+    var object: [String: Any] = [
       "client_file": client, "server_file": server, "client_name": clientName, "server_name": serverName,
       "offset_ns": number(a.model.offsetNanoseconds), "offset_lower_ns": number(a.model.offsetLower),
       "offset_upper_ns": number(a.model.offsetUpper), "skew_ppm": number(a.model.skewPPM),
@@ -42,6 +42,12 @@ public enum MergeOutputs {
       },
       "warnings": a.warnings,
     ]
+    if let window = a.window {
+      object["pairing_window"] = [
+        "window_ns": window.windowNanoseconds, "most_waiting": window.mostWaiting,
+        "unpaired_client": window.unpairedClient, "unpaired_server": window.unpairedServer,
+      ]
+    }
     let data =
       (try? JSONSerialization.data(withJSONObject: object, options: [.prettyPrinted, .sortedKeys])) ?? Data()
     return String(decoding: data, as: UTF8.self) + "\n"
@@ -50,20 +56,36 @@ public enum MergeOutputs {
   /// `merged.pcapng`: every packet of both captures on the reference clock, one IDB per side
   /// and interface (`<host>:<ifname>`), the same packet id on both copies of a paired packet,
   /// a comment on paired packets with the one-way delay. Two streams are merged in time order;
-  /// interfaces are added as they appear.
+  /// interfaces are added as they appear. The pairs come from `a.pairs`.
   public static func writeMergedPcapng(
     _ a: Alignment, client: String, server: String, clientName: String, serverName: String, to path: String,
     referenceIsServer: Bool = false
   ) throws(CaptureFileError) {
-    // Pair index per frame (frames are 1-based and dense), per side.
-    var pairOfFrame: [[Int32]] = [[], []]
-    for (side, count) in [a.clientPackets, a.serverPackets].enumerated() {
-      pairOfFrame[side] = [Int32](repeating: -1, count: count + 1)
-    }
-    for (index, pair) in a.pairs.enumerated() {
-      if pair.client.frame < pairOfFrame[0].count { pairOfFrame[0][pair.client.frame] = Int32(index) }
-      if pair.server.frame < pairOfFrame[1].count { pairOfFrame[1][pair.server.frame] = Int32(index) }
-    }
+    var notes = ListedPairNotes(a)
+    try writeMerged(
+      a, client: client, server: server, clientName: clientName, serverName: serverName, to: path,
+      referenceIsServer: referenceIsServer, notes: &notes)
+  }
+
+  /// The same file as `writeMergedPcapng`, with the pairs read from the note files of a
+  /// windowed walk (`WindowedAligner`): memory stays flat. Counts the causality violations
+  /// into `a` and returns the one-way delays per direction.
+  public static func writeMergedPcapng(
+    _ a: inout Alignment, logs: PairLogs, client: String, server: String, clientName: String,
+    serverName: String, to path: String, referenceIsServer: Bool = false
+  ) throws(CaptureFileError) -> [DelaySummary] {
+    var notes = try LoggedPairNotes(a, logs: logs)
+    try writeMerged(
+      a, client: client, server: server, clientName: clientName, serverName: serverName, to: path,
+      referenceIsServer: referenceIsServer, notes: &notes)
+    a.causalityViolations = notes.causalityViolations
+    return notes.delays.compactMap { $0.summary() }
+  }
+
+  static func writeMerged(
+    _ a: Alignment, client: String, server: String, clientName: String, serverName: String, to path: String,
+    referenceIsServer: Bool, notes: inout some PairNotes
+  ) throws(CaptureFileError) {
     let writer = try PcapngWriter(
       path: path, application: "smcpair merge", os: nil,
       hardware:
@@ -93,7 +115,6 @@ public enum MergeOutputs {
     var nextTime: [Int64] = next.enumerated().map { side, packet in
       packet.map { alignedTime($0, side: side) } ?? .max
     }
-    let addresses = a.clientAddresses
     var comment: [UInt8] = []
     comment.reserveCapacity(96)
     let prefix = Array("smcpair pair ".utf8)
@@ -104,30 +125,18 @@ public enum MergeOutputs {
     while next[0] != nil || next[1] != nil {
       let side = next[0] != nil && (next[1] == nil || nextTime[0] <= nextTime[1]) ? 0 : 1
       let packet = next[side]!
-      let index = packet.frame < pairOfFrame[side].count ? Int(pairOfFrame[side][packet.frame]) : -1
-      var direction = PacketDirection.unknown
-      if !addresses.isEmpty {
-        let frame = FrameDecoder.decode(
-          packet.data, linkType: readers[side].interfaces[packet.interface].linkType)
-        if frame.issue == nil {
-          let fromClient = addresses.contains(frame.source)
-          direction = (fromClient == (side == 0)) ? .outbound : .inbound
-        }
-      }
+      let note = try notes.note(
+        side: side, packet: packet, linkType: readers[side].interfaces[packet.interface].linkType)
       let id = try interfaceID(side, packet.interface)
-      if index >= 0 {
+      if note.pairNumber > 0 {
         // "smcpair pair N: KIND DIRECTION, one-way delay X.Y us", built as bytes.
-        let pair = a.pairs[index]
-        let serverOnClient = a.clientTime(atServer: pair.server.timeNanoseconds)
-        let delay =
-          pair.clientToServer
-          ? serverOnClient &- pair.client.timeNanoseconds : pair.client.timeNanoseconds &- serverOnClient
+        let delay = note.delay
         let tenths = (delay + (delay >= 0 ? 50 : -50)) / 100
         comment.removeAll(keepingCapacity: true)
         comment += prefix
-        TextWriter.decimal(UInt64(index + 1), into: &comment)
-        comment += kindText[PairKind.allCases.firstIndex(of: pair.kind)!]
-        comment += pair.clientToServer ? toServerText : toClientText
+        TextWriter.decimal(UInt64(note.pairNumber), into: &comment)
+        comment += kindText[PairKind.allCases.firstIndex(of: note.kind)!]
+        comment += note.clientToServer ? toServerText : toClientText
         if tenths < 0 { comment.append(UInt8(ascii: "-")) }
         TextWriter.decimal(UInt64(abs(tenths) / 10), into: &comment)
         comment.append(UInt8(ascii: "."))
@@ -137,8 +146,8 @@ public enum MergeOutputs {
           do throws(CaptureFileError) {
             try writer.writePacket(
               interface: id, timestampNanoseconds: nextTime[side], data: packet.data,
-              originalLength: packet.originalLength, direction: direction, commentUTF8: text,
-              packetID: UInt64(index + 1))
+              originalLength: packet.originalLength, direction: note.direction, commentUTF8: text,
+              packetID: UInt64(note.pairNumber))
             return .success(())
           } catch {
             return .failure(error)
@@ -149,11 +158,120 @@ public enum MergeOutputs {
         try writer.writePacket(
           interface: id, timestampNanoseconds: nextTime[side], data: packet.data,
           originalLength: packet.originalLength,
-          direction: direction)
+          direction: note.direction)
       }
       next[side] = try readers[side].next()
       nextTime[side] = next[side].map { alignedTime($0, side: side) } ?? .max
     }
     try writer.close()
+  }
+}
+
+/// What merged.pcapng says about one packet: its pair (number 0: none) and direction.
+struct PacketNote {
+  var pairNumber = 0
+  var kind = PairKind.tcp
+  var clientToServer = false
+  var delay: Int64 = 0
+  var direction = PacketDirection.unknown
+
+  /// Outbound when the packet left the host whose capture it is in, by the client addresses.
+  static func direction(source: IPAddress, side: Int, clientAddresses: Set<IPAddress>) -> PacketDirection {
+    guard !clientAddresses.isEmpty else { return .unknown }
+    return clientAddresses.contains(source) == (side == 0) ? .outbound : .inbound
+  }
+}
+
+/// Gives the note of each packet, asked side by side in file order.
+protocol PairNotes {
+  mutating func note(side: Int, packet: CapturedPacket, linkType: LinkType) throws(CaptureFileError)
+    -> PacketNote
+}
+
+/// Notes from the pairs of an in-memory alignment: pair number = index in `a.pairs` + 1.
+struct ListedPairNotes: PairNotes {
+  let alignment: Alignment
+  /// Pair index per frame (frames are 1-based and dense), per side.
+  var pairOfFrame: [[Int32]] = [[], []]
+
+  init(_ a: Alignment) {
+    alignment = a
+    for (side, count) in [a.clientPackets, a.serverPackets].enumerated() {
+      pairOfFrame[side] = [Int32](repeating: -1, count: count + 1)
+    }
+    for (index, pair) in a.pairs.enumerated() {
+      if pair.client.frame < pairOfFrame[0].count { pairOfFrame[0][pair.client.frame] = Int32(index) }
+      if pair.server.frame < pairOfFrame[1].count { pairOfFrame[1][pair.server.frame] = Int32(index) }
+    }
+  }
+
+  func note(side: Int, packet: CapturedPacket, linkType: LinkType) -> PacketNote {
+    var note = PacketNote()
+    if !alignment.clientAddresses.isEmpty {
+      let frame = FrameDecoder.decode(packet.data, linkType: linkType)
+      if frame.issue == nil {
+        note.direction = PacketNote.direction(
+          source: frame.source, side: side, clientAddresses: alignment.clientAddresses)
+      }
+    }
+    let index = packet.frame < pairOfFrame[side].count ? Int(pairOfFrame[side][packet.frame]) : -1
+    guard index >= 0 else { return note }
+    let pair = alignment.pairs[index]
+    note.pairNumber = index + 1
+    note.kind = pair.kind
+    note.clientToServer = pair.clientToServer
+    note.delay = alignment.oneWayDelay(
+      clientToServer: pair.clientToServer, client: pair.client.timeNanoseconds,
+      server: pair.server.timeNanoseconds)
+    return note
+  }
+}
+
+/// Notes from the per-side note files of a windowed walk, read in step with the writer.
+struct LoggedPairNotes: PairNotes {
+  let alignment: Alignment
+  let logs: PairLogs
+  let readers: [PairLogReader]
+  /// Per source id: is it a client address?
+  let fromClient: [Bool]
+  var causalityViolations = 0
+  /// One-way delays: [client→server, server→client].
+  var delays = [DelayHistogram(clientToServer: true), DelayHistogram(clientToServer: false)]
+
+  init(_ a: Alignment, logs: PairLogs) throws(CaptureFileError) {
+    alignment = a
+    self.logs = logs
+    readers = [try PairLogReader(path: logs.paths[0]), try PairLogReader(path: logs.paths[1])]
+    fromClient = logs.sources.map { a.clientAddresses.contains($0) }
+  }
+
+  mutating func note(side: Int, packet: CapturedPacket, linkType: LinkType) throws(CaptureFileError)
+    -> PacketNote
+  {
+    guard let logged = readers[side].next() else {
+      throw CaptureFileError(
+        .corrupt, "frame \(packet.frame) is not in the pairing notes: the file changed while it was merged",
+        path: logs.paths[side])
+    }
+    var note = PacketNote()
+    guard logged.sourceID != LoggedNote.noSource else { return note }
+    let client = fromClient[Int(logged.sourceID)]
+    if !alignment.clientAddresses.isEmpty { note.direction = client == (side == 0) ? .outbound : .inbound }
+    guard logged.pairNumber > 0 else { return note }
+    note.pairNumber = Int(logged.pairNumber)
+    note.kind = PairKind.allCases[Int(logged.kind)]
+    note.clientToServer = client
+    let (c, s) =
+      side == 0
+      ? (packet.timestampNanoseconds, logged.partnerTime) : (logged.partnerTime, packet.timestampNanoseconds)
+    note.delay = alignment.oneWayDelay(clientToServer: client, client: c, server: s)
+    if side == 0 {
+      // Each pair once.
+      if alignment.violatesCausality(clientToServer: client, client: c, server: s) {
+        causalityViolations += 1
+      }
+      delays[client ? 0 : 1].add(note.delay)
+    }
+    return note
   }
 }

@@ -1,5 +1,6 @@
 import Alignment
 import Foundation
+import JSON
 import SMCWire
 
 /// The whole of `smcpair merge`: align two captures and write the chosen outputs. Used by
@@ -15,14 +16,41 @@ public enum MergeRun {
   }
 
   /// Aligns `client` and `server` and writes alignment.json plus `formats` into `out`.
+  ///
+  /// With `formats` just pcapng, the captures are paired by two windowed walks (memory
+  /// follows `window`, not the files: `WindowedAligner`), unless the walk cannot be trusted to
+  /// find every pair; then, and for the other outputs (which show every pair), in memory.
   public static func run(
     client: String, server: String, out: String, clientName: String = "client", serverName: String = "server",
     formats: Set<String> = allFormats, referenceIsServer: Bool = false, clientAddresses: Set<IPAddress> = [],
-    probe: ClockProbe? = nil
+    probe: ClockProbe? = nil, window: Int64 = WindowedAligner.defaultWindowNanoseconds
   ) throws -> Result {
-    let alignment = try Aligner.align(
-      client: client, server: server, clientAddresses: clientAddresses, probe: probe)
     try FileManager.default.createDirectory(atPath: out, withIntermediateDirectories: true)
+    var fallback: String?
+    if formats == ["pcapng"] {
+      switch try WindowedAligner.align(
+        client: client, server: server, clientAddresses: clientAddresses, window: window, logFolder: out)
+      {
+      case .aligned(var alignment, _, let logs):
+        defer { logs.remove() }
+        let delays = try MergeOutputs.writeMergedPcapng(
+          &alignment, logs: logs, client: client, server: server, clientName: clientName,
+          serverName: serverName, to: out + "/merged.pcapng", referenceIsServer: referenceIsServer)
+        try MergeOutputs.alignmentJSON(
+          alignment, client: client, server: server, clientName: clientName, serverName: serverName
+        ).write(toFile: out + "/alignment.json", atomically: true, encoding: .utf8)
+        let report = reportText(alignment, findings: [], delays: delays, client: client, server: server)
+        return Result(alignment: alignment, findings: [], report: report)
+      case .needsMemory(let reason):
+        fallback = reason
+      }
+    }
+    var alignment = try Aligner.align(
+      client: client, server: server, clientAddresses: clientAddresses, probe: probe)
+    if let fallback {
+      alignment.warnings.append(
+        "paired in memory (memory grows with the captures), not within the pairing window: \(fallback)")
+    }
     let json = MergeOutputs.alignmentJSON(
       alignment, client: client, server: server, clientName: clientName, serverName: serverName)
     try json.write(toFile: out + "/alignment.json", atomically: true, encoding: .utf8)
@@ -37,58 +65,77 @@ public enum MergeRun {
       findings = try FindingsBuilder.build(alignment, client: client, server: server)
     }
     if formats.contains("jsonl") {
-      try (timelineLines(alignment) + findingLines(findings)).write(
-        toFile: out + "/timeline.jsonl", atomically: true, encoding: .utf8)
+      try writeTimelineJSONL(alignment, findings: findings, to: out + "/timeline.jsonl")
     }
     if formats.contains("html") {
       try TimelineHTML.render(alignment, findings: findings, clientName: clientName, serverName: serverName)
         .write(toFile: out + "/timeline.html", atomically: true, encoding: .utf8)
     }
-    let report = reportText(alignment, findings: findings, client: client, server: server)
+    let delays = [true, false].compactMap { direction in
+      DelaySummary.exact(
+        alignment.pairs.lazy.filter { $0.clientToServer == direction }.map {
+          alignment.oneWayDelay(
+            clientToServer: direction, client: $0.client.timeNanoseconds, server: $0.server.timeNanoseconds)
+        }, clientToServer: direction)
+    }
+    let report = reportText(alignment, findings: findings, delays: delays, client: client, server: server)
     if formats.contains("report") {
       try report.write(toFile: out + "/report.md", atomically: true, encoding: .utf8)
     }
     return Result(alignment: alignment, findings: findings, report: report)
   }
 
-  /// One paired message per line, times on the reference clock.
-  static func timelineLines(_ a: Alignment) -> String {
-    var lines: [String] = []
+  /// timeline.jsonl: one paired message per line (times on the reference clock), then one
+  /// finding per line; keys sorted. Written in chunks as it is built.
+  static func writeTimelineJSONL(_ a: Alignment, findings: [Finding], to path: String) throws {
+    guard FileManager.default.createFile(atPath: path, contents: nil),
+      let file = FileHandle(forWritingAtPath: path)
+    else { throw CocoaError(.fileWriteUnknown, userInfo: [NSFilePathErrorKey: path]) }
+    defer { try? file.close() }
+    var text = ""
+    text.reserveCapacity(1 << 20)
+    func flushIfLarge(_ force: Bool = false) throws {
+      guard force || text.utf8.count >= 1 << 20 else { return }
+      try file.write(contentsOf: Data(text.utf8))
+      text.removeAll(keepingCapacity: true)
+    }
     let halfWidth = (a.model.offsetUpper - a.model.offsetLower) / 2
+    let uncertainty: JSONValue? = halfWidth.isFinite ? .int(Int64(clampingRounded: halfWidth)) : nil
     for pair in a.pairs {
       let serverOnClient = a.clientTime(atServer: pair.server.timeNanoseconds)
       let send = pair.clientToServer ? pair.client.timeNanoseconds : serverOnClient
       let receive = pair.clientToServer ? serverOnClient : pair.client.timeNanoseconds
-      var fields: [String: Any] = [
-        "kind": pair.kind.rawValue, "direction": pair.clientToServer ? "client->server" : "server->client",
-        "src": pair.client.source.description, "dst": pair.client.destination.description,
-        "send_ns": send, "receive_ns": receive, "delay_ns": receive &- send,
-        "client_frame": pair.client.frame,
-        "server_frame": pair.server.frame,
+      var fields: [(String, JSONValue)] = [
+        ("client_frame", .int(Int64(pair.client.frame))), ("delay_ns", .int(receive &- send)),
       ]
-      if halfWidth.isFinite { fields["delay_uncertainty_ns"] = Int64(clampingRounded: halfWidth) }
-      if let data = try? JSONSerialization.data(withJSONObject: fields, options: [.sortedKeys]) {
-        lines.append(String(decoding: data, as: UTF8.self))
-      }
+      if let uncertainty { fields.append(("delay_uncertainty_ns", uncertainty)) }
+      fields += [
+        ("direction", .string(pair.clientToServer ? "client->server" : "server->client")),
+        ("dst", .string(pair.client.destination.description)), ("kind", .string(pair.kind.rawValue)),
+        ("receive_ns", .int(receive)), ("send_ns", .int(send)),
+        ("server_frame", .int(Int64(pair.server.frame))),
+        ("src", .string(pair.client.source.description)),
+      ]
+      JSONValue.object(fields).write(into: &text)
+      text += "\n"
+      try flushIfLarge()
     }
-    return lines.joined(separator: "\n") + (lines.isEmpty ? "" : "\n")
-  }
-
-  static func findingLines(_ findings: [Finding]) -> String {
-    findings.compactMap { finding -> String? in
-      var fields: [String: Any] = [
-        "finding": finding.kind.rawValue, "side": finding.side, "connection": finding.connection,
-        "message": finding.message,
+    for finding in findings {
+      var fields: [(String, JSONValue)] = [
+        ("connection", .string(finding.connection)), ("finding", .string(finding.kind.rawValue)),
+        ("message", .string(finding.message)), ("side", .string(finding.side)),
       ]
-      if let time = finding.timeNanoseconds { fields["time_ns"] = time }
-      guard let data = try? JSONSerialization.data(withJSONObject: fields, options: [.sortedKeys]) else {
-        return nil
-      }
-      return String(decoding: data, as: UTF8.self) + "\n"
-    }.joined()
+      if let time = finding.timeNanoseconds { fields.append(("time_ns", .int(time))) }
+      JSONValue.object(fields).write(into: &text)
+      text += "\n"
+      try flushIfLarge()
+    }
+    try flushIfLarge(true)
   }
 
-  static func reportText(_ a: Alignment, findings: [Finding], client: String, server: String) -> String {
+  static func reportText(
+    _ a: Alignment, findings: [Finding], delays: [DelaySummary], client: String, server: String
+  ) -> String {
     func us(_ ns: Double) -> String { ns.isFinite ? String(format: "%.1f us", ns / 1000) : "unbounded" }
     var lines = [
       "# smcpair merge", "",
@@ -105,22 +152,15 @@ public enum MergeRun {
         )
       }
     }
-    for direction in [true, false] {
-      var delays: [Double] = []
-      for pair in a.pairs where pair.clientToServer == direction {
-        let serverOnClient = a.clientTime(atServer: pair.server.timeNanoseconds)
-        delays.append(
-          Double(
-            direction
-              ? serverOnClient &- pair.client.timeNanoseconds : pair.client.timeNanoseconds &- serverOnClient)
-        )
-      }
-      delays.sort()
-      if !delays.isEmpty {
-        lines.append(
-          "one-way delay \(direction ? "client->server" : "server->client"): min \(us(delays[0])), median \(us(delays[delays.count / 2])), max \(us(delays[delays.count - 1])) (\(delays.count) pairs)"
-        )
-      }
+    for summary in delays {
+      lines.append(
+        "one-way delay \(summary.clientToServer ? "client->server" : "server->client"): min \(us(Double(summary.minimum))), median \(summary.medianApproximate ? "~" : "")\(us(Double(summary.median))), max \(us(Double(summary.maximum))) (\(summary.count) pairs)"
+      )
+    }
+    if let window = a.window {
+      lines.append(
+        "paired within a \(String(format: "%g", Double(window.windowNanoseconds) / 1e9)) s window: at most \(window.mostWaiting) packets waiting; without a copy on the other side: client \(window.unpairedClient), server \(window.unpairedServer)"
+      )
     }
     for warning in a.warnings { lines.append("warning: \(warning)") }
     lines += ["", "## Findings", ""]

@@ -171,6 +171,13 @@ func captureBothHosts(_ lab: TestLab, _ dir: TemporaryDirectory, scenario: Strin
         #expect(pairs["cdc"]! <= min(counts[0], counts[1]) && pairs["cdc"]! > 0, "\(pairs) \(counts)")
       }
     }
+    // The agent's captures, shifted, paired within the window: the same as in memory.
+    let windowed = try WindowedMerge.merge(
+      dir.file("h1.pcap"), dir.file("h2-shift.pcap"), out: dir.file("windowed"), formats: "pcapng")
+    #expect((windowed["warnings"] as? [String])?.isEmpty == true, "\(windowed)")
+    let inMemory = try WindowedMerge.merge(
+      dir.file("h1.pcap"), dir.file("h2-shift.pcap"), out: dir.file("memory"), formats: "pcapng,report")
+    try WindowedMerge.expectSame(dir, windowed: windowed, inMemory: inMemory)
   }
 }
 
@@ -289,5 +296,12 @@ func captureBothHosts(_ lab: TestLab, _ dir: TemporaryDirectory, scenario: Strin
     let pairs = try #require(alignment["pairs"] as? [String: Int])
     #expect(pairs["tcp"]! > 300, "\(pairs)")  // segmentation offload merges segments differently on each side
     print("iperf3 merge: \(pairs["tcp"]!) TCP pairs, offset bounds \(lower) .. \(upper) ns")
+    // tcpdump's captures, paired within the window, give what pairing in memory gives.
+    let windowed = try WindowedMerge.merge(
+      dir.file("h1.pcap"), dir.file("h2.pcap"), out: dir.file("windowed"), formats: "pcapng")
+    #expect((windowed["warnings"] as? [String])?.isEmpty == true, "\(windowed)")
+    let inMemory = try WindowedMerge.merge(
+      dir.file("h1.pcap"), dir.file("h2.pcap"), out: dir.file("memory"), formats: "pcapng,report")
+    try WindowedMerge.expectSame(dir, windowed: windowed, inMemory: inMemory)
   }
 }

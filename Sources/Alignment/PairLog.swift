@@ -1,0 +1,137 @@
+import CaptureFiles
+import Foundation
+import SMCWire
+
+/// What a windowed walk decided about one packet, written per side in frame order so the
+/// merge can annotate packets without pairing again.
+public struct LoggedNote: Sendable, Equatable {
+  /// 1-based pair number; 0 when the packet is not paired.
+  public var pairNumber: UInt32 = 0
+  /// Index into `PairLogs.sources` of the packet's source address; `noSource` when its frame
+  /// could not be decoded.
+  public var sourceID: UInt16 = LoggedNote.noSource
+  /// `PairKind.allCases` index.
+  public var kind: UInt8 = 0
+  /// The copy's time on the other side's clock (when paired).
+  public var partnerTime: Int64 = 0
+
+  public static let noSource = UInt16.max
+  static let size = 16
+}
+
+/// The two per-side note files of a windowed walk and the source addresses they refer to.
+public struct PairLogs: Sendable {
+  public var paths: [String]
+  public var sources: [IPAddress]
+
+  /// Deletes both files.
+  public func remove() {
+    for path in paths { try? FileManager.default.removeItem(atPath: path) }
+  }
+}
+
+/// Appends notes to a file through a buffer.
+final class PairLogWriter {
+  let path: String
+  private let handle: FileHandle
+  private var buffer: [UInt8] = []
+
+  init(path: String) throws(CaptureFileError) {
+    self.path = path
+    guard FileManager.default.createFile(atPath: path, contents: nil, attributes: [.posixPermissions: 0o600]),
+      let handle = FileHandle(forWritingAtPath: path)
+    else {
+      throw CaptureFileError(
+        .io, "cannot create a temporary pairing file; check the output folder", path: path)
+    }
+    self.handle = handle
+    buffer.reserveCapacity(1 << 20)
+  }
+
+  func append(_ note: LoggedNote) throws(CaptureFileError) {
+    let head = UInt64(note.pairNumber) | UInt64(note.sourceID) << 32 | UInt64(note.kind) << 48
+    withUnsafeBytes(of: (head.littleEndian, note.partnerTime.littleEndian)) { buffer.append(contentsOf: $0) }
+    if buffer.count >= 1 << 20 { try flush() }
+  }
+
+  func flush() throws(CaptureFileError) {
+    guard !buffer.isEmpty else { return }
+    do {
+      try handle.write(contentsOf: buffer)
+    } catch {
+      throw CaptureFileError(.io, "cannot write a temporary pairing file: \(error)", path: path)
+    }
+    buffer.removeAll(keepingCapacity: true)
+  }
+
+  func close() throws(CaptureFileError) {
+    try flush()
+    try? handle.close()
+  }
+}
+
+/// Reads a note file written by `PairLogWriter`, front to back, keeping memory flat.
+public final class PairLogReader {
+  private let file: MappedFile
+  private var offset = 0
+
+  public init(path: String) throws(CaptureFileError) { file = try MappedFile(path: path) }
+
+  public var count: Int { file.bytes.count / LoggedNote.size }
+
+  public func next() -> LoggedNote? {
+    guard offset + LoggedNote.size <= file.bytes.count else { return nil }
+    let bytes = file.bytes
+    let note = LoggedNote(
+      pairNumber: UInt32(littleEndian: bytes.loadUnaligned(fromByteOffset: offset, as: UInt32.self)),
+      sourceID: UInt16(littleEndian: bytes.loadUnaligned(fromByteOffset: offset + 4, as: UInt16.self)),
+      kind: bytes[offset + 6],
+      partnerTime: Int64(littleEndian: bytes.loadUnaligned(fromByteOffset: offset + 8, as: Int64.self)))
+    offset += LoggedNote.size
+    if offset & ((1 << 22) - 1) == 0 { file.releasePages(before: offset) }
+    return note
+  }
+}
+
+/// Notes of the frames of one side that the walk has read, kept until every older frame is
+/// settled (paired, given up on, or not pairable), then handed on in frame order.
+struct SettlingNotes {
+  private var notes: [LoggedNote] = []
+  private var waiting: [Bool] = []
+  private var head = 0
+  /// Frame number of `notes[0]`.
+  private var base = 1
+
+  mutating func append(frame: Int, note: LoggedNote, waiting isWaiting: Bool) {
+    if notes.count == head {
+      notes.removeAll(keepingCapacity: true)
+      waiting.removeAll(keepingCapacity: true)
+      head = 0
+      base = frame
+    }
+    notes.append(note)
+    waiting.append(isWaiting)
+  }
+
+  mutating func settle(frame: Int, pairNumber: Int, partnerTime: Int64) {
+    let index = frame - base
+    guard index >= head && index < notes.count else { return }
+    waiting[index] = false
+    notes[index].pairNumber = UInt32(truncatingIfNeeded: pairNumber)
+    notes[index].partnerTime = partnerTime
+  }
+
+  /// Removes and returns the oldest note when it is settled.
+  mutating func popSettled() -> LoggedNote? {
+    guard head < notes.count, !waiting[head] else { return nil }
+    let note = notes[head]
+    head += 1
+    if head >= 4096 && head * 2 >= notes.count {
+      notes.removeFirst(head)
+      waiting.removeFirst(head)
+      base += head
+      head = 0
+    }
+    return note
+  }
+}

@@ -1,0 +1,320 @@
+import CaptureFiles
+import SMCWire
+
+/// What a `PairingWalk` tells as it reads: every packet, every pair it makes and every
+/// pairable packet it gives up on (its partner did not come within the window).
+public protocol PairingWalkSink {
+  /// A packet was read from `side` (0 client, 1 server); `described` is nil when its frame
+  /// cannot be decoded, its `key` nil when it cannot be paired.
+  mutating func read(side: Int, packet: CapturedPacket, described: PacketKey?)
+  /// The `number`-th pair (1-based, in the order the walk makes them).
+  mutating func paired(number: Int, client: SidePacket, server: SidePacket)
+  /// A pairable packet that stays unpaired.
+  mutating func unpaired(side: Int, packet: SidePacket)
+}
+
+/// Pairs two captures while reading them together, in one time order, keeping only the
+/// packets still waiting for their partner: memory follows the pairing window, not the files.
+///
+/// Both files are read in their own order and merged by time on the client clock, the
+/// server's mapped through a coarse clock model. A pairable packet waits in a FIFO per
+/// fingerprint; a packet from the other side with the same fingerprint takes the oldest one
+/// (so the n-th copy pairs with the n-th copy, as `PacketPairing` does). A packet still
+/// waiting `window` after its own time is given up on. Every decision depends only on the
+/// files, the coarse model and the window, so two walks over the same inputs make the same
+/// pairs with the same numbers.
+///
+/// A partner that arrives after its packet was given up on is counted in `latePartners`
+/// (found with a fixed-size Bloom filter of given-up fingerprints; `expectedFalseLate` is
+/// how many of those counts chance alone explains).
+public struct PairingWalk {
+  public let window: Int64
+  public let coarse: ClockModel
+  public private(set) var pairsMade = 0
+  public private(set) var latePartners = 0
+  public private(set) var expectedFalseLate = 0.0
+  /// Most packets waiting at once (both sides).
+  public private(set) var mostPending = 0
+
+  private let readers: [CaptureFileReader]
+  private var next: [CapturedPacket?]
+  private var nextMapped: [Int64]
+  private var now = Int64.min
+  private var queues = [PendingQueue(), PendingQueue()]
+  private var tables = [PendingKeys(), PendingKeys()]
+  private var givenUp = [GivenUpKeys(), GivenUpKeys()]
+  private var finished = false
+
+  /// `coarse` maps server times onto the client clock; `window` is in nanoseconds.
+  public init(client: String, server: String, coarse: ClockModel, window: Int64) throws(CaptureFileError) {
+    self.window = window
+    self.coarse = coarse
+    readers = [try CaptureFileReader(path: client), try CaptureFileReader(path: server)]
+    next = [nil, nil]
+    nextMapped = [.max, .max]
+    for side in 0..<2 { try load(side) }
+  }
+
+  /// Link type of an interface of a side.
+  public func linkType(side: Int, interface: Int) -> LinkType {
+    readers[side].interfaces[interface].linkType
+  }
+
+  private mutating func load(_ side: Int) throws(CaptureFileError) {
+    next[side] = try readers[side].next()
+    guard let packet = next[side] else {
+      nextMapped[side] = .max
+      return
+    }
+    nextMapped[side] =
+      side == 0 ? packet.timestampNanoseconds : coarse.clientTime(atServer: packet.timestampNanoseconds)
+  }
+
+  /// Reads one packet and tells `sink` what follows from it. At the end of both files, gives
+  /// up on every packet still waiting and returns false.
+  public mutating func advance(_ sink: inout some PairingWalkSink) throws(CaptureFileError) -> Bool {
+    guard next[0] != nil || next[1] != nil else {
+      if !finished {
+        finished = true
+        for side in 0..<2 { giveUp(side, before: .max, &sink) }
+      }
+      return false
+    }
+    let side = next[0] != nil && nextMapped[0] <= nextMapped[1] ? 0 : 1
+    let packet = next[side]!
+    let mapped = nextMapped[side]
+    try load(side)
+    now = max(now, mapped)
+    let described = PacketKey.describe(packet, linkType: linkType(side: side, interface: packet.interface))
+    sink.read(side: side, packet: packet, described: described)
+    if let described, let key = described.key {
+      match(side, described.packet, key: key, mapped: mapped, &sink)
+    }
+    let limit = now > Int64.min + window ? now - window : Int64.min
+    giveUp(0, before: limit, &sink)
+    giveUp(1, before: limit, &sink)
+    return true
+  }
+
+  private mutating func match(
+    _ side: Int, _ packet: SidePacket, key: UInt64, mapped: Int64, _ sink: inout some PairingWalkSink
+  ) {
+    let other = 1 - side
+    if let seq = takeFirst(other, key) {
+      queues[other].settle(seq)
+      let partner = queues[other][seq].packet
+      // A 64-bit fingerprint collision is checked here: both packets stay unpaired.
+      guard partner.source == packet.source, partner.destination == packet.destination,
+        partner.kind == packet.kind
+      else {
+        sink.unpaired(side: other, packet: partner)
+        sink.unpaired(side: side, packet: packet)
+        return
+      }
+      pairsMade += 1
+      if side == 0 {
+        sink.paired(number: pairsMade, client: packet, server: partner)
+      } else {
+        sink.paired(number: pairsMade, client: partner, server: packet)
+      }
+      return
+    }
+    if givenUp[other].mayContain(key) {
+      latePartners += 1
+      expectedFalseLate += givenUp[other].falsePositiveRate
+    }
+    let seq = queues[side].append(PendingPacket(key: key, packet: packet, mappedTime: mapped))
+    if let previous = tables[side].append(key, seq) { queues[side][previous].next = seq }
+    mostPending = max(mostPending, queues[0].waiting + queues[1].waiting)
+  }
+
+  /// Gives up on the packets of `side` waiting since before `limit` (oldest first).
+  /// Removes and returns the oldest waiting packet of `side` with fingerprint `key`.
+  private mutating func takeFirst(_ side: Int, _ key: UInt64) -> Int? {
+    guard let slot = tables[side].slot(of: key) else { return nil }
+    let first = tables[side].first(at: slot)
+    tables[side].replaceFirst(at: slot, with: queues[side][first].next)
+    return first
+  }
+
+  private mutating func giveUp(_ side: Int, before limit: Int64, _ sink: inout some PairingWalkSink) {
+    while let front = queues[side].front {
+      if front.settled {
+        queues[side].popFront()
+        continue
+      }
+      guard front.mappedTime < limit else { return }
+      // The oldest waiting packet is the first of its fingerprint's FIFO.
+      _ = takeFirst(side, front.key)
+      givenUp[side].insert(front.key)
+      sink.unpaired(side: side, packet: front.packet)
+      queues[side].popFront()
+    }
+  }
+}
+
+/// A packet waiting for its partner.
+struct PendingPacket {
+  var key: UInt64
+  var packet: SidePacket
+  var mappedTime: Int64
+  /// Sequence number of the next waiting packet with the same key (-1: none).
+  var next = -1
+  /// Paired (or found to collide): no longer waiting.
+  var settled = false
+}
+
+/// Waiting packets of one side in arrival order, addressed by a sequence number.
+struct PendingQueue {
+  private var entries: [PendingPacket] = []
+  private var head = 0
+  /// Sequence number of `entries[0]`.
+  private var base = 0
+  private(set) var waiting = 0
+
+  subscript(seq: Int) -> PendingPacket {
+    get { entries[seq - base] }
+    set { entries[seq - base] = newValue }
+  }
+
+  var front: PendingPacket? { head < entries.count ? entries[head] : nil }
+
+  mutating func append(_ packet: PendingPacket) -> Int {
+    entries.append(packet)
+    waiting += 1
+    return base + entries.count - 1
+  }
+
+  mutating func settle(_ seq: Int) {
+    entries[seq - base].settled = true
+    waiting -= 1
+  }
+
+  mutating func popFront() {
+    if !entries[head].settled { waiting -= 1 }
+    head += 1
+    if head >= 4096 && head * 2 >= entries.count {
+      entries.removeFirst(head)
+      base += head
+      head = 0
+    }
+  }
+}
+
+/// FIFO chains of waiting packets per fingerprint in an open-addressing table; a key whose
+/// chain empties is deleted (backward shift), so the table follows what is waiting.
+struct PendingKeys {
+  private var keys = [UInt64](repeating: 0, count: 1024)
+  private var firsts = [Int](repeating: -1, count: 1024)
+  private var lasts = [Int](repeating: -1, count: 1024)
+  private var used = [Bool](repeating: false, count: 1024)
+  private var mask = 1023
+  private var count = 0
+
+  private func home(_ key: UInt64) -> Int { Int(truncatingIfNeeded: key) & mask }
+
+  func slot(of key: UInt64) -> Int? {
+    var slot = home(key)
+    while used[slot] {
+      if keys[slot] == key { return slot }
+      slot = (slot + 1) & mask
+    }
+    return nil
+  }
+
+  /// Adds `seq` at the end of the chain of `key`; returns the chain's previous last packet
+  /// (which must now link to `seq`), nil for a new chain.
+  mutating func append(_ key: UInt64, _ seq: Int) -> Int? {
+    if let slot = slot(of: key) {
+      let previous = lasts[slot]
+      lasts[slot] = seq
+      return previous
+    }
+    if (count + 1) * 2 > keys.count { grow() }
+    var slot = home(key)
+    while used[slot] { slot = (slot + 1) & mask }
+    used[slot] = true
+    keys[slot] = key
+    firsts[slot] = seq
+    lasts[slot] = seq
+    count += 1
+    return nil
+  }
+
+  func first(at slot: Int) -> Int { firsts[slot] }
+
+  /// Makes `following` the first packet of the chain at `slot`; -1 deletes the chain.
+  mutating func replaceFirst(at slot: Int, with following: Int) {
+    if following >= 0 { firsts[slot] = following } else { delete(slot) }
+  }
+
+  /// Linear-probing deletion: later entries of the probe run move back into the hole.
+  private mutating func delete(_ removed: Int) {
+    var hole = removed
+    var probe = (hole + 1) & mask
+    while used[probe] {
+      let ideal = home(keys[probe])
+      // The entry at `probe` may move to `hole` when `hole` lies on its probe path.
+      let movable = hole <= probe ? (ideal <= hole || ideal > probe) : (ideal <= hole && ideal > probe)
+      if movable {
+        keys[hole] = keys[probe]
+        firsts[hole] = firsts[probe]
+        lasts[hole] = lasts[probe]
+        hole = probe
+      }
+      probe = (probe + 1) & mask
+    }
+    used[hole] = false
+    count -= 1
+  }
+
+  private mutating func grow() {
+    let old = (keys, firsts, lasts, used)
+    let size = keys.count * 2
+    keys = [UInt64](repeating: 0, count: size)
+    firsts = [Int](repeating: -1, count: size)
+    lasts = [Int](repeating: -1, count: size)
+    used = [Bool](repeating: false, count: size)
+    mask = size - 1
+    for slot in old.0.indices where old.3[slot] {
+      var target = home(old.0[slot])
+      while used[target] { target = (target + 1) & mask }
+      used[target] = true
+      keys[target] = old.0[slot]
+      firsts[target] = old.1[slot]
+      lasts[target] = old.2[slot]
+    }
+  }
+}
+
+/// A Bloom filter (2²³ bits, two probes) of fingerprints given up on, allocated on first use.
+struct GivenUpKeys {
+  private static let bits = 1 << 23
+  private var words: [UInt64] = []
+  private var set = 0
+
+  var falsePositiveRate: Double {
+    let fill = Double(set) / Double(Self.bits)
+    return fill * fill
+  }
+
+  private static func probes(_ key: UInt64) -> (Int, Int) {
+    let other = PairFingerprint.mix(key ^ 0x9E37_79B9_7F4A_7C15)
+    return (Int(truncatingIfNeeded: key) & (bits - 1), Int(truncatingIfNeeded: other) & (bits - 1))
+  }
+
+  mutating func insert(_ key: UInt64) {
+    if words.isEmpty { words = [UInt64](repeating: 0, count: Self.bits / 64) }
+    let (a, b) = Self.probes(key)
+    for bit in [a, b] where words[bit >> 6] & (1 << UInt64(bit & 63)) == 0 {
+      words[bit >> 6] |= 1 << UInt64(bit & 63)
+      set += 1
+    }
+  }
+
+  func mayContain(_ key: UInt64) -> Bool {
+    guard !words.isEmpty else { return false }
+    let (a, b) = Self.probes(key)
+    return words[a >> 6] & (1 << UInt64(a & 63)) != 0 && words[b >> 6] & (1 << UInt64(b & 63)) != 0
+  }
+}

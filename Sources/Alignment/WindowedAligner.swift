@@ -1,0 +1,275 @@
+import CaptureFiles
+import Foundation
+import SMCWire
+
+/// The lower convex hull of points added in any order. The minimum of `y − k·x` over every
+/// point added is reached at one of its vertices, so a clock fit over the vertices equals a
+/// fit over all the points, while the hull stays small (a few dozen vertices for jittered
+/// delays).
+///
+/// Points are pairs: x is the client time, y the server − client difference, multiplied by
+/// `sign` (+1: lower hull of client→server pairs; −1: upper hull of server→client pairs).
+struct OnlineHull {
+  let sign: Double
+  private var origin: Int64?
+  private var xs: [Double] = []
+  private var ys: [Double] = []
+  private(set) var vertices: [PairedTimes] = []
+
+  init(sign: Double) { self.sign = sign }
+
+  mutating func add(_ times: PairedTimes) {
+    if origin == nil { origin = times.clientNanoseconds }
+    let x = Double(times.clientNanoseconds &- origin!)
+    let y = sign * Double(times.serverNanoseconds &- times.clientNanoseconds)
+    var low = 0
+    var high = xs.count
+    while low < high {
+      let mid = (low + high) / 2
+      if xs[mid] <= x { low = mid + 1 } else { high = mid }
+    }
+    var i = low
+    if i > 0 && xs[i - 1] == x {
+      if ys[i - 1] <= y { return }
+      remove(i - 1)
+      i -= 1
+    }
+    // On or above the chord between its neighbours: not a vertex.
+    if i > 0 && i < xs.count && cross(xs[i - 1], ys[i - 1], xs[i], ys[i], x, y) >= 0 { return }
+    xs.insert(x, at: i)
+    ys.insert(y, at: i)
+    vertices.insert(times, at: i)
+    while i >= 2 && cross(xs[i - 2], ys[i - 2], xs[i - 1], ys[i - 1], xs[i], ys[i]) <= 0 {
+      remove(i - 1)
+      i -= 1
+    }
+    while i + 2 < xs.count && cross(xs[i], ys[i], xs[i + 1], ys[i + 1], xs[i + 2], ys[i + 2]) <= 0 {
+      remove(i + 1)
+    }
+  }
+
+  private mutating func remove(_ i: Int) {
+    xs.remove(at: i)
+    ys.remove(at: i)
+    vertices.remove(at: i)
+  }
+
+  private func cross(_ ox: Double, _ oy: Double, _ ax: Double, _ ay: Double, _ bx: Double, _ by: Double)
+    -> Double
+  {
+    (ax - ox) * (by - oy) - (ay - oy) * (bx - ox)
+  }
+}
+
+/// Aligns two captures in memory bounded by a pairing window (the first pass of a streamed
+/// `smcpair merge --formats pcapng`).
+///
+/// 1. A coarse offset from the first packets of both files (`PacketPairing` over a prefix).
+/// 2. One `PairingWalk` over both files with that offset; every pair goes into one of two
+///    `OnlineHull`s instead of a list.
+/// 3. The clock fit over the hull vertices — the same fit `Aligner` makes over all pairs.
+///
+/// When the walk cannot be trusted to have made the same pairs as the in-memory pairing, the
+/// outcome says why and the caller aligns in memory instead: no pairs in the prefix, a clock
+/// step (the pairs admit no single model: segments need every pair), a partner that came
+/// later than the window, or a SYN that came after pairs of its connection were directed.
+public enum WindowedAligner {
+  public static let defaultWindowNanoseconds: Int64 = 2_000_000_000
+  static let prefixLimits = [16_384, 262_144]
+
+  public enum Outcome: Sendable {
+    /// `coarse` is the model the walk used; `logs` hold every packet's note, per side.
+    case aligned(Alignment, coarse: ClockModel, logs: PairLogs)
+    case needsMemory(reason: String)
+  }
+
+  /// `logFolder` receives the two note files (`PairLogs`); the caller removes them.
+  public static func align(
+    client: String, server: String, clientAddresses: Set<IPAddress> = [],
+    window: Int64 = defaultWindowNanoseconds, logFolder: String
+  ) throws(CaptureFileError) -> Outcome {
+    var coarse: ClockModel?
+    for limit in prefixLimits {
+      let prefix = try PacketPairing.pair(
+        client: client, server: server, clientAddresses: clientAddresses, limit: limit)
+      guard !prefix.pairs.isEmpty else { continue }
+      let fitted = Aligner.align(
+        pairs: prefix.pairs, clientPackets: prefix.clientPackets, serverPackets: prefix.serverPackets,
+        clientAddresses: prefix.clientAddresses)
+      guard fitted.segments.count == 1 else {
+        return .needsMemory(reason: "the clock steps within the first packets")
+      }
+      // Skew 0: a prefix is too short to measure skew; the window absorbs the drift.
+      coarse = ClockModel(
+        offsetNanoseconds: fitted.model.offsetNanoseconds, offsetLower: fitted.model.offsetLower,
+        offsetUpper: fitted.model.offsetUpper, skewPPM: 0, skewLower: 0, skewUpper: 0,
+        referenceNanoseconds: fitted.model.referenceNanoseconds)
+      break
+    }
+    guard let coarse else {
+      return .needsMemory(
+        reason: "the first \(prefixLimits.last!) packets of the two captures have none in common")
+    }
+    var walk = try PairingWalk(client: client, server: server, coarse: coarse, window: window)
+    let logs = PairLogs(
+      paths: ["client", "server"].map { "\(logFolder)/.smcpair-pairing-\(getpid())-\($0)" }, sources: [])
+    var sink = FitSink(
+      given: clientAddresses,
+      logs: [try PairLogWriter(path: logs.paths[0]), try PairLogWriter(path: logs.paths[1])])
+    do throws(CaptureFileError) {
+      while try walk.advance(&sink) {}
+      if let failure = sink.failure { throw failure }
+      for log in sink.logs { try log.close() }
+    } catch {
+      logs.remove()
+      throw error
+    }
+    let outcome = fit(sink, walk: walk, coarse: coarse, window: window, given: clientAddresses)
+    guard case .aligned(let alignment, let coarse, _) = outcome else {
+      logs.remove()
+      return outcome
+    }
+    return .aligned(alignment, coarse: coarse, logs: PairLogs(paths: logs.paths, sources: sink.sources))
+  }
+
+  private static func fit(
+    _ sink: FitSink, walk: PairingWalk, coarse: ClockModel, window: Int64,
+    given clientAddresses: Set<IPAddress>
+  ) -> Outcome {
+    let late = Double(walk.latePartners)
+    let chance = walk.expectedFalseLate
+    if late > chance + 4 * chance.squareRoot() {
+      return .needsMemory(
+        reason:
+          "\(walk.latePartners) packet(s) met their copy on the other side more than the pairing window (\(Double(window) / 1e9) s) later"
+      )
+    }
+    let addresses = clientAddresses.isEmpty ? sink.synSenders : clientAddresses
+    if !sink.directedAway.isDisjoint(with: addresses) {
+      return .needsMemory(reason: "a connection's SYN came after some of its packets were paired")
+    }
+    guard sink.pairs > 0 else { return .needsMemory(reason: "no packet paired within the window") }
+    let fit = ClockFitter.fit(sink.up.vertices + sink.down.vertices, reference: sink.firstClient)
+    guard fit.feasible else { return .needsMemory(reason: "the clock steps inside the captures") }
+    var byKind: [PairKind: Int] = [:]
+    for (index, kind) in PairKind.allCases.enumerated() where sink.kinds[index] > 0 {
+      byKind[kind] = sink.kinds[index]
+    }
+    var warnings: [String] = []
+    if fit.verdict == .oneSided {
+      warnings.append("packets were paired in one direction only: the offset is bounded on one side")
+    }
+    var alignment = Alignment(
+      verdict: fit.verdict, model: fit.model,
+      segments: [
+        ClockSegment(
+          startClientNanoseconds: .min, endClientNanoseconds: .max, pairs: sink.pairs, model: fit.model)
+      ],
+      pairsByKind: byKind, pairs: [], clientPackets: sink.packets[0], serverPackets: sink.packets[1],
+      causalityViolations: 0, clientAddresses: addresses, warnings: warnings)
+    alignment.window = PairingWindowUse(
+      windowNanoseconds: window, mostWaiting: walk.mostPending, unpairedClient: sink.unpaired[0],
+      unpairedServer: sink.unpaired[1])
+    return .aligned(alignment, coarse: coarse, logs: PairLogs(paths: [], sources: []))
+  }
+}
+
+/// How a windowed alignment went: the window, the most packets waiting at once, and the
+/// pairable packets each side had without a partner.
+public struct PairingWindowUse: Sendable {
+  public var windowNanoseconds: Int64
+  public var mostWaiting: Int
+  public var unpairedClient: Int
+  public var unpairedServer: Int
+}
+
+/// Collects what the clock fit needs from a walk (two hulls, counts, SYN senders) and
+/// logs each frame's note, per side in frame order.
+struct FitSink: PairingWalkSink {
+  let given: Set<IPAddress>
+  var synSenders: Set<IPAddress> = []
+  /// Sources of pairs directed server→client because no SYN named them a client address yet.
+  var directedAway: Set<IPAddress> = []
+  var up = OnlineHull(sign: 1)
+  var down = OnlineHull(sign: -1)
+  var kinds = [Int](repeating: 0, count: PairKind.allCases.count)
+  var packets = [0, 0]
+  var unpaired = [0, 0]
+  var pairs = 0
+  var firstClient = Int64.max
+  var sources: [IPAddress] = []
+  private var sourceIDs: [IPAddress: UInt16] = [:]
+  private var lastSource: (IPAddress, UInt16)?
+  var settling = [SettlingNotes(), SettlingNotes()]
+  let logs: [PairLogWriter]
+  /// The first failure writing a log, or too many source addresses.
+  var failure: CaptureFileError?
+
+  init(given: Set<IPAddress>, logs: [PairLogWriter]) {
+    self.given = given
+    self.logs = logs
+  }
+
+  private mutating func sourceID(_ address: IPAddress) -> UInt16 {
+    if let lastSource, lastSource.0 == address { return lastSource.1 }
+    let id: UInt16
+    if let known = sourceIDs[address] {
+      id = known
+    } else if sources.count < Int(LoggedNote.noSource) {
+      id = UInt16(sources.count)
+      sources.append(address)
+      sourceIDs[address] = id
+    } else {
+      id = LoggedNote.noSource
+      failure =
+        failure ?? CaptureFileError(.unsupported, "more than 65,535 source addresses", path: logs[0].path)
+    }
+    lastSource = (address, id)
+    return id
+  }
+
+  private mutating func flush(_ side: Int) {
+    while let note = settling[side].popSettled() {
+      do throws(CaptureFileError) {
+        try logs[side].append(note)
+      } catch {
+        failure = failure ?? error
+      }
+    }
+  }
+
+  mutating func read(side: Int, packet: CapturedPacket, described: PacketKey?) {
+    packets[side] += 1
+    var note = LoggedNote()
+    if let described {
+      if side == 0, let syn = described.synSender { synSenders.insert(syn) }
+      note.sourceID = sourceID(described.packet.source.address)
+      note.kind = UInt8(PairKind.allCases.firstIndex(of: described.packet.kind)!)
+    }
+    settling[side].append(frame: packet.frame, note: note, waiting: described?.key != nil)
+    flush(side)
+  }
+
+  mutating func paired(number: Int, client: SidePacket, server: SidePacket) {
+    let source = server.source.address
+    let toServer = given.isEmpty ? synSenders.contains(source) : given.contains(source)
+    if !toServer && given.isEmpty { directedAway.insert(source) }
+    kinds[PairKind.allCases.firstIndex(of: server.kind)!] += 1
+    pairs += 1
+    firstClient = min(firstClient, client.timeNanoseconds)
+    let times = PairedTimes(
+      clientToServer: toServer, clientNanoseconds: client.timeNanoseconds,
+      serverNanoseconds: server.timeNanoseconds)
+    if toServer { up.add(times) } else { down.add(times) }
+    settling[0].settle(frame: client.frame, pairNumber: number, partnerTime: server.timeNanoseconds)
+    settling[1].settle(frame: server.frame, pairNumber: number, partnerTime: client.timeNanoseconds)
+    flush(0)
+    flush(1)
+  }
+
+  mutating func unpaired(side: Int, packet: SidePacket) {
+    unpaired[side] += 1
+    settling[side].settle(frame: packet.frame, pairNumber: 0, partnerTime: 0)
+    flush(side)
+  }
+}
