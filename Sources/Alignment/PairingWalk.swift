@@ -36,9 +36,9 @@ public struct PairingWalk {
   /// Most packets waiting at once (both sides).
   public private(set) var mostPending = 0
 
-  private let readers: [CaptureFileReader]
-  private var next: [CapturedPacket?]
-  private var nextMapped: [Int64]
+  private var feeds: [SideFeed]
+  private var next: [SideFeed.Item?] = [nil, nil]
+  private var nextMapped: [Int64] = [.max, .max]
   private var now = Int64.min
   private var queues = [PendingQueue(), PendingQueue()]
   private var tables = [PendingKeys(), PendingKeys()]
@@ -49,25 +49,17 @@ public struct PairingWalk {
   public init(client: String, server: String, coarse: ClockModel, window: Int64) throws(CaptureFileError) {
     self.window = window
     self.coarse = coarse
-    readers = [try CaptureFileReader(path: client), try CaptureFileReader(path: server)]
-    next = [nil, nil]
-    nextMapped = [.max, .max]
+    feeds = [
+      try SideFeed(path: client, isServer: false, coarse: coarse, pairing: true),
+      try SideFeed(path: server, isServer: true, coarse: coarse, pairing: true),
+    ]
     for side in 0..<2 { try load(side) }
   }
 
-  /// Link type of an interface of a side.
-  public func linkType(side: Int, interface: Int) -> LinkType {
-    readers[side].interfaces[interface].linkType
-  }
-
+  /// Makes the next packet of `side` current (nil at its end).
   private mutating func load(_ side: Int) throws(CaptureFileError) {
-    next[side] = try readers[side].next()
-    guard let packet = next[side] else {
-      nextMapped[side] = .max
-      return
-    }
-    nextMapped[side] =
-      side == 0 ? packet.timestampNanoseconds : coarse.clientTime(atServer: packet.timestampNanoseconds)
+    next[side] = try feeds[side].next()
+    nextMapped[side] = next[side]?.mapped ?? .max
   }
 
   /// Reads one packet and tells `sink` what follows from it. At the end of both files, gives
@@ -81,12 +73,12 @@ public struct PairingWalk {
       return false
     }
     let side = next[0] != nil && nextMapped[0] <= nextMapped[1] ? 0 : 1
-    let packet = next[side]!
-    let mapped = nextMapped[side]
+    let item = next[side]!
+    let mapped = item.mapped
     try load(side)
     now = max(now, mapped)
-    let described = PacketKey.describe(packet, linkType: linkType(side: side, interface: packet.interface))
-    sink.read(side: side, packet: packet, described: described)
+    let described = item.described
+    sink.read(side: side, packet: item.packet, described: described)
     if let described, let key = described.key {
       match(side, described.packet, key: key, mapped: mapped, &sink)
     }

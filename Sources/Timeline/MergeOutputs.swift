@@ -91,12 +91,13 @@ public enum MergeOutputs {
       hardware:
         "clock model: server = client \(Int64(clampingRounded: a.model.offsetNanoseconds)) ns, skew \(a.model.skewPPM) ppm, bounds \(a.model.offsetLower)..\(a.model.offsetUpper) ns (\(a.verdict.rawValue))"
     )
-    let readers = [try CaptureFileReader(path: client), try CaptureFileReader(path: server)]
+    // Each side is read on its own thread, ahead of the writer.
+    var feeds = [try SideFeed(path: client), try SideFeed(path: server, isServer: true)]
     var interfaceMap: [[Int]] = [[], []]
     func interfaceID(_ side: Int, _ local: Int) throws(CaptureFileError) -> Int {
       while interfaceMap[side].count <= local { interfaceMap[side].append(-1) }
       if interfaceMap[side][local] >= 0 { return interfaceMap[side][local] }
-      let interface = readers[side].interfaces[local]
+      let interface = feeds[side].interfaces[local]
       let id = try writer.addInterface(
         InterfaceDescription(
           name: "\(side == 0 ? clientName : serverName):\(interface.name ?? "if\(local)")",
@@ -111,7 +112,7 @@ public enum MergeOutputs {
       }
       return side == 0 ? packet.timestampNanoseconds : a.clientTime(atServer: packet.timestampNanoseconds)
     }
-    var next: [CapturedPacket?] = [try readers[0].next(), try readers[1].next()]
+    var next: [CapturedPacket?] = [try feeds[0].next()?.packet, try feeds[1].next()?.packet]
     var nextTime: [Int64] = next.enumerated().map { side, packet in
       packet.map { alignedTime($0, side: side) } ?? .max
     }
@@ -126,7 +127,7 @@ public enum MergeOutputs {
       let side = next[0] != nil && (next[1] == nil || nextTime[0] <= nextTime[1]) ? 0 : 1
       let packet = next[side]!
       let note = try notes.note(
-        side: side, packet: packet, linkType: readers[side].interfaces[packet.interface].linkType)
+        side: side, packet: packet, linkType: feeds[side].interfaces[packet.interface].linkType)
       let id = try interfaceID(side, packet.interface)
       if note.pairNumber > 0 {
         // "smcpair pair N: KIND DIRECTION, one-way delay X.Y us", built as bytes.
@@ -160,7 +161,7 @@ public enum MergeOutputs {
           originalLength: packet.originalLength,
           direction: note.direction)
       }
-      next[side] = try readers[side].next()
+      next[side] = try feeds[side].next()?.packet
       nextTime[side] = next[side].map { alignedTime($0, side: side) } ?? .max
     }
     try writer.close()
