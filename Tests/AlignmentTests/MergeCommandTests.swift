@@ -72,6 +72,17 @@ func json(_ path: String) throws -> [String: Any] {
     let unknown = try Tools.run([smcpair, "merge", "a", "b", "--out", "/tmp/x", "--formats", "html,svg"])
     #expect(unknown.status == 64)
     #expect(unknown.stderr.contains("unknown format 'svg'"))
+    for window in ["0", "-1", "nan", "7200"] {
+      let bad = try Tools.run([smcpair, "merge", "a", "b", "--out", "/tmp/x", "--pairing-window=\(window)"])
+      #expect(bad.status == 64, "--pairing-window \(window)")
+      #expect(bad.stderr.contains("--pairing-window is a number of seconds"), "\(bad.stderr)")
+    }
+    let windowedMissing = try Tools.run([
+      smcpair, "merge", "/nonexistent/a.pcap", "/nonexistent/b.pcap", "--out", "/tmp/x", "--formats",
+      "pcapng",
+    ])
+    #expect(windowedMissing.status == 1)
+    #expect(windowedMissing.stderr.contains("cannot open"))
     let missing = try Tools.run([
       smcpair, "merge", "/nonexistent/a.pcap", "/nonexistent/b.pcap", "--out", "/tmp/x",
     ])
@@ -172,12 +183,7 @@ func captureBothHosts(_ lab: TestLab, _ dir: TemporaryDirectory, scenario: Strin
       }
     }
     // The agent's captures, shifted, paired within the window: the same as in memory.
-    let windowed = try WindowedMerge.merge(
-      dir.file("h1.pcap"), dir.file("h2-shift.pcap"), out: dir.file("windowed"), formats: "pcapng")
-    #expect((windowed["warnings"] as? [String])?.isEmpty == true, "\(windowed)")
-    let inMemory = try WindowedMerge.merge(
-      dir.file("h1.pcap"), dir.file("h2-shift.pcap"), out: dir.file("memory"), formats: "pcapng,report")
-    try WindowedMerge.expectSame(dir, windowed: windowed, inMemory: inMemory)
+    try WindowedMerge.mergeBothWays(dir, dir.file("h1.pcap"), dir.file("h2-shift.pcap"))
   }
 }
 
@@ -297,11 +303,6 @@ func captureBothHosts(_ lab: TestLab, _ dir: TemporaryDirectory, scenario: Strin
     #expect(pairs["tcp"]! > 300, "\(pairs)")  // segmentation offload merges segments differently on each side
     print("iperf3 merge: \(pairs["tcp"]!) TCP pairs, offset bounds \(lower) .. \(upper) ns")
     // tcpdump's captures, paired within the window, give what pairing in memory gives.
-    let windowed = try WindowedMerge.merge(
-      dir.file("h1.pcap"), dir.file("h2.pcap"), out: dir.file("windowed"), formats: "pcapng")
-    #expect((windowed["warnings"] as? [String])?.isEmpty == true, "\(windowed)")
-    let inMemory = try WindowedMerge.merge(
-      dir.file("h1.pcap"), dir.file("h2.pcap"), out: dir.file("memory"), formats: "pcapng,report")
-    try WindowedMerge.expectSame(dir, windowed: windowed, inMemory: inMemory)
+    try WindowedMerge.mergeBothWays(dir, dir.file("h1.pcap"), dir.file("h2.pcap"))
   }
 }

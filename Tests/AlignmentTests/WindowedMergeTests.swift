@@ -87,6 +87,19 @@ import Testing
     #expect(Set(idMap.values).count == idMap.count, "ids map one to one")
   }
 
+  /// Merges into dir/windowed (`--formats pcapng`) and dir/memory (pcapng and report), expects
+  /// the windowed one to have needed no fallback and both to agree; returns both alignments.
+  @discardableResult
+  static func mergeBothWays(_ dir: TemporaryDirectory, _ client: String, _ server: String) throws -> (
+    windowed: [String: Any], inMemory: [String: Any]
+  ) {
+    let windowed = try merge(client, server, out: dir.file("windowed"), formats: "pcapng")
+    #expect((windowed["warnings"] as? [String])?.isEmpty == true, "\(windowed)")
+    let inMemory = try merge(client, server, out: dir.file("memory"), formats: "pcapng,report")
+    try expectSame(dir, windowed: windowed, inMemory: inMemory)
+    return (windowed, inMemory)
+  }
+
   @Test(arguments: [(0.0, "pcapng"), (3.5, "pcap"), (-10.0, "pcapng")])
   func windowedAndInMemoryAgree(shift: Double, format: String) throws {
     let dir = try TemporaryDirectory()
@@ -95,15 +108,12 @@ import Testing
     try #require(
       try Tools.run(["editcap", "-F", format, "-t", String(format: "%.6f", shift), server, shifted]).status
         == 0)
-    let windowed = try Self.merge(client, shifted, out: dir.file("windowed"), formats: "pcapng")
-    let inMemory = try Self.merge(client, shifted, out: dir.file("memory"), formats: "pcapng,report")
-    #expect((windowed["warnings"] as? [String])?.isEmpty == true, "\(windowed)")
+    let (windowed, inMemory) = try Self.mergeBothWays(dir, client, shifted)
     #expect((windowed["pairing_window"] as? [String: Int])?["window_ns"] == 2_000_000_000)
     #expect(inMemory["pairing_window"] == nil)
     let lower = try #require(windowed["offset_lower_ns"] as? Double)
     let upper = try #require(windowed["offset_upper_ns"] as? Double)
     #expect(lower <= shift * 1e9 && shift * 1e9 <= upper)
-    try Self.expectSame(dir, windowed: windowed, inMemory: inMemory)
     // No temporary pairing file is left behind.
     #expect(
       try FileManager.default.contentsOfDirectory(atPath: dir.file("windowed")).sorted() == [
