@@ -159,9 +159,11 @@ public struct PacketPairing {
     self.clientAddresses = clientAddresses
   }
 
-  /// Reads both files (the first `limit` packets of each) and pairs their packets.
+  /// Reads both files (the first `limit` packets of each) and pairs their packets. `keyers`
+  /// (client, server) are calibrated from the files when not given.
   public static func pair(
-    client: String, server: String, clientAddresses: Set<IPAddress> = [], limit: Int = .max
+    client: String, server: String, clientAddresses: Set<IPAddress> = [], limit: Int = .max,
+    keyers: [PacketKeyer]? = nil
   )
     throws(CaptureFileError)
     -> PacketPairing
@@ -178,7 +180,7 @@ public struct PacketPairing {
     nextSame.reserveCapacity(estimate)
     var chains = ChainTable(minimumCapacity: estimate)
     var synSenders: Set<IPAddress> = []
-    pairing.clientPackets = try walk(client, limit: limit) { packet, key, syn in
+    pairing.clientPackets = try walk(client, keyer: keyers?[0], limit: limit) { packet, key, syn in
       if let syn { synSenders.insert(syn) }
       guard let key else { return }
       let index = Int32(packets.count)
@@ -192,7 +194,7 @@ public struct PacketPairing {
     var found: [PacketPair] = []
     found.reserveCapacity(packets.count)
     var unpairedServer: [SidePacket] = []
-    pairing.serverPackets = try walk(server, limit: limit) { packet, key, _ in
+    pairing.serverPackets = try walk(server, keyer: keyers?[1], limit: limit) { packet, key, _ in
       guard let key else { return }
       // A 64-bit fingerprint collision is checked here: a different packet stays unpaired.
       guard let first = chains.takeFirst(key, next: { nextSame[Int($0)] }),
@@ -222,13 +224,15 @@ public struct PacketPairing {
   /// when it cannot be paired) and the SYN sender address when it is a SYN; returns how many
   /// packets it read.
   static func walk(
-    _ path: String, limit: Int = .max, _ body: (SidePacket, UInt64?, IPAddress?) -> Void
+    _ path: String, keyer: PacketKeyer?, limit: Int = .max, _ body: (SidePacket, UInt64?, IPAddress?) -> Void
   ) throws(CaptureFileError) -> Int {
+    var keyer = keyer
+    if keyer == nil { keyer = try PacketKeyer.calibrated(path: path) }
     let reader = try CaptureFileReader(path: path)
     var read = 0
     while read < limit, let packet = try reader.next() {
       read += 1
-      guard let described = PacketKey.describe(packet, linkType: reader.interfaces[packet.interface].linkType)
+      guard let described = keyer!.describe(packet, linkType: reader.interfaces[packet.interface].linkType)
       else { continue }
       body(described.packet, described.key, described.synSender)
     }
@@ -244,8 +248,63 @@ public struct PacketKey: Sendable {
   public var key: UInt64?
   public var synSender: IPAddress?
 
+  static func kindCode(_ kind: PairKind) -> UInt8 {
+    switch kind {
+    case .tcp, .clc: 0
+    case .cdc: 1
+    case .data: 2
+    }
+  }
+}
+
+/// Builds the pairing keys of one capture's packets, in file order.
+///
+/// - TCP segments (and CLC in them): 4-tuple, seq, ack, flags, payload length, IP id.
+/// - SMC-R CDC records: addresses and the 44 message bytes; seqno 0 is never paired.
+/// - SMC-D CDC records: addresses and the two cursors (a received SMC-D record holds garbage
+///   elsewhere).
+/// - Data records: addresses and their position in the ring — the producer cursor of the
+///   last CDC of that direction (0 after the connection's SYN), the bytes since, the record's
+///   length — and its last 256 bytes. A data record with neither a CDC nor the SYN before it
+///   in the capture has no known position and is never paired.
+///
+/// The dump header is calibrated from the start of the file (`calibrated(path:)`); without
+/// a layout (no dump records there), CDC records are found from the end of the record and
+/// data records are keyed by content.
+public struct PacketKeyer: Sendable {
+  public let layout: DumpHeaderLayout?
+  private var streams: [Stream: Position] = [:]
+
+  struct Stream: Hashable, Sendable {
+    var source: Endpoint
+    var destination: Endpoint
+  }
+
+  struct Position: Sendable {
+    var cursor: CDCCursor
+    var offset: UInt64
+  }
+
+  public init(layout: DumpHeaderLayout?) {
+    self.layout = layout?.headerLength == nil ? nil : layout
+  }
+
+  /// Calibrates the dump header on the first dump records of `path` (at most `packets` read).
+  public static func calibrated(path: String, packets: Int = 1 << 20) throws(CaptureFileError) -> PacketKeyer
+  {
+    let reader = try CaptureFileReader(path: path)
+    var calibrator = DumpHeaderCalibrator()
+    var read = 0
+    while read < packets, calibrator.records < 4096, let packet = try reader.next() {
+      read += 1
+      let frame = FrameDecoder.decode(packet.data, linkType: reader.interfaces[packet.interface].linkType)
+      if frame.issue == nil, frame.isUDP { calibrator.observe(frame.payload) }
+    }
+    return PacketKeyer(layout: calibrator.records > 0 ? calibrator.layout() : nil)
+  }
+
   /// Nil when the frame cannot be decoded (it is written to a merge, never paired).
-  static func describe(_ captured: CapturedPacket, linkType: LinkType) -> PacketKey? {
+  public mutating func describe(_ captured: CapturedPacket, linkType: LinkType) -> PacketKey? {
     let frame = FrameDecoder.decode(captured.data, linkType: linkType)
     guard frame.issue == nil else { return nil }
     var side = SidePacket(
@@ -255,6 +314,12 @@ public struct PacketKey: Sendable {
     var syn: IPAddress?
     if let tcp = frame.tcp {
       if tcp.flags.contains(.syn) && !tcp.flags.contains(.ack) { syn = frame.source }
+      if tcp.flags.contains(.syn) && layout != nil {
+        // A new connection: both rings start at cursor 0.
+        let start = Position(cursor: CDCCursor(wrap: 0, count: 0), offset: 0)
+        streams[Stream(source: side.source, destination: side.destination)] = start
+        streams[Stream(source: side.destination, destination: side.source)] = start
+      }
       side.kind = CLCMessage.looksLikeCLC(frame.payload) ? .clc : .tcp
       hasher.add(UInt64(tcp.sequence))
       hasher.add(UInt64(tcp.acknowledgment))
@@ -262,34 +327,72 @@ public struct PacketKey: Sendable {
       hasher.add(UInt64(frame.wirePayloadLength))
       if frame.ipID != 0 { hasher.add(UInt64(frame.ipID)) }
     } else if frame.isUDP, DumpHeaderCalibrator.isDumpRecord(frame.payload) {
-      // The dump header may differ between hosts; the body after it may not. The body is
-      // found from the end: CDC records are 48 (SMC-R) or 32 (SMC-D) bytes.
-      let p = frame.payload
-      if p.count >= 56, p.u8(p.count - 48) == 0xFE, p.u8(p.count - 47) == 0x2C {
-        let message = p.slice(p.count - 48, 44)
-        // RWWI records carry a synthesised seqno 0: never paired by it.
-        guard message.u16be(2) != 0 else { return PacketKey(packet: side, key: nil, synSender: syn) }
-        side.kind = .cdc
-        hasher.add(message)
-      } else {
-        side.kind = .data
-        hasher.add(UInt64(p.count))
-        hasher.add(p.slice(max(0, p.count - 256), min(256, p.count)))
-      }
+      let paired =
+        layout == nil
+        ? Self.keyByShape(frame.payload, &side, &hasher)
+        : keyByLayout(frame.payload, wireLength: frame.wirePayloadLength, &side, &hasher)
+      guard paired else { return PacketKey(packet: side, key: nil, synSender: syn) }
     } else {
       return PacketKey(packet: side, key: nil, synSender: syn)
     }
     let key = PairFingerprint.of(
-      side.source, side.destination, kind: kindCode(side.kind), content: hasher.value)
+      side.source, side.destination, kind: PacketKey.kindCode(side.kind), content: hasher.value)
     return PacketKey(packet: side, key: key, synSender: syn)
   }
 
-  static func kindCode(_ kind: PairKind) -> UInt8 {
-    switch kind {
-    case .tcp, .clc: 0
-    case .cdc: 1
-    case .data: 2
+  /// With a calibrated layout: CDC records by message (SMC-R) or cursors (SMC-D), data
+  /// records by position. False when the record cannot be paired.
+  private mutating func keyByLayout(
+    _ payload: UnsafeRawBufferPointer, wireLength: Int, _ side: inout SidePacket, _ hasher: inout FNV
+  ) -> Bool {
+    let stream = Stream(source: side.source, destination: side.destination)
+    switch layout!.classify(payload, wireLength: wireLength, connectionMode: nil) {
+    case .cdc(let message):
+      side.kind = .cdc
+      streams[stream] = Position(cursor: message.producer, offset: 0)
+      if message.mode == .smcR {
+        // RWWI records carry a synthesised seqno 0: never paired by it.
+        guard message.sequenceNumber != 0 else { return false }
+        hasher.add(payload.slice(layout!.headerLength!, CDCMessage.smcRLength))
+      } else {
+        for cursor in [message.producer, message.consumer] {
+          hasher.add(UInt64(cursor.wrap) << 32 | UInt64(cursor.count))
+        }
+      }
+      return true
+    case .data(let length):
+      side.kind = .data
+      guard var position = streams[stream] else { return false }
+      hasher.add(UInt64(position.cursor.wrap) << 32 | UInt64(position.cursor.count))
+      hasher.add(position.offset)
+      hasher.add(UInt64(length))
+      // The content too: a position read one CDC apart on the two hosts must not pair.
+      let body = payload.count - layout!.headerLength!
+      hasher.add(payload.slice(payload.count - min(256, body), min(256, body)))
+      position.offset += UInt64(length)
+      streams[stream] = position
+      return true
+    case .shortCDC, .unknownHeader:
+      return false
     }
+  }
+
+  /// Without a layout: an SMC-R CDC record is found from the end (48 bytes starting FE 2C);
+  /// anything else is keyed by its length and last 256 bytes.
+  private static func keyByShape(
+    _ p: UnsafeRawBufferPointer, _ side: inout SidePacket, _ hasher: inout FNV
+  ) -> Bool {
+    if p.count >= 56, p.u8(p.count - 48) == 0xFE, p.u8(p.count - 47) == 0x2C {
+      let message = p.slice(p.count - 48, 44)
+      guard message.u16be(2) != 0 else { return false }
+      side.kind = .cdc
+      hasher.add(message)
+    } else {
+      side.kind = .data
+      hasher.add(UInt64(p.count))
+      hasher.add(p.slice(max(0, p.count - 256), min(256, p.count)))
+    }
+    return true
   }
 }
 

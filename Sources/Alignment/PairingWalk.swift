@@ -45,13 +45,16 @@ public struct PairingWalk {
   private var givenUp = [GivenUpKeys(), GivenUpKeys()]
   private var finished = false
 
-  /// `coarse` maps server times onto the client clock; `window` is in nanoseconds.
-  public init(client: String, server: String, coarse: ClockModel, window: Int64) throws(CaptureFileError) {
+  /// `coarse` maps server times onto the client clock; `window` is in nanoseconds; `keyers`
+  /// (client, server) key each side's packets.
+  public init(client: String, server: String, coarse: ClockModel, window: Int64, keyers: [PacketKeyer])
+    throws(CaptureFileError)
+  {
     self.window = window
     self.coarse = coarse
     feeds = [
-      try SideFeed(path: client, isServer: false, coarse: coarse, pairing: true),
-      try SideFeed(path: server, isServer: true, coarse: coarse, pairing: true),
+      try SideFeed(path: client, isServer: false, coarse: coarse, keyer: keyers[0]),
+      try SideFeed(path: server, isServer: true, coarse: coarse, keyer: keyers[1]),
     ]
     for side in 0..<2 { try load(side) }
   }

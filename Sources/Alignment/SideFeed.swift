@@ -35,9 +35,9 @@ public struct SideFeed {
   /// The interfaces of the file so far (an item's `packet.interface` indexes them).
   public private(set) var interfaces: [CaptureInterface] = []
 
-  /// Opens `path` (errors are thrown here) and starts reading it. With `pairing`, packets are
-  /// described for pairing and mapped through `coarse` when `isServer`.
-  public init(path: String, isServer: Bool = false, coarse: ClockModel? = nil, pairing: Bool = false)
+  /// Opens `path` (errors are thrown here) and starts reading it. With a `keyer`, packets are
+  /// described for pairing; with `coarse`, a server's times are mapped onto the client clock.
+  public init(path: String, isServer: Bool = false, coarse: ClockModel? = nil, keyer: PacketKeyer? = nil)
     throws(CaptureFileError)
   {
     let reader = UncheckedReader(reader: try CaptureFileReader(path: path))
@@ -46,7 +46,7 @@ public struct SideFeed {
     // reading thread has finished.
     reading = Reading(channel, reader)
     let thread = Thread {
-      Self.read(reader.reader, isServer: isServer, coarse: coarse, pairing: pairing, into: channel)
+      Self.read(reader.reader, isServer: isServer, coarse: coarse, keyer: keyer, into: channel)
     }
     thread.name = "smcpair-read-\(isServer ? "server" : "client")"
     thread.start()
@@ -75,8 +75,10 @@ public struct SideFeed {
   }
 
   private static func read(
-    _ reader: CaptureFileReader, isServer: Bool, coarse: ClockModel?, pairing: Bool, into channel: Channel
+    _ reader: CaptureFileReader, isServer: Bool, coarse: ClockModel?, keyer: PacketKeyer?,
+    into channel: Channel
   ) {
+    var keyer = keyer
     var items: [Item] = []
     items.reserveCapacity(batchSize)
     var failure: CaptureFileError?
@@ -89,8 +91,7 @@ public struct SideFeed {
     while true {
       do throws(CaptureFileError) {
         guard let packet = try reader.next() else { break }
-        let described =
-          pairing ? PacketKey.describe(packet, linkType: reader.interfaces[packet.interface].linkType) : nil
+        let described = keyer?.describe(packet, linkType: reader.interfaces[packet.interface].linkType)
         let mapped =
           isServer
           ? coarse?.clientTime(atServer: packet.timestampNanoseconds) ?? packet.timestampNanoseconds

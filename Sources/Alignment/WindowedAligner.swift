@@ -88,10 +88,11 @@ public enum WindowedAligner {
     client: String, server: String, clientAddresses: Set<IPAddress> = [],
     window: Int64 = defaultWindowNanoseconds, logFolder: String
   ) throws(CaptureFileError) -> Outcome {
+    let keyers = [try PacketKeyer.calibrated(path: client), try PacketKeyer.calibrated(path: server)]
     var coarse: ClockModel?
     for limit in prefixLimits {
       let prefix = try PacketPairing.pair(
-        client: client, server: server, clientAddresses: clientAddresses, limit: limit)
+        client: client, server: server, clientAddresses: clientAddresses, limit: limit, keyers: keyers)
       guard !prefix.pairs.isEmpty else { continue }
       let fitted = Aligner.align(
         pairs: prefix.pairs, clientPackets: prefix.clientPackets, serverPackets: prefix.serverPackets,
@@ -110,7 +111,7 @@ public enum WindowedAligner {
       return .needsMemory(
         reason: "the first \(prefixLimits.last!) packets of the two captures have none in common")
     }
-    var walk = try PairingWalk(client: client, server: server, coarse: coarse, window: window)
+    var walk = try PairingWalk(client: client, server: server, coarse: coarse, window: window, keyers: keyers)
     let logs = PairLogs(
       paths: ["client", "server"].map { "\(logFolder)/.smcpair-pairing-\(getpid())-\($0)" }, sources: [])
     var sink = FitSink(

@@ -54,6 +54,9 @@ public struct ConversationSpec: Sendable {
   public var oneWayDelayNanoseconds: Int64 = 25_000
   public var gapNanoseconds: Int64 = 100_000
   public var seed: UInt64 = 1
+  /// Fill the records of *received* SMC-D CDCs with garbage except the two cursors, as the
+  /// kernel's dump does (only the cursors are meaningful there).
+  public var receivedSMCDGarbage = false
 
   public init(scenario: Scenario, client: Endpoint, server: Endpoint) {
     self.scenario = scenario
@@ -210,6 +213,14 @@ public struct ConversationSynthesizer {
 
     func record(fromClient: Bool, isCDC: Bool, body: [UInt8], at time: Int64) throws {
       let sentHere = fromClient == isClient
+      var body = body
+      if isCDC && !sentHere && mode == .smcD && s.receivedSMCDGarbage {
+        // Cursors at 8..<14 and 16..<22 survive; everything else, the type byte too, is noise.
+        var noise = SeededRandom(seed: UInt64(bitPattern: time) ^ s.seed)
+        for i in body.indices where !(8..<14).contains(i) && !(16..<22).contains(i) {
+          body[i] = UInt8.random(in: 0...255, using: &noise)
+        }
+      }
       let mac = isClient ? s.clientDumpMAC : s.serverDumpMAC
       let bytes = FrameBuilder.udp(
         sourceMAC: mac, destinationMAC: mac, source: fromClient ? s.client : s.server,

@@ -185,13 +185,21 @@ public struct DumpHeaderCalibrator: Sendable {
       }
     }
 
-    // type byte: constant on CDC records, different on every other record.
+    // type byte: constant on CDC records, different on every other record — except on
+    // records of received SMC-D CDCs, whose body (type byte included) is garbage but for the
+    // cursors: they have the CDC value and a 32-byte body.
     if !cdc.isEmpty && !other.isEmpty {
       for j in 4..<h {
         if let lf = layout.lengthFieldOffset, j == lf || j == lf + 1 { continue }
         let value = cdc[0].head[j]
         guard cdc.allSatisfy({ $0.head[j] == value }) else { continue }
-        guard other.allSatisfy({ $0.head.count > j && $0.head[j] != value }) else { continue }
+        guard
+          other.allSatisfy({
+            $0.head.count > j && ($0.head[j] != value || $0.payloadLength - h == CDCRecord.smcDPayload)
+          })
+        else { continue }
+        // Some record must tell the type apart.
+        guard other.contains(where: { $0.head[j] != value }) else { continue }
         layout.typeFieldOffset = j
         layout.cdcTypeValue = value
         break

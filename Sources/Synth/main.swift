@@ -28,6 +28,11 @@ struct Synth: ParsableCommand {
   @Option(help: "Dump header length to write (fields spread in declaration order).") var dumpHeaderLen: Int =
     16
   @Option(help: "Random seed.") var seed: UInt64 = 1
+  @Flag(
+    help:
+      "Fill received SMC-D CDC records with garbage but for the cursors, as the kernel's dump does (default: the sent bytes)."
+  )
+  var receivedSmcdGarbage = false
 
   func validate() throws {
     guard ["client", "server"].contains(side) else { throw ValidationError("--side is client or server") }
@@ -84,6 +89,7 @@ struct Synth: ParsableCommand {
       spec.startNanoseconds = start
       spec.dumpFormat = format
       spec.seed = seed &+ UInt64(index)
+      spec.receivedSMCDGarbage = receivedSmcdGarbage
       var last = start
       try ConversationSynthesizer(spec: spec, side: side == "client" ? .client : .server).generate { frame in
         last = max(last, frame.timeNanoseconds)

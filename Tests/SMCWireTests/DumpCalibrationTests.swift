@@ -25,7 +25,10 @@ import Testing
   ]
 
   /// Dump records of one SMC-R and one SMC-D connection, as the client host captures them.
-  func records(_ format: DumpHeaderFormat, modes: [Scenario] = [.smcR(version: 1), .smcD(version: 1)])
+  func records(
+    _ format: DumpHeaderFormat, modes: [Scenario] = [.smcR(version: 1), .smcD(version: 1)],
+    receivedSMCDGarbage: Bool = false
+  )
     -> [[UInt8]]
   {
     var out: [[UInt8]] = []
@@ -36,6 +39,7 @@ import Testing
       spec.dumpFormat = format
       spec.messages = 6
       spec.messageSize = 700 + index * 300
+      spec.receivedSMCDGarbage = receivedSMCDGarbage
       ConversationSynthesizer(spec: spec, side: .client).generate { frame in
         if frame.interface == 1 { out.append(frame.bytes) }
       }
@@ -81,6 +85,36 @@ import Testing
     #expect(cdcR == 12)
     #expect(cdcD == 12)
     #expect(dataBytes == 6 * 700 + 6 * 1000)
+  }
+
+  /// A received SMC-D CDC record is garbage but for its cursors (its type byte in the body
+  /// too); the header's type byte still tells it apart, and its cursors still decode.
+  @Test(arguments: layouts)
+  func receivedSMCDGarbageKeepsTypeAndCursors(format: DumpHeaderFormat) throws {
+    var calibrator = DumpHeaderCalibrator()
+    let payloads = udpPayloads(records(format, receivedSMCDGarbage: true))
+    let clean = udpPayloads(records(format))
+    #expect(payloads != clean, "the received SMC-D records changed")
+    for p in payloads { p.withUnsafeBytes { calibrator.observe($0) } }
+    let layout = calibrator.layout()
+    #expect(layout.headerLength == format.length)
+    #expect(layout.typeFieldOffset == format.typeOffset)
+    var cursors: [CDCCursor] = []
+    var cleanCursors: [CDCCursor] = []
+    for (list, out) in [(payloads, 0), (clean, 1)] {
+      for p in list {
+        let content = p.withUnsafeBytes { layout.classify($0, wireLength: p.count, connectionMode: nil) }
+        if case .cdc(let m) = content, m.mode == .smcD {
+          if out == 0 {
+            cursors += [m.producer, m.consumer]
+          } else {
+            cleanCursors += [m.producer, m.consumer]
+          }
+        }
+      }
+    }
+    #expect(cursors.count == 24)
+    #expect(cursors == cleanCursors)
   }
 
   @Test func overrideWinsAndIsReported() {
