@@ -289,9 +289,9 @@ public struct PacketKeyer: Sendable {
     self.layout = layout?.headerLength == nil ? nil : layout
   }
 
-  /// Calibrates the dump header on the first dump records of `path` (at most `packets` read).
-  public static func calibrated(path: String, packets: Int = 1 << 20) throws(CaptureFileError) -> PacketKeyer
-  {
+  /// Calibrates the dump header on the first dump records of `path` (up to 4,096 of them,
+  /// within the first `packets` packets).
+  public static func calibrated(path: String, packets: Int = 65_536) throws(CaptureFileError) -> PacketKeyer {
     let reader = try CaptureFileReader(path: path)
     var calibrator = DumpHeaderCalibrator()
     var read = 0
