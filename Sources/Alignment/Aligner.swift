@@ -108,15 +108,18 @@ public enum Aligner {
     let pairing = try PacketPairing.pair(client: client, server: server, clientAddresses: clientAddresses)
     var alignment = align(
       pairs: pairing.pairs, clientPackets: pairing.clientPackets, serverPackets: pairing.serverPackets,
-      clientAddresses: pairing.clientAddresses)
+      clientAddresses: pairing.clientAddresses, reference: pairing.clientStart)
     alignment.unpairedClient = pairing.unpairedClient
     alignment.unpairedServer = pairing.unpairedServer
     if alignment.verdict == .none, let probe { alignment.use(probe) }
     return alignment
   }
 
+  /// `reference` is the client time the offset and its bounds refer to: the start of the
+  /// client capture (the first pair's time when not given).
   public static func align(
-    pairs: [PacketPair], clientPackets: Int, serverPackets: Int, clientAddresses: Set<IPAddress>
+    pairs: [PacketPair], clientPackets: Int, serverPackets: Int, clientAddresses: Set<IPAddress>,
+    reference: Int64? = nil
   ) -> Alignment {
     var warnings: [String] = []
     let inOrder = zip(pairs, pairs.dropFirst()).allSatisfy {
@@ -125,7 +128,7 @@ public enum Aligner {
     let sorted = inOrder ? pairs : pairs.sorted { $0.client.timeNanoseconds < $1.client.timeNanoseconds }
     var byKind: [PairKind: Int] = [:]
     for pair in sorted { byKind[pair.kind, default: 0] += 1 }
-    let reference = sorted.first?.client.timeNanoseconds ?? 0
+    let reference = reference ?? sorted.first?.client.timeNanoseconds ?? 0
     var segments: [ClockSegment] = []
     var verdict = AlignmentVerdict.none
     if sorted.isEmpty {

@@ -148,6 +148,8 @@ public struct PacketPair: Sendable {
 public struct PacketPairing {
   public private(set) var pairs: [PacketPair] = []
   public private(set) var clientPackets = 0
+  /// Time of the client capture's first packet (the clock model's reference).
+  public private(set) var clientStart: Int64?
   public private(set) var serverPackets = 0
   /// Addresses that belong to the client host (SYN senders, or given).
   public private(set) var clientAddresses: Set<IPAddress>
@@ -180,7 +182,8 @@ public struct PacketPairing {
     nextSame.reserveCapacity(estimate)
     var chains = ChainTable(minimumCapacity: estimate)
     var synSenders: Set<IPAddress> = []
-    pairing.clientPackets = try walk(client, keyer: keyers?[0], limit: limit) { packet, key, syn in
+    (pairing.clientPackets, pairing.clientStart) = try walk(client, keyer: keyers?[0], limit: limit) {
+      packet, key, syn in
       if let syn { synSenders.insert(syn) }
       guard let key else { return }
       let index = Int32(packets.count)
@@ -194,7 +197,7 @@ public struct PacketPairing {
     var found: [PacketPair] = []
     found.reserveCapacity(packets.count)
     var unpairedServer: [SidePacket] = []
-    pairing.serverPackets = try walk(server, keyer: keyers?[1], limit: limit) { packet, key, _ in
+    (pairing.serverPackets, _) = try walk(server, keyer: keyers?[1], limit: limit) { packet, key, _ in
       guard let key else { return }
       // A 64-bit fingerprint collision is checked here: a different packet stays unpaired.
       guard let first = chains.takeFirst(key, next: { nextSame[Int($0)] }),
@@ -222,21 +225,23 @@ public struct PacketPairing {
 
   /// Calls `body` for every decodable packet (of the first `limit`) with its pairing key (nil
   /// when it cannot be paired) and the SYN sender address when it is a SYN; returns how many
-  /// packets it read.
+  /// packets it read and the time of the first.
   static func walk(
     _ path: String, keyer: PacketKeyer?, limit: Int = .max, _ body: (SidePacket, UInt64?, IPAddress?) -> Void
-  ) throws(CaptureFileError) -> Int {
+  ) throws(CaptureFileError) -> (packets: Int, start: Int64?) {
     var keyer = keyer
     if keyer == nil { keyer = try PacketKeyer.calibrated(path: path) }
     let reader = try CaptureFileReader(path: path)
     var read = 0
+    var start: Int64?
     while read < limit, let packet = try reader.next() {
       read += 1
+      if start == nil { start = packet.timestampNanoseconds }
       guard let described = keyer!.describe(packet, linkType: reader.interfaces[packet.interface].linkType)
       else { continue }
       body(described.packet, described.key, described.synSender)
     }
-    return read
+    return (read, start)
   }
 
 }

@@ -150,7 +150,8 @@ public enum WindowedAligner {
       return .needsMemory(reason: "a connection's SYN came after some of its packets were paired")
     }
     guard sink.pairs > 0 else { return .needsMemory(reason: "no packet paired within the window") }
-    let fit = ClockFitter.fit(sink.up.vertices + sink.down.vertices, reference: sink.firstClient)
+    let fit = ClockFitter.fit(
+      sink.up.vertices + sink.down.vertices, reference: sink.clientStart ?? sink.firstClient)
     guard fit.feasible else { return .needsMemory(reason: "the clock steps inside the captures") }
     var byKind: [PairKind: Int] = [:]
     for (index, kind) in PairKind.allCases.enumerated() where sink.kinds[index] > 0 {
@@ -198,6 +199,8 @@ struct FitSink: PairingWalkSink {
   var unpaired = [0, 0]
   var pairs = 0
   var firstClient = Int64.max
+  /// Time of the client capture's first packet (the model's reference).
+  var clientStart: Int64?
   var sources: [IPAddress] = []
   private var sourceIDs: [IPAddress: UInt16] = [:]
   private var lastSource: (IPAddress, UInt16)?
@@ -241,6 +244,7 @@ struct FitSink: PairingWalkSink {
 
   mutating func read(side: Int, packet: CapturedPacket, described: PacketKey?) {
     packets[side] += 1
+    if side == 0 && clientStart == nil { clientStart = packet.timestampNanoseconds }
     var note = LoggedNote()
     if let described {
       if side == 0, let syn = described.synSender { synSenders.insert(syn) }

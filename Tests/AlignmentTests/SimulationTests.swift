@@ -43,8 +43,12 @@ import Testing
       s.timeNanoseconds = side.1
       pairs.append(PacketPair(kind: .cdc, clientToServer: toServer, client: c, server: s))
     }
+    // The offset refers to the start of the client capture (`reference`), also when loss
+    // removed the first pairs.
     let alignment = Aligner.align(
-      pairs: pairs, clientPackets: pairs.count, serverPackets: pairs.count, clientAddresses: [])
+      pairs: pairs, clientPackets: pairs.count, serverPackets: pairs.count, clientAddresses: [],
+      reference: reference)
+    #expect(alignment.model.referenceNanoseconds == reference)
     let model = alignment.model
     let inside = model.offsetLower <= offset + 1 && offset - 1 <= model.offsetUpper
     return (
