@@ -4,6 +4,7 @@ import Foundation
 import Inventory
 import SMCWire
 import SSHTransport
+import Synchronization
 import Timeline
 
 /// What to capture and when to stop: `smcpair capture`'s options.
@@ -184,7 +185,7 @@ public final class CaptureRun: @unchecked Sendable {
   func eachSide(
     _ sides: [CaptureSide], _ step: @escaping @Sendable (CaptureSide) throws(CaptureFailure) -> Void
   ) {
-    ParallelHosts.map(sides) { side in
+    _ = ParallelHosts.map(sides) { side in
       do throws(CaptureFailure) {
         try step(side)
       } catch {
@@ -247,7 +248,7 @@ public final class CaptureRun: @unchecked Sendable {
       "capturing on both sides (\(pairs.count) pair\(pairs.count == 1 ? "" : "s"), armed in \(String(format: "%.2f", armedAt!.timeIntervalSince(startedAt))) s); Ctrl-C stops"
     )
     // 3. Coarse clock probe (used only if no packet is seen on both sides).
-    ParallelHosts.map(allSides) { side in
+    _ = ParallelHosts.map(allSides) { side in
       let probe = side.clockProbe()
       side.note(
         "clock probe: \(probe.map { "offset \(Int64($0.offset)) ns ± \(Int64($0.halfWidth)) ns" } ?? "failed")"
@@ -455,7 +456,17 @@ public final class CaptureRun: @unchecked Sendable {
     return text
   }
 
+  /// Records `pair` in its session.json; the first failure per pair is told, once.
   func write(_ pair: PairCapture) {
-    SessionRecord.write(pair, run: self)
+    guard let problem = SessionRecord.write(pair, run: self) else { return }
+    let first = sessionWarnings.withLock { $0.insert(pair.id).inserted }
+    if first {
+      events.line(
+        "warning: \(pair.name): \(problem); the capture goes on, but 'smcpair sessions' may not show its latest state"
+      )
+    }
   }
+
+  /// Pairs whose session.json could not be written (warned once each).
+  private let sessionWarnings = Mutex<Set<String>>([])
 }

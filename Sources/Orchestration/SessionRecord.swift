@@ -9,7 +9,8 @@ import Timeline
 /// are. Rewritten (atomically) at every step, so that a coordinator that dies leaves enough
 /// for `smcpair sessions resume`.
 public enum SessionRecord {
-  static func write(_ pair: PairCapture, run: CaptureRun) {
+  /// Writes session.json atomically; returns what went wrong, nil when it was written.
+  static func write(_ pair: PairCapture, run: CaptureRun) -> String? {
     var object: [String: Any] = [
       "id": pair.id, "pair": pair.name, "state": pair.state,
       "created": ISO8601DateFormatter().string(from: pair.created),
@@ -49,17 +50,20 @@ public enum SessionRecord {
       object["findings"] = findings
     }
     if let error = pair.mergeError { object["merge_error"] = error }
+    let path = "\(pair.folder)/session.json"
     guard
       let data = try? JSONSerialization.data(
         withJSONObject: object, options: [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes])
-    else { return }
-    let path = "\(pair.folder)/session.json"
+    else { return "cannot encode \(path)" }
     let temporary = path + ".tmp"
     guard
       FileManager.default.createFile(
         atPath: temporary, contents: data, attributes: [.posixPermissions: 0o600])
-    else { return }
-    _ = rename(temporary, path)
+    else { return "cannot write \(temporary) (disk full, or the folder is gone or read-only?)" }
+    guard rename(temporary, path) == 0 else {
+      return "cannot rename \(temporary) to session.json: \(String(cString: strerror(errno)))"
+    }
+    return nil
   }
 
   static func stopObject(_ stop: StopConditions) -> [String: Any] {

@@ -71,6 +71,27 @@ import Testing
     #expect(env.agentsGone(within: 15).isEmpty, "agents left: \(env.agentProcesses())")
   }
 
+  /// session.json cannot be replaced mid-capture (its temporary name is taken by a folder):
+  /// the capture goes on to the end, pulls and merges both sides, and says so once.
+  @Test func sessionRecordThatCannotBeWrittenIsToldOnce() throws {
+    let env = try CaptureLab(hosts: 2, tag: "cw")
+    let process = try env.startCapture(["--pair", "pair1", "--duration", "3s"])
+    let folder = try #require(env.sessionFolders().first)
+    try FileManager.default.createDirectory(
+      atPath: folder + "/session.json.tmp", withIntermediateDirectories: false)
+    try env.blast()
+    let status = process.wait(seconds: 60)
+    #expect(status == 0, "\(env.runOutput)\n\(env.runErrors)")
+    let warnings = (env.runOutput + env.runErrors).split(separator: "\n").filter {
+      $0.contains("warning: pair1: cannot write") && $0.contains("session.json.tmp")
+    }
+    #expect(warnings.count == 1, "\(env.runOutput)\n\(env.runErrors)")
+    for file in ["client.pcapng", "server.pcapng", "alignment.json", "merged.pcapng"] {
+      #expect(FileManager.default.fileExists(atPath: folder + "/" + file), "\(file)")
+    }
+    #expect(env.agentsGone().isEmpty, "agents left: \(env.agentProcesses())")
+  }
+
   /// The link between the workstation and the server host goes down while capturing: the
   /// server is lost (exit 2, client kept); when the link is back, `sessions resume` stops
   /// the server's agent, pulls its capture and merges.
