@@ -2,7 +2,7 @@ import Alignment
 import CaptureFiles
 // Fuzz target: a whole capture file (pcap or pcapng) through the reader, the SMC decoder,
 // the two-sided pairing and clock fit (the file against itself), the findings, the HTML
-// timeline and the merged pcapng.
+// timeline and the merged pcapng, in memory and within the pairing window.
 import FuzzReplay
 import SMCWire
 import Timeline
@@ -29,6 +29,9 @@ func fuzzOne(_ bytes: UnsafeRawBufferPointer) {
   _ = MergeOutputs.alignmentJSON(alignment, client: path, server: path)
   try? MergeOutputs.writeMergedPcapng(
     alignment, client: path, server: path, clientName: "c", serverName: "s", to: path + ".merged")
+  // The windowed merge: prefix pairing, calibration, two reading threads, the walk, the
+  // per-frame notes and the writer from them.
+  _ = try? MergeRun.run(client: path, server: path, out: path + ".windowed", formats: ["pcapng"])
 }
 
 /// libFuzzer's entry (a C function: no captures).
