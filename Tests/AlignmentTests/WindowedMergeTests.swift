@@ -90,25 +90,28 @@ import Testing
   /// Merges into dir/windowed (`--formats pcapng`) and dir/memory (pcapng and report), expects
   /// the windowed one to have needed no fallback and both to agree; returns both alignments.
   @discardableResult
-  static func mergeBothWays(_ dir: TemporaryDirectory, _ client: String, _ server: String) throws -> (
-    windowed: [String: Any], inMemory: [String: Any]
-  ) {
-    let windowed = try merge(client, server, out: dir.file("windowed"), formats: "pcapng")
+  static func mergeBothWays(
+    _ dir: TemporaryDirectory, _ client: String, _ server: String, extra: [String] = []
+  ) throws -> (windowed: [String: Any], inMemory: [String: Any]) {
+    let windowed = try merge(client, server, out: dir.file("windowed"), formats: "pcapng", extra: extra)
     #expect((windowed["warnings"] as? [String])?.isEmpty == true, "\(windowed)")
-    let inMemory = try merge(client, server, out: dir.file("memory"), formats: "pcapng,report")
+    let inMemory = try merge(client, server, out: dir.file("memory"), formats: "pcapng,report", extra: extra)
     try expectSame(dir, windowed: windowed, inMemory: inMemory)
     return (windowed, inMemory)
   }
 
-  @Test(arguments: [(0.0, "pcapng"), (3.5, "pcap"), (-10.0, "pcapng")])
-  func windowedAndInMemoryAgree(shift: Double, format: String) throws {
+  @Test(arguments: [
+    (0.0, "pcapng", [String]()), (3.5, "pcap", ["--reference", "server"]),
+    (-10.0, "pcapng", ["--client-address", "10.0.0.1"]),
+  ])
+  func windowedAndInMemoryAgree(shift: Double, format: String, extra: [String]) throws {
     let dir = try TemporaryDirectory()
     let (client, server) = try Self.sides(dir, connections: 120, messages: 40)
     let shifted = dir.file("shifted.\(format)")
     try #require(
       try Tools.run(["editcap", "-F", format, "-t", String(format: "%.6f", shift), server, shifted]).status
         == 0)
-    let (windowed, inMemory) = try Self.mergeBothWays(dir, client, shifted)
+    let (windowed, inMemory) = try Self.mergeBothWays(dir, client, shifted, extra: extra)
     #expect((windowed["pairing_window"] as? [String: Int])?["window_ns"] == 2_000_000_000)
     #expect(inMemory["pairing_window"] == nil)
     let lower = try #require(windowed["offset_lower_ns"] as? Double)
