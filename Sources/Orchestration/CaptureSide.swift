@@ -448,16 +448,9 @@ public final class CaptureSide: @unchecked Sendable {
           ? "cannot write \(partial)"
           : "sudo -n cat \(remote) failed: \(String(decoding: errors, as: UTF8.self))")
     }
-    let digest = hasher.finalizeHex()
-    guard digest == expectedSHA256 else {
-      unlink(partial)
-      throw SSHError(
-        .checksum, host: ssh.label, "SHA-256 of \(remote) is \(digest), the agent said \(expectedSHA256)")
-    }
-    guard rename(partial, local) == 0 else {
-      throw SSHError(
-        .transfer, host: ssh.label, "cannot rename \(partial): \(String(cString: strerror(errno)))")
-    }
+    try ssh.accept(
+      partial, as: local, remote: remote, digest: hasher.finalizeHex(), expected: expectedSHA256,
+      expectedFrom: "the agent said")
     return total
   }
 

@@ -157,19 +157,28 @@ extension SSHSession {
     } else {
       expected = try remoteDigest!.result()
     }
+    try accept(partial, as: local, remote: remote, digest: digest, expected: expected)
+    return TransferResult(
+      bytes: total, resumedFrom: resumedFrom, sha256: digest, seconds: Date().timeIntervalSince(started))
+  }
+
+  /// The end of every download: `partial` becomes `local` only when its SHA-256 is the one
+  /// expected; otherwise it is removed. `expectedFrom` says who vouched for `expected`.
+  public func accept(
+    _ partial: String, as local: String, remote: String, digest: String, expected: String,
+    expectedFrom: String = "the host has"
+  ) throws(SSHError) {
     guard digest == expected else {
       unlink(partial)
       throw SSHError(
         .checksum, host: label,
-        "\(remote) arrived with SHA-256 \(digest) but the host has \(expected); the copy was removed, download again"
+        "\(remote) arrived with SHA-256 \(digest) but \(expectedFrom) \(expected); the copy was removed, download again"
       )
     }
     guard rename(partial, local) == 0 else {
       throw SSHError(
         .transfer, host: label, "cannot rename \(partial) to \(local): \(String(cString: strerror(errno)))")
     }
-    return TransferResult(
-      bytes: total, resumedFrom: resumedFrom, sha256: digest, seconds: Date().timeIntervalSince(started))
   }
 
   /// Uploads `local` to `remote` with `mode`: written under a temporary name next to it and
