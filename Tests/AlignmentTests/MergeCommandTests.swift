@@ -12,16 +12,8 @@ func json(_ path: String) throws -> [String: Any] {
   @Test(arguments: [0.0, 3.5, -10.0, 10.0])
   func recoversAShiftedClock(shift: Double) throws {
     let dir = try TemporaryDirectory()
-    let synth = try Tools.product("smcpair-synth")
     let smcpair = try Tools.product("smcpair")
-    for side in ["client", "server"] {
-      let result = try Tools.run([
-        synth, "--out", dir.file("\(side).pcapng"), "--side", side, "--scenario", "mixed", "--connections",
-        "6",
-        "--messages", "5",
-      ])
-      #expect(result.status == 0)
-    }
+    try WindowedMerge.sides(dir, connections: 6, messages: 5, size: 1000)
     #expect(
       try Tools.run([
         "editcap", "-t", String(format: "%.6f", shift), dir.file("server.pcapng"), dir.file("shifted.pcapng"),

@@ -34,13 +34,17 @@ import Testing
   }
 
   /// Writes both sides of `connections` synthetic conversations; returns the two paths.
-  static func sides(_ dir: TemporaryDirectory, connections: Int, messages: Int) throws -> (String, String) {
+  @discardableResult
+  static func sides(
+    _ dir: TemporaryDirectory, connections: Int, messages: Int, size: Int = 200, extra: [String] = []
+  ) throws -> (String, String) {
     let synth = try Tools.product("smcpair-synth")
     for side in ["client", "server"] {
-      let result = try Tools.run([
-        synth, "--out", dir.file("\(side).pcapng"), "--side", side, "--scenario", "mixed", "--connections",
-        "\(connections)", "--messages", "\(messages)", "--size", "200",
-      ])
+      let result = try Tools.run(
+        [
+          synth, "--out", dir.file("\(side).pcapng"), "--side", side, "--scenario", "mixed", "--connections",
+          "\(connections)", "--messages", "\(messages)", "--size", "\(size)",
+        ] + extra)
       try #require(result.status == 0, "\(result.stderr)")
     }
     return (dir.file("client.pcapng"), dir.file("server.pcapng"))
@@ -129,16 +133,8 @@ import Testing
   /// side leaves exactly itself and the data record after it unpaired, nothing mispaired.
   @Test func cdcAndDataRecordsPairByCursorsAndPosition() throws {
     let dir = try TemporaryDirectory()
-    let synth = try Tools.product("smcpair-synth")
     let smcpair = try Tools.product("smcpair")
-    for side in ["client", "server"] {
-      let result = try Tools.run([
-        synth, "--out", dir.file("\(side).pcapng"), "--side", side, "--scenario", "mixed", "--connections",
-        "12",
-        "--messages", "6", "--received-smcd-garbage",
-      ])
-      try #require(result.status == 0, "\(result.stderr)")
-    }
+    try Self.sides(dir, connections: 12, messages: 6, size: 1000, extra: ["--received-smcd-garbage"])
     func decoded(_ file: String, _ kind: String) throws -> [String] {
       try Tools.run([smcpair, "decode", "--json", file]).stdout.split(separator: "\n").map(String.init).filter
       {
