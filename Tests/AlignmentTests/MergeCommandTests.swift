@@ -228,6 +228,56 @@ func captureBothHosts(_ lab: TestLab, _ dir: TemporaryDirectory, scenario: Strin
     #expect(size > 10_000, "a picture with lanes and arrows, not a blank page")
   }
 
+  /// Wheel zoom and drag pan on the page's canvas, driven from a page that holds it in a
+  /// frame: zoomed in far enough, the density gives way to arrows; panning keeps drawing.
+  /// The time of each redraw is printed (never asserted).
+  @Test func zoomAndPanReachArrows() throws {
+    let (dir, page) = try render(600, messages: 40)
+    let driver = dir.file("driver.html")
+    try """
+    <!doctype html><html><body><pre id="r">pending</pre>
+    <iframe id="f" src="file://\(page)" style="width:1200px;height:800px"></iframe>
+    <script>
+    const f = document.getElementById("f");
+    f.onload = () => {
+      const w = f.contentWindow, d = w.document, c = d.getElementById("c"), times = [];
+      const timed = (event, target) => { const t = performance.now(); target.dispatchEvent(event); times.push(performance.now() - t); };
+      const before = d.getElementById("status").textContent;
+      for (let i = 0; i < 40; i++) timed(new w.WheelEvent("wheel", {deltaY: -100, clientX: 300, clientY: 400, bubbles: true, cancelable: true}), c);
+      const zoomed = d.getElementById("status").textContent, arrows = d.body.dataset.arrows;
+      for (let i = 0; i < 10; i++) {
+        timed(new w.MouseEvent("mousedown", {clientX: 300, clientY: 400, bubbles: true}), c);
+        timed(new w.MouseEvent("mousemove", {clientX: 300, clientY: 300, bubbles: true}), c);
+        timed(new w.MouseEvent("mouseup", {bubbles: true}), w);
+      }
+      times.sort((a, b) => a - b);
+      document.getElementById("r").textContent = JSON.stringify({before, zoomed, arrows: +arrows,
+        panned: d.getElementById("status").textContent, median_ms: times[times.length >> 1], max_ms: times[times.length - 1]});
+    };
+    </script></body></html>
+    """.write(toFile: driver, atomically: true, encoding: .utf8)
+    let dom = try chromium([
+      "--allow-file-access-from-files", "--virtual-time-budget=30000", "--window-size=1300,1000",
+      "--dump-dom",
+      "file://\(driver)",
+    ])
+    let text = try #require(
+      dom.stdout.firstRange(of: "<pre id=\"r\">").map { dom.stdout[$0.upperBound...].prefix { $0 != "<" } },
+      "\(dom.stderr.suffix(2000))")
+    let result = try #require(
+      try JSONSerialization.jsonObject(
+        with: Data(String(text).replacingOccurrences(of: "&quot;", with: "\"").utf8)) as? [String: Any],
+      "\(text)")
+    print(
+      "timeline.html, \(result["before"] ?? ""): redraw median \(result["median_ms"] ?? "") ms, max \(result["max_ms"] ?? "") ms"
+    )
+    #expect((result["before"] as? String)?.contains("zoom in to see arrows") == true, "\(result)")
+    #expect((result["zoomed"] as? String)?.hasSuffix("events in view") == true, "\(result)")
+    #expect((result["arrows"] as? Int ?? 0) > 0, "\(result)")
+    #expect((result["panned"] as? String)?.hasSuffix("events in view") == true, "\(result)")
+    #expect(!dom.stderr.contains("Uncaught"))
+  }
+
   @Test func manyEventsAreAggregatedWhenZoomedOut() throws {
     let (dir, page) = try render(600, messages: 40)
     let dom = try chromium(["--dump-dom", "file://\(page)"])
