@@ -142,21 +142,27 @@ public enum Aligner {
       var start = 0
       while start < sorted.count {
         // The longest feasible run from `start` (binary search on its end).
+        // The fit of the run ending at `good`, once made (so the longest run is fitted once).
         var good = start + 1
         var bad = sorted.count + 1
-        if ClockFitter.fit(sorted[start..<sorted.count].map(\.times), reference: reference).feasible {
+        var goodFit: ClockFitter.Fit?
+        let whole = ClockFitter.fit(sorted[start..<sorted.count].map(\.times), reference: reference)
+        if whole.feasible {
           good = sorted.count
+          goodFit = whole
         } else {
           while bad - good > 1 {
             let mid = (good + bad) / 2
-            if ClockFitter.fit(sorted[start..<mid].map(\.times), reference: reference).feasible {
+            let trial = ClockFitter.fit(sorted[start..<mid].map(\.times), reference: reference)
+            if trial.feasible {
               good = mid
+              goodFit = trial
             } else {
               bad = mid
             }
           }
         }
-        let fit = ClockFitter.fit(sorted[start..<good].map(\.times), reference: reference)
+        let fit = goodFit ?? ClockFitter.fit(sorted[start..<good].map(\.times), reference: reference)
         segments.append(
           ClockSegment(
             startClientNanoseconds: start == 0 ? .min : sorted[start].client.timeNanoseconds,
