@@ -71,8 +71,8 @@ struct OnlineHull {
 ///
 /// When the walk cannot be trusted to have made the same pairs as the in-memory pairing, the
 /// outcome says why and the caller aligns in memory instead: no pairs in the prefix, a clock
-/// step (the pairs admit no single model: segments need every pair), a partner that came
-/// later than the window, or a SYN that came after pairs of its connection were directed.
+/// step (the pairs admit no single model: segments need every pair), or a partner that came
+/// later than the window.
 public enum WindowedAligner {
   public static let defaultWindowNanoseconds: Int64 = 2_000_000_000
   static let prefixLimits = [16_384, 262_144]
@@ -115,7 +115,6 @@ public enum WindowedAligner {
     let logs = PairLogs(
       paths: ["client", "server"].map { "\(logFolder)/.smcpair-pairing-\(getpid())-\($0)" }, sources: [])
     var sink = FitSink(
-      given: clientAddresses,
       logs: [try PairLogWriter(path: logs.paths[0]), try PairLogWriter(path: logs.paths[1])])
     do throws(CaptureFileError) {
       while try walk.advance(&sink) {}
@@ -146,12 +145,9 @@ public enum WindowedAligner {
       )
     }
     let addresses = clientAddresses.isEmpty ? sink.synSenders : clientAddresses
-    if !sink.directedAway.isDisjoint(with: addresses) {
-      return .needsMemory(reason: "a connection's SYN came after some of its packets were paired")
-    }
     guard sink.pairs > 0 else { return .needsMemory(reason: "no packet paired within the window") }
     let fit = ClockFitter.fit(
-      sink.up.vertices + sink.down.vertices, reference: sink.clientStart ?? sink.firstClient)
+      sink.vertices(clientAddresses: addresses), reference: sink.clientStart ?? sink.firstClient)
     guard fit.feasible else { return .needsMemory(reason: "the clock steps inside the captures") }
     var byKind: [PairKind: Int] = [:]
     for (index, kind) in PairKind.allCases.enumerated() where sink.kinds[index] > 0 {
@@ -188,12 +184,12 @@ public struct PairingWindowUse: Sendable {
 /// Collects what the clock fit needs from a walk (two hulls, counts, SYN senders) and
 /// logs each frame's note, per side in frame order.
 struct FitSink: PairingWalkSink {
-  let given: Set<IPAddress>
   var synSenders: Set<IPAddress> = []
-  /// Sources of pairs directed server→client because no SYN named them a client address yet.
-  var directedAway: Set<IPAddress> = []
-  var up = OnlineHull(sign: 1)
-  var down = OnlineHull(sign: -1)
+  /// Per source address, the hulls of its pairs both ways: the lower hull counts if the
+  /// address turns out to be the client's (client→server pairs), the upper hull otherwise.
+  /// Which one is known only at the end (a SYN may come late), and keeping both costs a few
+  /// dozen vertices per address.
+  var hulls: [IPAddress: (asClient: OnlineHull, asServer: OnlineHull)] = [:]
   var kinds = [Int](repeating: 0, count: PairKind.allCases.count)
   var packets = [0, 0]
   var unpaired = [0, 0]
@@ -209,8 +205,7 @@ struct FitSink: PairingWalkSink {
   /// The first failure writing a log, or too many source addresses.
   var failure: CaptureFileError?
 
-  init(given: Set<IPAddress>, logs: [PairLogWriter]) {
-    self.given = given
+  init(logs: [PairLogWriter]) {
     self.logs = logs
   }
 
@@ -256,20 +251,33 @@ struct FitSink: PairingWalkSink {
   }
 
   mutating func paired(number: Int, client: SidePacket, server: SidePacket) {
-    let source = server.source.address
-    let toServer = given.isEmpty ? synSenders.contains(source) : given.contains(source)
-    if !toServer && given.isEmpty { directedAway.insert(source) }
     kinds[PairKind.allCases.firstIndex(of: server.kind)!] += 1
     pairs += 1
     firstClient = min(firstClient, client.timeNanoseconds)
     let times = PairedTimes(
-      clientToServer: toServer, clientNanoseconds: client.timeNanoseconds,
+      clientToServer: true, clientNanoseconds: client.timeNanoseconds,
       serverNanoseconds: server.timeNanoseconds)
-    if toServer { up.add(times) } else { down.add(times) }
+    let source = server.source.address
+    if hulls[source] == nil { hulls[source] = (OnlineHull(sign: 1), OnlineHull(sign: -1)) }
+    hulls[source]!.asClient.add(times)
+    hulls[source]!.asServer.add(times)
     settling[0].settle(frame: client.frame, pairNumber: number, partnerTime: server.timeNanoseconds)
     settling[1].settle(frame: server.frame, pairNumber: number, partnerTime: client.timeNanoseconds)
     flush(0)
     flush(1)
+  }
+
+  /// The hull vertices of every pair, directed by the final client addresses.
+  func vertices(clientAddresses: Set<IPAddress>) -> [PairedTimes] {
+    var all: [PairedTimes] = []
+    for (source, pair) in hulls {
+      let toServer = clientAddresses.contains(source)
+      for var times in toServer ? pair.asClient.vertices : pair.asServer.vertices {
+        times.clientToServer = toServer
+        all.append(times)
+      }
+    }
+    return all
   }
 
   mutating func unpaired(side: Int, packet: SidePacket) {

@@ -169,6 +169,21 @@ import Testing
     #expect(lost["causality_violations"] as? Int == 0)
   }
 
+  /// The first connection's handshake is not in either capture (the captures started
+  /// mid-connection), so its pairs come before any SYN names the client's address: the walk
+  /// keeps both directions' hulls per address until the end and agrees with memory.
+  @Test func connectionWithoutItsSYNIsDirectedLikeInMemory() throws {
+    let dir = try TemporaryDirectory()
+    let (client, server) = try Self.sides(dir, connections: 6, messages: 4)
+    for (file, name) in [(client, "client-late.pcapng"), (server, "server-late.pcapng")] {
+      // Frames 1 and 2: the first connection's SYN and SYN-ACK.
+      try #require(try Tools.run(["editcap", file, dir.file(name), "1", "2"]).status == 0)
+    }
+    let (windowed, _) = try Self.mergeBothWays(
+      dir, dir.file("client-late.pcapng"), dir.file("server-late.pcapng"))
+    #expect(windowed["client_addresses"] as? [String] == ["10.0.0.1"])
+  }
+
   /// Packets lost on one side stay unpaired in both ways of pairing, and the window holds
   /// only the packets still waiting, a small part of the capture.
   @Test func lossOnOneSideAndTheWindowStaysSmall() throws {
