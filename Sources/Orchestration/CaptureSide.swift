@@ -101,6 +101,7 @@ public final class CaptureSide: @unchecked Sendable {
   /// or different), starts the agent and reads its `hello`, and the free disk.
   func prepareHost(localAgent: LocalAgent, smcDump: SMCDumpSetting) throws(CaptureFailure) {
     let ssh = try session("connecting")
+    note("connected: \(ssh.hostKey.type) host key, \(ssh.authMethod)")
     preflight.hostKey = "\(ssh.hostKey.type) \(ssh.hostKey.fingerprint)"
     preflight.auth = ssh.authMethod
     if access.usesSudo {
@@ -116,23 +117,26 @@ public final class CaptureSide: @unchecked Sendable {
     } else {
       preflight.sudo = access.host.user == "root" ? "root" : "none"
     }
-    // One round trip for the agent's digest and the free disk (each part quoted on its own).
-    let facts = try run(
-      RemoteCommand.join(["sha256sum", "--", access.host.agentPath]) + " 2>/dev/null; echo smcpair-df; "
-        + RemoteCommand.join(["df", "-Pk", "--"] + agentFolders) + " 2>/dev/null",
-      step: "checking the agent and free disk")
-    let parts = facts.stdoutText.components(separatedBy: "smcpair-df\n")
-    let digest = parts.first?.split(separator: " ").first.map(String.init)
-    let free = Self.freeMiB(fromDF: parts.count > 1 ? parts[1] : "")
+    // One exec for the agent's digest, the free disk and - when the digest is the local
+    // agent's - the agent itself: each exec is a round trip and a login shell on the host.
+    let checked = try startCheckedAgent(expectedSHA256: localAgent.sha256)
+    let free = Self.freeMiB(fromDF: checked.df)
     preflight.freeDisk = free.map { "\($0) MiB free" } ?? "unknown"
     if let free, free < Self.minimumFreeMiB {
+      if let stream = checked.agent { _ = try? stream.close() }
       throw CaptureFailure(
         host: name, step: "checking free disk",
         "only \(free) MiB free where the agent writes (\(access.host.agentRoot ?? "/var/lib/smcpair/agent")); free some space or point agent_root at a larger file system"
       )
     }
-    try deployAgent(localAgent, remoteDigest: digest?.count == 64 ? digest : nil)
-    try startAgent()
+    if let stream = checked.agent {
+      preflight.agent = "current"
+      agent = RemoteAgent(stream: stream, host: name)
+    } else {
+      try deployAgent(localAgent, remoteDigest: checked.digest)
+      try startAgent()
+    }
+    note("agent started (\(preflight.agent))")
     let hello = try agent!.call(.hello)
     agentVersion = hello["agent_version"]?.string
     preflight.agentVersion = agentVersion ?? "?"
@@ -218,6 +222,51 @@ public final class CaptureSide: @unchecked Sendable {
       throw CaptureFailure(host: name, step: step, "\(error)")
     }
     note("agent at \(path) verified (SHA-256 \(local.sha256.prefix(16))...)")
+  }
+
+  /// Runs, in one exec: the SHA-256 of the host's agent binary, `df` of the first existing
+  /// folder the agent writes to, and — only when the digest is `expectedSHA256` — `exec` of
+  /// the agent. Data travels as positional arguments of a fixed `sh -c` script, never in it.
+  /// Returns the digest (nil when the binary is missing), the df output, and the agent's
+  /// stream when it was started.
+  func startCheckedAgent(expectedSHA256: String) throws(CaptureFailure) -> (
+    digest: String?, df: String, agent: CommandStream?
+  ) {
+    let step = "checking and starting the agent"
+    let ssh = try session(step)
+    // One line: some login shells (csh) refuse a newline inside quotes.
+    let script =
+      #"a=$1 e=$2 n=$3; shift 3; d=$(sha256sum -- "$a" 2>/dev/null); printf '%s\n' "$d"; echo smcpair-df; "#
+      + #"found=0; while [ "$n" -gt 0 ]; do if [ $found = 0 ] && [ -e "$1" ]; then df -Pk -- "$1" 2>/dev/null; "#
+      + #"found=1; fi; shift; n=$((n - 1)); done; echo smcpair-start; case "$d" in "$e "*) exec "$@" ;; esac"#
+    let folders = agentFolders
+    let command = RemoteCommand.join(
+      ["sh", "-c", script, "smcpair-check", access.host.agentPath, expectedSHA256, String(folders.count)]
+        + folders + access.agentArgv(["serve"]))
+    let stream: CommandStream
+    do {
+      stream = try ssh.stream(command)
+    } catch {
+      throw CaptureFailure(host: name, step: step, error.message)
+    }
+    var lines: [String] = []
+    do throws(SSHError) {
+      while let line = try stream.readLine(timeout: 30), line != "smcpair-start" { lines.append(line) }
+    } catch {
+      _ = try? stream.close()
+      throw CaptureFailure(host: name, step: step, error.message)
+    }
+    let digest = lines.first?.split(separator: " ").first.map(String.init)
+    let df = lines.dropFirst().drop { $0 != "smcpair-df" }.dropFirst().joined(separator: "\n")
+    guard let digest, digest.count == 64 else {
+      _ = try? stream.close()
+      return (nil, df, nil)
+    }
+    guard digest == expectedSHA256 else {
+      _ = try? stream.close()
+      return (digest, df, nil)
+    }
+    return (digest, df, stream)
   }
 
   func startAgent() throws(CaptureFailure) {

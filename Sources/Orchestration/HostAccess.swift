@@ -51,14 +51,24 @@ public struct HostAccess: Sendable {
 
   /// `argv` as a remote command line, behind `sudo -n --` when the host says `become: sudo`.
   public func privileged(_ argv: [String]) -> String {
-    RemoteCommand.join(usesSudo ? ["sudo", "-n", "--"] + argv : argv)
+    RemoteCommand.join(privilegedArgv(argv))
+  }
+
+  /// `argv`, behind `sudo -n --` when the host needs it.
+  public func privilegedArgv(_ argv: [String]) -> [String] {
+    usesSudo ? ["sudo", "-n", "--"] + argv : argv
   }
 
   /// The agent with its state folder, then `arguments` (`serve`, `attach SESSION`, ...).
   public func agentCommand(_ arguments: [String]) -> String {
+    RemoteCommand.join(agentArgv(arguments))
+  }
+
+  /// The agent's argument vector with `arguments`, through `sudo -n` when the host needs it.
+  public func agentArgv(_ arguments: [String]) -> [String] {
     var argv = [host.agentPath]
     if let root = host.agentRoot { argv += ["--root", root] }
-    return privileged(argv + arguments)
+    return privilegedArgv(argv + arguments)
   }
 
   public func connect(step: String = "connecting") throws(CaptureFailure) -> SSHSession {

@@ -19,6 +19,12 @@ public final class RemoteAgent: @unchecked Sendable {
     self.host = host
   }
 
+  /// Talks to an agent already started on `stream` (see `CaptureSide.prepareHost`).
+  init(stream: CommandStream, host: String) {
+    self.stream = stream
+    self.host = host
+  }
+
   /// Sends one request and waits up to `timeout` seconds for its response. An error
   /// response becomes a `CaptureFailure` naming the agent's error code and message.
   @discardableResult

@@ -71,6 +71,31 @@ import Testing
     #expect(env.agentsGone(within: 15).isEmpty, "agents left: \(env.agentProcesses())")
   }
 
+  /// The agent's folder is on a 32 MiB file system: the preflight refuses (64 MiB is the
+  /// least a capture starts with), names the folder, and leaves no agent running - the check
+  /// and the agent's start are one exec, so the started agent must be closed.
+  @Test func tooLittleFreeDiskIsRefusedAndNoAgentIsLeft() throws {
+    let env = try CaptureLab(hosts: 2, tag: "cd")
+    let small = env.work.file("small")
+    try FileManager.default.createDirectory(atPath: small, withIntermediateDirectories: true)
+    // Mounted where the host's sshd (and so the agent) sees it: its own mount namespace.
+    let sshd = try #require(try labHost(env, 0, "sshd_pid") as? Int)
+    let enter = ["nsenter", "--mount=/proc/\(sshd)/ns/mnt", "--"]
+    try #require(
+      try Tools.run(enter + ["mount", "-t", "tmpfs", "-o", "size=32m", "smcpair-test", small]).status == 0)
+    defer { _ = try? Tools.run(enter + ["umount", small]) }
+    let text = try String(contentsOfFile: env.inventory, encoding: .utf8)
+      .replacingOccurrences(of: "agent_root: \"\(env.agentRoot)\"", with: "agent_root: \"\(small)/agent\"")
+    #expect(text.contains(small))
+    let inventory = env.work.file("small.yaml")
+    try text.write(toFile: inventory, atomically: true, encoding: .utf8)
+    let result = try env.capture(["--pair", "pair1", "--duration", "2s"], inventory: inventory)
+    #expect(result.status == 1, "\(result.stdout)\n\(result.stderr)")
+    #expect(result.stdout.contains("MiB free where the agent writes (\(small)/agent)"), "\(result.stdout)")
+    #expect(!result.stdout.contains("capturing on both sides"))
+    #expect(env.agentsGone().isEmpty, "agents left: \(env.agentProcesses())")
+  }
+
   /// session.json cannot be replaced mid-capture (its temporary name is taken by a folder):
   /// the capture goes on to the end, pulls and merges both sides, and says so once.
   @Test func sessionRecordThatCannotBeWrittenIsToldOnce() throws {
