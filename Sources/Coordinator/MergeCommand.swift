@@ -3,6 +3,7 @@ import ArgumentParser
 import CaptureFiles
 import Foundation
 import SMCWire
+import SSHTransport
 import Timeline
 
 struct MergeCommand: ParsableCommand {
@@ -72,7 +73,20 @@ struct MergeCommand: ParsableCommand {
       print(result.report)
     } catch {
       writeStandardError("smcpair merge: \(error)\n")
+      if let damaged = error as? CaptureFileError, damaged.code == .truncated {
+        writeStandardError(Self.intactCopyHint(damaged))
+      }
       throw ExitCode(1)
     }
+  }
+
+  /// For a capture cut off mid-block: how to merge the packets before the cut.
+  static func intactCopyHint(_ error: CaptureFileError) -> String {
+    let path = error.path
+    let base =
+      path.hasSuffix(".pcapng") || path.hasSuffix(".pcap") ? (path as NSString).deletingPathExtension : path
+    let copy = base + "-intact.pcapng"
+    return
+      "  the \(error.salvagedPackets) packets before the cut are intact: copy them with editcap, which stops at the cut, and merge the copy:\n    editcap -F pcapng \(RemoteCommand.quote(path)) \(RemoteCommand.quote(copy))\n"
   }
 }

@@ -59,6 +59,32 @@ func json(_ path: String) throws -> [String: Any] {
         "causality violations after alignment: 0"))
   }
 
+  /// A capture cut off mid-block (tcpdump killed, a copy of a file still being written):
+  /// the merge names the byte offset and tells how to keep the intact packets; that copy merges.
+  @Test func truncatedCaptureTellsHowToMergeTheIntactPart() throws {
+    let dir = try TemporaryDirectory()
+    let (client, server) = try WindowedMerge.sides(dir, connections: 20, messages: 10)
+    let data = try Data(contentsOf: URL(fileURLWithPath: server))
+    let cut = dir.file("cut.pcapng")
+    try data.prefix(data.count / 2 + 3).write(to: URL(fileURLWithPath: cut))
+    let smcpair = try Tools.product("smcpair")
+    for formats in ["pcapng", "pcapng,report"] {
+      let merge = try Tools.run([
+        smcpair, "merge", client, cut, "--out", dir.file("out"), "--formats", formats,
+      ])
+      #expect(merge.status == 1)
+      #expect(merge.stderr.contains("\(cut): byte offset"), "\(merge.stderr)")
+      #expect(
+        merge.stderr.contains("editcap -F pcapng '\(cut)' '\(dir.file("cut-intact.pcapng"))'"),
+        "\(merge.stderr)")
+    }
+    try #require(try Tools.run(["editcap", "-F", "pcapng", cut, dir.file("cut-intact.pcapng")]).status == 0)
+    let merged = try WindowedMerge.merge(
+      client, dir.file("cut-intact.pcapng"), out: dir.file("intact"), formats: "pcapng")
+    #expect((merged["server_packets"] as? Int ?? 0) > 0)
+    #expect(merged["causality_violations"] as? Int == 0)
+  }
+
   @Test func usageErrors() throws {
     let smcpair = try Tools.product("smcpair")
     let unknown = try Tools.run([smcpair, "merge", "a", "b", "--out", "/tmp/x", "--formats", "html,svg"])
