@@ -32,8 +32,11 @@ struct TimelineCommand: ParsableCommand {
   func run() throws {
     let path = directory + "/timeline.jsonl"
     guard let text = try? String(contentsOfFile: path, encoding: .utf8) else {
+      let merged = FileManager.default.fileExists(atPath: directory + "/alignment.json")
       writeStandardError(
-        "smcpair timeline: cannot read \(path); run 'smcpair merge ... --out \(directory)' first\n")
+        merged
+          ? "smcpair timeline: \(directory) was merged without timeline.jsonl (--formats without jsonl); run 'smcpair merge ... --out \(directory) --formats jsonl' (or with the default formats)\n"
+          : "smcpair timeline: cannot read \(path); run 'smcpair merge ... --out \(directory)' first\n")
       throw ExitCode(1)
     }
     var names = ("client", "server")

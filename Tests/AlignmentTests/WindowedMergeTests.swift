@@ -121,6 +121,10 @@ import Testing
     let lower = try #require(windowed["offset_lower_ns"] as? Double)
     let upper = try #require(windowed["offset_upper_ns"] as? Double)
     #expect(lower <= shift * 1e9 && shift * 1e9 <= upper)
+    // `smcpair timeline` on it says which output is missing and how to get it.
+    let timeline = try Tools.run([try Tools.product("smcpair"), "timeline", dir.file("windowed")])
+    #expect(timeline.status == 1)
+    #expect(timeline.stderr.contains("--formats jsonl"), "\(timeline.stderr)")
     // No temporary pairing file is left behind.
     #expect(
       try FileManager.default.contentsOfDirectory(atPath: dir.file("windowed")).sorted() == [
