@@ -91,6 +91,12 @@ public enum JSONValue: Sendable, Equatable, CustomStringConvertible {
 
   static func writeString(_ s: String, into out: inout String) {
     out += "\""
+    // Most strings (names, addresses, kinds) need no escape: append them whole.
+    if !s.utf8.contains(where: { $0 < 0x20 || $0 == UInt8(ascii: "\"") || $0 == UInt8(ascii: "\\") }) {
+      out += s
+      out += "\""
+      return
+    }
     for scalar in s.unicodeScalars {
       switch scalar {
       case "\"": out += "\\\""

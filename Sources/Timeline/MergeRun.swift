@@ -86,48 +86,69 @@ public enum MergeRun {
   }
 
   /// timeline.jsonl: one paired message per line (times on the reference clock), then one
-  /// finding per line; keys sorted. Written in chunks as it is built.
+  /// finding per line; keys sorted. Pair lines are built as bytes (a million of them is the
+  /// common case) and written in chunks.
   static func writeTimelineJSONL(_ a: Alignment, findings: [Finding], to path: String) throws {
     guard FileManager.default.createFile(atPath: path, contents: nil),
       let file = FileHandle(forWritingAtPath: path)
     else { throw CocoaError(.fileWriteUnknown, userInfo: [NSFilePathErrorKey: path]) }
     defer { try? file.close() }
-    var text = ""
-    text.reserveCapacity(1 << 20)
+    var out: [UInt8] = []
+    out.reserveCapacity(1 << 20 + 4096)
     func flushIfLarge(_ force: Bool = false) throws {
-      guard force || text.utf8.count >= 1 << 20 else { return }
-      try file.write(contentsOf: Data(text.utf8))
-      text.removeAll(keepingCapacity: true)
+      guard force || out.count >= 1 << 20 else { return }
+      try file.write(contentsOf: out)
+      out.removeAll(keepingCapacity: true)
     }
     let halfWidth = (a.model.offsetUpper - a.model.offsetLower) / 2
-    let uncertainty: JSONValue? = halfWidth.isFinite ? .int(Int64(clampingRounded: halfWidth)) : nil
+    let uncertainty: [UInt8]? =
+      halfWidth.isFinite ? Array(",\"delay_uncertainty_ns\":\(Int64(clampingRounded: halfWidth))".utf8) : nil
+    // Endpoint texts repeat on every packet of a connection: quoted once.
+    var quoted: [Endpoint: [UInt8]] = [:]
+    func endpoint(_ e: Endpoint) -> [UInt8] {
+      if let text = quoted[e] { return text }
+      let text = Array(JSONValue.quoted(e.description).utf8)
+      quoted[e] = text
+      return text
+    }
+    let kinds = PairKind.allCases.map { Array(JSONValue.quoted($0.rawValue).utf8) }
+    let toServer = Array(",\"direction\":\"client->server\",\"dst\":".utf8)
+    let toClient = Array(",\"direction\":\"server->client\",\"dst\":".utf8)
     for pair in a.pairs {
       let serverOnClient = a.clientTime(atServer: pair.server.timeNanoseconds)
       let send = pair.clientToServer ? pair.client.timeNanoseconds : serverOnClient
       let receive = pair.clientToServer ? serverOnClient : pair.client.timeNanoseconds
-      var fields: [(String, JSONValue)] = [
-        ("client_frame", .int(Int64(pair.client.frame))), ("delay_ns", .int(receive &- send)),
-      ]
-      if let uncertainty { fields.append(("delay_uncertainty_ns", uncertainty)) }
-      fields += [
-        ("direction", .string(pair.clientToServer ? "client->server" : "server->client")),
-        ("dst", .string(pair.client.destination.description)), ("kind", .string(pair.kind.rawValue)),
-        ("receive_ns", .int(receive)), ("send_ns", .int(send)),
-        ("server_frame", .int(Int64(pair.server.frame))),
-        ("src", .string(pair.client.source.description)),
-      ]
-      JSONValue.object(fields).write(into: &text)
-      text += "\n"
+      out += #"{"client_frame":"#.utf8
+      TextWriter.signedDecimal(Int64(pair.client.frame), into: &out)
+      out += #","delay_ns":"#.utf8
+      TextWriter.signedDecimal(receive &- send, into: &out)
+      if let uncertainty { out += uncertainty }
+      out += pair.clientToServer ? toServer : toClient
+      out += endpoint(pair.client.destination)
+      out += #","kind":"#.utf8
+      out += kinds[PairKind.allCases.firstIndex(of: pair.kind)!]
+      out += #","receive_ns":"#.utf8
+      TextWriter.signedDecimal(receive, into: &out)
+      out += #","send_ns":"#.utf8
+      TextWriter.signedDecimal(send, into: &out)
+      out += #","server_frame":"#.utf8
+      TextWriter.signedDecimal(Int64(pair.server.frame), into: &out)
+      out += #","src":"#.utf8
+      out += endpoint(pair.client.source)
+      out += "}\n".utf8
       try flushIfLarge()
     }
+    var text = ""
     for finding in findings {
       var fields: [(String, JSONValue)] = [
         ("connection", .string(finding.connection)), ("finding", .string(finding.kind.rawValue)),
         ("message", .string(finding.message)), ("side", .string(finding.side)),
       ]
       if let time = finding.timeNanoseconds { fields.append(("time_ns", .int(time))) }
+      text.removeAll(keepingCapacity: true)
       JSONValue.object(fields).write(into: &text)
-      text += "\n"
+      out += text.utf8
+      out.append(UInt8(ascii: "\n"))
       try flushIfLarge()
     }
     try flushIfLarge(true)

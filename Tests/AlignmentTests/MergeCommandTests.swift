@@ -53,7 +53,27 @@ func json(_ path: String) throws -> [String: Any] {
     // On the client's clock the server copies sit between send and receive: times ascend.
     let times = rows.compactMap { Double($0[3]) }
     #expect(zip(times, times.dropFirst()).allSatisfy { $0 <= $1 })
-    #expect(FileManager.default.fileExists(atPath: dir.file("out/timeline.jsonl")))
+    // timeline.jsonl: one line per pair (keys sorted, delay = receive - send), then findings.
+    let lines = try String(contentsOfFile: dir.file("out/timeline.jsonl"), encoding: .utf8)
+      .split(separator: "\n")
+    let pairLines = lines.filter { $0.hasPrefix("{\"client_frame\":") }
+    #expect(pairLines.count == pairs.values.reduce(0, +))
+    let keys = [
+      "client_frame", "delay_ns", "delay_uncertainty_ns", "direction", "dst", "kind", "receive_ns", "send_ns",
+      "server_frame", "src",
+    ]
+    for line in pairLines {
+      let object = try #require(
+        try JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any], "\(line)")
+      #expect(Set(object.keys) == Set(keys), "\(line)")
+      let positions = keys.compactMap { line.range(of: "\"\($0)\":")?.lowerBound }
+      #expect(positions == positions.sorted(), "keys in order: \(line)")
+      let send = try #require(object["send_ns"] as? Int64)
+      let receive = try #require(object["receive_ns"] as? Int64)
+      #expect(object["delay_ns"] as? Int64 == receive - send)
+      #expect(["client->server", "server->client"].contains(object["direction"] as? String ?? ""))
+      #expect((object["src"] as? String)?.hasPrefix("10.0.0.") == true)
+    }
     #expect(
       try String(contentsOfFile: dir.file("out/report.md"), encoding: .utf8).contains(
         "causality violations after alignment: 0"))
