@@ -47,7 +47,8 @@ public enum MergeRun {
     }
     var alignment = try Aligner.align(
       client: client, server: server, clientAddresses: clientAddresses, probe: probe)
-    if let fallback {
+    // Worth saying only when something was paired (and so held in memory).
+    if let fallback, alignment.pairCount > 0 {
       alignment.warnings.append(
         "paired in memory (memory grows with the captures), not within the pairing window: \(fallback)")
     }
@@ -163,7 +164,7 @@ public enum MergeRun {
       "client: \(client) (\(a.clientPackets) packets), server: \(server) (\(a.serverPackets) packets)",
       "pairs: "
         + PairKind.allCases.map { "\($0.rawValue) \(a.pairsByKind[$0, default: 0])" }.joined(separator: ", "),
-      "clock: server = client \(String(format: "%+.0f", a.model.offsetNanoseconds)) ns (bounds \(us(a.model.offsetLower - a.model.offsetNanoseconds)) .. +\(us(a.model.offsetUpper - a.model.offsetNanoseconds))), skew \(String(format: "%+.3f", a.model.skewPPM)) ppm, verdict \(a.verdict.rawValue)",
+      "clock: server = client \(String(format: "%+.0f", a.model.offsetNanoseconds)) ns (bounds \(us(a.model.offsetLower - a.model.offsetNanoseconds)) .. \(a.model.offsetUpper.isFinite ? "+" : "")\(us(a.model.offsetUpper - a.model.offsetNanoseconds))), skew \(String(format: "%+.3f", a.model.skewPPM)) ppm, verdict \(a.verdict.rawValue)",
       "causality violations after alignment: \(a.causalityViolations)",
     ]
     if a.segments.count > 1 {
