@@ -90,6 +90,9 @@ func packetsPerInterface(_ path: String) throws -> [String: Int] {
     #expect(status["state"]?.string == "capturing")
     let stopped = try #require(side.agent.request(.stop))
     #expect(stopped["state"]?.string == "stopped")
+    // tcpdump loses what it has not read yet when stopped: wait until its files stop
+    // growing (on a busy machine it can lag the agent by more than the pause above).
+    waitUntilFilesStopGrowing([dir.file("eth0") + ".pcap", dir.file(host.dump_device) + ".pcap"])
     for reference in references { reference.stop() }
     let finalized = try #require(side.agent.request(.finalize))
     #expect(finalized.ok, "\(finalized.line)")

@@ -160,7 +160,7 @@ func captureBothHosts(_ lab: TestLab, _ dir: TemporaryDirectory, scenario: Strin
     ] + extra)
   #expect(client.status == 0, "\(client.stderr)")
   _ = server.wait(seconds: 10)
-  usleep(200_000)
+  waitUntilFilesStopGrowing(lab.status.hosts.map { dir.file($0.name) + ".pcap" })
   for capture in captures { capture.stop() }
 }
 
@@ -403,7 +403,7 @@ func captureBothHosts(_ lab: TestLab, _ dir: TemporaryDirectory, scenario: Strin
       0, [iperf3, "-c", lab.status.hosts[1].address, "-p", "5201", "-t", "1", "-b", "200M"])
     #expect(client.status == 0, "\(client.stderr)")
     _ = server.wait(seconds: 10)
-    usleep(200_000)
+    waitUntilFilesStopGrowing(lab.status.hosts.map { dir.file($0.name) + ".pcap" })
     for capture in captures { capture.stop() }
     let out = dir.file("out")
     let merge = try Tools.run([

@@ -105,7 +105,7 @@ import Testing
         dir.file("records.hex"),
       ])
     #expect(server.wait(seconds: 20) == 0, "python server did not finish")
-    usleep(200_000)
+    waitUntilFilesStopGrowing(["eth0.pcap", "any.pcap", "dump.pcap"].map { dir.file($0) })
     for capture in [captureNIC, captureAny, captureTap] { capture.stop() }
 
     let smcpair = try Tools.product("smcpair")

@@ -73,7 +73,8 @@ struct ScenarioRun {
       ] + extra, log: dir.file("client"))
     let clientStatus = client.wait(seconds: timeout + 30)
     let serverStatus = server.wait(seconds: 10)
-    usleep(300_000)
+    waitUntilFilesStopGrowing(
+      lab.status.hosts.flatMap { host in ["eth0", "dump"].map { dir.file("\(host.name)-\($0).pcap") } })
     for capture in captures { capture.stop() }
     let clientReport = (try? String(contentsOfFile: dir.file("client.out"), encoding: .utf8)) ?? ""
     let serverReport = (try? String(contentsOfFile: dir.file("server.out"), encoding: .utf8)) ?? ""

@@ -36,3 +36,22 @@ public final class BackgroundProcess: @unchecked Sendable {
     process.stop(seconds: seconds)
   }
 }
+
+/// Polls the sizes of `paths` until they stay the same for half a second (at most 10 s).
+/// tcpdump loses the packets it has not read yet when it is stopped; its files (written
+/// with -U) stop growing once it has caught up, which on a busy machine can take a while.
+public func waitUntilFilesStopGrowing(_ paths: [String]) {
+  func sizes() -> [Int] {
+    paths.map {
+      ((try? FileManager.default.attributesOfItem(atPath: $0))?[.size] as? NSNumber)?.intValue ?? -1
+    }
+  }
+  var last = sizes()
+  var quiet = 0
+  for _ in 0..<100 where quiet < 5 {
+    usleep(100_000)
+    let now = sizes()
+    quiet = now == last ? quiet + 1 : 0
+    last = now
+  }
+}
