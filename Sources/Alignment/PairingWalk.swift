@@ -29,7 +29,6 @@ public protocol PairingWalkSink {
 /// how many of those counts chance alone explains).
 public struct PairingWalk {
   public let window: Int64
-  public let coarse: ClockModel
   public private(set) var pairsMade = 0
   public private(set) var latePartners = 0
   public private(set) var expectedFalseLate = 0.0
@@ -51,7 +50,6 @@ public struct PairingWalk {
     throws(CaptureFileError)
   {
     self.window = window
-    self.coarse = coarse
     feeds = [
       try SideFeed(path: client, isServer: false, coarse: coarse, keyer: keyers[0]),
       try SideFeed(path: server, isServer: true, coarse: coarse, keyer: keyers[1]),

@@ -78,8 +78,8 @@ public enum WindowedAligner {
   static let prefixLimits = [16_384, 262_144]
 
   public enum Outcome: Sendable {
-    /// `coarse` is the model the walk used; `logs` hold every packet's note, per side.
-    case aligned(Alignment, coarse: ClockModel, logs: PairLogs)
+    /// `logs` hold every packet's note, per side.
+    case aligned(Alignment, logs: PairLogs)
     case needsMemory(reason: String)
   }
 
@@ -112,29 +112,24 @@ public enum WindowedAligner {
         reason: "the first \(prefixLimits.last!) packets of the two captures have none in common")
     }
     var walk = try PairingWalk(client: client, server: server, coarse: coarse, window: window, keyers: keyers)
-    let logs = PairLogs(
-      paths: ["client", "server"].map { "\(logFolder)/.smcpair-pairing-\(getpid())-\($0)" }, sources: [])
-    var sink = FitSink(
-      logs: [try PairLogWriter(path: logs.paths[0]), try PairLogWriter(path: logs.paths[1])])
+    let paths = ["client", "server"].map { "\(logFolder)/.smcpair-pairing-\(getpid())-\($0)" }
+    var sink = FitSink(logs: [try PairLogWriter(path: paths[0]), try PairLogWriter(path: paths[1])])
     do throws(CaptureFileError) {
       while try walk.advance(&sink) {}
       if let failure = sink.failure { throw failure }
       for log in sink.logs { try log.close() }
     } catch {
-      logs.remove()
+      PairLogs(paths: paths, sources: []).remove()
       throw error
     }
-    let outcome = fit(sink, walk: walk, coarse: coarse, window: window, given: clientAddresses)
-    guard case .aligned(let alignment, let coarse, _) = outcome else {
-      logs.remove()
-      return outcome
-    }
-    return .aligned(alignment, coarse: coarse, logs: PairLogs(paths: logs.paths, sources: sink.sources))
+    let logs = PairLogs(paths: paths, sources: sink.sources)
+    let outcome = fit(sink, walk: walk, window: window, given: clientAddresses, logs: logs)
+    if case .needsMemory = outcome { logs.remove() }
+    return outcome
   }
 
   private static func fit(
-    _ sink: FitSink, walk: PairingWalk, coarse: ClockModel, window: Int64,
-    given clientAddresses: Set<IPAddress>
+    _ sink: FitSink, walk: PairingWalk, window: Int64, given clientAddresses: Set<IPAddress>, logs: PairLogs
   ) -> Outcome {
     let late = Double(walk.latePartners)
     let chance = walk.expectedFalseLate
@@ -145,9 +140,11 @@ public enum WindowedAligner {
       )
     }
     let addresses = clientAddresses.isEmpty ? sink.synSenders : clientAddresses
-    guard sink.pairs > 0 else { return .needsMemory(reason: "no packet paired within the window") }
-    let fit = ClockFitter.fit(
-      sink.vertices(clientAddresses: addresses), reference: sink.clientStart ?? sink.firstClient)
+    // Something paired means the client capture had a first packet: the model's reference.
+    guard sink.pairs > 0, let start = sink.clientStart else {
+      return .needsMemory(reason: "no packet paired within the window")
+    }
+    let fit = ClockFitter.fit(sink.vertices(clientAddresses: addresses), reference: start)
     guard fit.feasible else { return .needsMemory(reason: "the clock steps inside the captures") }
     var byKind: [PairKind: Int] = [:]
     for (index, kind) in PairKind.allCases.enumerated() where sink.kinds[index] > 0 {
@@ -168,7 +165,7 @@ public enum WindowedAligner {
     alignment.window = PairingWindowUse(
       windowNanoseconds: window, mostWaiting: walk.mostPending, unpairedClient: sink.unpaired[0],
       unpairedServer: sink.unpaired[1])
-    return .aligned(alignment, coarse: coarse, logs: PairLogs(paths: [], sources: []))
+    return .aligned(alignment, logs: logs)
   }
 }
 
@@ -181,20 +178,30 @@ public struct PairingWindowUse: Sendable {
   public var unpairedServer: Int
 }
 
+/// The pairs sent from one address, as two hulls: the lower one counts if the address turns
+/// out to be the client's (client→server pairs), the upper one otherwise. A few dozen
+/// vertices each.
+struct DirectedHulls {
+  var asClient = OnlineHull(sign: 1)
+  var asServer = OnlineHull(sign: -1)
+
+  mutating func add(_ times: PairedTimes) {
+    asClient.add(times)
+    asServer.add(times)
+  }
+}
+
 /// Collects what the clock fit needs from a walk (two hulls, counts, SYN senders) and
 /// logs each frame's note, per side in frame order.
 struct FitSink: PairingWalkSink {
   var synSenders: Set<IPAddress> = []
-  /// Per source address, the hulls of its pairs both ways: the lower hull counts if the
-  /// address turns out to be the client's (client→server pairs), the upper hull otherwise.
-  /// Which one is known only at the end (a SYN may come late), and keeping both costs a few
-  /// dozen vertices per address.
-  var hulls: [IPAddress: (asClient: OnlineHull, asServer: OnlineHull)] = [:]
+  /// Per source address, the hulls of its pairs both ways (`DirectedHulls`): which way
+  /// counts is known only at the end (a SYN may come late).
+  var hulls: [IPAddress: DirectedHulls] = [:]
   var kinds = [Int](repeating: 0, count: PairKind.allCases.count)
   var packets = [0, 0]
   var unpaired = [0, 0]
   var pairs = 0
-  var firstClient = Int64.max
   /// Time of the client capture's first packet (the model's reference).
   var clientStart: Int64?
   var sources: [IPAddress] = []
@@ -253,14 +260,10 @@ struct FitSink: PairingWalkSink {
   mutating func paired(number: Int, client: SidePacket, server: SidePacket) {
     kinds[PairKind.allCases.firstIndex(of: server.kind)!] += 1
     pairs += 1
-    firstClient = min(firstClient, client.timeNanoseconds)
     let times = PairedTimes(
       clientToServer: true, clientNanoseconds: client.timeNanoseconds,
       serverNanoseconds: server.timeNanoseconds)
-    let source = server.source.address
-    if hulls[source] == nil { hulls[source] = (OnlineHull(sign: 1), OnlineHull(sign: -1)) }
-    hulls[source]!.asClient.add(times)
-    hulls[source]!.asServer.add(times)
+    hulls[server.source.address, default: DirectedHulls()].add(times)
     settling[0].settle(frame: client.frame, pairNumber: number, partnerTime: server.timeNanoseconds)
     settling[1].settle(frame: server.frame, pairNumber: number, partnerTime: client.timeNanoseconds)
     flush(0)
@@ -270,9 +273,9 @@ struct FitSink: PairingWalkSink {
   /// The hull vertices of every pair, directed by the final client addresses.
   func vertices(clientAddresses: Set<IPAddress>) -> [PairedTimes] {
     var all: [PairedTimes] = []
-    for (source, pair) in hulls {
+    for (source, directed) in hulls {
       let toServer = clientAddresses.contains(source)
-      for var times in toServer ? pair.asClient.vertices : pair.asServer.vertices {
+      for var times in toServer ? directed.asClient.vertices : directed.asServer.vertices {
         times.clientToServer = toServer
         all.append(times)
       }

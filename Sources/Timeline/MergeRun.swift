@@ -31,7 +31,7 @@ public enum MergeRun {
       switch try WindowedAligner.align(
         client: client, server: server, clientAddresses: clientAddresses, window: window, logFolder: out)
       {
-      case .aligned(var alignment, _, let logs):
+      case .aligned(var alignment, let logs):
         defer { logs.remove() }
         let delays = try MergeOutputs.writeMergedPcapng(
           &alignment, logs: logs, client: client, server: server, clientName: clientName,
