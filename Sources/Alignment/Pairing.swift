@@ -25,79 +25,6 @@ enum PairFingerprint {
   }
 }
 
-/// Open-addressing table from fingerprint to a FIFO chain of client packets (indices of the
-/// first and last packet with that fingerprint). Exhausted chains keep their slot, emptied.
-struct ChainTable {
-  private var keys: [UInt64]
-  private var firsts: [Int32]
-  private var lasts: [Int32]
-  private var used: [Bool]
-  private var mask: Int
-  private var count = 0
-
-  init(minimumCapacity: Int) {
-    var size = 16
-    while size < minimumCapacity * 2 { size <<= 1 }
-    keys = [UInt64](repeating: 0, count: size)
-    firsts = [Int32](repeating: -1, count: size)
-    lasts = [Int32](repeating: -1, count: size)
-    used = [Bool](repeating: false, count: size)
-    mask = size - 1
-  }
-
-  /// Adds packet `index` at the end of the chain of `key`; `link(previousLast, index)` is
-  /// called when the chain already had packets.
-  mutating func append(_ key: UInt64, _ index: Int32, link: (Int32, Int32) -> Void) {
-    if count * 2 >= keys.count { grow() }
-    var slot = Int(truncatingIfNeeded: key) & mask
-    while used[slot] {
-      if keys[slot] == key {
-        if lasts[slot] >= 0 { link(lasts[slot], index) } else { firsts[slot] = index }
-        lasts[slot] = index
-        return
-      }
-      slot = (slot + 1) & mask
-    }
-    used[slot] = true
-    keys[slot] = key
-    firsts[slot] = index
-    lasts[slot] = index
-    count += 1
-  }
-
-  /// Removes and returns the first packet of the chain of `key`; `next(index)` gives the
-  /// packet after `index` in its chain (-1 at the end).
-  mutating func takeFirst(_ key: UInt64, next: (Int32) -> Int32) -> Int32? {
-    var slot = Int(truncatingIfNeeded: key) & mask
-    while used[slot] {
-      if keys[slot] == key {
-        let first = firsts[slot]
-        guard first >= 0 else { return nil }
-        let following = next(first)
-        firsts[slot] = following
-        if following < 0 { lasts[slot] = -1 }
-        return first
-      }
-      slot = (slot + 1) & mask
-    }
-    return nil
-  }
-
-  private mutating func grow() {
-    var bigger = ChainTable(minimumCapacity: keys.count)
-    for slot in keys.indices where used[slot] {
-      var target = Int(truncatingIfNeeded: keys[slot]) & bigger.mask
-      while bigger.used[target] { target = (target + 1) & bigger.mask }
-      bigger.used[target] = true
-      bigger.keys[target] = keys[slot]
-      bigger.firsts[target] = firsts[slot]
-      bigger.lasts[target] = lasts[slot]
-      bigger.count += 1
-    }
-    self = bigger
-  }
-}
-
 /// One packet of one side, as the pairing needs it.
 public struct SidePacket: Sendable {
   public var frame: Int
@@ -178,18 +105,18 @@ public struct PacketPairing {
       max(1024, Int((try? MappedFile(path: client))?.bytes.count ?? 0) / 250), max(1024, limit))
     var packets: [SidePacket] = []
     packets.reserveCapacity(estimate)
-    var nextSame: [Int32] = []
+    var nextSame: [Int] = []
     nextSame.reserveCapacity(estimate)
-    var chains = ChainTable(minimumCapacity: estimate)
+    var chains = FingerprintChains(minimumCapacity: estimate)
     var synSenders: Set<IPAddress> = []
     (pairing.clientPackets, pairing.clientStart) = try walk(client, keyer: keyers?[0], limit: limit) {
       packet, key, syn in
       if let syn { synSenders.insert(syn) }
       guard let key else { return }
-      let index = Int32(packets.count)
+      let index = packets.count
       packets.append(packet)
       nextSame.append(-1)
-      chains.append(key, index) { previous, index in nextSame[Int(previous)] = index }
+      if let previous = chains.append(key, index) { nextSame[previous] = index }
     }
     if pairing.clientAddresses.isEmpty { pairing.clientAddresses = synSenders }
     let clientSide = pairing.clientAddresses
@@ -200,18 +127,18 @@ public struct PacketPairing {
     (pairing.serverPackets, _) = try walk(server, keyer: keyers?[1], limit: limit) { packet, key, _ in
       guard let key else { return }
       // A 64-bit fingerprint collision is checked here: a different packet stays unpaired.
-      guard let first = chains.takeFirst(key, next: { nextSame[Int($0)] }),
-        packets[Int(first)].source == packet.source, packets[Int(first)].destination == packet.destination,
-        packets[Int(first)].kind == packet.kind
+      guard let first = chains.takeFirst(key, next: { nextSame[$0] }),
+        packets[first].source == packet.source, packets[first].destination == packet.destination,
+        packets[first].kind == packet.kind
       else {
         unpairedServer.append(packet)
         return
       }
-      consumed[Int(first)] = true
+      consumed[first] = true
       found.append(
         PacketPair(
           kind: packet.kind, clientToServer: clientSide.contains(packet.source.address),
-          client: packets[Int(first)],
+          client: packets[first],
           server: packet))
     }
     // In client time order (nearly so already: the server walks in its own order), sorted

@@ -129,27 +129,27 @@ enum PacketPairForTest {
 /// The pairing's fingerprint table: FIFO per fingerprint, growth keeps every chain.
 @Suite struct PairingChainTable {
   @Test func chainsAreFirstInFirstOutAndSurviveGrowth() {
-    var table = ChainTable(minimumCapacity: 4)
-    var next = [Int32](repeating: -1, count: 3000)
+    var table = FingerprintChains(minimumCapacity: 4)
+    var next = [Int](repeating: -1, count: 3000)
     // 1000 fingerprints, three packets each, added interleaved so chains grow across resizes.
     for round in 0..<3 {
       for key in 0..<1000 {
-        let index = Int32(round * 1000 + key)
-        table.append(PairFingerprint.mix(UInt64(key)), index) { previous, index in next[Int(previous)] = index
-        }
+        let index = round * 1000 + key
+        if let previous = table.append(PairFingerprint.mix(UInt64(key)), index) { next[previous] = index }
       }
     }
     for key in 0..<1000 {
-      var taken: [Int32] = []
-      while let first = table.takeFirst(PairFingerprint.mix(UInt64(key)), next: { next[Int($0)] }) {
+      var taken: [Int] = []
+      while let first = table.takeFirst(PairFingerprint.mix(UInt64(key)), next: { next[$0] }) {
         taken.append(first)
       }
-      #expect(taken == [Int32(key), Int32(1000 + key), Int32(2000 + key)])
+      #expect(taken == [key, 1000 + key, 2000 + key])
     }
-    #expect(table.takeFirst(PairFingerprint.mix(5000), next: { next[Int($0)] }) == nil)
+    #expect(table.takeFirst(PairFingerprint.mix(5000), next: { next[$0] }) == nil)
     // An emptied chain takes new packets again.
-    table.append(PairFingerprint.mix(7), 42) { previous, index in next[Int(previous)] = index }
-    #expect(table.takeFirst(PairFingerprint.mix(7), next: { next[Int($0)] }) == 42)
+    next[42] = -1
+    if let previous = table.append(PairFingerprint.mix(7), 42) { next[previous] = 42 }
+    #expect(table.takeFirst(PairFingerprint.mix(7), next: { next[$0] }) == 42)
   }
 
   @Test func fingerprintSeparatesDirectionAndKind() {

@@ -290,8 +290,8 @@ extension CaptureFileReader {
 
   /// The waiting table keeps FIFO chains per key and deletes emptied keys, against a
   /// dictionary of arrays, over many random operations.
-  @Test func pendingKeysMatchAReference() {
-    var table = PendingKeys()
+  @Test func fingerprintChainsMatchAReference() {
+    var table = FingerprintChains()
     var reference: [UInt64: [Int]] = [:]
     var next: [Int: Int] = [:]
     var state: UInt64 = 42
