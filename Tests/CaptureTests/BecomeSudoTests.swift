@@ -41,13 +41,12 @@ import Testing
     let agentDir = env.work.file("root-only")
     try FileManager.default.createDirectory(
       atPath: agentDir, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o755])
-    let text = try String(contentsOfFile: env.inventory, encoding: .utf8)
-      .replacingOccurrences(of: "user: \"root\"", with: "user: \"\(Self.user)\"")
-      .replacingOccurrences(of: "become: none", with: "become: sudo")
-      .replacingOccurrences(
-        of: #"agent: "[^"]*""#, with: "agent: \"\(agentDir)/smcpair-agent\"", options: .regularExpression)
-    let inventory = env.work.file("sudo.yaml")
-    try text.write(toFile: inventory, atomically: true, encoding: .utf8)
+    let inventory = try env.editedInventory("sudo.yaml") {
+      $0.replacingOccurrences(of: "user: \"root\"", with: "user: \"\(Self.user)\"")
+        .replacingOccurrences(of: "become: none", with: "become: sudo")
+        .replacingOccurrences(
+          of: #"agent: "[^"]*""#, with: "agent: \"\(agentDir)/smcpair-agent\"", options: .regularExpression)
+    }
     chmod(env.work.path, 0o755)
 
     // No sudoers entry yet: refused in the preflight, nothing armed.

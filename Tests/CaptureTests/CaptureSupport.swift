@@ -36,6 +36,24 @@ final class CaptureLab: @unchecked Sendable {
     ]
   }
 
+  /// A capture refused in the preflight: exit 1 saying `reason`, nothing armed, no agent left.
+  func expectRefusedInPreflight(
+    _ result: ProcessResult, saying reason: String, sourceLocation: SourceLocation = #_sourceLocation
+  ) {
+    #expect(result.status == 1, "\(result.stdout)\n\(result.stderr)", sourceLocation: sourceLocation)
+    #expect(result.stdout.contains(reason), "\(result.stdout)", sourceLocation: sourceLocation)
+    #expect(!result.stdout.contains("capturing on both sides"), sourceLocation: sourceLocation)
+    #expect(agentsGone().isEmpty, "agents left: \(agentProcesses())", sourceLocation: sourceLocation)
+  }
+
+  /// The lab's inventory changed by `edit`, written as `name` in the work folder; its path.
+  func editedInventory(_ name: String, _ edit: (String) -> String) throws -> String {
+    let path = work.file(name)
+    try edit(try String(contentsOfFile: inventory, encoding: .utf8)).write(
+      toFile: path, atomically: true, encoding: .utf8)
+    return path
+  }
+
   @discardableResult
   func capture(_ arguments: [String], inventory: String? = nil) throws -> ProcessResult {
     try Tools.run(
