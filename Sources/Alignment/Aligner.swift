@@ -21,16 +21,32 @@ public struct Alignment: Sendable {
   public var serverPackets: Int
   /// Receives that land before their send once aligned (must be 0).
   public var causalityViolations: Int
-  public var clientAddresses: Set<IPAddress>
+  /// Which traffic addresses are on which capture's host, and the evidence.
+  public var hosts: HostAddresses
   public var warnings: [String]
+  /// Pairs whose direction could not be told (left out of the clock model).
+  public var undirectedPairs = 0
+  /// Pairs whose two copies have the same timestamp (all of them: one capture twice).
+  public var sameTimePairs = 0
   /// Pairable packets only one side captured.
   public var unpairedClient: [SidePacket] = []
   public var unpairedServer: [SidePacket] = []
   /// Set when the pairs were made by a windowed walk (and `pairs` is empty).
   public var window: PairingWindowUse?
 
-  /// Number of pairs (also when `pairs` was not kept).
+  /// Number of pairs with a direction (also when `pairs` was not kept).
   public var pairCount: Int { pairsByKind.values.reduce(0, +) }
+  /// Whether the clocks were aligned at all: false when the captures share no packet, or
+  /// no shared packet's direction can be told.
+  public var aligned: Bool {
+    switch verdict {
+    case .bounded, .oneSided, .probe: true
+    case .cannotTell, .none: false
+    }
+  }
+
+  /// Addresses on the client capture's host.
+  public var clientAddresses: Set<IPAddress> { hosts.client }
 
   /// The segment whose time range holds `client` (the nearest one otherwise).
   public func segment(atClient client: Int64) -> ClockSegment {
@@ -74,6 +90,17 @@ public struct ClockProbe: Sendable, Equatable {
 }
 
 extension Alignment {
+  /// Records the pairs left without a direction (the verdict says so when no pair has one)
+  /// and the pairs whose copies carry the same time.
+  mutating func note(undirected: Int, sameTime: Int) {
+    undirectedPairs = undirected
+    sameTimePairs = sameTime
+    for decision in hosts.decisions where decision.evidence == nil {
+      warnings.append("\(decision.pairs) pair(s) left out of the clock model: \(decision.explanation)")
+    }
+    if undirected > 0 && pairCount == 0 { verdict = .cannotTell }
+  }
+
   /// Falls back on the agents' clock probe (only sensible when nothing was paired).
   mutating func use(_ probe: ClockProbe) {
     let model = ClockModel(
@@ -108,17 +135,28 @@ public enum Aligner {
     let pairing = try PacketPairing.pair(client: client, server: server, clientAddresses: clientAddresses)
     var alignment = align(
       pairs: pairing.pairs, clientPackets: pairing.clientPackets, serverPackets: pairing.serverPackets,
-      clientAddresses: pairing.clientAddresses, reference: pairing.clientStart)
+      hosts: pairing.hosts, reference: pairing.clientStart)
     alignment.unpairedClient = pairing.unpairedClient
     alignment.unpairedServer = pairing.unpairedServer
-    if alignment.verdict == .none, let probe { alignment.use(probe) }
+    alignment.note(undirected: pairing.undirected.count, sameTime: pairing.sameTimePairs)
+    if alignment.verdict == .none, pairing.undirected.isEmpty, let probe { alignment.use(probe) }
     return alignment
+  }
+
+  /// With client addresses known beforehand (tests, simulations).
+  public static func align(
+    pairs: [PacketPair], clientPackets: Int, serverPackets: Int, clientAddresses: Set<IPAddress>,
+    reference: Int64? = nil
+  ) -> Alignment {
+    align(
+      pairs: pairs, clientPackets: clientPackets, serverPackets: serverPackets,
+      hosts: HostAddresses(client: clientAddresses), reference: reference)
   }
 
   /// `reference` is the client time the offset and its bounds refer to: the start of the
   /// client capture (the first pair's time when not given).
   public static func align(
-    pairs: [PacketPair], clientPackets: Int, serverPackets: Int, clientAddresses: Set<IPAddress>,
+    pairs: [PacketPair], clientPackets: Int, serverPackets: Int, hosts: HostAddresses,
     reference: Int64? = nil
   ) -> Alignment {
     var warnings: [String] = []
@@ -183,7 +221,7 @@ public enum Aligner {
     var alignment = Alignment(
       verdict: verdict, model: segments[0].model, segments: segments, pairsByKind: byKind, pairs: sorted,
       clientPackets: clientPackets, serverPackets: serverPackets, causalityViolations: 0,
-      clientAddresses: clientAddresses, warnings: warnings)
+      hosts: hosts, warnings: warnings + hosts.warnings)
     alignment.causalityViolations =
       sorted.filter { pair in
         alignment.violatesCausality(

@@ -62,6 +62,8 @@ public enum AlignmentVerdict: String, Sendable {
   case bounded
   /// Pairs in one direction only: a half-bound.
   case oneSided = "one-sided"
+  /// Packets were seen on both sides, but nothing tells which side sent them: no bounds.
+  case cannotTell = "cannot-tell"
   /// No common packets; the agents' clock probe was used.
   case probe
   /// Nothing to align with; offset 0.

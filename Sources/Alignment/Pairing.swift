@@ -33,10 +33,13 @@ public struct SidePacket: Sendable {
   public var source: Endpoint
   public var destination: Endpoint
   public var kind: PairKind
+  /// The direction the capturing host recorded (pcapng flags; Linux cooked packet type for
+  /// TCP), `.unknown` when the file does not say.
+  public var recorded: PacketDirection
 
   public init(
     frame: Int, interface: Int, timeNanoseconds: Int64, source: Endpoint, destination: Endpoint,
-    kind: PairKind
+    kind: PairKind, recorded: PacketDirection = .unknown
   ) {
     self.frame = frame
     self.interface = interface
@@ -44,6 +47,7 @@ public struct SidePacket: Sendable {
     self.source = source
     self.destination = destination
     self.kind = kind
+    self.recorded = recorded
   }
 }
 
@@ -71,25 +75,28 @@ public struct PacketPair: Sendable {
 /// Finds the packets two captures have in common: TCP segments (4-tuple, seq, ack, flags,
 /// length, IP id), CDC records (4-tuple and the message bytes; seqno 0 is never paired) and
 /// data records (4-tuple and content). The n-th copy on one side pairs with the n-th copy
-/// on the other, so retransmissions and a sender's duplicated CDC stay distinct.
+/// on the other, so retransmissions and a sender's duplicated CDC stay distinct. Which host
+/// sent each pair is decided afterwards from the captures (`DirectionResolver`).
 public struct PacketPairing {
+  /// Pairs with a known direction, in client time order.
   public private(set) var pairs: [PacketPair] = []
+  /// Pairs whose direction could not be told (not used for the clock model).
+  public private(set) var undirected: [PacketPair] = []
   public private(set) var clientPackets = 0
   /// Time of the client capture's first packet (the clock model's reference).
   public private(set) var clientStart: Int64?
   public private(set) var serverPackets = 0
-  /// Addresses that belong to the client host (SYN senders, or given).
-  public private(set) var clientAddresses: Set<IPAddress>
+  /// Which addresses belong to which capture's host, and why.
+  public private(set) var hosts = HostAddresses()
+  /// Pairs whose two copies carry the same timestamp (a file merged with itself has only these).
+  public private(set) var sameTimePairs = 0
   /// Pairable packets (CDC and data records, TCP segments) each side has and the other not.
   public private(set) var unpairedClient: [SidePacket] = []
   public private(set) var unpairedServer: [SidePacket] = []
 
-  public init(clientAddresses: Set<IPAddress> = []) {
-    self.clientAddresses = clientAddresses
-  }
-
   /// Reads both files (the first `limit` packets of each) and pairs their packets. `keyers`
-  /// (client, server) are calibrated from the files when not given.
+  /// (client, server) are calibrated from the files when not given; `clientAddresses`
+  /// overrides the direction evidence for the addresses it names.
   public static func pair(
     client: String, server: String, clientAddresses: Set<IPAddress> = [], limit: Int = .max,
     keyers: [PacketKeyer]? = nil
@@ -97,7 +104,7 @@ public struct PacketPairing {
     throws(CaptureFileError)
     -> PacketPairing
   {
-    var pairing = PacketPairing(clientAddresses: clientAddresses)
+    var pairing = PacketPairing()
     // Client packets in one array; the dictionary maps a key to the first and last packet
     // with that key, and `nextSame` chains the rest in order, so the n-th copy on one side
     // meets the n-th copy on the other (FIFO) with one hash operation per packet.
@@ -108,23 +115,23 @@ public struct PacketPairing {
     var nextSame: [Int] = []
     nextSame.reserveCapacity(estimate)
     var chains = FingerprintChains(minimumCapacity: estimate)
-    var synSenders: Set<IPAddress> = []
+    var roles: Set<HandshakeRole> = []
     (pairing.clientPackets, pairing.clientStart) = try walk(client, keyer: keyers?[0], limit: limit) {
-      packet, key, syn in
-      if let syn { synSenders.insert(syn) }
+      packet, key, role in
+      if let role { roles.insert(role) }
       guard let key else { return }
       let index = packets.count
       packets.append(packet)
       nextSame.append(-1)
       if let previous = chains.append(key, index) { nextSame[previous] = index }
     }
-    if pairing.clientAddresses.isEmpty { pairing.clientAddresses = synSenders }
-    let clientSide = pairing.clientAddresses
     var consumed = [Bool](repeating: false, count: packets.count)
     var found: [PacketPair] = []
     found.reserveCapacity(packets.count)
+    var flows: [AddressFlow: FlowEvidence] = [:]
     var unpairedServer: [SidePacket] = []
-    (pairing.serverPackets, _) = try walk(server, keyer: keyers?[1], limit: limit) { packet, key, _ in
+    (pairing.serverPackets, _) = try walk(server, keyer: keyers?[1], limit: limit) { packet, key, role in
+      if let role { roles.insert(role) }
       guard let key else { return }
       // A 64-bit fingerprint collision is checked here: a different packet stays unpaired.
       guard let first = chains.takeFirst(key, next: { nextSame[$0] }),
@@ -135,26 +142,41 @@ public struct PacketPairing {
         return
       }
       consumed[first] = true
-      found.append(
-        PacketPair(
-          kind: packet.kind, clientToServer: clientSide.contains(packet.source.address),
-          client: packets[first],
-          server: packet))
+      let client = packets[first]
+      flows[
+        AddressFlow(source: packet.source.address, destination: packet.destination.address), default: .init()
+      ]
+      .add(client: client, server: packet)
+      if client.timeNanoseconds == packet.timeNanoseconds { pairing.sameTimePairs += 1 }
+      found.append(PacketPair(kind: packet.kind, clientToServer: false, client: client, server: packet))
+    }
+    pairing.hosts = DirectionResolver.resolve(
+      flows: flows, roles: roles, given: clientAddresses, reference: pairing.clientStart ?? 0)
+    var directed: [PacketPair] = []
+    directed.reserveCapacity(found.count)
+    for var pair in found {
+      if let fromClient = pairing.hosts.fromClient(pair.server.source.address) {
+        pair.clientToServer = fromClient
+        directed.append(pair)
+      } else {
+        pairing.undirected.append(pair)
+      }
     }
     // In client time order (nearly so already: the server walks in its own order), sorted
     // in place here so the aligner does not copy the pairs to sort them.
-    found.sort { $0.client.timeNanoseconds < $1.client.timeNanoseconds }
-    pairing.pairs = found
+    directed.sort { $0.client.timeNanoseconds < $1.client.timeNanoseconds }
+    pairing.pairs = directed
     pairing.unpairedServer = unpairedServer
     pairing.unpairedClient = packets.indices.filter { !consumed[$0] }.map { packets[$0] }
     return pairing
   }
 
   /// Calls `body` for every decodable packet (of the first `limit`) with its pairing key (nil
-  /// when it cannot be paired) and the SYN sender address when it is a SYN; returns how many
-  /// packets it read and the time of the first.
+  /// when it cannot be paired) and the handshake role it shows (SYN, SYN-ACK, CLC Proposal);
+  /// returns how many packets it read and the time of the first.
   static func walk(
-    _ path: String, keyer: PacketKeyer?, limit: Int = .max, _ body: (SidePacket, UInt64?, IPAddress?) -> Void
+    _ path: String, keyer: PacketKeyer?, limit: Int = .max,
+    _ body: (SidePacket, UInt64?, HandshakeRole?) -> Void
   ) throws(CaptureFileError) -> (packets: Int, start: Int64?) {
     var keyer = keyer
     if keyer == nil { keyer = try PacketKeyer.calibrated(path: path) }
@@ -166,7 +188,7 @@ public struct PacketPairing {
       if start == nil { start = packet.timestampNanoseconds }
       guard let described = keyer!.describe(packet, linkType: reader.interfaces[packet.interface].linkType)
       else { continue }
-      body(described.packet, described.key, described.synSender)
+      body(described.packet, described.key, described.role)
     }
     return (read, start)
   }
@@ -174,11 +196,11 @@ public struct PacketPairing {
 }
 
 /// What pairing needs of one captured packet: its `SidePacket`, its pairing fingerprint
-/// (nil when it cannot be paired) and, for a SYN, the sender's address.
+/// (nil when it cannot be paired) and the handshake role its sender shows, if any.
 public struct PacketKey: Sendable {
   public var packet: SidePacket
   public var key: UInt64?
-  public var synSender: IPAddress?
+  public var role: HandshakeRole?
 
   static func kindCode(_ kind: PairKind) -> UInt8 {
     switch kind {
@@ -241,11 +263,23 @@ public struct PacketKeyer: Sendable {
     guard frame.issue == nil else { return nil }
     var side = SidePacket(
       frame: captured.frame, interface: captured.interface, timeNanoseconds: captured.timestampNanoseconds,
-      source: frame.sourceEndpoint, destination: frame.destinationEndpoint, kind: .tcp)
+      source: frame.sourceEndpoint, destination: frame.destinationEndpoint, kind: .tcp,
+      recorded: captured.direction)
     var hasher = FNV()
-    var syn: IPAddress?
+    var syn: HandshakeRole?
     if let tcp = frame.tcp {
-      if tcp.flags.contains(.syn) && !tcp.flags.contains(.ack) { syn = frame.source }
+      // On the NIC the kernel's packet type is the host's own view (on a dump device it is
+      // not: the kernel transmits every record there, so only pcapng flags count for those).
+      if side.recorded == .unknown, let type = frame.cookedPacketType {
+        side.recorded = type == 4 ? .outbound : type <= 3 ? .inbound : .unknown
+      }
+      if tcp.flags.contains(.syn) {
+        syn = HandshakeRole(address: frame.source, opened: !tcp.flags.contains(.ack))
+      } else if CLCMessage.looksLikeCLC(frame.payload), frame.payload.count > 4 {
+        // Proposal (1) from the client, Accept (2) from the server.
+        let type = frame.payload.u8(4)
+        if type == 1 || type == 2 { syn = HandshakeRole(address: frame.source, opened: type == 1) }
+      }
       if tcp.flags.contains(.syn) && layout != nil {
         // A new connection: both rings start at cursor 0.
         let start = Position(cursor: CDCCursor(wrap: 0, count: 0), offset: 0)
@@ -263,13 +297,13 @@ public struct PacketKeyer: Sendable {
         layout == nil
         ? Self.keyByShape(frame.payload, &side, &hasher)
         : keyByLayout(frame.payload, wireLength: frame.wirePayloadLength, &side, &hasher)
-      guard paired else { return PacketKey(packet: side, key: nil, synSender: syn) }
+      guard paired else { return PacketKey(packet: side, key: nil, role: syn) }
     } else {
-      return PacketKey(packet: side, key: nil, synSender: syn)
+      return PacketKey(packet: side, key: nil, role: syn)
     }
     let key = PairFingerprint.of(
       side.source, side.destination, kind: PacketKey.kindCode(side.kind), content: hasher.value)
-    return PacketKey(packet: side, key: key, synSender: syn)
+    return PacketKey(packet: side, key: key, role: syn)
   }
 
   /// With a calibrated layout: CDC records by message (SMC-R) or cursors (SMC-D), data

@@ -96,7 +96,7 @@ public enum WindowedAligner {
       guard !prefix.pairs.isEmpty else { continue }
       let fitted = Aligner.align(
         pairs: prefix.pairs, clientPackets: prefix.clientPackets, serverPackets: prefix.serverPackets,
-        clientAddresses: prefix.clientAddresses)
+        hosts: prefix.hosts)
       guard fitted.segments.count == 1 else {
         return .needsMemory(reason: "the clock steps within the first packets")
       }
@@ -139,12 +139,16 @@ public enum WindowedAligner {
           "\(walk.latePartners) packet(s) met their copy on the other side more than the pairing window (\(Double(window) / 1e9) s) later"
       )
     }
-    let addresses = clientAddresses.isEmpty ? sink.synSenders : clientAddresses
     // Something paired means the client capture had a first packet: the model's reference.
     guard sink.pairs > 0, let start = sink.clientStart else {
       return .needsMemory(reason: "no packet paired within the window")
     }
-    let fit = ClockFitter.fit(sink.vertices(clientAddresses: addresses), reference: start)
+    let hosts = DirectionResolver.resolve(
+      flows: sink.flows, roles: sink.roles, given: clientAddresses, reference: start)
+    guard hosts.undecidedPairs == 0 else {
+      return .needsMemory(reason: "the direction of some pairs cannot be told")
+    }
+    let fit = ClockFitter.fit(sink.vertices(hosts), reference: start)
     guard fit.feasible else { return .needsMemory(reason: "the clock steps inside the captures") }
     var byKind: [PairKind: Int] = [:]
     for (index, kind) in PairKind.allCases.enumerated() where sink.kinds[index] > 0 {
@@ -161,7 +165,8 @@ public enum WindowedAligner {
           startClientNanoseconds: .min, endClientNanoseconds: .max, pairs: sink.pairs, model: fit.model)
       ],
       pairsByKind: byKind, pairs: [], clientPackets: sink.packets[0], serverPackets: sink.packets[1],
-      causalityViolations: 0, clientAddresses: addresses, warnings: warnings)
+      causalityViolations: 0, hosts: hosts, warnings: warnings + hosts.warnings)
+    alignment.sameTimePairs = sink.sameTimePairs
     alignment.window = PairingWindowUse(
       windowNanoseconds: window, mostWaiting: walk.mostPending, unpairedClient: sink.unpaired[0],
       unpairedServer: sink.unpaired[1])
@@ -191,13 +196,14 @@ struct DirectedHulls {
   }
 }
 
-/// Collects what the clock fit needs from a walk (two hulls, counts, SYN senders) and
-/// logs each frame's note, per side in frame order.
+/// Collects what the clock fit needs from a walk (hulls per flow, counts, handshake roles)
+/// and logs each frame's note, per side in frame order.
 struct FitSink: PairingWalkSink {
-  var synSenders: Set<IPAddress> = []
-  /// Per source address, the hulls of its pairs both ways (`DirectedHulls`): which way
-  /// counts is known only at the end (a SYN may come late).
-  var hulls: [IPAddress: DirectedHulls] = [:]
+  var roles: Set<HandshakeRole> = []
+  /// Per flow, the hulls of its pairs both ways and the recorded directions: which way
+  /// counts is decided only at the end (`DirectionResolver`; a SYN may come late).
+  var flows: [AddressFlow: FlowEvidence] = [:]
+  var sameTimePairs = 0
   var kinds = [Int](repeating: 0, count: PairKind.allCases.count)
   var packets = [0, 0]
   var unpaired = [0, 0]
@@ -249,7 +255,7 @@ struct FitSink: PairingWalkSink {
     if side == 0 && clientStart == nil { clientStart = packet.timestampNanoseconds }
     var note = LoggedNote()
     if let described {
-      if side == 0, let syn = described.synSender { synSenders.insert(syn) }
+      if let role = described.role { roles.insert(role) }
       note.sourceID = sourceID(described.packet.source.address)
       note.kind = UInt8(PairKind.allCases.firstIndex(of: described.packet.kind)!)
     }
@@ -260,27 +266,22 @@ struct FitSink: PairingWalkSink {
   mutating func paired(number: Int, client: SidePacket, server: SidePacket) {
     kinds[PairKind.allCases.firstIndex(of: server.kind)!] += 1
     pairs += 1
-    let times = PairedTimes(
-      clientToServer: true, clientNanoseconds: client.timeNanoseconds,
-      serverNanoseconds: server.timeNanoseconds)
-    hulls[server.source.address, default: DirectedHulls()].add(times)
+    flows[
+      AddressFlow(source: server.source.address, destination: server.destination.address), default: .init()
+    ]
+    .add(client: client, server: server)
+    if client.timeNanoseconds == server.timeNanoseconds { sameTimePairs += 1 }
     settling[0].settle(frame: client.frame, pairNumber: number, partnerTime: server.timeNanoseconds)
     settling[1].settle(frame: server.frame, pairNumber: number, partnerTime: client.timeNanoseconds)
     flush(0)
     flush(1)
   }
 
-  /// The hull vertices of every pair, directed by the final client addresses.
-  func vertices(clientAddresses: Set<IPAddress>) -> [PairedTimes] {
-    var all: [PairedTimes] = []
-    for (source, directed) in hulls {
-      let toServer = clientAddresses.contains(source)
-      for var times in toServer ? directed.asClient.vertices : directed.asServer.vertices {
-        times.clientToServer = toServer
-        all.append(times)
-      }
+  /// The hull vertices of every pair, directed by the decided hosts.
+  func vertices(_ hosts: HostAddresses) -> [PairedTimes] {
+    flows.flatMap { flow, evidence in
+      hosts.fromClient(flow.source).map { evidence.times(fromClient: $0) } ?? []
     }
-    return all
   }
 
   mutating func unpaired(side: Int, packet: SidePacket) {

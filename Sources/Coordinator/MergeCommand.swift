@@ -26,6 +26,17 @@ struct MergeCommand: ParsableCommand {
       later than the window), smcpair says why and pairs in memory. The other outputs show \
       every pair, so they are always made in memory.
 
+      Which side sent each shared packet is decided from the captures, never from host names: \
+      first the directions the capturing hosts recorded (smcpair-agent's pcapng flags, the \
+      packet type of tcpdump -i any captures), then timing (only one way round are all \
+      receives after their sends), then the handshake (SYN and CLC Proposal senders are the \
+      client's). When nothing decides, the verdict is "cannot tell" and no bounds are given.
+
+      Exit status: 0 merged and aligned; 1 a capture is missing or damaged; 3 merged but not \
+      aligned (the captures share no packet, or no shared packet's direction can be told: \
+      verdict "none" or "cannot-tell"); 64 usage; 65 inputs refused before merging (the same \
+      capture twice, or client and server captures that look swapped).
+
       Example:
         smcpair merge client.pcapng server.pcapng --out merged/ --client-name h1 --server-name h2
       """)
@@ -38,7 +49,10 @@ struct MergeCommand: ParsableCommand {
   @Option(help: "Outputs: any of pcapng,jsonl,html,report (alignment.json is always written).")
   var formats = "pcapng,jsonl,html,report"
   @Option(help: "Clock the merged timeline uses: client or server.") var reference = "client"
-  @Option(help: ArgumentHelp("Address of the client host (default: the SYN senders).", valueName: "ip"))
+  @Option(
+    help: ArgumentHelp(
+      "An address of the client host, overriding what the captures say (repeatable; an address in no shared packet is reported and not used).",
+      valueName: "ip"))
   var clientAddress: [String] = []
   @Option(
     help: ArgumentHelp(
@@ -71,6 +85,12 @@ struct MergeCommand: ParsableCommand {
         referenceIsServer: reference == "server",
         clientAddresses: addresses, window: Int64(pairingWindow * 1e9))
       print(result.report)
+      if !result.aligned { throw ExitCode(3) }
+    } catch let refusal as MergeRun.Refusal {
+      writeStandardError("smcpair merge: \(refusal)\n")
+      throw ExitCode(65)
+    } catch let exit as ExitCode {
+      throw exit
     } catch {
       writeStandardError("smcpair merge: \(error)\n")
       if let damaged = error as? CaptureFileError, damaged.code == .truncated {

@@ -388,7 +388,8 @@ public final class CaptureRun: @unchecked Sendable {
     do {
       pair.merge = try MergeRun.run(
         client: client, server: server, out: pair.folder, clientName: pair.client.name,
-        serverName: pair.server.name, formats: options.formats, clientAddresses: addresses, probe: pair.probe)
+        serverName: pair.server.name, formats: options.formats, clientAddresses: addresses, probe: pair.probe,
+        allowSwapped: true)
       pair.state = pair.complete ? "complete" : "partial"
       if !pair.complete { appendGapNote(pair) }
       // Everything here derives from packet payloads: owner-only, like the captures.

@@ -18,22 +18,45 @@ public struct Finding: Sendable {
   }
 
   public var kind: Kind
-  /// `client` or `server`: whose capture shows it.
+  /// `client` or `server`: whose capture shows it; `both` for what needs both (delays).
   public var side: String
   public var timeNanoseconds: Int64?
   public var connection: String
   public var message: String
 }
 
+/// Where one-way delays count as outliers, per kind and direction: above the median by more
+/// than `factor` median absolute deviations, and at least `floorNanoseconds`.
+public struct OutlierThreshold: Sendable {
+  public static let factor: Int64 = 20
+  /// Scheduling on a busy host alone delays a capture by up to about this much.
+  public static let floorNanoseconds: Int64 = 1_000_000
+  public var kind: PairKind
+  public var clientToServer: Bool
+  public var pairs: Int
+  public var medianNanoseconds: Int64
+  public var deviationNanoseconds: Int64
+  public var thresholdNanoseconds: Int64
+
+  public var text: String {
+    "\(kind.rawValue) \(clientToServer ? "client->server" : "server->client"): \(pairs) pairs, median \(medianNanoseconds / 1000) us, MAD \(deviationNanoseconds / 1000) us, outlier above \(thresholdNanoseconds / 1000) us"
+  }
+}
+
 /// Looks through both captures and the pairing for the findings of `smcpair merge`.
 public enum FindingsBuilder {
+  /// Groups with fewer pairs have no outlier test.
+  static let outlierMinimumPairs = 20
+
   public static func build(_ a: Alignment, client: String, server: String) throws(CaptureFileError)
     -> [Finding]
   {
     var findings: [Finding] = []
-    // CDC records only one side has.
-    for packet in a.unpairedClient where packet.kind == .cdc {
-      let sentHere = a.clientAddresses.contains(packet.source.address)
+    // CDC records only one side has: only when the captures share packets at all (else they
+    // are not of the same conversation) and the record's sender is known.
+    let related = a.pairCount > 0
+    for packet in a.unpairedClient where related && packet.kind == .cdc {
+      guard let sentHere = a.hosts.fromClient(packet.source.address) else { continue }
       findings.append(
         Finding(
           kind: sentHere ? .cdcNotReceived : .cdcNotSent, side: "client",
@@ -43,8 +66,9 @@ public enum FindingsBuilder {
             ? "CDC sent by the client (frame \(packet.frame)) is not in the server's capture: never received, or dropped by the server's kernel"
             : "CDC received by the client (frame \(packet.frame)) is not in the server's capture as sent"))
     }
-    for packet in a.unpairedServer where packet.kind == .cdc {
-      let sentHere = !a.clientAddresses.contains(packet.source.address)
+    for packet in a.unpairedServer where related && packet.kind == .cdc {
+      guard let fromClient = a.hosts.fromClient(packet.source.address) else { continue }
+      let sentHere = !fromClient
       findings.append(
         Finding(
           kind: sentHere ? .cdcNotReceived : .cdcNotSent, side: "server",
@@ -141,33 +165,50 @@ public enum FindingsBuilder {
         }
       }
     }
-    // One-way delays far above the usual.
-    var delays: [(PacketPair, Int64)] = []
-    for pair in a.pairs {
-      let serverOnClient = a.clientTime(atServer: pair.server.timeNanoseconds)
-      delays.append(
-        (
-          pair,
-          pair.clientToServer
-            ? serverOnClient &- pair.client.timeNanoseconds : pair.client.timeNanoseconds &- serverOnClient
-        ))
-    }
-    let sorted = delays.map(\.1).sorted()
-    if sorted.count >= 20 {
-      let median = sorted[sorted.count / 2]
-      // In Double: times from a damaged file may be anywhere in Int64's range.
-      let deviations = sorted.map { abs(Double($0) - Double(median)) }.sorted()
-      let spread = max(deviations[deviations.count / 2], 1000)
-      for (pair, delay) in delays where Double(delay) > Double(median) + 20 * spread {
+    for (threshold, outliers) in delayOutliers(a) {
+      for (pair, delay) in outliers {
         findings.append(
           Finding(
             kind: .delayOutlier, side: "both", timeNanoseconds: pair.client.timeNanoseconds,
             connection: "\(pair.client.source) -> \(pair.client.destination)",
             message:
-              "one-way delay \(delay / 1000) us against a median of \(median / 1000) us (\(pair.kind.rawValue), client frame \(pair.client.frame))"
+              "one-way delay \(delay / 1000) us against a median of \(threshold.medianNanoseconds / 1000) us for \(pair.kind.rawValue) \(pair.clientToServer ? "client->server" : "server->client") (threshold \(threshold.thresholdNanoseconds / 1000) us; client frame \(pair.client.frame))"
           ))
       }
     }
     return findings.sorted { ($0.timeNanoseconds ?? 0) < ($1.timeNanoseconds ?? 0) }
+  }
+
+  /// Per kind and direction with enough pairs: the threshold and the pairs above it.
+  public static func outlierThresholds(_ a: Alignment) -> [OutlierThreshold] {
+    delayOutliers(a).map(\.threshold)
+  }
+
+  static func delayOutliers(_ a: Alignment) -> [(
+    threshold: OutlierThreshold, outliers: [(PacketPair, Int64)]
+  )] {
+    var groups: [Int: [(PacketPair, Int64)]] = [:]
+    for pair in a.pairs {
+      let delay = a.oneWayDelay(
+        clientToServer: pair.clientToServer, client: pair.client.timeNanoseconds,
+        server: pair.server.timeNanoseconds)
+      groups[PairKind.allCases.firstIndex(of: pair.kind)! * 2 + (pair.clientToServer ? 0 : 1), default: []]
+        .append((pair, delay))
+    }
+    return groups.sorted { $0.key < $1.key }.compactMap { key, delays in
+      guard delays.count >= outlierMinimumPairs else { return nil }
+      let sorted = delays.map(\.1).sorted()
+      let median = sorted[sorted.count / 2]
+      // In Double: times from a damaged file may be anywhere in Int64's range.
+      let deviations = sorted.map { abs(Double($0) - Double(median)) }.sorted()
+      let mad = deviations[deviations.count / 2]
+      let margin = max(Double(OutlierThreshold.factor) * mad, Double(OutlierThreshold.floorNanoseconds))
+      let limit = Double(median) + margin
+      let threshold = OutlierThreshold(
+        kind: PairKind.allCases[key / 2], clientToServer: key % 2 == 0, pairs: delays.count,
+        medianNanoseconds: median, deviationNanoseconds: Int64(clampingRounded: mad),
+        thresholdNanoseconds: Int64(clampingRounded: limit))
+      return (threshold, delays.filter { Double($0.1) > limit })
+    }
   }
 }

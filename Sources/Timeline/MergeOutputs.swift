@@ -29,7 +29,17 @@ public enum MergeOutputs {
       "reference_ns": a.model.referenceNanoseconds, "pairs": pairs,
       "causality_violations": a.causalityViolations,
       "verdict": a.verdict.rawValue, "client_packets": a.clientPackets, "server_packets": a.serverPackets,
-      "client_addresses": a.clientAddresses.map(\.description).sorted(),
+      "client_addresses": a.hosts.client.map(\.description).sorted(),
+      "server_addresses": a.hosts.server.map(\.description).sorted(),
+      "direction": a.hosts.decisions.map { decision -> [String: Any] in
+        [
+          "client_addresses": decision.client.map(\.description).sorted(),
+          "server_addresses": decision.server.map(\.description).sorted(),
+          "evidence": decision.evidence?.rawValue ?? NSNull(), "pairs": decision.pairs,
+          "explanation": decision.explanation,
+        ]
+      },
+      "undirected_pairs": a.undirectedPairs,
       "segments": a.segments.map { segment -> [String: Any] in
         [
           "start_ns": segment.startClientNanoseconds == .min ? NSNull() : segment.startClientNanoseconds,
@@ -176,10 +186,10 @@ struct PacketNote {
   var delay: Int64 = 0
   var direction = PacketDirection.unknown
 
-  /// Outbound when the packet left the host whose capture it is in, by the client addresses.
-  static func direction(source: IPAddress, side: Int, clientAddresses: Set<IPAddress>) -> PacketDirection {
-    guard !clientAddresses.isEmpty else { return .unknown }
-    return clientAddresses.contains(source) == (side == 0) ? .outbound : .inbound
+  /// Outbound when the packet left the host whose capture it is in, by the decided hosts.
+  static func direction(source: IPAddress, side: Int, hosts: HostAddresses) -> PacketDirection {
+    guard let fromClient = hosts.fromClient(source) else { return .unknown }
+    return fromClient == (side == 0) ? .outbound : .inbound
   }
 }
 
@@ -208,11 +218,10 @@ struct ListedPairNotes: PairNotes {
 
   func note(side: Int, packet: CapturedPacket, linkType: LinkType) -> PacketNote {
     var note = PacketNote()
-    if !alignment.clientAddresses.isEmpty {
+    if !alignment.hosts.client.isEmpty || !alignment.hosts.server.isEmpty {
       let frame = FrameDecoder.decode(packet.data, linkType: linkType)
       if frame.issue == nil {
-        note.direction = PacketNote.direction(
-          source: frame.source, side: side, clientAddresses: alignment.clientAddresses)
+        note.direction = PacketNote.direction(source: frame.source, side: side, hosts: alignment.hosts)
       }
     }
     let index = packet.frame < pairOfFrame[side].count ? Int(pairOfFrame[side][packet.frame]) : -1
@@ -233,8 +242,8 @@ struct LoggedPairNotes: PairNotes {
   let alignment: Alignment
   let logs: PairLogs
   let readers: [PairLogReader]
-  /// Per source id: is it a client address?
-  let fromClient: [Bool]
+  /// Per source id: is it a client address? (nil: undecided)
+  let fromClient: [Bool?]
   var causalityViolations = 0
   /// One-way delays: [client→server, server→client].
   var delays = [DelayHistogram(clientToServer: true), DelayHistogram(clientToServer: false)]
@@ -243,7 +252,7 @@ struct LoggedPairNotes: PairNotes {
     alignment = a
     self.logs = logs
     readers = [try PairLogReader(path: logs.paths[0]), try PairLogReader(path: logs.paths[1])]
-    fromClient = logs.sources.map { a.clientAddresses.contains($0) }
+    fromClient = logs.sources.map { a.hosts.fromClient($0) }
   }
 
   mutating func note(side: Int, packet: CapturedPacket, linkType: LinkType) throws(CaptureFileError)
@@ -256,8 +265,8 @@ struct LoggedPairNotes: PairNotes {
     }
     var note = PacketNote()
     guard logged.sourceID != LoggedNote.noSource else { return note }
-    let client = fromClient[Int(logged.sourceID)]
-    if !alignment.clientAddresses.isEmpty { note.direction = client == (side == 0) ? .outbound : .inbound }
+    guard let client = fromClient[Int(logged.sourceID)] else { return note }
+    note.direction = client == (side == 0) ? .outbound : .inbound
     guard logged.pairNumber > 0 else { return note }
     note.pairNumber = Int(logged.pairNumber)
     note.kind = PairKind.allCases[Int(logged.kind)]

@@ -1,4 +1,5 @@
 import Alignment
+import CaptureFiles
 import Foundation
 import JSON
 import SMCWire
@@ -13,6 +14,65 @@ public enum MergeRun {
     public var findings: [Finding]
     /// report.md's text (also printed by `smcpair merge`).
     public var report: String
+
+    /// Whether the clocks were aligned at all: false when the captures share no packet or
+    /// no shared packet's direction can be told (the outputs are written, without bounds).
+    public var aligned: Bool { alignment.aligned }
+  }
+
+  /// Inputs that cannot be merged as given: said before anything is written.
+  public struct Refusal: Error, CustomStringConvertible {
+    public var description: String
+  }
+
+  /// Refuses the same capture given twice (one path, or the same bytes).
+  static func checkDistinct(client: String, server: String) throws(Refusal) {
+    let paths = [client, server].map { path in
+      path.withCString { p -> String in
+        guard let resolved = realpath(p, nil) else { return path }
+        defer { free(resolved) }
+        return String(cString: resolved)
+      }
+    }
+    if paths[0] == paths[1] {
+      throw Refusal(
+        description:
+          "\(client) and \(server) are the same file (one capture given twice): give the client's capture and the server's"
+      )
+    }
+    guard let a = try? MappedFile(path: client), let b = try? MappedFile(path: server),
+      a.bytes.count == b.bytes.count, let first = a.bytes.baseAddress, let second = b.bytes.baseAddress,
+      memcmp(first, second, a.bytes.count) == 0
+    else { return }
+    throw Refusal(
+      description:
+        "\(client) and \(server) have the same content: one capture twice; give the client's capture and the server's"
+    )
+  }
+
+  /// After pairing: every shared packet at the same time on both sides is one capture
+  /// twice (two hosts never stamp every packet alike); inputs that look swapped are refused
+  /// unless `allowSwapped` (then the report says so).
+  static func checkPairing(_ a: inout Alignment, client: String, server: String, allowSwapped: Bool)
+    throws(Refusal)
+  {
+    let shared = a.pairCount + a.undirectedPairs
+    if shared > 0 && a.sameTimePairs == shared {
+      throw Refusal(
+        description:
+          "every packet \(client) and \(server) share has the same timestamp in both: these are one capture twice (perhaps in two formats); give the client's capture and the server's"
+      )
+    }
+    guard let swapped = a.hosts.swapped else { return }
+    if allowSwapped {
+      a.warnings.append(
+        "\(swapped): the client and server roles look reversed; the merge keeps the order given")
+    } else {
+      throw Refusal(
+        description:
+          "\(client) looks like the server's capture and \(server) like the client's: \(swapped). Give them the other way round: smcpair merge \(server) \(client) ..."
+      )
+    }
   }
 
   /// Aligns `client` and `server` and writes alignment.json plus `formats` into `out`.
@@ -23,8 +83,10 @@ public enum MergeRun {
   public static func run(
     client: String, server: String, out: String, clientName: String = "client", serverName: String = "server",
     formats: Set<String> = allFormats, referenceIsServer: Bool = false, clientAddresses: Set<IPAddress> = [],
-    probe: ClockProbe? = nil, window: Int64 = WindowedAligner.defaultWindowNanoseconds
+    probe: ClockProbe? = nil, window: Int64 = WindowedAligner.defaultWindowNanoseconds,
+    allowSwapped: Bool = false
   ) throws -> Result {
+    try checkDistinct(client: client, server: server)
     try FileManager.default.createDirectory(atPath: out, withIntermediateDirectories: true)
     var fallback: String?
     if formats == ["pcapng"] {
@@ -33,6 +95,7 @@ public enum MergeRun {
       {
       case .aligned(var alignment, let logs):
         defer { logs.remove() }
+        try checkPairing(&alignment, client: client, server: server, allowSwapped: allowSwapped)
         let delays = try MergeOutputs.writeMergedPcapng(
           &alignment, logs: logs, client: client, server: server, clientName: clientName,
           serverName: serverName, to: out + "/merged.pcapng", referenceIsServer: referenceIsServer)
@@ -47,6 +110,7 @@ public enum MergeRun {
     }
     var alignment = try Aligner.align(
       client: client, server: server, clientAddresses: clientAddresses, probe: probe)
+    try checkPairing(&alignment, client: client, server: server, allowSwapped: allowSwapped)
     // Worth saying only when something was paired (and so held in memory).
     if let fallback, alignment.pairCount > 0 {
       alignment.warnings.append(
@@ -79,7 +143,9 @@ public enum MergeRun {
             clientToServer: direction, client: $0.client.timeNanoseconds, server: $0.server.timeNanoseconds)
         }, clientToServer: direction)
     }
-    let report = reportText(alignment, findings: findings, delays: delays, client: client, server: server)
+    let report = reportText(
+      alignment, findings: findings, delays: delays, thresholds: FindingsBuilder.outlierThresholds(alignment),
+      client: client, server: server)
     if formats.contains("report") {
       try report.write(toFile: out + "/report.md", atomically: true, encoding: .utf8)
     }
@@ -156,7 +222,8 @@ public enum MergeRun {
   }
 
   static func reportText(
-    _ a: Alignment, findings: [Finding], delays: [DelaySummary], client: String, server: String
+    _ a: Alignment, findings: [Finding], delays: [DelaySummary], thresholds: [OutlierThreshold] = [],
+    client: String, server: String
   ) -> String {
     func us(_ ns: Double) -> String { ns.isFinite ? String(format: "%.1f us", ns / 1000) : "unbounded" }
     var lines = [
@@ -184,6 +251,22 @@ public enum MergeRun {
         "paired within a \(String(format: "%g", Double(window.windowNanoseconds) / 1e9)) s window: at most \(window.mostWaiting) packets waiting; without a copy on the other side: client \(window.unpairedClient), server \(window.unpairedServer)"
       )
     }
+    for decision in a.hosts.decisions { lines.append("direction: \(decision.explanation)") }
+    for address in a.hosts.unusedGiven {
+      lines.append("warning: --client-address \(address) is in no packet both captures share: not used")
+    }
+    if !a.aligned {
+      lines.append(
+        a.verdict == .cannotTell
+          ? "verdict: cannot tell: the captures share packets, but nothing tells which side sent them; no bounds are given"
+          : "verdict: not aligned: the two captures share no packet (are they of the same conversation?)")
+    }
+    if !thresholds.isEmpty {
+      lines.append(
+        "delay outliers: above median + max(\(OutlierThreshold.factor) MAD, \(OutlierThreshold.floorNanoseconds / 1000) us), per kind and direction:"
+      )
+      for threshold in thresholds { lines.append("  \(threshold.text)") }
+    }
     for warning in a.warnings { lines.append("warning: \(warning)") }
     lines += ["", "## Findings", ""]
     if findings.isEmpty { lines.append("none") }
@@ -193,7 +276,8 @@ public enum MergeRun {
       guard let list = byKind[kind] else { continue }
       lines.append("- \(kind.rawValue): \(list.count)")
       for finding in list.prefix(5) {
-        lines.append("  - in the \(finding.side)'s capture, \(finding.connection): \(finding.message)")
+        let seen = finding.side == "both" ? "seen on both sides" : "in the \(finding.side)'s capture"
+        lines.append("  - \(seen), \(finding.connection): \(finding.message)")
       }
       if list.count > 5 { lines.append("  - ... \(list.count - 5) more in timeline.jsonl") }
     }

@@ -129,8 +129,11 @@ func json(_ path: String) throws -> [String: Any] {
   }
 }
 
-/// Captures both lab hosts (`-i any`) while the emulator runs `scenario`.
-func captureBothHosts(_ lab: TestLab, _ dir: TemporaryDirectory, scenario: String, extra: [String] = [])
+/// Captures both lab hosts (`-i any`) while the emulator runs `scenario` (microsecond
+/// timestamps unless `nanosecond`).
+func captureBothHosts(
+  _ lab: TestLab, _ dir: TemporaryDirectory, scenario: String, extra: [String] = [], nanosecond: Bool = false
+)
   throws
 {
   let tcpdump = try Tools.require("tcpdump")
@@ -142,8 +145,7 @@ func captureBothHosts(_ lab: TestLab, _ dir: TemporaryDirectory, scenario: Strin
         index,
         [
           tcpdump, "-i", "any", "-B", "65536", "--immediate-mode", "-U", "-n", "-w", log + ".pcap",
-          "port 7000 or udp",
-        ],
+        ] + (nanosecond ? ["--time-stamp-precision", "nano"] : []) + ["port 7000 or udp"],
         log: log))
     for _ in 0..<300
     where !((try? String(contentsOfFile: log + ".err", encoding: .utf8)) ?? "").contains("listening") {
@@ -155,7 +157,8 @@ func captureBothHosts(_ lab: TestLab, _ dir: TemporaryDirectory, scenario: Strin
   let client = try lab.run(
     0,
     [
-      lab.smcpair, "lab", "peer", "client", "--connect", "\(lab.status.hosts[1].address):7000", "--scenario",
+      lab.smcpair, "lab", "peer", "client", "--connect", "\(lab.status.hosts[1].trafficAddress):7000",
+      "--scenario",
       scenario,
     ] + extra)
   #expect(client.status == 0, "\(client.stderr)")
