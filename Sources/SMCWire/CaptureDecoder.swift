@@ -34,6 +34,8 @@ public struct SMCEvent {
   public var mode: SMCMode?
   /// Something about this event a reader should know (short record, unknown header).
   public var note: String?
+  /// `clc`: a TCP retransmission of a message already reported (not counted again).
+  public var retransmission = false
 
   init(kind: Kind, frame: Int, time: Int64, interface: Int, source: Endpoint, destination: Endpoint) {
     self.kind = kind
@@ -58,6 +60,19 @@ public struct DecodeSummary: Sendable {
   public var malformedFrames: [String: Int] = [:]
   public var unsupportedLinkTypes: Set<UInt32> = []
   public var clcProblems = 0
+  /// CLC messages seen again in TCP retransmissions (reported once, marked, not recounted).
+  public var clcRetransmissions = 0
+  /// TCP directions whose CLC bytes exceeded the reassembly buffer (`clcBufferLimit`).
+  public var clcStreamsOverflowed = 0
+  /// Bytes one TCP direction may hold while its CLC messages are reassembled.
+  public var clcBufferLimit = CLCStreams.bufferLimit
+  /// The reorder window events were put in time order with.
+  public var reorderWindow = TimeOrderedPackets.Window.standard
+  /// Packets the file holds out of time order (put in order by the reorder window).
+  public var packetsOutOfOrder = 0
+  /// Packets later than the reorder window: their events are printed where they are in the
+  /// file, out of time order.
+  public var packetsBeyondReorderWindow = 0
   public var shortCDCRecords = 0
   public var dumpLayout = DumpHeaderLayout(source: .unknown)
   public var connections: [ConnectionRecord] = []
@@ -74,7 +89,9 @@ public struct DecodeOptions: Sendable {
 
 /// Decodes one capture file into SMC events in two streaming passes over the memory map:
 /// pass 1 calibrates the dump header and learns each connection's handshake, pass 2 emits
-/// events in file order.
+/// events in time order (through `TimeOrderedPackets`, so a file written in per-interface
+/// runs still reads as one conversation; frame numbers stay the file's). CLC messages are
+/// reassembled per TCP direction and reported at the frame that completes them.
 public final class CaptureDecoder {
   public let path: String
   public let options: DecodeOptions
@@ -103,7 +120,8 @@ public final class CaptureDecoder {
     }
     // Pass 1: calibration and handshake facts.
     var calibrator = DumpHeaderCalibrator()
-    let first = try CaptureFileReader(path: path)
+    let first = try TimeOrderedPackets(path: path, window: summary.reorderWindow)
+    var streams = CLCStreams()
     var damage: CaptureFileError?
     var readable = 0
     do {
@@ -114,9 +132,13 @@ public final class CaptureDecoder {
         if frame.issue != nil { continue }
         let time = packet.timestampNanoseconds
         if frame.isTCP {
-          table.noteTCP(frame, time: time)
-          forEachCLC(in: frame) { message in
-            table.noteCLC(message, from: frame.sourceEndpoint, to: frame.destinationEndpoint, time: time)
+          let result = streams.receive(
+            frame, frameNumber: packet.frame, time: time, interface: packet.interface)
+          table.noteTCP(frame, time: time, plainBytes: result.plainBytes)
+          for item in result.messages {
+            table.noteCLC(
+              item.message, from: frame.sourceEndpoint, to: frame.destinationEndpoint, time: time,
+              retransmission: item.retransmission)
           }
         } else if frame.isUDP, DumpHeaderCalibrator.isDumpRecord(frame.payload) {
           calibrator.observe(frame.payload)
@@ -127,14 +149,21 @@ public final class CaptureDecoder {
     } catch {
       damage = error
     }
+    for unfinished in streams.unfinished() {
+      table.noteCLC(
+        unfinished.message, from: unfinished.source, to: unfinished.destination, time: unfinished.nanoseconds)
+    }
     self.interfaces = first.interfaces
+    summary.packetsOutOfOrder = first.outOfOrder
+    summary.packetsBeyondReorderWindow = first.beyondWindow
     let layout = calibrator.layout(overrideLength: options.dumpHeaderLength)
     summary.dumpLayout = layout
     let handshakes = table
 
-    // Pass 2: events in file order.
+    // Pass 2: events in time order.
     var counts = [Int](repeating: 0, count: SMCEvent.Kind.allCases.count)
-    let reader = try CaptureFileReader(path: path)
+    let reader = try TimeOrderedPackets(path: path, window: summary.reorderWindow)
+    streams = CLCStreams()
     var count = 0
     while count < readable, let packet = try? reader.next() {
       count += 1
@@ -155,6 +184,7 @@ public final class CaptureDecoder {
       let dst = frame.destinationEndpoint
       var emitted = false
       if frame.isTCP, let tcp = frame.tcp {
+        let result = streams.receive(frame, frameNumber: packet.frame, time: time, interface: interfaceIndex)
         let record = handshakes[ConnectionKey(src, dst)]
         if tcp.smcOption || (record?.isSMCRelated ?? false) {
           var event = SMCEvent(
@@ -163,21 +193,32 @@ public final class CaptureDecoder {
           event.tcp = tcp
           event.tcpPayloadLength = frame.wirePayloadLength
           event.direction = packet.direction
+          if result.overflowed {
+            event.note =
+              "CLC reassembly needs more than \(CLCStreams.bufferLimit) bytes in this direction: later CLC bytes are not decoded"
+            summary.clcStreamsOverflowed += 1
+          }
           body(event)
           counts[SMCEvent.Kind.tcp.index] += 1
           emitted = true
-          forEachCLC(in: frame) { message in
+          event.note = nil
+          for item in result.messages {
             var clcEvent = event
             clcEvent.kind = .clc
-            clcEvent.clc = message
-            clcEvent.mode = message.mode
-            if let problem = message.problem {
+            clcEvent.clc = item.message
+            clcEvent.mode = item.message.mode
+            clcEvent.retransmission = item.retransmission
+            if item.retransmission {
+              summary.clcRetransmissions += 1
+            } else if let problem = item.message.problem {
               clcEvent.note = problem.text
               summary.clcProblems += 1
             }
             body(clcEvent)
             counts[SMCEvent.Kind.clc.index] += 1
           }
+        } else if result.overflowed {
+          summary.clcStreamsOverflowed += 1
         }
       } else if frame.isUDP, DumpHeaderCalibrator.isDumpRecord(frame.payload) {
         let known = handshakes[ConnectionKey(src, dst)]
@@ -214,6 +255,20 @@ public final class CaptureDecoder {
       }
       if !emitted { summary.otherFrames += 1 }
     }
+    // Messages whose end never arrived: reported at the packet that carried their start,
+    // after the last event (their end was awaited until the capture ended).
+    for unfinished in streams.unfinished() {
+      var event = SMCEvent(
+        kind: .clc, frame: unfinished.frame, time: unfinished.nanoseconds, interface: unfinished.interface,
+        source: unfinished.source, destination: unfinished.destination)
+      event.clc = unfinished.message
+      event.mode = unfinished.message.mode
+      event.note =
+        "the capture ends before this CLC message does: \(unfinished.received) of \(unfinished.message.length) bytes arrived"
+      summary.clcProblems += 1
+      body(event)
+      counts[SMCEvent.Kind.clc.index] += 1
+    }
     for kind in SMCEvent.Kind.allCases where counts[kind.index] > 0 {
       summary.events[kind.rawValue] = counts[kind.index]
     }
@@ -229,19 +284,5 @@ public final class CaptureDecoder {
   public func interfaceName(_ index: Int) -> String {
     if index < interfaces.count, let name = interfaces[index].name, !name.isEmpty { return name }
     return "if\(index)"
-  }
-
-  /// Calls `body` for each CLC message in a TCP payload: the first one at the start of the
-  /// payload, then any that follow a sound message (a message with a problem ends the walk,
-  /// since its length cannot be trusted).
-  private func forEachCLC(in frame: Frame, _ body: (CLCMessage) -> Void) {
-    var rest = frame.payload
-    var guardCount = 0
-    while CLCMessage.looksLikeCLC(rest), let (message, consumed) = CLCMessage.decode(rest), guardCount < 16 {
-      body(message)
-      guardCount += 1
-      guard message.problem == nil, consumed < rest.count else { return }
-      rest = rest.slice(consumed, rest.count - consumed)
-    }
   }
 }

@@ -1,12 +1,18 @@
 /// What became of a connection's SMC negotiation.
 public enum ConnectionOutcome: Sendable, Equatable {
-  /// Accept and Confirm seen (or CDC records without a captured handshake).
+  /// Accept and Confirm seen, or CDC records of the connection (which prove SMC even when
+  /// the handshake, or part of it, is not in the capture).
   case smc(SMCMode)
   /// The connection fell back to TCP; `code` is the CLC decline code when one was seen or
   /// can be inferred, `inferred` says the reason was deduced rather than read.
   case fallback(code: UInt32?, inferred: Bool, detail: String)
-  /// SMC was offered and the handshake is still incomplete in the capture.
+  /// SMC was offered (SMC option, Proposal) and no Accept, Confirm or Decline is in the
+  /// capture.
   case negotiating
+  /// Part of the handshake past the Proposal is in the capture (an Accept or a Confirm) but
+  /// not both, and no CDC record proves the connection: `missing` names the CLC messages
+  /// that are not in the capture (Proposal, Accept, Confirm, in handshake order).
+  case incomplete(missing: [CLCMessage.Kind])
   /// Plain TCP: no SMC option, no CLC.
   case tcp
 
@@ -15,8 +21,18 @@ public enum ConnectionOutcome: Sendable, Equatable {
     case .smc(let mode): "SMC-\(mode.letter)"
     case .fallback: "fallback"
     case .negotiating: "negotiating"
+    case .incomplete: "incomplete"
     case .tcp: "tcp"
     }
+  }
+
+  /// For `incomplete`: what is missing, e.g. "CLC Confirm not in this capture".
+  public var missingText: String? {
+    guard case .incomplete(let missing) = self, !missing.isEmpty else { return nil }
+    let names = missing.map { "CLC " + $0.name.prefix(1).uppercased() + $0.name.dropFirst() }
+    let list =
+      names.count == 1 ? names[0] : names.dropLast().joined(separator: ", ") + " and " + (names.last ?? "")
+    return "\(list) not in this capture"
   }
 }
 
@@ -48,6 +64,8 @@ public struct ConnectionRecord: Sendable {
   /// TCP payload bytes that were not CLC (data after a fallback).
   public var plainTCPPayloadBytes = 0
   public var clcMessages = 0
+  /// TCP retransmissions of CLC messages already counted (not counted again).
+  public var clcRetransmissions = 0
   public var cdcRecords = 0
   public var dataRecords = 0
   public var dataBytes = 0
@@ -83,9 +101,18 @@ public struct ConnectionRecord: Sendable {
         code: nil, inferred: true,
         detail: "Proposal was not answered by Accept or Decline; data flowed over TCP")
     }
-    if let mode = mode ?? (cdcShapeR > 0 ? .smcR : (cdcShapeD > 0 ? .smcD : nil)), !proposalSeen || acceptSeen
-    {
+    // CDC records exist only on an established SMC connection: they prove it whatever part
+    // of the handshake the capture holds.
+    let cdcProof = cdcRecords > 0 || cdcShapeR > 0 || cdcShapeD > 0
+    if cdcProof, let mode = mode ?? (cdcShapeR > 0 ? .smcR : (cdcShapeD > 0 ? .smcD : nil)) {
       return .smc(mode)
+    }
+    if acceptSeen || confirmSeen {
+      var missing: [CLCMessage.Kind] = []
+      if !proposalSeen { missing.append(.proposal) }
+      if !acceptSeen { missing.append(.accept) }
+      if !confirmSeen { missing.append(.confirm) }
+      return .incomplete(missing: missing)
     }
     if clientOfferedSMC || proposalSeen { return .negotiating }
     return .tcp
@@ -113,12 +140,12 @@ public struct ConnectionTable: Sendable {
     }
   }
 
-  /// Records a TCP segment's handshake facts.
-  mutating func noteTCP(_ frame: Frame, time: Int64) {
+  /// Records a TCP segment's handshake facts; `plainBytes` is the part of its payload that
+  /// is not CLC (as the CLC stream reassembly found).
+  mutating func noteTCP(_ frame: Frame, time: Int64, plainBytes: Int) {
     guard let tcp = frame.tcp else { return }
     let src = frame.sourceEndpoint
     let dst = frame.destinationEndpoint
-    let plain = frame.wirePayloadLength
     // Only track segments of connections that matter or might: SYNs, or known keys.
     if !tcp.flags.contains(.syn) && records.index(forKey: ConnectionKey(src, dst)) == nil { return }
     update(src, dst, time: time) { record in
@@ -134,13 +161,19 @@ public struct ConnectionTable: Sendable {
         }
         record.serverOfferedSMC = record.serverOfferedSMC || tcp.smcOption
       }
-      if plain > 0 && !CLCMessage.looksLikeCLC(frame.payload) { record.plainTCPPayloadBytes += plain }
+      record.plainTCPPayloadBytes += plainBytes
     }
   }
 
-  /// Records a CLC message.
-  mutating func noteCLC(_ m: CLCMessage, from src: Endpoint, to dst: Endpoint, time: Int64) {
+  /// Records a CLC message; a retransmission is counted as such, not as another message.
+  mutating func noteCLC(
+    _ m: CLCMessage, from src: Endpoint, to dst: Endpoint, time: Int64, retransmission: Bool = false
+  ) {
     update(src, dst, time: time) { record in
+      if retransmission {
+        record.clcRetransmissions += 1
+        return
+      }
       record.clcMessages += 1
       record.clcVersion = record.clcVersion.map { max($0, m.version) } ?? m.version
       switch m.kind {
@@ -164,6 +197,10 @@ public struct ConnectionTable: Sendable {
         record.mode = record.mode ?? m.mode
         record.clientAlertToken = m.alertToken
         record.bufferSizeClient = m.bufferSize
+        if record.client == nil {
+          record.client = src
+          record.server = dst
+        }
       case .decline:
         record.declineSeen = true
         record.declineCode = m.diagnosis

@@ -73,6 +73,7 @@ public struct DecodeJSONRenderer {
       }
     case .clc:
       if let m = e.clc { renderCLC(m) }
+      if e.retransmission { sink.append(",\"retransmission\":true") }
     case .cdc:
       if let c = e.cdc {
         renderCDC(c)
@@ -288,6 +289,7 @@ public struct DecodeTableRenderer {
         if let size = m.bufferSize { parts.append("\(m.mode == .smcD ? "dmbe" : "rmbe")=\(size)") }
         if let qp = m.qpNumber { parts.append("qp=\(qp)") }
         if let token = m.dmbToken { parts.append("dmb_token=0x\(String(token, radix: 16))") }
+        if e.retransmission { parts.append("retransmission (counted once)") }
       }
     case .cdc:
       if let c = e.cdc {
@@ -328,7 +330,7 @@ public enum DecodeSummaryText {
     let connections = summary.connections
     var counts: [String: Int] = [:]
     for c in connections { counts[c.outcome.label, default: 0] += 1 }
-    let order = ["SMC-R", "SMC-D", "fallback", "negotiating", "tcp"]
+    let order = ["SMC-R", "SMC-D", "fallback", "incomplete", "negotiating", "tcp"]
     let countText = order.compactMap { key in counts[key].map { "\(key) \($0)" } }.joined(separator: ", ")
     lines.append("  connections: \(connections.count)\(connections.isEmpty ? "" : " (\(countText))")")
     for c in connections.prefix(50) {
@@ -342,7 +344,11 @@ public enum DecodeSummaryText {
         text += "SMC-\(mode.letter)"
         if let v = c.clcVersion { text += " v\(v)" }
         text += "  CDC \(c.cdcRecords), data \(c.dataRecords) records / \(c.dataBytes) bytes"
-        if !(c.acceptSeen && c.confirmSeen) { text += "  (handshake not in this capture)" }
+        if !c.acceptSeen && !c.confirmSeen {
+          text += "  (handshake not in this capture)"
+        } else if !(c.acceptSeen && c.confirmSeen) {
+          text += "  (CLC \(c.acceptSeen ? "Confirm" : "Accept") not in this capture; CDC records prove SMC)"
+        }
       case .fallback(let code, let inferred, let detail):
         text += "fallback to TCP: \(detail)"
         if let code {
@@ -353,6 +359,9 @@ public enum DecodeSummaryText {
         if inferred { text += " (inferred)" }
       case .negotiating:
         text += "SMC offered; handshake incomplete in this capture"
+      case .incomplete:
+        text += "incomplete: \(c.outcome.missingText ?? "handshake not complete in this capture")"
+        if let v = c.clcVersion { text += " (CLC v\(v))" }
       case .tcp:
         text += "plain TCP"
       }
@@ -360,6 +369,16 @@ public enum DecodeSummaryText {
     }
     if connections.count > 50 { lines.append("    ... \(connections.count - 50) more (use --json for all)") }
     lines.append("  dump records: \(summary.dumpLayout.summary)")
+    if summary.packetsOutOfOrder > 0 {
+      let window = summary.reorderWindow
+      var order =
+        "  time order: \(summary.packetsOutOfOrder) packet\(summary.packetsOutOfOrder == 1 ? " was" : "s were") out of time order in the file; events are printed in time order (reorder window \(Double(window.nanoseconds) / 1e9) s, \(window.packets) packets)"
+      if summary.packetsBeyondReorderWindow > 0 {
+        order +=
+          "; \(summary.packetsBeyondReorderWindow) arrived later than the window and are printed where they are in the file"
+      }
+      lines.append(order)
+    }
     var other = "  other frames: \(summary.otherFrames) not SMC-related"
     if !summary.unsupportedLinkTypes.isEmpty {
       other +=
@@ -371,6 +390,16 @@ public enum DecodeSummaryText {
     }
     if summary.clcProblems > 0 {
       lines.append("  CLC problems: \(summary.clcProblems) (see notes on clc lines)")
+    }
+    if summary.clcRetransmissions > 0 {
+      lines.append(
+        "  CLC retransmissions: \(summary.clcRetransmissions) (each reported once more, marked, not counted again)"
+      )
+    }
+    if summary.clcStreamsOverflowed > 0 {
+      lines.append(
+        "  CLC reassembly: \(summary.clcStreamsOverflowed) TCP direction\(summary.clcStreamsOverflowed == 1 ? "" : "s") needed more than \(summary.clcBufferLimit) bytes; the rest of their CLC bytes is not decoded"
+      )
     }
     if summary.shortCDCRecords > 0 { lines.append("  short CDC records: \(summary.shortCDCRecords)") }
     if let damage = summary.damage {

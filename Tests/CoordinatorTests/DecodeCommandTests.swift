@@ -61,6 +61,36 @@ import Testing
     #expect(result.stderr.contains("header length 16 bytes (calibrated"))
   }
 
+  @Test func incompleteHandshakeAndRetransmissionInOutputAndSummary() throws {
+    let editcap = try Tools.require("editcap")
+    let dir = try TemporaryDirectory()
+    let original = "/work/shared/data/real-smc/hwipl-smcr-ipv4-lo.pcap"
+    // Cut after the Accept (frames 8-9 deleted), the Accept (frame 6) repeated 0.5 s later at
+    // the end of the file (after the declined connection, 4.6 s).
+    let cut = dir.file("cut.pcap")
+    #expect(try Tools.run([editcap, original, cut, "8-9"]).status == 0)
+    let accept = dir.file("accept.pcap")
+    #expect(try Tools.run([editcap, "-r", "-t", "0.5", original, accept, "6"]).status == 0)
+    let both = dir.file("both.pcap")
+    let mergecap = try Tools.require("mergecap")
+    #expect(try Tools.run([mergecap, "-a", "-F", "pcap", "-w", both, cut, accept]).status == 0)
+    let result = try Tools.run([try Tools.product("smcpair"), "decode", "--json", both])
+    #expect(result.status == 0, "\(result.stderr)")
+    let accepts = try lines(result.stdout).filter { $0["clc_type"] as? String == "accept" }
+    #expect(accepts.count == 2)
+    #expect(accepts.first?["retransmission"] == nil)
+    #expect(accepts.last?["retransmission"] as? Bool == true)
+    #expect(accepts.last?["frame"] as? Int == 13)
+    let declineIndex = try lines(result.stdout).firstIndex { $0["clc_type"] as? String == "decline" }
+    let retransmittedIndex = try lines(result.stdout).firstIndex { $0["retransmission"] as? Bool == true }
+    #expect(try #require(retransmittedIndex) < (try #require(declineIndex)))
+    #expect(result.stderr.contains("connections: 2 (fallback 1, incomplete 1)"), "\(result.stderr)")
+    #expect(result.stderr.contains("incomplete: CLC Confirm not in this capture"), "\(result.stderr)")
+    #expect(result.stderr.contains("CLC retransmissions: 1"), "\(result.stderr)")
+    // The repeated Accept belongs in time before the declined connection: it is printed there.
+    #expect(result.stderr.contains("time order: 1 packet was out of time order"), "\(result.stderr)")
+  }
+
   @Test func tableAndSummaryForPeople() throws {
     let dir = try TemporaryDirectory()
     let path = try synth(dir, ["--scenario", "decline", "--messages", "1"])
