@@ -102,15 +102,23 @@ struct SettlingNotes {
   /// Frame number of `notes[0]`.
   private var base = 1
 
+  /// Frames may come out of file order (the walk reads in time order): a frame not yet seen
+  /// holds a waiting placeholder, so notes still leave in frame order.
   mutating func append(frame: Int, note: LoggedNote, waiting isWaiting: Bool) {
     if notes.count == head {
       notes.removeAll(keepingCapacity: true)
       waiting.removeAll(keepingCapacity: true)
+      base += head
       head = 0
-      base = frame
     }
-    notes.append(note)
-    waiting.append(isWaiting)
+    let index = frame - base
+    guard index >= head else { return }
+    while notes.count <= index {
+      notes.append(LoggedNote())
+      waiting.append(true)
+    }
+    notes[index] = note
+    waiting[index] = isWaiting
   }
 
   mutating func settle(frame: Int, pairNumber: Int, partnerTime: Int64) {

@@ -180,7 +180,8 @@ public struct PacketPairing {
   ) throws(CaptureFileError) -> (packets: Int, start: Int64?) {
     var keyer = keyer
     if keyer == nil { keyer = try PacketKeyer.calibrated(path: path) }
-    let reader = try CaptureFileReader(path: path)
+    // In time order: data record positions follow the CDC records before them in time.
+    let reader = try TimeOrderedPackets(path: path)
     var read = 0
     var start: Int64?
     while read < limit, let packet = try reader.next() {

@@ -37,10 +37,14 @@ public struct SideFeed {
 
   /// Opens `path` (errors are thrown here) and starts reading it. With a `keyer`, packets are
   /// described for pairing; with `coarse`, a server's times are mapped onto the client clock.
-  public init(path: String, isServer: Bool = false, coarse: ClockModel? = nil, keyer: PacketKeyer? = nil)
+  /// Packets come in time order within `order` (`TimeOrderedPackets.fileOrder`: as written).
+  public init(
+    path: String, isServer: Bool = false, coarse: ClockModel? = nil, keyer: PacketKeyer? = nil,
+    order: TimeOrderedPackets.Window = .standard
+  )
     throws(CaptureFileError)
   {
-    let reader = UncheckedReader(reader: try CaptureFileReader(path: path))
+    let reader = UncheckedReader(reader: try TimeOrderedPackets(path: path, window: order))
     let channel = Channel()
     // The feed keeps the reader (its mapping) alive: packets point into it after the
     // reading thread has finished.
@@ -75,7 +79,7 @@ public struct SideFeed {
   }
 
   private static func read(
-    _ reader: CaptureFileReader, isServer: Bool, coarse: ClockModel?, keyer: PacketKeyer?,
+    _ reader: TimeOrderedPackets, isServer: Bool, coarse: ClockModel?, keyer: PacketKeyer?,
     into channel: Channel
   ) {
     var keyer = keyer
@@ -123,7 +127,7 @@ public struct SideFeed {
   }
 
   private struct UncheckedReader: @unchecked Sendable {  // used by the reading thread only
-    let reader: CaptureFileReader
+    let reader: TimeOrderedPackets
   }
 
   /// A bounded queue of batches between the reading thread and its consumer.

@@ -31,6 +31,8 @@ public final class TimeOrderedPackets {
     /// 2 s of capture time and at most 262,144 packets (about 20 MiB of packet records;
     /// the packet bytes stay in the file mapping).
     public static let standard = Window(nanoseconds: 2_000_000_000, packets: 262_144)
+    /// No reordering: packets as the file holds them.
+    public static let fileOrder = Window(nanoseconds: 0, packets: 1)
   }
 
   /// The underlying file-order reader (interfaces, format, section metadata).

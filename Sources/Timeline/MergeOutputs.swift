@@ -101,8 +101,12 @@ public enum MergeOutputs {
       hardware:
         "clock model: server = client \(Int64(clampingRounded: a.model.offsetNanoseconds)) ns, skew \(a.model.skewPPM) ppm, bounds \(a.model.offsetLower)..\(a.model.offsetUpper) ns (\(a.verdict.rawValue))"
     )
-    // Each side is read on its own thread, ahead of the writer.
-    var feeds = [try SideFeed(path: client), try SideFeed(path: server, isServer: true)]
+    // Each side is read on its own thread, ahead of the writer, in file order: the pairing
+    // notes are in frame order.
+    var feeds = [
+      try SideFeed(path: client, order: .fileOrder),
+      try SideFeed(path: server, isServer: true, order: .fileOrder),
+    ]
     var interfaceMap: [[Int]] = [[], []]
     func interfaceID(_ side: Int, _ local: Int) throws(CaptureFileError) -> Int {
       while interfaceMap[side].count <= local { interfaceMap[side].append(-1) }

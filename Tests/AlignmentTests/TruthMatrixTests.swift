@@ -30,11 +30,12 @@ import Testing
     var undirected: Int
     var wrong: Int
     var stderr = ""
+    var pairs: [String: Int] = [:]
     var description: String {
       let bounds =
         lower.map { l in "[\(Int(l)), \(upper.map { "\(Int($0))" } ?? "+inf")]" } ?? "no bounds"
       return
-        "exit \(status), \(verdict), truth \(Int(truth)) ns, bounds \(bounds), violations \(violations), directions \(directed) right / \(wrong) wrong / \(undirected) none"
+        "exit \(status), \(verdict), pairs \(pairs.sorted { $0.key < $1.key }.map { "\($0.key) \($0.value)" }.joined(separator: " ")), truth \(Int(truth)) ns, bounds \(bounds), violations \(violations), directions \(directed) right / \(wrong) wrong / \(undirected) none"
     }
   }
 
@@ -62,10 +63,11 @@ import Testing
   func derivedCases(_ base: Captures, _ dir: TemporaryDirectory) throws -> [String] {
     var rows: [String] = []
     let tag = base.label
+    @discardableResult
     func expectTruth(
       _ name: String, _ client: String, _ server: String, truth: Double = 0, skew: Double = 0,
       swapped: Bool = false
-    ) throws {
+    ) throws -> Outcome {
       let addresses =
         swapped ? (base.serverAddress, base.clientAddress) : (base.clientAddress, base.serverAddress)
       let outcome = try merge(
@@ -79,8 +81,9 @@ import Testing
         #expect(outcome.status == 0, "\(tag) \(name): \(outcome)")
         #expect(outcome.undirected == 0, "\(tag) \(name): every packet of the two hosts has a direction")
       }
+      return outcome
     }
-    try expectTruth("as captured", base.client, base.server)
+    let captured = try expectTruth("as captured", base.client, base.server)
     // Mid-connection: every packet up to the last handshake packet cut from both sides.
     let cut = [base.client, base.server].map { dir.file(($0 as NSString).lastPathComponent + ".mid.pcap") }
     for (file, out) in zip([base.client, base.server], cut) {
@@ -111,7 +114,8 @@ import Testing
     // Out of time order: one part of each file written after the other (as per-interface
     // runs are), then shifted and skewed as well.
     let disordered = try [base.client, base.server].map { try outOfOrder($0, dir) }
-    try expectTruth("out of order", disordered[0], disordered[1])
+    let disorderedOutcome = try expectTruth("out of order", disordered[0], disordered[1])
+    #expect(disorderedOutcome.pairs == captured.pairs, "out of order loses no pair: \(disorderedOutcome)")
     for (offset, ppm) in [(1_000_000_000, 50.0), (-1_000_000_000, -50.0)] {
       let skewed = dir.file("\(tag)-skewed\(offset).pcap")
       let reference = try firstTime(base.client)
@@ -190,7 +194,7 @@ import Testing
         Outcome(
           status: result.status, verdict: verdict, lower: lower, upper: upper, truth: truth,
           violations: alignment["causality_violations"] as? Int ?? -1, directed: right, undirected: none,
-          wrong: wrong, stderr: result.stderr))
+          wrong: wrong, stderr: result.stderr, pairs: alignment["pairs"] as? [String: Int] ?? [:]))
     }
     #expect(
       outcomes[0].status == outcomes[1].status, "\(name): in memory \(outcomes[0]), windowed \(outcomes[1])")
