@@ -292,10 +292,13 @@ public final class CaptureRun: @unchecked Sendable {
     }
   }
 
-  /// `{client}` and `{server}` in a workload command become the hosts' addresses (quoted).
+  /// `{client}` and `{server}` in a workload command become the hosts' traffic addresses
+  /// (quoted): the inventory's `data_address` when set, else the SSH `address`.
   func substitute(_ command: String, _ pair: PairCapture) -> String {
-    command.replacingOccurrences(of: "{client}", with: RemoteCommand.quote(pair.client.access.host.address))
-      .replacingOccurrences(of: "{server}", with: RemoteCommand.quote(pair.server.access.host.address))
+    command.replacingOccurrences(
+      of: "{client}", with: RemoteCommand.quote(pair.client.access.host.trafficAddress)
+    )
+    .replacingOccurrences(of: "{server}", with: RemoteCommand.quote(pair.server.access.host.trafficAddress))
   }
 
   func watch(interrupts: @escaping @Sendable () -> Int) {
