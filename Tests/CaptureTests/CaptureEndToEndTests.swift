@@ -114,7 +114,7 @@ import Testing
     let outcome = record.object("workload").object("client")["outcome"] as? String
     #expect(
       outcome == "ended by signal TERM" || outcome?.hasPrefix("exit status") == true, "\(outcome ?? "")")
-    let blasts = try Tools.run(["pgrep", "-f", "blast --to \(env.address(1))"])
+    let blasts = try Tools.run(["pgrep", "-f", "blast --to \(env.dataAddress(1))"])
     #expect(blasts.stdout.isEmpty, "workload still running: \(blasts.stdout)")
     #expect(env.agentsGone().isEmpty)
   }
