@@ -387,11 +387,13 @@ public final class CaptureRun: @unchecked Sendable {
       pair.mergeError = "only one side's capture was pulled; nothing to merge"
       return
     }
-    let addresses = Set([IPAddress(pair.client.access.host.address)].compactMap { $0 })
     do {
+      // No client addresses: the address smcpair logs in to is often not the one the traffic
+      // uses (management network vs RoCE subnet), so the merge infers the client from the
+      // traffic itself.
       pair.merge = try MergeRun.run(
         client: client, server: server, out: pair.folder, clientName: pair.client.name,
-        serverName: pair.server.name, formats: options.formats, clientAddresses: addresses, probe: pair.probe)
+        serverName: pair.server.name, formats: options.formats, clientAddresses: [], probe: pair.probe)
       pair.state = pair.complete ? "complete" : "partial"
       if !pair.complete { appendGapNote(pair) }
       // Everything here derives from packet payloads: owner-only, like the captures.
