@@ -338,6 +338,9 @@ func keygen(_ path: String, type: String, passphrase: String = "") throws {
       String(
         format: "32 hosts connected, authenticated and ran a command in %.2f s",
         Date().timeIntervalSince(started)))
-    #expect(results == lab.status.hosts.map(\.address))
+    // `hostname -I` lists the management address (eth0) and the data address (data0).
+    #expect(
+      results.map { Set($0.split(separator: " ").map(String.init)) }
+        == lab.status.hosts.map { Set([$0.address] + ($0.data_address.map { [$0] } ?? [])) })
   }
 }
