@@ -41,7 +41,9 @@ struct CaptureCommand: ParsableCommand {
       Session folder: OUT/<UTC time>-<pair>/ with client.pcapng, server.pcapng, alignment.json, \
       merged.pcapng, timeline.jsonl, timeline.html, report.md, session.json and the workload logs.
 
-      In --server-cmd and --client-cmd, {server} and {client} stand for the hosts' addresses (quoted).
+      In --server-cmd and --client-cmd, {server} and {client} stand for the hosts' traffic addresses \
+      (quoted): the inventory's data_address when set (SMC over a RoCE subnet, SSH over the \
+      management network), else the SSH address.
 
       Without --duration, --packets, --until-stopped or a workload, a capture lasts 30 s; every \
       capture stops after one hour at the latest.

@@ -9,9 +9,11 @@ struct LabCommand: ParsableCommand {
     commandName: "lab",
     abstract: "A local lab: hosts in network namespaces with sshd and emulated SMC peers.",
     discussion: """
-      Each lab host is a network namespace with eth0 on a bridge (the root namespace reaches every \
-      host), its own OpenSSH sshd, and a stand-in for the SMC dump device (smc-dummyXXXX). 'lab up' \
-      writes a client key, a known_hosts file and an inventory for the lab. Needs root.
+      Each lab host is a network namespace with eth0 on a management bridge (sshd; the root \
+      namespace reaches every host), data0 on a separate data bridge (the address workloads and the \
+      SMC peer emulator use, like a RoCE subnet; --single-network leaves it out), its own OpenSSH \
+      sshd, and a stand-in for the SMC dump device (smc-dummyXXXX). 'lab up' writes a client key, a \
+      known_hosts file and an inventory for the lab. Needs root.
 
       Examples:
         smcpair lab up --hosts 4
@@ -46,6 +48,8 @@ struct LabUp: ParsableCommand {
 
   @OptionGroup var options: LabOptions
   @Option(help: "Number of hosts, h1..hN (1-64).") var hosts = 2
+  @Flag(help: "One network only: SSH and workloads share eth0 (no data0, no data bridge).")
+  var singleNetwork = false
 
   func validate() throws {
     guard (1...Lab.maximumHosts).contains(hosts) else {
@@ -57,9 +61,15 @@ struct LabUp: ParsableCommand {
     let lab = try options.lab()
     let started = Date()
     do {
-      let state = try lab.up(hosts: hosts, agentPath: siblingExecutable("smcpair-agent")) { print($0) }
+      let state = try lab.up(
+        hosts: hosts, layout: singleNetwork ? .single : .managementAndData,
+        agentPath: siblingExecutable("smcpair-agent")
+      ) { print($0) }
+      let hostList = state.hosts.map { host in
+        "\(host.name)=\(host.address)" + (host.dataAddress.map { " (data \($0))" } ?? "")
+      }
       print(
-        "hosts: \(state.hosts.map { "\($0.name)=\($0.address)" }.joined(separator: " "))  (\(String(format: "%.2f", Date().timeIntervalSince(started))) s)"
+        "hosts: \(hostList.joined(separator: " "))  (\(String(format: "%.2f", Date().timeIntervalSince(started))) s)"
       )
       print("inventory:   \(state.inventory)")
       print("identity:    \(state.identity)")
@@ -97,7 +107,8 @@ struct LabStatus: ParsableCommand {
   @OptionGroup var options: LabOptions
   @Flag(
     help:
-      "JSON: name, inventory, identity, known_hosts, hosts [{name, namespace, address, port, dump_device}].")
+      "JSON: name, layout, inventory, identity, known_hosts, hosts [{name, namespace, address, data_address, port, dump_device}]."
+  )
   var json = false
 
   func run() throws {
@@ -114,36 +125,42 @@ struct LabStatus: ParsableCommand {
     if json {
       struct Host: Encodable {
         var name, namespace, address: String
+        /// Left out in a single-network lab.
+        var data_address: String?
         var port: Int
         var dump_device: String
         var healthy: Bool
       }
       struct Status: Encodable {
-        var name, inventory, identity, known_hosts: String
+        var name, layout, inventory, identity, known_hosts: String
         var up: Bool
         var complete: Bool
         var hosts: [Host]
       }
       let status = Status(
-        name: state.name, inventory: state.inventory, identity: state.identity, known_hosts: state.knownHosts,
+        name: state.name, layout: state.layout.rawValue, inventory: state.inventory, identity: state.identity,
+        known_hosts: state.knownHosts,
         up: state.complete && health.allSatisfy(\.healthy), complete: state.complete,
         hosts: health.map {
           Host(
-            name: $0.host.name, namespace: $0.host.namespace, address: $0.host.address, port: $0.host.port,
+            name: $0.host.name, namespace: $0.host.namespace, address: $0.host.address,
+            data_address: $0.host.dataAddress, port: $0.host.port,
             dump_device: $0.host.dumpDevice, healthy: $0.healthy)
         })
       let encoder = JSONEncoder()
       encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
       print(String(decoding: try encoder.encode(status), as: UTF8.self))
     } else {
-      print("lab '\(state.name)'\(state.complete ? "" : " (incomplete: run lab down, then lab up)")")
+      print(
+        "lab '\(state.name)' (\(state.layout.rawValue))\(state.complete ? "" : " (incomplete: run lab down, then lab up)")"
+      )
       print(
         "  inventory:   \(state.inventory)\n  identity:    \(state.identity)\n  known_hosts: \(state.knownHosts)"
       )
       for entry in health {
         let h = entry.host
         print(
-          "  \(h.name)  \(h.address):\(h.port)  netns \(h.namespace)  dump \(h.dumpDevice)  \(entry.healthy ? "ok" : (entry.namespaceExists ? "sshd not running" : "namespace missing"))"
+          "  \(h.name)  \(h.address):\(h.port)\(h.dataAddress.map { "  data \($0)" } ?? "")  netns \(h.namespace)  dump \(h.dumpDevice)  \(entry.healthy ? "ok" : (entry.namespaceExists ? "sshd not running" : "namespace missing"))"
         )
       }
     }

@@ -17,7 +17,9 @@ struct LabPeer: ParsableCommand {
 
       Examples:
         ip netns exec smcpair-lab-h2 smcpair lab peer server --port 7000
-        ip netns exec smcpair-lab-h1 smcpair lab peer client --connect 10.213.1.12:7000 --scenario bulk
+        ip netns exec smcpair-lab-h1 smcpair lab peer client --connect 10.214.1.12:7000 --scenario bulk
+
+      Connect to the server host's data address (data0; 'smcpair lab status' shows it).
       """,
     subcommands: [PeerServer.self, PeerClient.self]
   )

@@ -7,7 +7,8 @@ import Yams
 /// Variables used: `ansible_host`, `ansible_port`, `ansible_user`,
 /// `ansible_ssh_private_key_file`, `ansible_become` (and the older `ansible_ssh_host`,
 /// `ansible_ssh_port`, `ansible_ssh_user`), plus smcpair's own `smcpair_nics`,
-/// `smcpair_smc_dump`, `smcpair_agent`, `smcpair_agent_root`, `smcpair_known_hosts`. Other
+/// `smcpair_smc_dump`, `smcpair_agent`, `smcpair_agent_root`, `smcpair_known_hosts`,
+/// `smcpair_data_address`. Other
 /// variables are Ansible's business and ignored. Precedence as in Ansible: `all` vars, then
 /// parent groups before their children, then host vars.
 public enum AnsibleInventory {
@@ -366,6 +367,7 @@ public enum AnsibleInventory {
     if let dump = value("smcpair_smc_dump") { host.smcDump = SMCDumpSetting(dump.text) }
     if let agent = value("smcpair_agent") { host.agentPath = agent.text }
     if let root = value("smcpair_agent_root") { host.agentRoot = root.text }
+    if let data = value("smcpair_data_address") { host.dataAddress = data.text }
     return host
   }
 }

@@ -50,6 +50,10 @@ public struct InventoryHost: Sendable, Equatable {
   public var jump: String?
   public var become: Become
   public var nics: [String]
+  /// The address the host's SMC traffic uses when it is not `address` (SMC-R fleets log in
+  /// over a management network and run SMC over RoCE subnets); `{server}`/`{client}` in
+  /// workload commands stand for it. nil: `address` carries the traffic too.
+  public var dataAddress: String?
   public var smcDump: SMCDumpSetting
   /// Where the agent lives (or is deployed to) on the host.
   public var agentPath: String
@@ -59,10 +63,14 @@ public struct InventoryHost: Sendable, Equatable {
   /// File and line where the host is defined.
   public var location: SourceLocation
 
+  /// The address workloads reach the host at: `dataAddress` when set, else `address`.
+  public var trafficAddress: String { dataAddress ?? address }
+
   public init(
     name: String, address: String, port: Int = 22, user: String = "root", identity: String? = nil,
     knownHosts: String? = nil, jump: String? = nil, become: Become = .none, nics: [String] = ["eth0"],
-    smcDump: SMCDumpSetting = .auto, agentPath: String = Inventory.defaultAgentPath, agentRoot: String? = nil,
+    dataAddress: String? = nil, smcDump: SMCDumpSetting = .auto,
+    agentPath: String = Inventory.defaultAgentPath, agentRoot: String? = nil,
     location: SourceLocation = SourceLocation(file: "-", line: 0, column: 0)
   ) {
     self.name = name
@@ -74,6 +82,7 @@ public struct InventoryHost: Sendable, Equatable {
     self.jump = jump
     self.become = become
     self.nics = nics
+    self.dataAddress = dataAddress
     self.smcDump = smcDump
     self.agentPath = agentPath
     self.agentRoot = agentRoot

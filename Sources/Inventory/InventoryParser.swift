@@ -7,7 +7,7 @@ public enum InventoryParser {
   static let topKeys = ["defaults", "hosts", "groups", "pairs"]
   static let hostKeys = [
     "address", "port", "user", "identity", "known_hosts", "jump", "become", "nic", "nics", "smc_dump",
-    "agent", "agent_root",
+    "agent", "agent_root", "data_address",
   ]
   static let pairKeys = ["client", "server", "filter", "interfaces"]
 
@@ -287,6 +287,7 @@ struct Walker {
     var agent = Inventory.defaultAgentPath
     var agentRoot: String?
     var address: String?
+    var dataAddress: String?
   }
 
   func settings(_ node: Node, into settings: inout Settings, what: String, allowAddress: Bool)
@@ -294,7 +295,9 @@ struct Walker {
   {
     for (key, keyNode, value) in try entries(
       node, what: what,
-      allowed: allowAddress ? InventoryParser.hostKeys : InventoryParser.hostKeys.filter { $0 != "address" })
+      allowed: allowAddress
+        ? InventoryParser.hostKeys
+        : InventoryParser.hostKeys.filter { $0 != "address" && $0 != "data_address" })
     {
       _ = keyNode
       switch key {
@@ -316,6 +319,7 @@ struct Walker {
         settings.smcDump = SMCDumpSetting(try string(value, "smc_dump"))
       case "agent": settings.agent = try string(value, "agent")
       case "agent_root": settings.agentRoot = try string(value, "agent_root")
+      case "data_address": settings.dataAddress = try string(value, "data_address")
       default: break
       }
     }
@@ -403,7 +407,8 @@ struct Walker {
           name: name, address: settings.address ?? name, port: settings.port, user: settings.user,
           identity: settings.identity, knownHosts: settings.knownHosts, jump: settings.jump,
           become: settings.become,
-          nics: settings.nics, smcDump: settings.smcDump, agentPath: settings.agent,
+          nics: settings.nics, dataAddress: settings.dataAddress, smcDump: settings.smcDump,
+          agentPath: settings.agent,
           agentRoot: settings.agentRoot, location: location(keyNode)))
     }
     if hosts.isEmpty {

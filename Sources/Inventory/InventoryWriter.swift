@@ -18,6 +18,7 @@ public enum InventoryWriter {
       if let knownHosts = host.knownHosts { lines.append("    known_hosts: \(quote(knownHosts))") }
       if let jump = host.jump { lines.append("    jump: \(quote(jump))") }
       lines.append("    become: \(host.become.rawValue)")
+      if let data = host.dataAddress { lines.append("    data_address: \(quote(data))") }
       lines.append("    nics: [\(host.nics.map(quote).joined(separator: ", "))]")
       lines.append("    smc_dump: \(quote(host.smcDump.description))")
       lines.append("    agent: \(quote(host.agentPath))")

@@ -2,8 +2,18 @@ import ChildProcess
 import Foundation
 import Inventory
 
-/// The local lab: hosts in network namespaces on a bridge, each with its own OpenSSH sshd
-/// and a stand-in SMC dump device. See docs/lab.md.
+/// How a lab's hosts are wired (`lab up --single-network`).
+public enum LabNetworkLayout: String, Sendable, CaseIterable {
+  /// eth0 on the management bridge (sshd, the inventory's `address`) and data0 on a separate
+  /// data bridge (workloads, the SMC peer emulator), as SMC-R fleets log in over a management
+  /// network and run SMC over RoCE subnets.
+  case managementAndData = "management-and-data"
+  /// eth0 only: SSH and the workloads share one address.
+  case single
+}
+
+/// The local lab: hosts in network namespaces on a management bridge (and, by default, a data
+/// bridge), each with its own OpenSSH sshd and a stand-in SMC dump device. See docs/lab.md.
 public struct Lab: Sendable {
   public static let maximumHosts = 64
   public let name: String
@@ -34,8 +44,12 @@ public struct Lab: Sendable {
   public var directory: String { "\(stateRoot)/\(name)" }
   var statePath: String { "\(directory)/lab.json" }
   var bridge: String { "smcb-\(name)" }
+  var dataBridge: String { "smcd-\(name)" }
   func namespace(_ index: Int) -> String { "smcpair-\(name)-h\(index)" }
   func rootLink(_ index: Int) -> String { "smcv\(name)h\(index)" }
+  func dataRootLink(_ index: Int) -> String { "smcd\(name)h\(index)" }
+  /// The data interface inside every host of a two-network lab.
+  public static let dataInterface = "data0"
   static func dumpDevice(_ index: Int) -> String { "smc-dummy" + hex4(index) }
   static func hex4(_ value: Int) -> String {
     let digits = String(value, radix: 16)
@@ -47,12 +61,13 @@ public struct Lab: Sendable {
 
   // MARK: - up
 
-  /// Brings the lab up with `hosts` hosts; does nothing when it is already up and healthy with
-  /// that many hosts. `agentPath` is written into the inventory.
+  /// Brings the lab up with `hosts` hosts wired as `layout`; does nothing when it is already up
+  /// and healthy with that many hosts and that layout. `agentPath` is written into the inventory.
   @discardableResult
-  public func up(hosts count: Int, agentPath: String, log: (String) -> Void = { _ in }) throws(LabError)
-    -> LabState
-  {
+  public func up(
+    hosts count: Int, layout: LabNetworkLayout = .managementAndData, agentPath: String,
+    log: (String) -> Void = { _ in }
+  ) throws(LabError) -> LabState {
     guard (1...Lab.maximumHosts).contains(count) else {
       throw LabError("--hosts must be between 1 and \(Lab.maximumHosts), not \(count)")
     }
@@ -67,22 +82,29 @@ public struct Lab: Sendable {
       throw LabError("/usr/sbin/sshd is not installed; apt-get install openssh-server")
     }
     if let existing = state() {
-      if existing.complete && existing.hosts.count == count && health(existing).allSatisfy(\.healthy) {
+      if existing.complete && existing.hosts.count == count && existing.layout == layout
+        && health(existing).allSatisfy(\.healthy)
+      {
         log("lab '\(name)' is already up with \(count) hosts")
         return existing
       }
-      log("lab '\(name)' exists but is incomplete, unhealthy or of another size: taking it down first")
+      log(
+        "lab '\(name)' exists but is incomplete, unhealthy, of another size or layout: taking it down first")
       try down(log: log)
     }
     try makeDirectory(directory)
-    let subnet = try chooseSubnet()
+    let subnet = try chooseSubnet(in: "10.213", for: "lab bridge")
+    let dataSubnet = layout == .managementAndData ? try chooseSubnet(in: "10.214", for: "data bridge") : nil
     var state = LabState(
       name: name, directory: directory, bridge: bridge, bridgeAddress: "\(subnet).1", prefixLength: 24,
+      dataBridge: dataSubnet == nil ? nil : dataBridge,
       inventory: "\(directory)/inventory.yaml", identity: "\(directory)/id_ed25519",
       knownHosts: "\(directory)/known_hosts",
       hosts: (1...count).map { index in
         LabHost(
           name: "h\(index)", namespace: namespace(index), address: "\(subnet).\(10 + index)", port: 22,
+          dataAddress: dataSubnet.map { "\($0).\(10 + index)" },
+          dataRootLink: dataSubnet == nil ? nil : dataRootLink(index),
           dumpDevice: Lab.dumpDevice(index), rootLink: rootLink(index),
           directory: "\(directory)/hosts/h\(index)", sshdPID: nil)
       }, complete: false)
@@ -99,15 +121,28 @@ public struct Lab: Sendable {
       "link add \(bridge) type bridge", "addr add \(state.bridgeAddress)/24 dev \(bridge)",
       "link set \(bridge) up",
     ]
+    if let dataBridge = state.dataBridge {
+      // No address on the data bridge: the root namespace (the workstation) does not reach
+      // the data subnet, as a management host does not reach a RoCE subnet.
+      batch += ["link add \(dataBridge) type bridge", "link set \(dataBridge) up"]
+    }
     for host in state.hosts {
       batch += [
         "netns add \(host.namespace)",
         "link add \(host.rootLink) type veth peer name eth0 netns \(host.namespace)",
         "link set \(host.rootLink) master \(bridge) up",
       ]
+      if let dataBridge = state.dataBridge, let link = host.dataRootLink {
+        batch += [
+          "link add \(link) type veth peer name \(Lab.dataInterface) netns \(host.namespace)",
+          "link set \(link) master \(dataBridge) up",
+        ]
+      }
     }
     try ipBatch(batch)
-    _ = try? ChildProcess.run(["sysctl", "-q", "-w", "net.ipv6.conf.\(bridge).disable_ipv6=1"])
+    for device in [bridge] + (state.dataBridge.map { [$0] } ?? []) {
+      _ = try? ChildProcess.run(["sysctl", "-q", "-w", "net.ipv6.conf.\(device).disable_ipv6=1"])
+    }
 
     var knownHosts: [String] = []
     for index in state.hosts.indices {
@@ -117,8 +152,13 @@ public struct Lab: Sendable {
         "ip", "netns", "exec", host.namespace, "sysctl", "-q", "-w", "net.ipv6.conf.all.disable_ipv6=1",
         "net.ipv6.conf.default.disable_ipv6=1",
       ])
+      let data =
+        host.dataAddress.map {
+          ["addr add \($0)/24 dev \(Lab.dataInterface)", "link set \(Lab.dataInterface) up"]
+        }
+        ?? []
       try ipBatch(
-        [
+        data + [
           "addr add \(host.address)/24 dev eth0", "link set eth0 up", "link set lo up",
           // ifb: frames sent on it are captured once, as outgoing, like the real dummy device.
           // MTU 65535: data records up to the emulator's 8 KiB record size fit in one frame.
@@ -195,7 +235,10 @@ public struct Lab: Sendable {
     let hosts = state.hosts.map { host in
       InventoryHost(
         name: host.name, address: host.address, port: host.port, user: "root", identity: state.identity,
-        knownHosts: state.knownHosts, jump: nil, become: .none, nics: ["eth0"],
+        knownHosts: state.knownHosts, jump: nil, become: .none,
+        // The SMC traffic is on the data NIC, so that is what a user captures (with the dump
+        // device); SSH stays on eth0, out of the capture.
+        nics: [host.dataAddress == nil ? "eth0" : Lab.dataInterface], dataAddress: host.dataAddress,
         smcDump: .device(host.dumpDevice),
         agentPath: agentPath, agentRoot: "\(directory)/agent",
         location: SourceLocation(file: state.inventory, line: 0, column: 0))
@@ -212,7 +255,7 @@ public struct Lab: Sendable {
     return InventoryWriter.yaml(
       inventory,
       header:
-        "Inventory of smcpair lab '\(name)' (written by 'smcpair lab up'; rewritten on every up).\nHosts are network namespaces; smc_dump names each host's stand-in dump device."
+        "Inventory of smcpair lab '\(name)' (written by 'smcpair lab up'; rewritten on every up).\nHosts are network namespaces; smc_dump names each host's stand-in dump device;\naddress is the SSH (management) address, data_address the one workloads use ({server}, {client})."
     )
   }
 
@@ -225,12 +268,13 @@ public struct Lab: Sendable {
     let recorded = state()
     var namespaces = Set(recorded?.hosts.map(\.namespace) ?? [])
     var links = Set(recorded?.hosts.map(\.rootLink) ?? [])
+    links.formUnion(recorded?.hosts.compactMap(\.dataRootLink) ?? [])
     // Also whatever follows this lab's naming, in case the state file was lost.
     if let entries = try? FileManager.default.contentsOfDirectory(atPath: "/run/netns") {
       namespaces.formUnion(entries.filter { $0.hasPrefix("smcpair-\(name)-h") })
     }
     if let entries = try? FileManager.default.contentsOfDirectory(atPath: "/sys/class/net") {
-      links.formUnion(entries.filter { $0.hasPrefix("smcv\(name)h") })
+      links.formUnion(entries.filter { $0.hasPrefix("smcv\(name)h") || $0.hasPrefix("smcd\(name)h") })
     }
     var stopped = 0
     for host in recorded?.hosts ?? [] {
@@ -276,8 +320,9 @@ public struct Lab: Sendable {
       batch.append("link del \(link)")
     }
     for namespace in namespaces.sorted() { batch.append("netns del \(namespace)") }
-    if FileManager.default.fileExists(atPath: "/sys/class/net/\(bridge)") {
-      batch.append("link del \(bridge)")
+    for device in [bridge, dataBridge]
+    where FileManager.default.fileExists(atPath: "/sys/class/net/\(device)") {
+      batch.append("link del \(device)")
     }
     if !batch.isEmpty {
       // -force: keep going past links that vanished with their namespace.
@@ -342,8 +387,9 @@ public struct Lab: Sendable {
 
   // MARK: - helpers
 
-  /// 10.213.N.0/24 with N from the lab name, skipping subnets already in use here.
-  func chooseSubnet() throws(LabError) -> String {
+  /// `base`.N.0/24 (base 10.213 for the management bridge, 10.214 for the data bridge) with N
+  /// from the lab name, skipping subnets already in use here.
+  func chooseSubnet(in base: String, for what: String) throws(LabError) -> String {
     let used =
       ((try? ChildProcess.run(["ip", "-4", "-o", "addr", "show"]).stdoutText) ?? "")
       + ((try? ChildProcess.run(["ip", "-4", "route", "show"]).stdoutText) ?? "")
@@ -351,10 +397,10 @@ public struct Lab: Sendable {
     for byte in name.utf8 { hash = (hash ^ UInt32(byte)) &* 16_777_619 }
     for attempt in 0..<250 {
       let third = 1 + Int((hash &+ UInt32(attempt)) % 250)
-      let prefix = "10.213.\(third)"
+      let prefix = "\(base).\(third)"
       if !used.contains("\(prefix).") { return prefix }
     }
-    throw LabError("no free 10.213.x.0/24 subnet for the lab bridge; take other labs down first")
+    throw LabError("no free \(base).x.0/24 subnet for the \(what); take other labs down first")
   }
 
   func ipBatch(_ lines: [String], namespace: String? = nil) throws(LabError) {

@@ -4,8 +4,15 @@ import Foundation
 public struct LabHost: Codable, Sendable, Equatable {
   public var name: String
   public var namespace: String
+  /// The management address: sshd listens here (eth0); the inventory's `address`.
   public var address: String
   public var port: Int
+  /// The data address (data0 on the lab's data bridge) that workloads and the SMC peer
+  /// emulator use, as SMC-R traffic uses a RoCE subnet apart from the management network;
+  /// nil in a single-network lab, where the management address carries everything.
+  public var dataAddress: String?
+  /// The root-namespace end of the host's data0 veth pair (on the data bridge), if any.
+  public var dataRootLink: String?
   /// The stand-in for `smc-dummyXXXX`: an ifb device (this kernel has no `dummy` type); frames
   /// sent on it are captured once, as outgoing, like on the real one.
   public var dumpDevice: String
@@ -17,6 +24,8 @@ public struct LabHost: Codable, Sendable, Equatable {
 
   enum CodingKeys: String, CodingKey {
     case name, namespace, address, port
+    case dataAddress = "data_address"
+    case dataRootLink = "data_root_link"
     case dumpDevice = "dump_device"
     case rootLink = "root_link"
     case directory
@@ -33,6 +42,10 @@ public struct LabState: Codable, Sendable, Equatable {
   /// The root namespace's address on the bridge (the workstation side).
   public var bridgeAddress: String
   public var prefixLength: Int
+  /// The bridge joining the hosts' data0 interfaces; nil in a single-network lab. The root
+  /// namespace has no address on it: like a RoCE subnet, it is not reachable from the
+  /// workstation that logs in to the hosts.
+  public var dataBridge: String?
   public var inventory: String
   public var identity: String
   public var knownHosts: String
@@ -40,10 +53,14 @@ public struct LabState: Codable, Sendable, Equatable {
   /// True once `up` finished every step.
   public var complete: Bool
 
+  /// How the hosts are wired: a data bridge means management and data networks.
+  public var layout: LabNetworkLayout { dataBridge == nil ? .single : .managementAndData }
+
   enum CodingKeys: String, CodingKey {
     case name, directory, bridge
     case bridgeAddress = "bridge_address"
     case prefixLength = "prefix_length"
+    case dataBridge = "data_bridge"
     case inventory, identity
     case knownHosts = "known_hosts"
     case hosts, complete

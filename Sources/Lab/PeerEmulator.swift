@@ -164,11 +164,33 @@ public final class PeerEmulator {
     report.peer = peer.description
   }
 
+  /// The MAC of the interface that holds the SMC connection's local address (data0 in a
+  /// two-network lab, as a RoCE device's; eth0 in a single-network one).
   var localMAC: UInt64 {
-    let text = (try? String(contentsOfFile: "/sys/class/net/eth0/address", encoding: .utf8)) ?? ""
+    let interface = PeerEmulator.interface(holding: local.address.description) ?? "eth0"
+    let text = (try? String(contentsOfFile: "/sys/class/net/\(interface)/address", encoding: .utf8)) ?? ""
     return UInt64(
       text.trimmingCharacters(in: .whitespacesAndNewlines).replacingOccurrences(of: ":", with: ""), radix: 16)
       ?? (random.next() & 0xFEFF_FFFF_FFFF)
+  }
+
+  /// The name of the interface with IPv4 address `address`, if any.
+  static func interface(holding address: String) -> String? {
+    var list: UnsafeMutablePointer<ifaddrs>?
+    guard getifaddrs(&list) == 0, let first = list else { return nil }
+    defer { freeifaddrs(list) }
+    for entry in sequence(first: first, next: { $0.pointee.ifa_next }) {
+      guard let socketAddress = entry.pointee.ifa_addr,
+        socketAddress.pointee.sa_family == sa_family_t(AF_INET)
+      else { continue }
+      var text = [CChar](repeating: 0, count: 32)
+      socketAddress.withMemoryRebound(to: sockaddr_in.self, capacity: 1) {
+        var sin = $0.pointee.sin_addr
+        _ = inet_ntop(AF_INET, &sin, &text, 32)
+      }
+      if String(cString: text) == address { return String(cString: entry.pointee.ifa_name) }
+    }
+    return nil
   }
 
   /// Link-local GID built from a MAC (EUI-64), as RoCE devices derive it.

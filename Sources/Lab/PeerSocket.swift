@@ -52,7 +52,9 @@ final class PeerSocket {
     let client = Glibc.accept(fd, nil, nil)
     guard client >= 0 else { throw PeerSocket.error("accept") }
     _ = fcntl(client, F_SETFD, FD_CLOEXEC)
-    return PeerSocket(fd: client, timeout: timeout)
+    let accepted = PeerSocket(fd: client, timeout: timeout)
+    accepted.sendWithoutDelay()
+    return accepted
   }
 
   static func connect(host: String, port: UInt16, localPort: UInt16?, timeout: Double) throws(LabError)
@@ -80,7 +82,10 @@ final class PeerSocket {
           Glibc.connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size))
         }
       }
-      if result == 0 { return socket }
+      if result == 0 {
+        socket.sendWithoutDelay()
+        return socket
+      }
       // The server may not be listening yet: retry until the deadline.
       if (errno == ECONNREFUSED || errno == EINTR) && Date() < deadline {
         usleep(20_000)
@@ -88,6 +93,15 @@ final class PeerSocket {
       }
       throw error("connect \(host):\(port)")
     }
+  }
+
+  /// TCP_NODELAY: every emulator message (CLC, fabric write with its CDC) leaves at once.
+  /// Without it, Nagle holds a small write back until the previous one is acknowledged, and
+  /// with the peer's delayed ACK that is ~40 ms: lab-made delay outliers between a sender's
+  /// and a receiver's CDC records. One write per message, so no extra small segments.
+  func sendWithoutDelay() {
+    var one: Int32 = 1
+    setsockopt(fd, Int32(IPPROTO_TCP), TCP_NODELAY, &one, socklen_t(MemoryLayout<Int32>.size))
   }
 
   /// (local, peer) endpoints as "a.b.c.d", port.

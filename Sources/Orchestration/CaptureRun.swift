@@ -292,10 +292,13 @@ public final class CaptureRun: @unchecked Sendable {
     }
   }
 
-  /// `{client}` and `{server}` in a workload command become the hosts' addresses (quoted).
+  /// `{client}` and `{server}` in a workload command become the hosts' traffic addresses
+  /// (quoted): the inventory's `data_address` when set, else the SSH `address`.
   func substitute(_ command: String, _ pair: PairCapture) -> String {
-    command.replacingOccurrences(of: "{client}", with: RemoteCommand.quote(pair.client.access.host.address))
-      .replacingOccurrences(of: "{server}", with: RemoteCommand.quote(pair.server.access.host.address))
+    command.replacingOccurrences(
+      of: "{client}", with: RemoteCommand.quote(pair.client.access.host.trafficAddress)
+    )
+    .replacingOccurrences(of: "{server}", with: RemoteCommand.quote(pair.server.access.host.trafficAddress))
   }
 
   func watch(interrupts: @escaping @Sendable () -> Int) {
@@ -384,12 +387,13 @@ public final class CaptureRun: @unchecked Sendable {
       pair.mergeError = "only one side's capture was pulled; nothing to merge"
       return
     }
-    let addresses = Set([IPAddress(pair.client.access.host.address)].compactMap { $0 })
     do {
+      // No client addresses: the address smcpair logs in to is often not the one the traffic
+      // uses (management network vs RoCE subnet), so the merge infers the client from the
+      // traffic itself.
       pair.merge = try MergeRun.run(
         client: client, server: server, out: pair.folder, clientName: pair.client.name,
-        serverName: pair.server.name, formats: options.formats, clientAddresses: addresses, probe: pair.probe,
-        allowSwapped: true)
+        serverName: pair.server.name, formats: options.formats, probe: pair.probe, allowSwapped: true)
       pair.state = pair.complete ? "complete" : "partial"
       if !pair.complete { appendGapNote(pair) }
       // Everything here derives from packet payloads: owner-only, like the captures.

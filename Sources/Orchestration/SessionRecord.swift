@@ -78,7 +78,8 @@ public enum SessionRecord {
     let host = side.access.host
     var out: [String: Any] = [
       "host": host.name, "address": host.address, "port": host.port, "user": host.user,
-      "agent": host.agentPath, "agent_root": host.agentRoot ?? NSNull(), "become": host.become.rawValue,
+      "data_address": host.dataAddress ?? NSNull(), "agent": host.agentPath,
+      "agent_root": host.agentRoot ?? NSNull(), "become": host.become.rawValue,
       "remote_session": side.remoteSession, "interfaces": interfaces, "state": side.progress.state,
       "packets": side.progress.packets, "bytes": side.progress.bytes, "drops": side.progress.drops,
       "remote_files": side.remoteFiles.map { ["path": $0.path, "size": $0.size, "sha256": $0.sha256] },

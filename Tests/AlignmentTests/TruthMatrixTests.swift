@@ -39,8 +39,16 @@ import Testing
     }
   }
 
-  @Test func everyCaseHoldsTheTruthOrSaysItCannotTell() throws {
-    let lab = try TestLab(hosts: 2, tag: "x")
+  /// Two networks: SSH on eth0 (the inventory address), the traffic on data0 — the SMC-R
+  /// fleet's layout, where the login address is never the traffic's; or one network for both.
+  @Test(arguments: [false, true])
+  func everyCaseHoldsTheTruthOrSaysItCannotTell(singleNetwork: Bool) throws {
+    let lab = try TestLab(hosts: 2, tag: "x", singleNetwork: singleNetwork)
+    if !singleNetwork {
+      #expect(
+        lab.status.hosts.allSatisfy { $0.trafficAddress != $0.address },
+        "the login address is not the traffic's")
+    }
     let dir = try TemporaryDirectory("smcpair-truth")
     let emulator = try captureEmulator(lab, dir)
     let iperf = try captureIperf3(lab, dir)
@@ -56,7 +64,8 @@ import Testing
     let findings = try String(contentsOfFile: dir.file("unrelated-memory/timeline.jsonl"), encoding: .utf8)
     #expect(!findings.contains("cdc-not-received") && !findings.contains("cdc-not-sent"), "\(findings)")
     rows.append("unrelated: \(unrelated)")
-    print("truth matrix:\n" + rows.joined(separator: "\n"))
+    let layout = singleNetwork ? "one network" : "management != data network"
+    print("truth matrix (\(layout)):\n" + rows.joined(separator: "\n"))
   }
 
   /// The cases made from one pair of captures.
@@ -352,10 +361,4 @@ import Testing
     let fraction = parts.count > 1 ? String(parts[1]).padding(toLength: 9, withPad: "0", startingAt: 0) : "0"
     return seconds * 1_000_000_000 + (Int64(fraction) ?? 0)
   }
-}
-
-extension TestLab.Host {
-  /// The address and interface the hosts' traffic uses.
-  var trafficAddress: String { address }
-  var trafficInterface: String { "eth0" }
 }

@@ -97,6 +97,69 @@ import Testing
     #expect(findings.keys.contains { $0.contains("decline") }, "\(findings)")
   }
 
+  /// As on SMC-R fleets, smcpair logs in to the management address (eth0) while the workload
+  /// runs between the data addresses (data0, `{server}`): the merge must not take the SSH
+  /// address for the client's. The hosts share this machine's clock, so the true offset is 0.
+  @Test func iperf3BetweenDataAddressesIsDrawnClientToServerWithZeroInsideTheBounds() throws {
+    let env = try CaptureLab(hosts: 2, tag: "cd")
+    let tshark = try Tools.require("tshark")
+    _ = try Tools.require("iperf3")
+    let (client, server) = (env.dataAddress(0), env.dataAddress(1))
+    #expect(client != env.address(0) && server != env.address(1), "the lab has a separate data network")
+    let result = try env.capture([
+      "--pair", "pair1", "--filter", "tcp port 5202", "--json",
+      "--server-cmd", "iperf3 -s -1 -p 5202", "--client-cmd", "iperf3 -c {server} -p 5202 -t 2 -b 50M",
+    ])
+    #expect(result.status == 0, "\(result.stdout)\n\(result.stderr)")
+    let pair = try #require((try env.summary(result)["pairs"] as? [[String: Any]])?.first)
+    let folder = try #require(pair["folder"] as? String)
+    #expect((try String(contentsOfFile: folder + "/client-cmd.log", encoding: .utf8)).contains("iperf Done"))
+    let file = try Data(contentsOf: URL(fileURLWithPath: folder + "/alignment.json"))
+    let alignment = try #require(try JSONSerialization.jsonObject(with: file) as? [String: Any])
+    // A bound that could not be established (null) does not contain 0 either.
+    let lower = alignment.number("offset_lower_ns") ?? .infinity
+    let upper = alignment.number("offset_upper_ns") ?? -.infinity
+    print("iperf3 over data0: offset bounds \(lower)..\(upper) ns, pairs \(alignment.object("pairs"))")
+    #expect(lower <= 0 && upper >= 0, "bounds \(lower)..\(upper) ns")
+    #expect(alignment["causality_violations"] as? Int == 0)
+    #expect(alignment["client_addresses"] as? [String] == [client])
+
+    // Every packet to the server's port, on either host's NIC, is drawn client→server:
+    // outbound in the client's capture, inbound in the server's, and a pair's comment says so.
+    let fields = try Tools.run([
+      tshark, "-r", folder + "/merged.pcapng", "-Y", "tcp.dstport == 5202", "-T", "fields", "-E",
+      "separator=|",
+      "-e", "frame.interface_name", "-e", "ip.src", "-e", "ip.dst", "-e", "frame.packet_flags_direction",
+      "-e", "frame.comment",
+    ])
+    #expect(fields.status == 0, "\(fields.stderr)")
+    var counts = (outbound: 0, inbound: 0, commented: 0, wrong: [String]())
+    for line in fields.stdout.split(separator: "\n") {
+      let field = line.split(separator: "|", omittingEmptySubsequences: false).map(String.init)
+      guard field.count == 5, field[1] == client, field[2] == server else {
+        counts.wrong.append(String(line))
+        continue
+      }
+      // pcapng EPB flags: direction 1 inbound, 2 outbound.
+      let direction = Int(field[3].replacingOccurrences(of: "0x", with: ""), radix: 16) ?? 0
+      switch (field[0].hasPrefix("h1:"), direction) {
+      case (true, 2): counts.outbound += 1
+      case (false, 1): counts.inbound += 1
+      default: counts.wrong.append(String(line))
+      }
+      if !field[4].isEmpty {
+        counts.commented += 1
+        if !field[4].contains("client->server") { counts.wrong.append(String(line)) }
+      }
+    }
+    print(
+      "iperf3 over data0: \(counts.outbound) outbound (h1), \(counts.inbound) inbound (h2), \(counts.commented) paired"
+    )
+    #expect(counts.wrong.isEmpty, "not drawn client→server: \(counts.wrong.prefix(5))")
+    #expect(counts.outbound > 100 && counts.inbound > 100 && counts.commented > 100)
+    #expect(env.agentsGone().isEmpty)
+  }
+
   /// --packets stops the pair when a side has that many; the still-running client workload
   /// (a long UDP blast) is ended with its process group.
   @Test func packetLimitStopsThePairAndEndsTheWorkload() throws {
@@ -114,7 +177,7 @@ import Testing
     let outcome = record.object("workload").object("client")["outcome"] as? String
     #expect(
       outcome == "ended by signal TERM" || outcome?.hasPrefix("exit status") == true, "\(outcome ?? "")")
-    let blasts = try Tools.run(["pgrep", "-f", "blast --to \(env.address(1))"])
+    let blasts = try Tools.run(["pgrep", "-f", "blast --to \(env.dataAddress(1))"])
     #expect(blasts.stdout.isEmpty, "workload still running: \(blasts.stdout)")
     #expect(env.agentsGone().isEmpty)
   }

@@ -24,7 +24,10 @@ final class CaptureLab: @unchecked Sendable {
   var agentRoot: String { labFolder + "/agent" }
   var sessions: String { work.file("sessions") }
 
+  /// The SSH (management) address of lab host `index`: the inventory's `address`.
   func address(_ index: Int) -> String { lab.status.hosts[index].address }
+  /// The data address of lab host `index` (data0): what workloads use, never the SSH address.
+  func dataAddress(_ index: Int) -> String { lab.status.hosts[index].trafficAddress }
 
   /// The emulator as workload: server on the server host, client towards `{server}`.
   func emulatorWorkload(scenario: String, port: Int = 7000, extra: [String] = []) -> [String] {
@@ -75,10 +78,11 @@ final class CaptureLab: @unchecked Sendable {
   var runOutput: String { (try? String(contentsOfFile: work.file("run.out"), encoding: .utf8)) ?? "" }
   var runErrors: String { (try? String(contentsOfFile: work.file("run.err"), encoding: .utf8)) ?? "" }
 
-  /// UDP datagrams from h1 to h2 for half a second (packets on both NICs, none pairable).
+  /// UDP datagrams from h1 to h2's data address for half a second (packets on both captured
+  /// NICs, none pairable).
   func blast() throws {
     let result = try lab.run(
-      0, [smcpair, "lab", "blast", "--to", "\(address(1)):9999", "--rate", "50", "--seconds", "0.5"])
+      0, [smcpair, "lab", "blast", "--to", "\(dataAddress(1)):9999", "--rate", "50", "--seconds", "0.5"])
     #expect(result.status == 0, "\(result.stderr)")
   }
 

@@ -97,6 +97,15 @@ import Testing
     #expect(inventory.groups["clients"] == ["c1"])
   }
 
+  @Test func dataAddressFromHostVars() throws {
+    let inventory = try parse(
+      "[smc]\nh1 ansible_host=192.0.2.11 smcpair_data_address=10.10.1.11 smcpair_nics=ens1f0\nh2 ansible_host=192.0.2.12\n"
+    )
+    #expect(inventory.hosts.map(\.address) == ["192.0.2.11", "192.0.2.12"])
+    #expect(inventory.hosts.map(\.dataAddress) == ["10.10.1.11", nil])
+    #expect(inventory.hosts[0].nics == ["ens1f0"])
+  }
+
   @Test func errorsNameTheLineAndWhatToWrite() {
     let badPort = error("[web]\nweb1 ansible_port=99999\n")
     #expect(badPort?.location.line == 2)

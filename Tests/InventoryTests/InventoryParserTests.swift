@@ -146,6 +146,26 @@ import Testing
     #expect(again.groups == original.groups)
   }
 
+  /// SSH over the management network, SMC over a RoCE subnet: the host's data address is kept
+  /// apart, written back, and is the workloads' address; it is per host, never a default.
+  @Test func dataAddressIsPerHostAndReadsBack() throws {
+    let inventory = try parse(
+      """
+      hosts:
+        h1: {address: mgmt-1.example, data_address: 10.10.1.11, nics: [ens1f0]}
+        h2: {address: 192.0.2.12}
+      """)
+    #expect(inventory.hosts.map(\.dataAddress) == ["10.10.1.11", nil])
+    #expect(inventory.hosts.map(\.trafficAddress) == ["10.10.1.11", "192.0.2.12"])
+    let again = try InventoryParser.parse(
+      InventoryWriter.yaml(inventory), file: "inv.yaml", baseDirectory: "/etc/smcpair")
+    #expect(again.hosts.map(\.dataAddress) == ["10.10.1.11", nil])
+    #expect(again.hosts[0].address == "mgmt-1.example")
+    let inDefaults = error("defaults:\n  data_address: 10.0.0.1\nhosts:\n  h1:\n")
+    #expect(
+      inDefaults?.message.contains("unknown key 'data_address'") == true, "\(String(describing: inDefaults))")
+  }
+
   @Test func missingFileIsAnError() {
     #expect(throws: InventoryError.self) { try InventoryParser.load(path: "/nonexistent/inventory.yaml") }
   }

@@ -31,7 +31,8 @@ func dumpRecords(_ path: String) throws -> [DumpRecordSeen] {
 }
 
 /// Runs one emulator scenario between lab hosts h1 (client) and h2 (server) with tcpdump on
-/// both hosts' eth0 and stand-in dump device.
+/// both hosts' data NIC (data0: the lab's data network, like a RoCE subnet) and stand-in dump
+/// device.
 struct ScenarioRun {
   var lab: TestLab
   var dir: TemporaryDirectory
@@ -48,15 +49,21 @@ struct ScenarioRun {
     let tcpdump = try Tools.require("tcpdump")
     var captures: [BackgroundProcess] = []
     for (index, host) in lab.status.hosts.enumerated() {
-      for device in ["eth0", host.dump_device] {
-        let name = device == "eth0" ? "eth0" : "dump"
+      for device in [host.trafficInterface, host.dump_device] {
+        let name = device == host.trafficInterface ? "nic" : "dump"
         let path = dir.file("\(host.name)-\(name)")
-        let filter = device == "eth0" ? ["tcp port 7000"] : []
+        let filter = device == host.trafficInterface ? ["tcp port 7000"] : []
+        // In immediate mode libpcap uses TPACKET_V2, whose ring has fixed-size slots: the
+        // snapshot length or the device's MTU (65535 on the stand-in), whichever is smaller,
+        // so only ~4,000 slots in 256 MiB. The wrap scenario's bursts of dump records (a
+        // sender not held back by Nagle) overflowed them on a busy machine. Dump records are
+        // at most 8 KiB of data plus headers.
+        let snapshot = device == host.trafficInterface ? [] : ["-s", "9000"]
         captures.append(
           try lab.start(
             index,
-            [tcpdump, "-i", device, "-B", "262144", "--immediate-mode", "-U", "-n", "-w", path + ".pcap"]
-              + filter,
+            [tcpdump, "-i", device, "-B", "262144"] + snapshot
+              + ["--immediate-mode", "-U", "-n", "-w", path + ".pcap"] + filter,
             log: path))
         try waitFor("listening on", in: path + ".err")
       }
@@ -67,14 +74,14 @@ struct ScenarioRun {
     let client = try lab.start(
       0,
       [
-        lab.smcpair, "lab", "peer", "client", "--connect", "\(lab.status.hosts[1].address):7000",
+        lab.smcpair, "lab", "peer", "client", "--connect", "\(lab.status.hosts[1].trafficAddress):7000",
         "--scenario",
         scenario, "--seed", "42", "--timeout", "\(timeout)",
       ] + extra, log: dir.file("client"))
     let clientStatus = client.wait(seconds: timeout + 30)
     let serverStatus = server.wait(seconds: 10)
     waitUntilFilesStopGrowing(
-      lab.status.hosts.flatMap { host in ["eth0", "dump"].map { dir.file("\(host.name)-\($0).pcap") } })
+      lab.status.hosts.flatMap { host in ["nic", "dump"].map { dir.file("\(host.name)-\($0).pcap") } })
     for capture in captures { capture.stop() }
     let clientReport = (try? String(contentsOfFile: dir.file("client.out"), encoding: .utf8)) ?? ""
     let serverReport = (try? String(contentsOfFile: dir.file("server.out"), encoding: .utf8)) ?? ""
@@ -103,7 +110,7 @@ struct ScenarioRun {
   /// One field of the CLC messages tshark sees on the client's NIC.
   func tsharkField(_ field: String) throws -> [String] {
     let result = try Tools.run([
-      try Tools.require("tshark"), "-o", "tcp.try_heuristic_first:TRUE", "-r", file("h1", "eth0"), "-Y",
+      try Tools.require("tshark"), "-o", "tcp.try_heuristic_first:TRUE", "-r", file("h1", "nic"), "-Y",
       "smc.clc_msg", "-T", "fields", "-e", field,
     ])
     return result.stdout.split(separator: "\n", omittingEmptySubsequences: false).map(String.init).filter {
@@ -114,7 +121,7 @@ struct ScenarioRun {
   /// CLC messages tshark sees on the client's NIC: (type, length).
   func tsharkCLC() throws -> [(Int, Int)] {
     let result = try Tools.run([
-      try Tools.require("tshark"), "-o", "tcp.try_heuristic_first:TRUE", "-r", file("h1", "eth0"), "-Y",
+      try Tools.require("tshark"), "-o", "tcp.try_heuristic_first:TRUE", "-r", file("h1", "nic"), "-Y",
       "smc.clc_msg", "-T", "fields", "-e", "smc.clc_msg", "-e", "smc.length",
     ])
     return result.stdout.split(separator: "\n").compactMap { line in
@@ -126,15 +133,15 @@ struct ScenarioRun {
 
   /// `smcpair decode --json` of one host's two captures.
   func decode(_ host: String) throws -> [[String: Any]] {
-    let result = try Tools.run([lab.smcpair, "decode", "--json", file(host, "eth0"), file(host, "dump")])
+    let result = try Tools.run([lab.smcpair, "decode", "--json", file(host, "nic"), file(host, "dump")])
     #expect(result.status == 0, "\(result.stderr)")
     return result.stdout.split(separator: "\n").compactMap {
       try? JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any]
     }
   }
 
-  var clientAddress: String { lab.status.hosts[0].address }
-  var serverAddress: String { lab.status.hosts[1].address }
+  var clientAddress: String { lab.status.hosts[0].trafficAddress }
+  var serverAddress: String { lab.status.hosts[1].trafficAddress }
 
   /// (sent by `from` as its host captured them, received as the other host captured them).
   func directions() throws -> [(sent: [DumpRecordSeen], received: [DumpRecordSeen])] {
@@ -287,7 +294,7 @@ func seqnos(_ records: [DumpRecordSeen]) -> [UInt16] {
     // Proposal + 4 messages of 1000 bytes over TCP.
     #expect(dataSegments.reduce(0) { $0 + ($1["payload_length"] as? Int ?? 0) } == 52 + 4000)
     #expect(try dumpRecords(run.file("h1", "dump")).isEmpty)
-    let result = try Tools.run([run.lab.smcpair, "decode", run.file("h1", "eth0")])
+    let result = try Tools.run([run.lab.smcpair, "decode", run.file("h1", "nic")])
     #expect(result.stdout.contains("fallback to TCP: CLC Decline NOSMCDEV"))
   }
 

@@ -15,7 +15,10 @@ struct Leftovers: Equatable, CustomStringConvertible {
     let namespaces = ((try? FileManager.default.contentsOfDirectory(atPath: "/run/netns")) ?? [])
       .filter { $0.hasPrefix("smcpair-\(name)-") }
     let links = ((try? FileManager.default.contentsOfDirectory(atPath: "/sys/class/net")) ?? [])
-      .filter { $0.hasPrefix("smcv\(name)h") || $0 == "smcb-\(name)" }
+      .filter {
+        $0.hasPrefix("smcv\(name)h") || $0.hasPrefix("smcd\(name)h") || $0 == "smcb-\(name)"
+          || $0 == "smcd-\(name)"
+      }
     var processes: [String] = []
     for entry in (try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? [] where Int(entry) != nil
     {
@@ -50,6 +53,14 @@ struct Leftovers: Equatable, CustomStringConvertible {
     #expect(status.hosts.map(\.name) == ["h1", "h2", "h3"])
     #expect(Set(status.hosts.map(\.address)).count == 3)
     #expect(status.hosts.allSatisfy { $0.dump_device.hasPrefix("smc-dummy") && $0.dump_device.count == 13 })
+    // Two networks: SSH on eth0, the workloads' data0 on a subnet of its own.
+    #expect(status.layout == "management-and-data")
+    let dataAddresses = status.hosts.compactMap(\.data_address)
+    #expect(dataAddresses.count == 3 && Set(dataAddresses).count == 3)
+    for host in status.hosts {
+      #expect(
+        host.data_address?.split(separator: ".").prefix(3) != host.address.split(separator: ".").prefix(3))
+    }
     // Real OpenSSH, strict host keys, the lab's known_hosts and key only.
     for host in status.hosts {
       let result = try Tools.run([
@@ -58,10 +69,14 @@ struct Leftovers: Equatable, CustomStringConvertible {
         "-o", "BatchMode=yes", "-o", "GlobalKnownHostsFile=/dev/null", "-o", "ConnectTimeout=5", "-p",
         "\(host.port)",
         "root@\(host.address)",
-        "cat /sys/class/net/\(host.dump_device)/operstate; ip -4 -o addr show dev eth0",
+        "cat /sys/class/net/\(host.dump_device)/operstate; ip -4 -o addr show dev eth0; ip -4 -o addr show dev data0",
       ])
       #expect(result.status == 0, "ssh to \(host.name): \(result.stderr)")
-      #expect(result.stdout.contains(host.address))
+      let lines = result.stdout.split(separator: "\n")
+      #expect(lines.contains { $0.contains(" eth0 ") && $0.contains("inet \(host.address)/24") }, "\(lines)")
+      #expect(
+        lines.contains { $0.contains(" data0 ") && $0.contains("inet \(host.data_address ?? "-")/24") },
+        "\(lines)")
     }
     // A host key that does not match is refused (the check is real).
     let wrong = lab.stateRoot.file("wrong_known_hosts")
@@ -85,6 +100,9 @@ struct Leftovers: Equatable, CustomStringConvertible {
     #expect(
       inventory.hosts.allSatisfy { $0.identity == status.identity && $0.knownHosts == status.known_hosts })
     #expect(inventory.hosts.map(\.smcDump.description) == status.hosts.map(\.dump_device))
+    // Captures go on the data NIC (where the SMC traffic is); workloads use the data address.
+    #expect(inventory.hosts.allSatisfy { $0.nics == ["data0"] })
+    #expect(inventory.hosts.map(\.dataAddress) == status.hosts.map(\.data_address))
     #expect(inventory.pairs.map(\.name) == ["pair1"])
 
     // Idempotent: a second up changes nothing.
@@ -99,6 +117,21 @@ struct Leftovers: Equatable, CustomStringConvertible {
     #expect(left.isEmpty, "\(left)")
     // Down again is harmless.
     #expect(try lab.down().status == 0)
+  }
+
+  @Test func singleNetworkLabHasEth0OnlyAndLeavesNothing() throws {
+    let lab = try TestLab(hosts: 2, tag: "n", singleNetwork: true)
+    #expect(lab.status.up)
+    #expect(lab.status.layout == "single")
+    #expect(lab.status.hosts.allSatisfy { $0.data_address == nil })
+    let inventory = try InventoryParser.load(path: lab.status.inventory)
+    #expect(inventory.hosts.allSatisfy { $0.nics == ["eth0"] && $0.dataAddress == nil })
+    let data = try lab.run(0, ["ip", "link", "show", "data0"])
+    #expect(data.status != 0, "no data0 in a single-network lab: \(data.stdout)")
+    #expect(!FileManager.default.fileExists(atPath: "/sys/class/net/smcd-\(lab.name)"))
+    #expect(try lab.down().status == 0)
+    let left = Leftovers.of(lab: lab.name, stateRoot: lab.stateRoot.path)
+    #expect(left.isEmpty, "\(left)")
   }
 
   @Test func downAfterLostStateStillRemovesEverything() throws {

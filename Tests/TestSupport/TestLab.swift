@@ -6,14 +6,23 @@ public final class TestLab: @unchecked Sendable {
   public struct Host: Decodable, Sendable {
     public var name: String
     public var namespace: String
+    /// The SSH (management) address, on eth0.
     public var address: String
+    /// The data0 address workloads use; nil in a single-network lab.
+    public var data_address: String?
     public var port: Int
     public var dump_device: String
     public var healthy: Bool
+
+    /// Where workloads reach the host: the data address, else the SSH address.
+    public var trafficAddress: String { data_address ?? address }
+    /// The interface that carries the workloads' traffic.
+    public var trafficInterface: String { data_address == nil ? "eth0" : "data0" }
   }
 
   public struct Status: Decodable, Sendable {
     public var name: String
+    public var layout: String
     public var inventory: String
     public var identity: String
     public var known_hosts: String
@@ -27,13 +36,16 @@ public final class TestLab: @unchecked Sendable {
   public private(set) var status: Status
   public private(set) var upSeconds: Double = 0
 
-  public init(hosts: Int, tag: String = "t") throws {
+  /// `singleNetwork`: eth0 only (`lab up --single-network`); otherwise every host has
+  /// eth0 for SSH and data0 for workloads on a separate subnet.
+  public init(hosts: Int, tag: String = "t", singleNetwork: Bool = false) throws {
     smcpair = try Tools.product("smcpair")
     name = "\(tag)\(getpid() % 100_000)"
     stateRoot = try TemporaryDirectory("smcpair-lab")
     let common = ["--name", name, "--state-root", stateRoot.path]
     let started = Date()
-    let up = try Tools.run([smcpair, "lab", "up", "--hosts", "\(hosts)"] + common)
+    let up = try Tools.run(
+      [smcpair, "lab", "up", "--hosts", "\(hosts)"] + (singleNetwork ? ["--single-network"] : []) + common)
     let elapsed = Date().timeIntervalSince(started)
     guard up.status == 0 else {
       _ = try? Tools.run([smcpair, "lab", "down"] + common)
