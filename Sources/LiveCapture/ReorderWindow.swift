@@ -13,7 +13,9 @@ import CaptureFiles
 /// flagged to the writer (which counts it): the file is not in strict time order there.
 ///
 /// Memory: held packet bytes plus 64 bytes per packet stay at most `budget` (plus the one
-/// packet being added); the backing arrays can reach about twice that before compaction.
+/// packet being added). Behind them, each source's arena grows to at most twice its held
+/// bytes (or 4 MiB) before it is compacted into a spare array of the same size, so the
+/// arrays stay within about four times the budget (64 MiB by default) plus 8 MiB per source.
 struct ReorderWindow {
   /// Default time window: far beyond the 10 ms block retire time, so a source is only
   /// "late" when the capture thread was starved for that long.
@@ -35,6 +37,9 @@ struct ReorderWindow {
   /// One source's held packets: bytes in arrival order, entries sorted by timestamp.
   struct Source {
     var bytes: [UInt8] = []
+    /// Where `compact` copies to; kept with its capacity, so compacting allocates nothing
+    /// once both arrays have grown.
+    var spare: [UInt8] = []
     var entries: [Entry] = []
     var head = 0
     var liveBytes = 0
@@ -70,19 +75,22 @@ struct ReorderWindow {
         entries.removeFirst(head)
         head = 0
       }
-      if bytes.count >= 1 << 20 && bytes.count >= 2 * liveBytes { compact() }
+      if bytes.count >= 4 << 20 && bytes.count >= 2 * liveBytes { compact() }
     }
 
     /// Moves the live packets' bytes to the front (in timestamp order).
     mutating func compact() {
-      var packed: [UInt8] = []
-      packed.reserveCapacity(max(liveBytes, 1 << 16))
-      for index in head..<entries.count {
-        let entry = entries[index]
-        packed.append(contentsOf: bytes[entry.offset..<entry.offset + Int(entry.capturedLength)])
-        entries[index].offset = packed.count - Int(entry.capturedLength)
+      spare.removeAll(keepingCapacity: true)
+      bytes.withUnsafeBytes { raw in
+        for index in head..<entries.count {
+          let entry = entries[index]
+          entries[index].offset = spare.count
+          spare.append(
+            contentsOf: UnsafeRawBufferPointer(
+              rebasing: raw[entry.offset..<entry.offset + Int(entry.capturedLength)]))
+        }
       }
-      bytes = packed
+      swap(&bytes, &spare)
     }
   }
 

@@ -96,15 +96,15 @@ struct ReorderWindowTests {
   @Test func compactionKeepsTheBytesOfHeldPackets() {
     var window = ReorderWindow(sources: 2, windowNanoseconds: 1 << 40, jitterNanoseconds: 0, budget: 64 << 20)
     let sink = Sink()
-    // Both sources busy for long enough that source 0's arena is compacted several times.
-    for t in 0..<4000 {
+    // Both sources busy for long enough (5 MB each) that their arenas are compacted.
+    for t in 0..<10000 {
       add(&window, sink, source: t % 2, Int64(t), byte: UInt8(truncatingIfNeeded: t), size: 1000)
       if t % 100 == 99 { window.release(now: 0, write: sink.write) }
     }
     window.release(now: 0, all: true, write: sink.write)
-    #expect(sink.written.count == 4000)
-    #expect(sink.written.map(\.timestamp) == (0..<4000).map(Int64.init))
-    #expect(sink.written.map(\.byte) == (0..<4000).map { UInt8(truncatingIfNeeded: $0) })
+    #expect(sink.written.count == 10000)
+    #expect(sink.written.map(\.timestamp) == (0..<10000).map(Int64.init))
+    #expect(sink.written.map(\.byte) == (0..<10000).map { UInt8(truncatingIfNeeded: $0) })
   }
 }
 
