@@ -38,6 +38,25 @@ struct CaptureSource {
     case fixed(PacketDirection)
     /// SMC dump records: by the record's addresses (`LocalAddresses.directionOfDumpRecord`).
     case byRecordAddresses
+    /// Cooked captures (the `any` device): the packet type in the frame's own SLL/SLL2
+    /// header, which is the kernel's.
+    case fromCookedHeader
+
+    /// The direction of one captured frame (`.byRecordAddresses` needs the host's addresses:
+    /// `LocalAddresses.directionOfDumpRecord`).
+    @inline(__always)
+    func of(_ frame: UnsafeRawBufferPointer, linkType: UInt32) -> PacketDirection {
+      switch self {
+      case .fixed(let direction): return direction
+      case .byRecordAddresses: return .unknown
+      case .fromCookedHeader:
+        // PACKET_OUTGOING is 4: SLL's first 16-bit field, SLL2's byte at offset 10.
+        let type: UInt8? =
+          linkType == 113 ? (frame.count >= 2 ? frame[1] : nil) : (frame.count >= 11 ? frame[10] : nil)
+        guard let type else { return .unknown }
+        return type == 4 ? .outbound : .inbound
+      }
+    }
   }
   let handle: PcapHandle
   let interface: Int
@@ -108,6 +127,11 @@ public final class CaptureSession: @unchecked Sendable {
         if isDump {
           if !filter.isEmpty { try handle.setFilter(filter) }
           opened.append(CaptureSource(handle: handle, interface: index, direction: .byRecordAddresses))
+          continue
+        }
+        if [113, 276].contains(handle.linkType) {
+          if !filter.isEmpty { try handle.setFilter(filter) }
+          opened.append(CaptureSource(handle: handle, interface: index, direction: .fromCookedHeader))
           continue
         }
         opened.append(CaptureSource(handle: handle, interface: index, direction: .fixed(.inbound)))
@@ -319,11 +343,12 @@ public final class CaptureSession: @unchecked Sendable {
       let source = sources[sourceIndex]
       let linkType = source.handle.linkType
       return source.handle.dispatch(limit: 4096) { ns, length, data in
-        let direction: PacketDirection
-        switch source.direction {
-        case .fixed(let fixed): direction = fixed
-        case .byRecordAddresses: direction = local.directionOfDumpRecord(data, linkType: linkType)
-        }
+        let direction =
+          if case .byRecordAddresses = source.direction {
+            local.directionOfDumpRecord(data, linkType: linkType)
+          } else {
+            source.direction.of(data, linkType: linkType)
+          }
         window.add(
           source: sourceIndex, interface: source.interface, timestamp: ns, originalLength: length, data: data,
           direction: direction, write: write)

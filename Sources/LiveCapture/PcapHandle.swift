@@ -98,8 +98,9 @@ final class PcapHandle {
   /// the direction (`pcap_setdirection`, checked in user space on the ring's packet type)
   /// and the plain `filter`, and the kernel gets `inbound and (filter)`, attached to the
   /// socket directly, so that each packet is copied into only one direction's ring.
-  /// Throws when the direction cannot be set; a kernel program that does not compile or
-  /// attach leaves the user-space check alone, which is correct but copies every packet.
+  /// Throws when the direction cannot be set; where the kernel program does not compile or
+  /// attach (or the capture is cooked) the user-space check alone remains, which is correct
+  /// but copies every packet into both directions' rings.
   func setDirectionalFilter(_ direction: PacketDirection, _ filter: String) throws(PcapError) {
     guard let handle, direction != .unknown else { return }
     guard pcap_setdirection(handle, direction == .inbound ? PCAP_D_IN : PCAP_D_OUT) == 0 else {
@@ -108,6 +109,10 @@ final class PcapHandle {
         message: "cannot select a direction: \(String(cString: pcap_geterr(handle)))")
     }
     if !filter.isEmpty { try setFilter(filter) }
+    // Cooked captures (the "any" device; the agent reads their packet type from the frame
+    // instead) see a link header the kernel's filter does not: libpcap rewrites their
+    // programs' offsets for the kernel, so a program attached here would read wrong bytes.
+    guard linkType != UInt32(DLT_LINUX_SLL) && linkType != UInt32(DLT_LINUX_SLL2) else { return }
     let word = direction == .inbound ? "inbound" : "outbound"
     let kernel = filter.isEmpty ? word : "\(word) and (\(filter))"
     var program = bpf_program()
