@@ -2,6 +2,7 @@
 
 #include <arpa/inet.h>
 #include <errno.h>
+#include <linux/filter.h>
 #include <linux/if_ether.h>
 #include <linux/if_packet.h>
 #include <net/if.h>
@@ -41,4 +42,12 @@ ssize_t smcpair_packet_send(int fd, int ifindex, const void *frame, size_t lengt
     sent = sendto(fd, frame, length, 0, (struct sockaddr *)&address, sizeof address);
   } while (sent < 0 && errno == EINTR);
   return sent < 0 ? -errno : sent;
+}
+
+int smcpair_attach_socket_filter(int fd, const void *instructions, unsigned short count) {
+  struct sock_fprog program;
+  program.len = count;
+  program.filter = (struct sock_filter *)instructions;
+  if (setsockopt(fd, SOL_SOCKET, SO_ATTACH_FILTER, &program, sizeof(program)) != 0) return -errno;
+  return 0;
 }

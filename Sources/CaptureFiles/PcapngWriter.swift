@@ -112,11 +112,11 @@ public final class PcapngWriter {
   ) throws(CaptureFileError) {
     precondition(interface >= 0 && interface < interfaceCount, "unknown interface \(interface)")
     if let failure { throw failure }
-    if direction == .unknown && comment == nil && packetID == nil {
+    if comment == nil && packetID == nil {
       // The live-capture hot path: one append of the whole block, fields written in place.
       appendPlainPacket(
         interface: interface, timestampNanoseconds: timestampNanoseconds, data: data,
-        originalLength: originalLength ?? data.count)
+        originalLength: originalLength ?? data.count, direction: direction)
       packetCount += 1
       if buffer.count >= bufferLimit { try flush() }
       return
@@ -227,13 +227,15 @@ public final class PcapngWriter {
     }
   }
 
-  /// An EPB without options: 32 bytes of header and trailer around the padded data.
+  /// An EPB without options, or with only `epb_flags` (direction): 32 bytes of header and
+  /// trailer around the padded data, plus 12 bytes of options when the direction is known.
   @inline(__always)
   private func appendPlainPacket(
-    interface: Int, timestampNanoseconds: Int64, data: UnsafeRawBufferPointer, originalLength: Int
+    interface: Int, timestampNanoseconds: Int64, data: UnsafeRawBufferPointer, originalLength: Int,
+    direction: PacketDirection = .unknown
   ) {
     let padded = (data.count + 3) & ~3
-    let total = 32 + padded
+    let total = 32 + padded + (direction == .unknown ? 0 : 12)
     let start = buffer.count
     buffer.append(contentsOf: repeatElement(0, count: total))
     buffer.withUnsafeMutableBytes { raw in
@@ -241,6 +243,12 @@ public final class PcapngWriter {
       Self.storeEPBHead(
         p, total: total, interface: interface, timestampNanoseconds: timestampNanoseconds, data: data,
         originalLength: originalLength)
+      if direction != .unknown {
+        // epb_flags (code 2, length 4), then opt_endofopt (already zero).
+        p.storeBytes(of: UInt16(2), toByteOffset: 28 + padded, as: UInt16.self)
+        p.storeBytes(of: UInt16(4), toByteOffset: 30 + padded, as: UInt16.self)
+        p.storeBytes(of: UInt32(direction.rawValue), toByteOffset: 32 + padded, as: UInt32.self)
+      }
       p.storeBytes(of: UInt32(total), toByteOffset: total - 4, as: UInt32.self)
     }
   }
@@ -265,10 +273,11 @@ public final class PcapngWriter {
   public func writeStatistics(
     interface: Int, timestampNanoseconds: Int64, startNanoseconds: Int64? = nil,
     endNanoseconds: Int64? = nil, received: UInt64? = nil, dropped: UInt64? = nil,
-    osDropped: UInt64? = nil, delivered: UInt64? = nil
+    osDropped: UInt64? = nil, delivered: UInt64? = nil, comment: String? = nil
   ) throws(CaptureFileError) {
     precondition(interface >= 0 && interface < interfaceCount, "unknown interface \(interface)")
     var options = OptionWriter()
+    if let comment { options.string(1, comment) }
     if let startNanoseconds { options.timestamp(2, startNanoseconds) }
     if let endNanoseconds { options.timestamp(3, endNanoseconds) }
     if let received { options.u64(4, received) }

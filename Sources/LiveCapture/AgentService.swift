@@ -135,9 +135,11 @@ public final class AgentService: @unchecked Sendable {
               ("name", .string($0.name)), ("received", .int(Int64($0.received))),
               ("dropped", .int(Int64($0.dropped))),
               ("if_dropped", .int(Int64($0.interfaceDropped))), ("written", .int(Int64($0.written))),
+              ("out_of_order", .int(Int64($0.outOfOrder))),
             ])
           })
       ),
+      ("out_of_order", .int(Int64(c.interfaces.reduce(0) { $0 + $1.outOfOrder }))),
     ]
     if let started = c.startedNanoseconds { fields.append(("started_ns", .int(started))) }
     if let stopped = c.stoppedNanoseconds { fields.append(("stopped_ns", .int(stopped))) }

@@ -15,6 +15,9 @@ public struct CaptureCounters: Sendable {
     public var dropped: UInt64 = 0
     public var interfaceDropped: UInt64 = 0
     public var written: UInt64 = 0
+    /// Packets written out of time order (they reached the agent after newer packets had
+    /// been written; see `ReorderWindow`).
+    public var outOfOrder: UInt64 = 0
   }
   public var interfaces: [Interface]
   public var packets: Int64 = 0
@@ -26,8 +29,47 @@ public struct CaptureCounters: Sendable {
   public var error: AgentProtocolError?
 }
 
+/// One libpcap handle and what its packets are: which interface (IDB) they belong to and how
+/// their direction is known.
+struct CaptureSource {
+  enum Direction {
+    /// Every packet of the handle has this direction: the handle selects it by the kernel's
+    /// packet type (`PACKET_OUTGOING` or not); `.unknown` where libpcap cannot.
+    case fixed(PacketDirection)
+    /// SMC dump records: by the record's addresses (`LocalAddresses.directionOfDumpRecord`).
+    case byRecordAddresses
+    /// Cooked captures (the `any` device): the packet type in the frame's own SLL/SLL2
+    /// header, which is the kernel's.
+    case fromCookedHeader
+
+    /// The direction of one captured frame (`.byRecordAddresses` needs the host's addresses:
+    /// `LocalAddresses.directionOfDumpRecord`).
+    @inline(__always)
+    func of(_ frame: UnsafeRawBufferPointer, linkType: UInt32) -> PacketDirection {
+      switch self {
+      case .fixed(let direction): return direction
+      case .byRecordAddresses: return .unknown
+      case .fromCookedHeader:
+        // PACKET_OUTGOING is 4: SLL's first 16-bit field, SLL2's byte at offset 10.
+        let type: UInt8? =
+          linkType == 113 ? (frame.count >= 2 ? frame[1] : nil) : (frame.count >= 11 ? frame[10] : nil)
+        guard let type else { return .unknown }
+        return type == 4 ? .outbound : .inbound
+      }
+    }
+  }
+  let handle: PcapHandle
+  let interface: Int
+  let direction: Direction
+}
+
 /// One capture: libpcap handles for every interface of a plan, written into one pcapng
-/// (one IDB per interface, ISB statistics at the end) by a dedicated thread.
+/// (one IDB per interface, ISB statistics at the end) by a dedicated thread, in timestamp
+/// order across interfaces (`ReorderWindow`), each packet with its direction (`epb_flags`).
+///
+/// A NIC gets two handles, one for `inbound` and one for `outbound` packets
+/// (`PcapHandle.setDirectionalFilter`), so that the kernel's packet type decides the
+/// direction and each packet is copied out of the kernel once; the dump device gets one.
 public final class CaptureSession: @unchecked Sendable {
   public enum State: String, Sendable {
     case prepared, capturing, stopped, finalized
@@ -40,7 +82,8 @@ public final class CaptureSession: @unchecked Sendable {
   public let interfaceNames: [String]
   /// Why the dump device is or is not captured (for the reply).
   public let smcDumpDetail: String
-  let handles: [PcapHandle]
+  let sources: [CaptureSource]
+  var handles: [PcapHandle] { sources.map(\.handle) }
   let counters: Mutex<CaptureCounters>
   let stateBox = Mutex<State>(.prepared)
   private var thread: pthread_t?
@@ -75,16 +118,38 @@ public final class CaptureSession: @unchecked Sendable {
       if !names.contains(plan.smcDump) { names.append(plan.smcDump) }
       detail = "capturing existing device \(plan.smcDump) as the SMC dump device"
     }
-    var opened: [PcapHandle] = []
+    var opened: [CaptureSource] = []
     do throws(PcapError) {
-      for name in names {
-        let handle = try PcapHandle(interface: name, snaplen: plan.snaplen, bufferBytes: plan.bufferBytes)
+      for (index, name) in names.enumerated() {
         let filter = plan.filter(for: name, dumpDevice: dump?.name)
-        if !filter.isEmpty { try handle.setFilter(filter) }
-        opened.append(handle)
+        let isDump = name == dump?.name || plan.isDumpDevice(name)
+        let handle = try PcapHandle(interface: name, snaplen: plan.snaplen, bufferBytes: plan.bufferBytes)
+        if isDump {
+          if !filter.isEmpty { try handle.setFilter(filter) }
+          opened.append(CaptureSource(handle: handle, interface: index, direction: .byRecordAddresses))
+          continue
+        }
+        if [113, 276].contains(handle.linkType) {
+          if !filter.isEmpty { try handle.setFilter(filter) }
+          opened.append(CaptureSource(handle: handle, interface: index, direction: .fromCookedHeader))
+          continue
+        }
+        opened.append(CaptureSource(handle: handle, interface: index, direction: .fixed(.inbound)))
+        do {
+          try handle.setDirectionalFilter(.inbound, filter)
+        } catch  where error.code == .direction {
+          // libpcap cannot tell directions on this handle: one handle, packets without one.
+          if !filter.isEmpty { try handle.setFilter(filter) }
+          opened[opened.count - 1] = CaptureSource(
+            handle: handle, interface: index, direction: .fixed(.unknown))
+          continue
+        }
+        let outgoing = try PcapHandle(interface: name, snaplen: plan.snaplen, bufferBytes: plan.bufferBytes)
+        opened.append(CaptureSource(handle: outgoing, interface: index, direction: .fixed(.outbound)))
+        try outgoing.setDirectionalFilter(.outbound, filter)
       }
     } catch {
-      for handle in opened { handle.close() }
+      for source in opened { source.handle.close() }
       dump?.remove()
       switch error.code {
       case .filter: throw AgentProtocolError(.badFilter, error.description)
@@ -92,13 +157,13 @@ public final class CaptureSession: @unchecked Sendable {
       default: throw AgentProtocolError(.capture, error.description)
       }
     }
-    handles = opened
+    sources = opened
     dumpDevice = dump
     smcDumpDetail = detail
     interfaceNames = names
     counters = Mutex(CaptureCounters(interfaces: names.map { CaptureCounters.Interface(name: $0) }))
     guard CaptureSession.makeFolder(folder) else {
-      for handle in opened { handle.close() }
+      for source in opened { source.handle.close() }
       dump?.remove()
       throw AgentProtocolError(
         .io, "cannot create the session folder \(folder): \(String(cString: strerror(errno)))")
@@ -204,7 +269,8 @@ public final class CaptureSession: @unchecked Sendable {
       path: "\(folder)/\(name)", application: "smcpair-agent \(AgentInfo.version)",
       os: AgentInfo.osDescription,
       hardware: AgentInfo.machine, bufferSize: 64 << 10, mode: 0o600)
-    for (handle, name) in zip(handles, interfaceNames) {
+    for (index, name) in interfaceNames.enumerated() {
+      let handle = sources.first { $0.interface == index }!.handle
       try writer.addInterface(
         InterfaceDescription(
           name: name,
@@ -228,25 +294,40 @@ public final class CaptureSession: @unchecked Sendable {
       plan.stop.durationSeconds ?? (plan.stop.packets == nil ? CapturePlan.defaultMaxDuration : nil)
     let maxBytes = plan.stop.bytes ?? CapturePlan.defaultMaxBytes
     let deadline = maxDuration.map { Clock.monotonicSeconds() + $0 }
-    var fds = handles.map { pollfd(fd: $0.selectableFD, events: Int16(POLLIN), revents: 0) }
+    var fds = sources.map { pollfd(fd: $0.handle.selectableFD, events: Int16(POLLIN), revents: 0) }
     fds.append(pollfd(fd: stopPipe[0], events: Int16(POLLIN), revents: 0))
     var lastFlush = Clock.monotonicSeconds()
+    var lastAddresses = lastFlush
     var packets: Int64 = 0
     var bytes: Int64 = 0
-    var perInterface = [UInt64](repeating: 0, count: handles.count)
+    var perInterface = [UInt64](repeating: 0, count: interfaceNames.count)
     var failure: AgentProtocolError?
     var reason: String?
+    var window = ReorderWindow(sources: sources.count)
+    var outOfOrder = [UInt64](repeating: 0, count: interfaceNames.count)
+    var fileOutOfOrder = outOfOrder
+    var local = LocalAddresses.current()
 
-    func write(_ index: Int, _ ns: Int64, _ length: Int, _ data: UnsafeRawBufferPointer) {
+    func write(
+      _ index: Int, _ ns: Int64, _ length: Int, _ data: UnsafeRawBufferPointer, _ direction: PacketDirection,
+      _ late: Bool
+    ) {
       guard failure == nil else { return }
+      if late {
+        outOfOrder[index] += 1
+        fileOutOfOrder[index] += 1
+      }
       do {
-        try writer.writePacket(interface: index, timestampNanoseconds: ns, data: data, originalLength: length)
+        try writer.writePacket(
+          interface: index, timestampNanoseconds: ns, data: data, originalLength: length, direction: direction
+        )
         packets += 1
         bytes += Int64(data.count)
         perInterface[index] += 1
-        // Rotation is checked per packet: one dispatch can deliver thousands.
+        // Rotation is checked per packet: one release can write thousands.
         if let rotate = plan.rotateBytes, Int64(writer.bytesWritten + writer.bufferedBytes) >= rotate {
-          try finish(writer, started: started)
+          try finish(writer, started: started, written: perInterface, outOfOrder: fileOutOfOrder)
+          fileOutOfOrder = fileOutOfOrder.map { _ in 0 }
           fileIndex += 1
           writer = try openFile(index: fileIndex)
           let path = writer.path
@@ -257,20 +338,38 @@ public final class CaptureSession: @unchecked Sendable {
       }
     }
 
+    /// Copies what `source` has ready into the window; the number read, or -1 on error.
+    func take(_ sourceIndex: Int) -> Int32 {
+      let source = sources[sourceIndex]
+      let linkType = source.handle.linkType
+      return source.handle.dispatch(limit: 4096) { ns, length, data in
+        let direction =
+          if case .byRecordAddresses = source.direction {
+            local.directionOfDumpRecord(data, linkType: linkType)
+          } else {
+            source.direction.of(data, linkType: linkType)
+          }
+        window.add(
+          source: sourceIndex, interface: source.interface, timestamp: ns, originalLength: length, data: data,
+          direction: direction, write: write)
+      }
+    }
+
     loop: while failure == nil {
-      let ready = poll(&fds, nfds_t(fds.count), 100)
+      let ready = poll(&fds, nfds_t(fds.count), 50)
       if ready < 0 && errno != EINTR {
         failure = AgentProtocolError(.capture, "poll: \(String(cString: strerror(errno)))")
         break
       }
-      if fds[handles.count].revents != 0 { break loop }
-      for (index, handle) in handles.enumerated() where fds[index].revents != 0 {
-        let n = handle.dispatch(limit: 4096) { ns, length, data in write(index, ns, length, data) }
-        if n < 0 {
+      if fds[sources.count].revents != 0 { break loop }
+      for index in sources.indices where fds[index].revents != 0 {
+        if take(index) < 0 {
+          let handle = sources[index].handle
           failure = AgentProtocolError(.capture, "\(handle.interface): \(handle.lastError)")
           break loop
         }
       }
+      window.release(now: Clock.realtimeNanoseconds(), write: write)
       let now = Clock.monotonicSeconds()
       if let deadline, now >= deadline { reason = "duration reached"; break }
       if let limit = plan.stop.packets, packets >= limit { reason = "packet count reached"; break }
@@ -284,25 +383,29 @@ public final class CaptureSession: @unchecked Sendable {
           failure = AgentProtocolError(error.code == .diskFull ? .diskFull : .io, error.description)
         }
         lastFlush = now
-        publish(packets: packets, bytes: bytes, perInterface: perInterface)
+        publish(packets: packets, bytes: bytes, perInterface: perInterface, outOfOrder: outOfOrder)
+      }
+      if now - lastAddresses >= 1 {
+        // Addresses can change during a capture; dump record directions follow them.
+        local = LocalAddresses.current()
+        lastAddresses = now
       }
     }
     // Drain what the kernel already holds (after one block-retire period, so a partly filled
-    // block is handed over too), then statistics and the end of the file.
+    // block is handed over too), then everything the window holds, statistics and the end
+    // of the file. Every stop path comes through here; after a write failure nothing more
+    // can be written, but the window is still emptied.
     if failure == nil {
       usleep(useconds_t(PcapHandle.retireMilliseconds * 2_500))
-      for (index, handle) in handles.enumerated() {
+      for index in sources.indices {
         var rounds = 0
-        while handle.dispatch(limit: 4096, { ns, length, data in write(index, ns, length, data) }) > 0
-          && rounds < 64
-        {
-          rounds += 1
-        }
+        while take(index) > 0 && rounds < 64 { rounds += 1 }
       }
     }
-    publish(packets: packets, bytes: bytes, perInterface: perInterface)
+    window.release(now: Clock.realtimeNanoseconds(), all: true, write: write)
+    publish(packets: packets, bytes: bytes, perInterface: perInterface, outOfOrder: outOfOrder)
     do {
-      try finish(writer, started: started)
+      try finish(writer, started: started, written: perInterface, outOfOrder: fileOutOfOrder)
     } catch {
       if failure == nil {
         failure = AgentProtocolError(error.code == .diskFull ? .diskFull : .io, error.description)
@@ -314,20 +417,36 @@ public final class CaptureSession: @unchecked Sendable {
       if $0.stopReason == nil { $0.stopReason = failure == nil ? (reason ?? "stopped") : "error" }
       if let failure { $0.error = failure }
     }
-    for handle in handles { handle.close() }
+    for source in sources { source.handle.close() }
     dumpDevice?.remove()
     close(stopPipe[0])
     close(stopPipe[1])
     stateBox.withLock { $0 = .stopped }
   }
 
-  func publish(packets: Int64, bytes: Int64, perInterface: [UInt64]) {
-    let stats = handles.map { $0.statistics() }
+  /// libpcap statistics per interface (the sum of its handles), nil where none answered.
+  func interfaceStatistics() -> [(received: UInt64, dropped: UInt64, interfaceDropped: UInt64)?] {
+    var out: [(received: UInt64, dropped: UInt64, interfaceDropped: UInt64)?] = Array(
+      repeating: nil, count: interfaceNames.count)
+    for source in sources {
+      guard let s = source.handle.statistics() else { continue }
+      let sum = out[source.interface] ?? (0, 0, 0)
+      // The two handles of a NIC see the same interface drops; count those once.
+      out[source.interface] = (
+        sum.received + s.received, sum.dropped + s.dropped, max(sum.interfaceDropped, s.interfaceDropped)
+      )
+    }
+    return out
+  }
+
+  func publish(packets: Int64, bytes: Int64, perInterface: [UInt64], outOfOrder: [UInt64]) {
+    let stats = interfaceStatistics()
     counters.withLock { c in
       c.packets = packets
       c.bytes = bytes
       for index in c.interfaces.indices {
         c.interfaces[index].written = perInterface[index]
+        c.interfaces[index].outOfOrder = outOfOrder[index]
         if let s = stats[index] {
           c.interfaces[index].received = s.received
           c.interfaces[index].dropped = s.dropped
@@ -337,15 +456,20 @@ public final class CaptureSession: @unchecked Sendable {
     }
   }
 
-  /// ISB per interface, then close.
-  func finish(_ writer: PcapngWriter, started: Int64) throws(CaptureFileError) {
+  /// ISB per interface (with the count of packets written out of time order as a comment),
+  /// then close.
+  func finish(
+    _ writer: PcapngWriter, started: Int64, written: [UInt64], outOfOrder: [UInt64]
+  ) throws(CaptureFileError) {
     let now = Clock.realtimeNanoseconds()
-    for (index, handle) in handles.enumerated() {
-      let stats = handle.statistics()
+    let stats = interfaceStatistics()
+    for index in interfaceNames.indices {
+      let s = stats[index]
       try writer.writeStatistics(
         interface: index, timestampNanoseconds: now, startNanoseconds: started, endNanoseconds: now,
-        received: stats?.received, dropped: stats?.interfaceDropped, osDropped: stats?.dropped,
-        delivered: snapshot().interfaces[index].written)
+        received: s?.received, dropped: s?.interfaceDropped, osDropped: s?.dropped,
+        delivered: written[index],
+        comment: "smcpair-agent: \(outOfOrder[index]) packets out of time order in this file")
     }
     try writer.close()
   }
@@ -397,6 +521,11 @@ public enum AgentInfo {
 }
 
 extension CapturePlan {
+  /// The interface is the SMC dump device by name (an existing device given as `smc_dump`).
+  func isDumpDevice(_ interface: String) -> Bool {
+    interface == smcDump && !["auto", "required", "off"].contains(smcDump)
+  }
+
   /// The filter installed on `interface`: `dumpFilter` on the SMC dump device (when set),
   /// `filter` everywhere else.
   func filter(for interface: String, dumpDevice: String?) -> String {

@@ -1,4 +1,6 @@
 import CLibPcap
+import CLinuxNet
+import CaptureFiles
 
 #if canImport(Glibc)
   import Glibc
@@ -7,7 +9,7 @@ import CLibPcap
 /// A libpcap problem, with the interface and libpcap's own words.
 public struct PcapError: Error, Sendable, CustomStringConvertible {
   public enum Code: String, Sendable {
-    case open, activate, filter, permission, noSuchDevice, stats
+    case open, activate, filter, direction, permission, noSuchDevice, stats
   }
   public var code: Code
   public var interface: String
@@ -84,6 +86,39 @@ final class PcapHandle {
         code: .filter, interface: interface,
         message: "filter '\(filter)' cannot be installed: \(String(cString: pcap_geterr(handle)))")
     }
+  }
+
+  /// Keeps only the packets of one direction, by the kernel's packet type (`PACKET_OUTGOING`
+  /// or not), that match `filter`.
+  ///
+  /// libpcap alone cannot do this well: its `inbound`/`outbound` compile to a load of the
+  /// kernel's packet type, which only the kernel can run, yet libpcap runs a new filter in
+  /// user space on the blocks already in the ring when it is installed, and there that load
+  /// rejects every packet (the first packets of a capture would be lost). So libpcap gets
+  /// the direction (`pcap_setdirection`, checked in user space on the ring's packet type)
+  /// and the plain `filter`, and the kernel gets `inbound and (filter)`, attached to the
+  /// socket directly, so that each packet is copied into only one direction's ring.
+  /// Throws when the direction cannot be set; where the kernel program does not compile or
+  /// attach (or the capture is cooked) the user-space check alone remains, which is correct
+  /// but copies every packet into both directions' rings.
+  func setDirectionalFilter(_ direction: PacketDirection, _ filter: String) throws(PcapError) {
+    guard let handle, direction != .unknown else { return }
+    guard pcap_setdirection(handle, direction == .inbound ? PCAP_D_IN : PCAP_D_OUT) == 0 else {
+      throw PcapError(
+        code: .direction, interface: interface,
+        message: "cannot select a direction: \(String(cString: pcap_geterr(handle)))")
+    }
+    if !filter.isEmpty { try setFilter(filter) }
+    // Cooked captures (the "any" device; the agent reads their packet type from the frame
+    // instead) see a link header the kernel's filter does not: libpcap rewrites their
+    // programs' offsets for the kernel, so a program attached here would read wrong bytes.
+    guard linkType != UInt32(DLT_LINUX_SLL) && linkType != UInt32(DLT_LINUX_SLL2) else { return }
+    let word = direction == .inbound ? "inbound" : "outbound"
+    let kernel = filter.isEmpty ? word : "\(word) and (\(filter))"
+    var program = bpf_program()
+    guard pcap_compile(handle, &program, kernel, 1, 0xFFFF_FFFF) == 0 else { return }
+    defer { pcap_freecode(&program) }
+    _ = smcpair_attach_socket_filter(pcap_fileno(handle), program.bf_insns, UInt16(clamping: program.bf_len))
   }
 
   /// Reads up to `limit` packets that are ready, calling `body` with (ns timestamp, original

@@ -142,6 +142,74 @@ func packetsPerInterface(_ path: String) throws -> [String: Int] {
     #expect(side.agent.wait(seconds: 10) == 0)
   }
 
+  /// Both interfaces in one time order, and every packet's direction as the host saw it:
+  /// on the NIC by the kernel's packet type, on the dump device by the record's addresses.
+  @Test func fileIsInTimeOrderAndEveryPacketHasItsDirection() throws {
+    let lab = try TestLab(hosts: 2, tag: "o")
+    let host = lab.status.hosts[0]
+    let peer = lab.status.hosts[1]
+    let side = try AgentInLab(lab: lab)
+    #expect(side.agent.request(.prepare, side.plan("ordered"))?.ok == true)
+    #expect(side.agent.request(.start)?.ok == true)
+    try side.traffic(messages: 30)
+    #expect(side.agent.request(.stop)?["state"]?.string == "stopped")
+    let finalized = try #require(side.agent.request(.finalize))
+    #expect(finalized.ok, "\(finalized.line)")
+    let path = try #require(finalized["files"]?.array?.first?["path"]?.string)
+    let interfaces = try #require(finalized["interfaces"]?.array)
+    #expect(interfaces.allSatisfy { $0["out_of_order"]?.int != nil })
+    #expect(finalized["out_of_order"]?.int == 0, "\(finalized.line)")
+
+    // capinfos: strict time order across the NIC and the dump device.
+    let capinfos = try Tools.run([try Tools.require("capinfos"), "-o", "-M", path])
+    #expect(capinfos.status == 0, "\(capinfos.stderr)")
+    let order = capinfos.stdout.split(separator: "\n").first { $0.contains("Strict time order") }
+    #expect(order?.hasSuffix("True") == true, "\(capinfos.stdout)")
+
+    // tshark: the direction of every packet, with its addresses.
+    let tshark = try Tools.run([
+      try Tools.require("tshark"), "-r", path, "-T", "fields", "-E", "separator=|", "-e",
+      "frame.interface_name",
+      "-e", "frame.packet_flags_direction", "-e", "ip.src", "-e", "ip.dst",
+    ])
+    #expect(tshark.status == 0, "\(tshark.stderr)")
+    var seen: [String: Int] = [:]
+    for line in tshark.stdout.split(separator: "\n") {
+      let fields = line.split(separator: "|", omittingEmptySubsequences: false).map(String.init)
+      guard fields.count == 4 else {
+        Issue.record("unexpected tshark line \(line)")
+        continue
+      }
+      let (interface, direction, source, destination) = (fields[0], fields[1], fields[2], fields[3])
+      let expected: String
+      if source == host.address {
+        expected = "outbound"
+      } else if destination == host.address {
+        expected = "inbound"
+      } else {
+        Issue.record("a packet neither from nor to the capturing host: \(line)")
+        continue
+      }
+      // tshark prints the flag bits' value (0x00000001 inbound, 0x00000002 outbound).
+      let value = direction.hasPrefix("0x") ? Int(direction.dropFirst(2), radix: 16) : Int(direction)
+      let name = [1: "inbound", 2: "outbound"][value ?? 0] ?? "'\(direction)'"
+      #expect(name == expected, "\(line)")
+      #expect(source == peer.address || destination == peer.address, "\(line)")
+      seen["\(interface) \(expected)", default: 0] += 1
+    }
+    // Traffic both ways on both interfaces (the emulator records sent and received messages).
+    for key in [
+      "eth0 outbound", "eth0 inbound", "\(host.dump_device) outbound", "\(host.dump_device) inbound",
+    ] {
+      #expect(seen[key, default: 0] > 0, "\(key): \(seen)")
+    }
+    // The count of packets out of time order is in the file too (an ISB comment).
+    let bytes = try Data(contentsOf: URL(fileURLWithPath: path))
+    #expect(bytes.range(of: Data("0 packets out of time order in this file".utf8)) != nil)
+    side.agent.closeInput()
+    #expect(side.agent.wait(seconds: 10) == 0)
+  }
+
   @Test func stopsByDurationAndPacketCount() throws {
     let lab = try TestLab(hosts: 2, tag: "h")
     let side = try AgentInLab(lab: lab)

@@ -1,5 +1,5 @@
-// Why this target exists: AF_PACKET (sockaddr_ll, ETH_P_ALL) and if_nametoindex are not
-// all visible from Swift's Glibc module. These few wrappers keep those declarations in C;
+// Why this target exists: AF_PACKET (sockaddr_ll, ETH_P_ALL), if_nametoindex and
+// SO_ATTACH_FILTER's sock_fprog are not all visible from Swift's Glibc module. These few wrappers keep those declarations in C;
 // nothing else belongs here.
 #ifndef SMCPAIR_CLINUXNET_H
 #define SMCPAIR_CLINUXNET_H
@@ -13,6 +13,12 @@ int smcpair_packet_socket_open(const char *ifname, int *ifindex_out);
 
 /// Sends one Ethernet frame on the socket's interface. Returns bytes sent, or -errno.
 ssize_t smcpair_packet_send(int fd, int ifindex, const void *frame, size_t length);
+
+/// Attaches a classic BPF program (`count` 8-byte instructions, the layout of libpcap's
+/// `struct bpf_insn` and the kernel's `struct sock_filter`) to a packet socket with
+/// SO_ATTACH_FILTER, replacing its filter. Returns 0 or -errno. The agent uses it for
+/// programs that read the kernel's packet type, which libpcap cannot run in user space.
+int smcpair_attach_socket_filter(int fd, const void *instructions, unsigned short count);
 
 #endif
 
