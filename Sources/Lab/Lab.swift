@@ -286,17 +286,13 @@ public struct Lab: Sendable {
         pids.append(pid)
       }
       for pid in Set(pids) where isOurSSHD(pid, config: "\(host.directory)/sshd_config") {
-        kill(pid, SIGTERM)
-        for _ in 0..<200 where Lab.isRunning(pid) { usleep(5_000) }
-        if Lab.isRunning(pid) { kill(pid, SIGKILL) }
+        Lab.stop([pid])
         stopped += 1
       }
     }
     // An sshd whose state was lost still names this lab's folder in its command line.
     for pid in Lab.processes(mentioning: "\(directory)/hosts/") where Lab.isRunning(pid) {
-      kill(pid, SIGTERM)
-      for _ in 0..<200 where Lab.isRunning(pid) { usleep(5_000) }
-      if Lab.isRunning(pid) { kill(pid, SIGKILL) }
+      Lab.stop([pid])
       stopped += 1
     }
     // Whatever still runs inside the lab's namespaces was started there for the lab: sshd
@@ -308,11 +304,7 @@ public struct Lab: Sendable {
         continue
       }
       let pids = output.stdoutText.split(separator: "\n").compactMap { Int32($0) }
-      for pid in pids { kill(pid, SIGTERM) }
-      for pid in pids {
-        for _ in 0..<200 where Lab.isRunning(pid) { usleep(5_000) }
-        if Lab.isRunning(pid) { kill(pid, SIGKILL) }
-      }
+      Lab.stop(pids)
       stopped += pids.count
     }
     var batch: [String] = []
@@ -337,6 +329,20 @@ public struct Lab: Sendable {
       }
     }
     log("lab '\(name)' is down (\(namespaces.count) namespaces, \(stopped) processes stopped)")
+  }
+
+  /// SIGTERM to every pid, up to 1 s for them to exit, then SIGKILL, and waits until none
+  /// runs: a following `lab up` never meets them. (An exited process may stay a zombie until
+  /// its reaper — PID 1 — collects it; it holds no socket, namespace or file then.)
+  static func stop(_ pids: [Int32]) {
+    for pid in pids { kill(pid, SIGTERM) }
+    for pid in pids {
+      for _ in 0..<200 where isRunning(pid) { usleep(5_000) }
+      if isRunning(pid) { kill(pid, SIGKILL) }
+    }
+    for pid in pids {
+      while isRunning(pid) { usleep(2_000) }
+    }
   }
 
   /// sshd processes whose command line contains `text` (this lab's host folders).

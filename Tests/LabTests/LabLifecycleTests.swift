@@ -183,4 +183,37 @@ struct Leftovers: Equatable, CustomStringConvertible {
     #expect(leftover.wait(seconds: 10) != nil, "stopped by lab down")
     #expect(down.stdout.contains("processes stopped"))
   }
+
+  /// With an SSH session open on a host: when `lab down` returns, the listener, the session's
+  /// sshd and its command have all exited (a zombie waiting for PID 1 holds nothing), and the
+  /// same lab comes up again at once.
+  @Test func sshdAndItsSessionsHaveExitedWhenDownReturns() throws {
+    let lab = try TestLab(hosts: 1, tag: "w")
+    let work = try TemporaryDirectory()
+    let host = lab.status.hosts[0]
+    let session = try BackgroundProcess(
+      [
+        try Tools.require("ssh"), "-i", lab.status.identity, "-o",
+        "UserKnownHostsFile=\(lab.status.known_hosts)",
+        "-o", "BatchMode=yes", "root@\(host.address)", "sleep 60",
+      ], stdout: work.file("ssh.out"), stderr: work.file("ssh.err"))
+    var pids: [Int32] = []
+    for _ in 0..<200 where pids.count < 3 {
+      usleep(20_000)
+      let listed = try Tools.run(["ip", "netns", "pids", host.namespace]).stdout
+      pids = listed.split(separator: "\n").compactMap { Int32($0) }
+    }
+    #expect(pids.count >= 3, "listener, session sshd and sleep: \(pids)")
+    let down = try lab.down()
+    #expect(down.status == 0, "\(down.stderr)")
+    for pid in pids {
+      let stat = (try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8)) ?? ""
+      let state = stat.split(separator: ")").last?.split(separator: " ").first ?? "gone"
+      #expect(
+        state == "Z" || state == "gone" || stat.isEmpty, "pid \(pid) still runs after lab down: \(stat)")
+    }
+    session.stop()
+    let again = try Tools.run([lab.smcpair, "lab", "up", "--hosts", "1"] + lab.common)
+    #expect(again.status == 0, "\(again.stderr)")
+  }
 }
