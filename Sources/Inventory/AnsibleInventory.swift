@@ -365,7 +365,12 @@ public enum AnsibleInventory {
       host.nics = nics.list ?? nics.text.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }
     }
     if let dump = value("smcpair_smc_dump") { host.smcDump = SMCDumpSetting(dump.text) }
-    if let agent = value("smcpair_agent") { host.agentPath = agent.text }
+    if let agent = value("smcpair_agent") {
+      if let problem = Inventory.agentPathProblem(agent.text) {
+        throw InventoryError(agent.location, "host '\(name)': smcpair_agent: \(problem)")
+      }
+      host.agentPath = agent.text
+    }
     if let root = value("smcpair_agent_root") { host.agentRoot = root.text }
     if let data = value("smcpair_data_address") { host.dataAddress = data.text }
     return host

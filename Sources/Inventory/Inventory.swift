@@ -135,6 +135,20 @@ public struct Inventory: Sendable, Equatable {
   public func pair(_ name: String) -> InventoryPair? { pairs.first { $0.name == name } }
 
   public static let defaultAgentPath = "/usr/local/bin/smcpair-agent"
+
+  /// Why `path` cannot be an agent path, or nil. Only absolute paths: the digest check hashes
+  /// the file at that path and then runs it; a relative one would hash a file in the login
+  /// folder and run the one the remote PATH finds.
+  public static func agentPathProblem(_ path: String) -> String? {
+    guard path.hasPrefix("/") else {
+      return
+        "agent path '\(path)' must be absolute (e.g. /usr/local/bin/smcpair-agent): the file whose SHA-256 is checked must be the file that runs"
+    }
+    guard !path.split(separator: "/").contains("..") else {
+      return "agent path '\(path)' must not contain '..'"
+    }
+    return nil
+  }
 }
 
 /// A position in an inventory file.

@@ -317,7 +317,10 @@ struct Walker {
         settings.nics = try list(value, key).map(\.0)
       case "smc_dump":
         settings.smcDump = SMCDumpSetting(try string(value, "smc_dump"))
-      case "agent": settings.agent = try string(value, "agent")
+      case "agent":
+        let path = try string(value, "agent")
+        if let problem = Inventory.agentPathProblem(path) { throw fail(value, problem) }
+        settings.agent = path
       case "agent_root": settings.agentRoot = try string(value, "agent_root")
       case "data_address": settings.dataAddress = try string(value, "data_address")
       default: break

@@ -89,6 +89,25 @@ import Testing
     #expect(nics?.message.contains("a name or a list of names") == true)
   }
 
+  /// A relative agent path would be hashed in the login folder and run from the remote PATH:
+  /// refused at load, before any host is reached (YAML and Ansible).
+  @Test func agentPathsMustBeAbsolute() throws {
+    for path in ["smcpair-agent", "bin/smcpair-agent", "~/smcpair-agent", "/opt/../tmp/smcpair-agent"] {
+      let e = error("hosts:\n  h1:\n    address: a\n    agent: '\(path)'\n")
+      #expect(e?.location.line == 4, "\(path)")
+      #expect(
+        e?.message.contains("agent path '\(path)' must") == true, "\(e?.message ?? "accepted: \(path)")")
+    }
+    #expect(error("hosts:\n  h1:\n    address: a\n    agent: /opt/smcpair-agent\n") == nil)
+    let ansible = #expect(throws: InventoryError.self) {
+      try InventoryParser.parse(
+        "[web]\nh1 ansible_host=10.0.0.1 smcpair_agent=smcpair-agent\n", file: "hosts.ini",
+        baseDirectory: "/etc/ansible")
+    }
+    #expect(ansible?.message.contains("must be absolute") == true)
+    #expect(ansible?.location.line == 2)
+  }
+
   @Test func referencesMustExist() {
     let pair = error("hosts:\n  h1:\n  h2:\npairs:\n  p:\n    client: h1\n    server: h3\n")
     #expect(pair?.location.line == 7)
