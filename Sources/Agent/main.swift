@@ -254,6 +254,52 @@ func attach(root: String, session: String) -> Int32 {
   return 0
 }
 
+/// `remove SESSION`: deletes a finished session's folder (its capture files, state and
+/// socket) after smcpair pulled and verified the files. Refused while an agent still owns
+/// the session (its control socket answers). Only the session folder's own entries are
+/// removed; nothing it links to.
+func removeSession(root: String, session: String) -> Int32 {
+  guard CapturePlan.validSession(session) else {
+    standardError("smcpair-agent: '\(session)' is not a session name\n")
+    return 64
+  }
+  let folder = "\(root)/sessions/\(session)"
+  let fd = connectUnix("\(folder)/control.sock")
+  if fd >= 0 {
+    close(fd)
+    standardError("smcpair-agent: session \(session) is still owned by a running agent; stop it first\n")
+    return 75
+  }
+  guard let directory = opendir(folder) else {
+    if errno == ENOENT {
+      print("nothing to remove: \(folder) does not exist")
+      return 0
+    }
+    standardError("smcpair-agent: cannot open \(folder): \(String(cString: strerror(errno)))\n")
+    return 74
+  }
+  var names: [String] = []
+  while let entry = readdir(directory) {
+    let name = withUnsafeBytes(of: entry.pointee.d_name) { raw in
+      String(decoding: raw.prefix { $0 != 0 }, as: UTF8.self)
+    }
+    if name != "." && name != ".." { names.append(name) }
+  }
+  closedir(directory)
+  var removed = 0
+  for name in names {
+    // unlink never follows a link; a folder inside (none is made by the agent) stays.
+    if unlink("\(folder)/\(name)") == 0 { removed += 1 }
+  }
+  guard rmdir(folder) == 0 else {
+    standardError(
+      "smcpair-agent: removed \(removed) files but not \(folder): \(String(cString: strerror(errno)))\n")
+    return 74
+  }
+  print("removed \(folder) (\(removed) files)")
+  return 0
+}
+
 /// A session whose agent has exited: its state.json and files are all there is.
 struct OfflineSession {
   let folder: String
@@ -306,6 +352,7 @@ let usage = """
   USAGE: smcpair-agent [--root DIR] [serve]        speak the agent protocol on stdin/stdout
          smcpair-agent [--root DIR] attach SESSION  reconnect to a session (or read its folder)
          smcpair-agent [--root DIR] cleanup         remove SMC dump devices left by killed agents
+         smcpair-agent [--root DIR] remove SESSION  delete a finished session's folder (after a verified pull)
          smcpair-agent --version
 
   The capture agent smcpair deploys to each host (docs/agent-protocol.md). It captures the
@@ -342,6 +389,12 @@ case "attach":
     exit(64)
   }
   exit(attach(root: root, session: arguments[1]))
+case "remove":
+  guard arguments.count == 2 else {
+    standardError("smcpair-agent: remove needs a session name\n" + usage)
+    exit(64)
+  }
+  exit(removeSession(root: root, session: arguments[1]))
 case "cleanup":
   let removed = SMCDumpDevice.cleanupLeftovers(root: root)
   print(removed.isEmpty ? "nothing to clean up" : "removed \(removed.joined(separator: ", "))")

@@ -86,6 +86,11 @@ struct CaptureCommand: ParsableCommand {
     String?
   @Option(help: "Merge outputs: any of pcapng,jsonl,html,report (alignment.json always).")
   var formats = "pcapng,jsonl,html,report"
+  @Flag(
+    help:
+      "Keep the capture files on the hosts after the pull (default: removed once pulled and SHA-256 verified; 'smcpair sessions clean' removes kept ones)."
+  )
+  var keepRemote = false
   @Flag(help: "One JSON summary on standard output; progress goes to standard error.") var json = false
   @Flag(help: "Only errors and the final summary.") var quiet = false
 
@@ -166,6 +171,7 @@ struct CaptureCommand: ParsableCommand {
     options.durationSeconds = duration.flatMap(Quantity.seconds)
     options.packets = packets
     options.untilStopped = untilStopped
+    options.keepRemote = keepRemote
     options.maxFileBytes = maxSize.flatMap(Quantity.bytes)
     options.out = out
     options.serverCommand = serverCmd

@@ -6,7 +6,7 @@ import Timeline
 struct SessionsCommand: ParsableCommand {
   static let configuration = CommandConfiguration(
     commandName: "sessions", abstract: "List capture sessions, and recover one whose smcpair went away.",
-    subcommands: [SessionsList.self, SessionsResume.self])
+    subcommands: [SessionsList.self, SessionsResume.self, SessionsClean.self])
 }
 
 struct SessionsList: ParsableCommand {
@@ -69,6 +69,49 @@ struct SessionsResume: ParsableCommand {
       if status != 0 { throw ExitCode(status) }
     } catch let failure as CaptureFailure {
       writeStandardError("smcpair sessions resume: \(failure.description)\n")
+      throw ExitCode(1)
+    }
+  }
+}
+
+struct SessionsClean: ParsableCommand {
+  static let configuration = CommandConfiguration(
+    commandName: "clean",
+    abstract:
+      "Remove a session's capture files from its hosts (kept with --keep-remote, or left by a failed pull).",
+    discussion: """
+      A capture removes each host's copy once it pulled the files and checked their SHA-256; \
+      'smcpair capture --keep-remote' keeps them, and a pull that failed leaves them. This asks \
+      each host's agent to delete the session's folder ('smcpair-agent remove'), which it \
+      refuses while an agent still captures into it. The local session folder is not touched.
+
+      Example:
+        smcpair sessions clean 20261126T191051Z-pair1 --out smcpair-sessions
+      """)
+
+  @OptionGroup var connection: ConnectionOptions
+  @Argument(help: "The session id (its folder name).") var id: String
+  @Option(help: "Folder holding the session folders.") var out = "smcpair-sessions"
+
+  func validate() throws {
+    guard !id.contains("/"), !id.isEmpty, id != ".", id != ".." else {
+      throw ValidationError("'\(id)' is not a session id; see smcpair sessions list")
+    }
+  }
+
+  func run() throws {
+    let folder = "\(out)/\(id)"
+    let display = CaptureDisplay(json: false, quiet: true)
+    do {
+      let options = CaptureOptions(agent: try LocalAgent(path: siblingExecutable("smcpair-agent")))
+      let run = try CaptureRun(
+        resuming: folder, ssh: connection.baseOptions(), knownHostsOverride: connection.knownHosts,
+        options: options, events: display.events)
+      let results = run.cleanRemote()
+      for (host, outcome) in results { print("\(host): \(outcome)") }
+      if results.contains(where: { $0.1 != "removed" }) { throw ExitCode(2) }
+    } catch let failure as CaptureFailure {
+      writeStandardError("smcpair sessions clean: \(failure.description)\n")
       throw ExitCode(1)
     }
   }

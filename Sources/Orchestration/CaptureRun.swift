@@ -23,6 +23,8 @@ public struct CaptureOptions: Sendable {
   public var clientCommand: String?
   public var agent: LocalAgent
   public var formats: Set<String> = MergeRun.allFormats
+  /// Keep the capture files on the hosts after a verified pull (default: removed).
+  public var keepRemote = false
   /// The command line, recorded in session.json.
   public var commandLine: [String] = []
   public var version = ""
@@ -63,6 +65,12 @@ public final class PairCapture: @unchecked Sendable {
   public internal(set) var merge: MergeRun.Result?
   public internal(set) var mergeError: String?
   var workloads: [SideRole: Workload] = [:]
+  /// Workloads a previous coordinator started and may have left running (resume): pid, tag.
+  var orphanWorkloads: [SideRole: (pid: Int32, tag: String)] = [:]
+  /// The workload entries of the session.json being resumed, written back as they were.
+  var recordedWorkloads: [String: Any] = [:]
+  /// session.json holds every started workload's pid.
+  var workloadPIDsRecorded = false
   var workloadEndedAt: Date?
   var created = Date()
 
@@ -276,7 +284,7 @@ public final class CaptureRun: @unchecked Sendable {
       for pair in pairs {
         let workload = Workload(
           access: (role == .client ? pair.client : pair.server).access, command: substitute(command, pair),
-          logPath: "\(pair.folder)/\(role.rawValue)-cmd.log")
+          logPath: "\(pair.folder)/\(role.rawValue)-cmd.log", tag: "\(pair.id)-\(role.rawValue)")
         pair.workloads[role] = workload
         workload.start()
       }
@@ -323,6 +331,12 @@ public final class CaptureRun: @unchecked Sendable {
               "\(stopped.role.rawValue) stopped: \(stopped.progress.stopReason ?? stopped.progress.state)")
           continue
         }
+        // A workload's pid goes into session.json as soon as it is known, so that a resume
+        // after this coordinator dies can end it.
+        if pair.workloads.values.contains(where: { $0.pid != nil }) && !pair.workloadPIDsRecorded {
+          pair.workloadPIDsRecorded = !pair.workloads.values.contains { $0.pid == nil && !$0.finished }
+          write(pair)
+        }
         // The workload's end stops the pair (the client's, or the server's when alone).
         let deciding = pair.workloads[.client] ?? pair.workloads[.server]
         if let deciding, deciding.finished {
@@ -364,6 +378,12 @@ public final class CaptureRun: @unchecked Sendable {
       try side.pull(into: self.pair(of: side).folder) { done, total in
         self.events.transfer(side, done, total)
         return true
+      }
+      // Retention: the host's copy goes once every file is here and verified.
+      if self.options.keepRemote {
+        side.remoteRetention = "kept (--keep-remote)"
+      } else {
+        side.removeRemoteSession()
       }
     }
     for side in allSides { side.close() }

@@ -51,6 +51,9 @@ public final class CaptureSide: @unchecked Sendable {
   /// Remote files reported by `finalize` (path, size, sha256).
   public internal(set) var remoteFiles: [(path: String, size: Int64, sha256: String)] = []
   public internal(set) var localFiles: [String] = []
+  /// What became of the capture files on the host: "removed" after the verified pull,
+  /// "kept (...)" or "left: <why>"; nil while undecided (a failed pull keeps them).
+  public internal(set) var remoteRetention: String?
   public internal(set) var startedNanoseconds: Int64?
   public internal(set) var stoppedNanoseconds: Int64?
   /// Agent clock − workstation clock and half the round trip (the best of a few probes).
@@ -501,6 +504,28 @@ public final class CaptureSide: @unchecked Sendable {
       partial, as: local, remote: remote, digest: hasher.finalizeHex(), expected: expectedSHA256,
       expectedFrom: "the agent said")
     return total
+  }
+
+  /// Deletes the agent's session folder on the host (`smcpair-agent remove`), only once every
+  /// finalized file was pulled and verified, unless `force` (`smcpair sessions clean`).
+  func removeRemoteSession(force: Bool = false) {
+    guard force || (!remoteFiles.isEmpty && localFiles.count == remoteFiles.count) else {
+      remoteRetention = "kept (not every file was pulled and verified)"
+      return
+    }
+    do {
+      let output = try run(access.agentCommand(["remove", remoteSession]), step: "removing the host's copy")
+      if output.exitStatus == 0 {
+        remoteRetention = "removed"
+        note("removed the host's copy: \(output.stdoutText.trimmingCharacters(in: .whitespacesAndNewlines))")
+      } else {
+        remoteRetention = "left: \(output.stderrText.trimmingCharacters(in: .whitespacesAndNewlines))"
+        note("could not remove the host's copy: \(output.stderrText)")
+      }
+    } catch {
+      remoteRetention = "left: \(error.message)"
+      note("could not remove the host's copy: \(error.message)")
+    }
   }
 
   func close() {

@@ -29,11 +29,13 @@ public enum SessionRecord {
         "offset_ns": probe.offsetNanoseconds, "half_width_ns": probe.halfWidthNanoseconds,
       ]
     }
-    var workloads: [String: Any] = [:]
+    var workloads: [String: Any] = pair.recordedWorkloads
     for (role, workload) in pair.workloads {
       workloads[role.rawValue] = [
         "command": workload.command, "log": (workload.logPath as NSString).lastPathComponent,
         "outcome": workload.outcome, "seconds": workload.seconds.map { $0 as Any } ?? NSNull(),
+        "pid": workload.pid.map { Int($0) as Any } ?? NSNull(), "tag": workload.tag,
+        "finished": workload.finished,
       ]
     }
     if !workloads.isEmpty { object["workload"] = workloads }
@@ -78,6 +80,7 @@ public enum SessionRecord {
     let host = side.access.host
     var out: [String: Any] = [
       "host": host.name, "address": host.address, "port": host.port, "user": host.user,
+      "remote_copy": side.remoteRetention ?? (side.remoteFiles.isEmpty ? NSNull() : "kept (not pulled)"),
       "data_address": host.dataAddress ?? NSNull(), "agent": host.agentPath,
       "agent_root": host.agentRoot ?? NSNull(), "become": host.become.rawValue,
       "remote_session": side.remoteSession, "interfaces": interfaces, "state": side.progress.state,
@@ -179,6 +182,26 @@ extension CaptureRun {
     if let created = record["created"] as? String, let date = ISO8601DateFormatter().date(from: created) {
       pairs[0].created = date
     }
+    // Workloads the dead coordinator left running: ended by resume.
+    pairs[0].recordedWorkloads = record["workload"] as? [String: Any] ?? [:]
+    for (role, entry) in pairs[0].recordedWorkloads {
+      guard let role = SideRole(rawValue: role), let entry = entry as? [String: Any],
+        entry["finished"] as? Bool != true, let pid = entry["pid"] as? Int, let tag = entry["tag"] as? String
+      else { continue }
+      pairs[0].orphanWorkloads[role] = (Int32(clamping: pid), tag)
+    }
+  }
+
+  /// Removes both hosts' copies of the session (`smcpair sessions clean`). Returns (host,
+  /// outcome) per side; session.json is left as the capture wrote it.
+  public func cleanRemote() -> [(String, String)] {
+    var results: [(String, String)] = []
+    for side in allSides {
+      side.removeRemoteSession(force: true)
+      side.close()
+      results.append((side.name, side.remoteRetention ?? "?"))
+    }
+    return results
   }
 
   /// Reattaches to both agents of a resumed session, stops and finalizes them, pulls and merges.
@@ -186,6 +209,15 @@ extension CaptureRun {
     for side in allSides {
       side.endedEarly = nil
       side.note("resuming: reattaching to \(side.remoteSession)")
+    }
+    for pair in pairs {
+      for (role, orphan) in pair.orphanWorkloads {
+        let side = role == .client ? pair.client : pair.server
+        guard let ssh = try? side.session("ending the workload left running") else { continue }
+        if Workload.terminate(pid: orphan.pid, tag: orphan.tag, using: ssh) {
+          side.note("ended the \(role.rawValue) workload left running (process group \(orphan.pid))")
+        }
+      }
     }
     for pair in pairs { pair.state = "stopping" }
     return finish()

@@ -8,6 +8,9 @@ import SSHTransport
 public final class Workload: @unchecked Sendable {
   public let command: String
   public let logPath: String
+  /// Put in the workload's environment (`SMCPAIR_WORKLOAD`), so that a later `sessions resume`
+  /// ends its process group only if that pid still is this workload (never a reused pid).
+  public let tag: String
   let access: HostAccess
   private let lock = NSLock()
   private var _finished = false
@@ -20,16 +23,18 @@ public final class Workload: @unchecked Sendable {
 
   static let marker = "smcpair-workload-pid "
 
-  init(access: HostAccess, command: String, logPath: String) {
+  init(access: HostAccess, command: String, logPath: String, tag: String) {
     self.access = access
     self.command = command
     self.logPath = logPath
+    self.tag = tag
   }
 
   public var finished: Bool { lock.withLock { _finished } }
   public var exitStatus: Int32? { lock.withLock { _exitStatus } }
   public var error: String? { lock.withLock { _error } }
-  var pid: Int32? { lock.withLock { _pid } }
+  /// The process group of the command on its host, once it started.
+  public var pid: Int32? { lock.withLock { _pid } }
   /// How it ended, for the summary and session.json.
   public var outcome: String {
     lock.withLock {
@@ -67,7 +72,9 @@ public final class Workload: @unchecked Sendable {
       defer { ssh.close() }
       // `$$` is the shell sshd started (a session leader), so its pid is the process group.
       let line = RemoteCommand.join([
-        "sh", "-c", "echo \(Workload.marker)$$; exec sh -c \"$1\"", "smcpair-workload", command,
+        "sh", "-c",
+        "echo \(Workload.marker)$$; SMCPAIR_WORKLOAD=$2; export SMCPAIR_WORKLOAD; exec sh -c \"$1\"",
+        "smcpair-workload", command, tag,
       ])
       lock.withLock { startedAt = Date() }
       let (status, signal) = try ssh.run(
@@ -104,5 +111,16 @@ public final class Workload: @unchecked Sendable {
   func terminate(using ssh: SSHSession?) {
     guard !finished, let pid, pid > 1, let ssh else { return }
     _ = try? ssh.run(RemoteCommand.join(["kill", "-TERM", "--", "-\(pid)"]))
+  }
+
+  /// Ends the process group `pid` on the host of `ssh` if its leader still carries `tag` in
+  /// its environment (the workload a killed coordinator left running). True when it was ended.
+  /// `env kill`: dash's built-in kill takes no `--`, so it cannot name a process group.
+  static func terminate(pid: Int32, tag: String, using ssh: SSHSession) -> Bool {
+    guard pid > 1 else { return false }
+    let script =
+      #"tr '\0' '\n' < /proc/"$1"/environ 2>/dev/null | grep -qxF "SMCPAIR_WORKLOAD=$2" && env kill -TERM -- "-$1""#
+    let output = try? ssh.run(RemoteCommand.join(["sh", "-c", script, "smcpair-stop", "\(pid)", tag]))
+    return output?.exitStatus == 0
   }
 }
