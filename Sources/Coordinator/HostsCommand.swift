@@ -193,19 +193,31 @@ struct HostsTrust: ParsableCommand {
     let (resolvedTarget, options) = try connection.resolve(target, inventory: try connection.loadInventory())
     do {
       let probe = try SSHSession.probeHostKey(resolvedTarget, options: options)
-      let known = KnownHosts(path: probe.knownHostsFile)
-      let entries = known.entries(host: probe.host, port: probe.port)
+      let known = probe.knownHosts
+      let entries = try known.entries(host: probe.host, port: probe.port)
       let fingerprint = KnownHosts.fingerprint(probe.key)
-      let name = KnownHosts.name(host: probe.host, port: probe.port)
-      if entries.contains(where: { $0.key == probe.key && !$0.revoked }) {
-        print("\(name): \(probe.type) \(fingerprint) is already trusted in \(probe.knownHostsFile)")
-        return
-      }
-      if let stale = entries.first {
+      let name = KnownHosts.lookupName(host: probe.host, port: probe.port)
+      guard let recordFile = known.recordFile else {
         writeStandardError(
-          "smcpair hosts trust: \(name) presents \(probe.type) \(fingerprint) but \(probe.knownHostsFile):\(stale.line) has \(stale.keyType) \(KnownHosts.fingerprint(stale.key)); not replacing it. If the change is legitimate, remove that line first.\n"
+          "smcpair hosts trust: no user known_hosts file to record in (UserKnownHostsFile none)\n")
+        throw ExitCode(1)
+      }
+      switch HostKeyVerdict(key: probe.key, known: entries) {
+      case .known(let entry):
+        print("\(name): \(probe.type) \(fingerprint) is already trusted in \(entry.location)")
+        return
+      case .revoked(let entry):
+        writeStandardError(
+          "smcpair hosts trust: \(name) presents \(probe.type) \(fingerprint), which \(entry.location) marks @revoked; not recording it.\n"
         )
         throw ExitCode(1)
+      case .changed(let stale):
+        let lines = stale.map { "\($0.location) has \($0.keyType) \(KnownHosts.fingerprint($0.key))" }
+        writeStandardError(
+          "smcpair hosts trust: \(name) presents \(probe.type) \(fingerprint) but \(lines.joined(separator: ", ")); not replacing it. If the change is legitimate, remove that line first.\n"
+        )
+        throw ExitCode(1)
+      case .unknown: break
       }
       print("\(name) presents \(probe.type) key \(fingerprint)")
       if !yes {
@@ -213,14 +225,14 @@ struct HostsTrust: ParsableCommand {
           writeStandardError("smcpair hosts trust: not a terminal; pass --yes to record the key\n")
           throw ExitCode(1)
         }
-        print("Record it in \(probe.knownHostsFile)? Type 'yes': ", terminator: "")
+        print("Record it in \(recordFile)? Type 'yes': ", terminator: "")
         guard readLine()?.lowercased() == "yes" else {
           print("not recorded")
           throw ExitCode(1)
         }
       }
       try known.append(host: probe.host, port: probe.port, keyType: probe.type, key: probe.key)
-      print("recorded in \(probe.knownHostsFile)")
+      print("recorded in \(recordFile)")
     } catch {
       guard let failure = error as? SSHError else { throw error }
       writeStandardError("smcpair hosts trust: \(failure.description)\n")

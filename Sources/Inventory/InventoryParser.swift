@@ -218,6 +218,36 @@ struct Walker {
     return out
   }
 
+  /// `ssh://[user@]host[:port]` with a port OpenSSH accepts (digits, 1-65535), `[v6]` hosts.
+  static func isJumpURL(_ text: String) -> Bool {
+    var rest = Substring(text.dropFirst("ssh://".count))
+    guard !rest.contains("/") else { return false }
+    if let at = rest.lastIndex(of: "@") {
+      guard at != rest.startIndex else { return false }
+      rest = rest[rest.index(after: at)...]
+    }
+    var portText: Substring?
+    if rest.hasPrefix("["), let close = rest.firstIndex(of: "]") {
+      guard rest.index(after: rest.startIndex) < close else { return false }
+      let after = rest[rest.index(after: close)...]
+      if !after.isEmpty {
+        guard after.hasPrefix(":") else { return false }
+        portText = after.dropFirst()
+      }
+    } else if let colon = rest.lastIndex(of: ":") {
+      guard colon != rest.startIndex, !rest[..<colon].contains(":") else { return false }
+      portText = rest[rest.index(after: colon)...]
+    } else if rest.isEmpty {
+      return false
+    }
+    if let portText {
+      guard !portText.isEmpty, portText.count <= 5, portText.allSatisfy({ $0.isASCII && $0.isNumber }),
+        let port = Int(portText), (1...65535).contains(port)
+      else { return false }
+    }
+    return true
+  }
+
   static func suggestion(_ word: String, _ candidates: [String]) -> String {
     let best = candidates.min { distance(word, $0) < distance(word, $1) }
     if let best, distance(word, best) <= 2 { return " (did you mean '\(best)'?)" }
@@ -419,6 +449,12 @@ struct Walker {
     }
     let names = Set(hosts.map(\.name))
     for host in hosts {
+      if let jump = host.jump, jump.hasPrefix("ssh://"), !Self.isJumpURL(jump) {
+        throw InventoryError(
+          host.location,
+          "host '\(host.name)' jumps through '\(jump)', which is not a valid ssh://[user@]host[:port] target (the port must be 1-65535, no path); refusing rather than connecting without the jump host"
+        )
+      }
       if let jump = host.jump, !jump.hasPrefix("ssh://"), !names.contains(jump) {
         throw InventoryError(
           host.location,

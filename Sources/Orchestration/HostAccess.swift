@@ -37,8 +37,12 @@ public struct HostAccess: Sendable {
     if let jump = host.jump {
       if let jumpHost = inventory.host(jump) {
         options.proxyJump = [SSHTarget(user: jumpHost.user, host: jumpHost.address, port: jumpHost.port)]
-      } else if let url = SSHTarget.parse(url: jump) {
+      } else if let url = SSHTarget.parse(url: jump), url.path == nil {
         options.proxyJump = [url]
+      } else {
+        // Never connect directly when a jump host was asked for.
+        options.unusableJump =
+          "\(host.location): jump '\(jump)' is neither a host of the inventory nor an ssh://[user@]host[:port] target; refusing to connect without it"
       }
     }
     self.host = host

@@ -38,7 +38,7 @@ struct Authenticator {
       if key.encrypted {
         passphrase =
           options.passphrase ?? ProcessInfo.processInfo.environment["SMCPAIR_KEY_PASSPHRASE"]
-          ?? Authenticator.prompt("Passphrase for \(file): ")
+          ?? Passphrases.shared.passphrase(for: file)
         guard passphrase != nil else {
           tried.append(
             "identity file \(file) (encrypted; set SMCPAIR_KEY_PASSPHRASE or run on a terminal to be asked)")
@@ -50,6 +50,8 @@ struct Authenticator {
           session, user, UInt32(user.utf8.count), nil, file, passphrase)
       }
       if rc == 0 { return "identity file \(file)" }
+      // A wrong answer is not kept: the next host asks again.
+      if rc == LIBSSH2_ERROR_FILE, key.encrypted { Passphrases.shared.forget(file) }
       if rc == LIBSSH2_ERROR_TIMEOUT || rc == LibSSH2.eagain {
         throw SSHError(.timeout, host: label, "authentication timed out")
       }
@@ -107,27 +109,59 @@ struct Authenticator {
     return nil
   }
 
-  /// Reads a passphrase from the terminal without echo; nil when there is no terminal.
+}
+
+/// Passphrases typed at the terminal, one prompt per key file for the whole run. Hosts are
+/// reached on several threads at once: the lock makes them wait for the one prompt (two
+/// prompts at once would also fight over the terminal's echo setting), and the answer is
+/// kept in memory only, never written or logged.
+final class Passphrases: @unchecked Sendable {
+  static let shared = Passphrases()
+  private let lock = NSLock()
+  private var answers: [String: String] = [:]
+
+  /// The cached answer for `file`, else the terminal's (asked once while others wait).
+  func passphrase(for file: String) -> String? {
+    lock.lock()
+    defer { lock.unlock() }
+    if let known = answers[file] { return known }
+    guard let typed = Passphrases.prompt("Passphrase for \(file): ") else { return nil }
+    answers[file] = typed
+    return typed
+  }
+
+  func forget(_ file: String) {
+    lock.lock()
+    answers[file] = nil
+    lock.unlock()
+  }
+
+  /// Reads a line from /dev/tty with echo off (ECHO and ECHONL cleared, pending input
+  /// flushed, as OpenSSH's readpassphrase does); nil when there is no terminal.
   static func prompt(_ text: String) -> String? {
-    let tty = open("/dev/tty", O_RDWR | O_CLOEXEC)
-    guard tty >= 0, isatty(tty) == 1 else {
-      if tty >= 0 { close(tty) }
-      return nil
-    }
+    let tty = open("/dev/tty", O_RDWR | O_CLOEXEC | O_NOCTTY)
+    guard tty >= 0 else { return nil }
     defer { close(tty) }
-    _ = text.utf8CString.withUnsafeBufferPointer { write(tty, $0.baseAddress, $0.count - 1) }
     var saved = termios()
-    tcgetattr(tty, &saved)
+    guard isatty(tty) == 1, tcgetattr(tty, &saved) == 0 else { return nil }
     var silent = saved
-    silent.c_lflag &= ~tcflag_t(ECHO)
-    tcsetattr(tty, TCSANOW, &silent)
+    silent.c_lflag &= ~tcflag_t(ECHO | ECHONL)
+    // Echo goes off before the prompt is shown: nothing typed after it can appear.
+    guard tcsetattr(tty, TCSAFLUSH, &silent) == 0 else { return nil }
     defer {
-      tcsetattr(tty, TCSANOW, &saved)
+      tcsetattr(tty, TCSAFLUSH, &saved)
       _ = write(tty, "\n", 1)
     }
+    _ = text.utf8CString.withUnsafeBufferPointer { write(tty, $0.baseAddress, $0.count - 1) }
     var bytes: [UInt8] = []
     var byte: UInt8 = 0
-    while read(tty, &byte, 1) == 1 && byte != 0x0A { bytes.append(byte) }
+    while true {
+      let n = read(tty, &byte, 1)
+      if n < 0 && errno == EINTR { continue }
+      guard n == 1, byte != 0x0A, byte != 0x0D else { break }
+      bytes.append(byte)
+    }
+    defer { for index in bytes.indices { bytes[index] = 0 } }
     return String(decoding: bytes, as: UTF8.self)
   }
 }

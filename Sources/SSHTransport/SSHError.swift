@@ -10,6 +10,9 @@ public struct SSHError: Error, CustomStringConvertible, Sendable {
     public static let hostKeyUnknown = Code(rawValue: "host-key-unknown")
     public static let hostKeyMismatch = Code(rawValue: "host-key-mismatch")
     public static let hostKeyRevoked = Code(rawValue: "host-key-revoked")
+    /// A known_hosts file that exists but cannot be read, or a line naming the host that
+    /// cannot be parsed: refused rather than taken as "not known".
+    public static let knownHostsUnreadable = Code(rawValue: "known-hosts-unreadable")
     public static let authentication = Code(rawValue: "authentication")
     public static let channel = Code(rawValue: "channel")
     public static let sftp = Code(rawValue: "sftp")

@@ -9,7 +9,8 @@ import Foundation
 public struct SSHOptions: Sendable {
   /// Identity files given on the command line (tried before the config's and the defaults).
   public var identityFiles: [String] = []
-  /// known_hosts to check against instead of the config's or `~/.ssh/known_hosts`.
+  /// The user known_hosts file, instead of the config's `UserKnownHostsFile` (default
+  /// `~/.ssh/known_hosts ~/.ssh/known_hosts2`); the global files are read either way.
   public var knownHostsFile: String?
   /// Record keys of hosts not yet known (OpenSSH's accept-new). Changed keys are refused always.
   public var acceptNew = false
@@ -24,6 +25,9 @@ public struct SSHOptions: Sendable {
   public var config: SSHConfig?
   /// Jump hosts (overrides ProxyJump from the config); each is reached through the previous.
   public var proxyJump: [SSHTarget]?
+  /// Set when the jump host was named but cannot be used (e.g. `file:line: ...` of an
+  /// inventory `jump:` that does not parse): connecting fails with it, never goes direct.
+  public var unusableJump: String?
 
   public init() {}
 }
@@ -85,83 +89,65 @@ public final class SSHSession: @unchecked Sendable {
     -> SSHSession
   {
     _ = LibSSH2.initialized
-    let config = options.config ?? SSHConfig()
-    let settings = try config.resolve(target.host)
-    let host = settings.hostName ?? target.host
-    let port = target.port ?? settings.port ?? 22
-    let user = target.user ?? settings.user ?? ProcessInfo.processInfo.environment["USER"] ?? "root"
-    var effective = options
-    if let timeout = settings.connectTimeout, options.connectTimeout == SSHOptions().connectTimeout {
-      effective.connectTimeout = timeout
-    }
-    if let interval = settings.serverAliveInterval { effective.serverAliveInterval = interval }
-    if settings.strictHostKeyChecking == "accept-new" { effective.acceptNew = true }
-    let home = ProcessInfo.processInfo.environment["HOME"] ?? "/root"
-    let knownHostsFile = expand(
-      options.knownHostsFile ?? settings.userKnownHostsFile ?? "~/.ssh/known_hosts", home)
-    let label = "\(user)@\(host.contains(":") ? "[\(host)]" : host):\(port)"
-
+    let endpoint = try Endpoint(target, options: options)
+    // Read known_hosts before any byte goes to the host: an unreadable file or line is a
+    // refusal, whatever the host presents.
+    let known = try endpoint.knownHosts.entries(host: endpoint.host, port: endpoint.port)
     var socket: Int32
     var tunnel: JumpTunnel?
-    let jumps = options.proxyJump ?? (settings.proxyJump ?? []).compactMap(SSHTarget.parse(jump:))
-    if jumps.isEmpty {
-      socket = try connectSocket(host: host, port: port, timeout: effective.connectTimeout, label: label)
+    if endpoint.jumps.isEmpty {
+      socket = try connectSocket(
+        host: endpoint.host, port: endpoint.port, timeout: endpoint.options.connectTimeout,
+        label: endpoint.label)
     } else {
       // Each hop is reached through the previous one; the last carries this connection.
-      var previous = try SSHSession.connect(jumps[0], options: withoutJumps(effective))
-      for hop in jumps.dropFirst() {
-        let hopTunnel = try JumpTunnel(through: previous, to: hop.host, port: hop.port ?? 22)
-        previous = try SSHSession.connect(
-          overSocket: hopTunnel.localSocket, tunnel: hopTunnel, hop, options: withoutJumps(effective))
+      let hopOptions = withoutJumps(endpoint.options)
+      var previous = try SSHSession.connect(endpoint.jumps[0], options: hopOptions)
+      for hop in endpoint.jumps.dropFirst() {
+        let next = try Endpoint(hop, options: hopOptions)
+        let hopKnown = try next.knownHosts.entries(host: next.host, port: next.port)
+        let hopTunnel = try JumpTunnel(through: previous, to: next.host, port: next.port)
+        previous = try SSHSession(
+          socket: hopTunnel.localSocket, tunnel: hopTunnel, endpoint: next, known: hopKnown)
       }
-      tunnel = try JumpTunnel(through: previous, to: host, port: port)
+      tunnel = try JumpTunnel(through: previous, to: endpoint.host, port: endpoint.port)
       socket = tunnel!.localSocket
     }
-    return try SSHSession(
-      socket: socket, tunnel: tunnel, host: host, port: port, user: user, label: label,
-      knownHostsFile: knownHostsFile,
-      identityHints: settings.identityFiles.map {
-        expand($0.replacingOccurrences(of: "%h", with: host), home)
-      },
-      options: effective)
-  }
-
-  static func connect(overSocket socket: Int32, tunnel: JumpTunnel, _ target: SSHTarget, options: SSHOptions)
-    throws(SSHError) -> SSHSession
-  {
-    let config = options.config ?? SSHConfig()
-    let settings = try config.resolve(target.host)
-    let host = settings.hostName ?? target.host
-    let port = target.port ?? settings.port ?? 22
-    let user = target.user ?? settings.user ?? "root"
-    let home = ProcessInfo.processInfo.environment["HOME"] ?? "/root"
-    return try SSHSession(
-      socket: socket, tunnel: tunnel, host: host, port: port, user: user, label: "\(user)@\(host):\(port)",
-      knownHostsFile: expand(
-        options.knownHostsFile ?? settings.userKnownHostsFile ?? "~/.ssh/known_hosts", home),
-      identityHints: settings.identityFiles.map { expand($0, home) }, options: options)
+    return try SSHSession(socket: socket, tunnel: tunnel, endpoint: endpoint, known: known)
   }
 
   /// Options for a jump hop: the same keys and known_hosts, no further jumps of its own.
   static func withoutJumps(_ options: SSHOptions) -> SSHOptions {
     var hop = options
     hop.proxyJump = []
+    hop.unusableJump = nil
     return hop
+  }
+
+  /// What `hosts trust` learns from a host without logging in.
+  public struct ProbedHostKey: Sendable {
+    public var host: String
+    public var port: Int
+    public var type: String
+    public var key: [UInt8]
+    /// The files the key is checked against (and recorded in: the first user file).
+    public var knownHosts: KnownHosts
   }
 
   /// Connects and reads the host key without authenticating (for `hosts trust`).
   public static func probeHostKey(_ target: SSHTarget, options: SSHOptions = SSHOptions()) throws(SSHError)
-    -> (host: String, port: Int, type: String, key: [UInt8], knownHostsFile: String)
+    -> ProbedHostKey
   {
     _ = LibSSH2.initialized
-    let config = options.config ?? SSHConfig()
-    let settings = try config.resolve(target.host)
-    let host = settings.hostName ?? target.host
-    let port = target.port ?? settings.port ?? 22
-    let home = ProcessInfo.processInfo.environment["HOME"] ?? "/root"
-    let file = expand(options.knownHostsFile ?? settings.userKnownHostsFile ?? "~/.ssh/known_hosts", home)
-    let label = "\(host):\(port)"
-    let socket = try connectSocket(host: host, port: port, timeout: options.connectTimeout, label: label)
+    let endpoint = try Endpoint(target, options: options)
+    guard endpoint.jumps.isEmpty else {
+      throw SSHError(
+        .configuration, host: endpoint.label,
+        "hosts trust does not go through jump hosts; record the key with ssh or ssh-keyscan on the jump host")
+    }
+    let label = endpoint.label
+    let socket = try connectSocket(
+      host: endpoint.host, port: endpoint.port, timeout: endpoint.options.connectTimeout, label: label)
     defer { Glibc.close(socket) }
     guard let session = libssh2_session_init_ex(nil, nil, nil, nil) else {
       throw SSHError(.handshake, host: label, "libssh2 could not create a session")
@@ -171,7 +157,9 @@ public final class SSHSession: @unchecked Sendable {
       libssh2_session_free(session)
     }
     libssh2_session_set_blocking(session, 0)
-    var deadline = Date().addingTimeInterval(options.connectTimeout)
+    let known = try endpoint.knownHosts.entries(host: endpoint.host, port: endpoint.port)
+    preferHostKeyTypes(session, known)
+    var deadline = Date().addingTimeInterval(endpoint.options.connectTimeout)
     try retry(session, socket, label, "SSH handshake", deadline: &deadline, refresh: false) {
       libssh2_session_handshake(session, socket)
     }
@@ -180,21 +168,29 @@ public final class SSHSession: @unchecked Sendable {
     guard let raw = libssh2_session_hostkey(session, &length, &type) else {
       throw SSHError(.handshake, host: label, "the server sent no host key")
     }
-    return (
-      host, port, LibSSH2.hostKeyTypeName(type), Array(UnsafeRawBufferPointer(start: raw, count: length)),
-      file
-    )
+    return ProbedHostKey(
+      host: endpoint.host, port: endpoint.port, type: LibSSH2.hostKeyTypeName(type),
+      key: Array(UnsafeRawBufferPointer(start: raw, count: length)), knownHosts: endpoint.knownHosts)
   }
 
-  static func expand(_ path: String, _ home: String) -> String {
-    path.hasPrefix("~/") ? home + path.dropFirst(1) : path
+  /// Ask for the host key types known_hosts holds for this host, in file order, so the
+  /// server presents one we can check (libssh2 would otherwise prefer ECDSA).
+  static func preferHostKeyTypes(_ session: OpaquePointer, _ known: [KnownHosts.Entry]) {
+    var preferred: [String] = []
+    for entry in known
+    where entry.marker == .none && LibSSH2.supportedHostKeyTypes.contains(entry.keyType)
+      && !preferred.contains(entry.keyType)
+    {
+      preferred.append(entry.keyType)
+    }
+    if !preferred.isEmpty {
+      _ = libssh2_session_method_pref(session, LIBSSH2_METHOD_HOSTKEY, preferred.joined(separator: ","))
+    }
   }
 
-  init(
-    socket: Int32, tunnel: JumpTunnel?, host: String, port: Int, user: String, label: String,
-    knownHostsFile: String,
-    identityHints: [String], options: SSHOptions
-  ) throws(SSHError) {
+  init(socket: Int32, tunnel: JumpTunnel?, endpoint: Endpoint, known: [KnownHosts.Entry]) throws(SSHError) {
+    let label = endpoint.label
+    let options = endpoint.options
     guard let created = libssh2_session_init_ex(nil, nil, nil, nil) else {
       Glibc.close(socket)
       throw SSHError(.handshake, host: label, "libssh2 could not create a session")
@@ -204,33 +200,23 @@ public final class SSHSession: @unchecked Sendable {
     self.tunnel = tunnel
     self.options = options
     self.label = label
-    self.user = user
+    self.user = endpoint.user
     libssh2_session_set_blocking(created, 0)
-    // Ask for the host key types known_hosts holds for this host, in file order, so the
-    // server presents one we can check (libssh2 would otherwise prefer ECDSA).
-    let known = KnownHosts(path: knownHostsFile).entries(host: host, port: port).filter { !$0.revoked }
-    var preferred: [String] = []
-    for entry in known
-    where LibSSH2.supportedHostKeyTypes.contains(entry.keyType) && !preferred.contains(entry.keyType) {
-      preferred.append(entry.keyType)
-    }
-    if !preferred.isEmpty {
-      _ = libssh2_session_method_pref(created, LIBSSH2_METHOD_HOSTKEY, preferred.joined(separator: ","))
-    }
+    SSHSession.preferHostKeyTypes(created, known)
     var deadline = Date().addingTimeInterval(options.connectTimeout)
     do throws(SSHError) {
       try SSHSession.retry(created, socket, label, "SSH handshake", deadline: &deadline, refresh: false) {
         libssh2_session_handshake(created, socket)
       }
       hostKey = try SSHSession.verifyHostKey(
-        created, host: host, port: port, label: label, file: knownHostsFile, known: known,
-        acceptNew: options.acceptNew)
+        created, host: endpoint.host, port: endpoint.port, label: label, knownHosts: endpoint.knownHosts,
+        known: known, acceptNew: options.acceptNew)
       libssh2_keepalive_config(created, 1, UInt32(max(1, options.serverAliveInterval)))
       deadline = Date().addingTimeInterval(options.connectTimeout)
       authMethod = try Authenticator(
-        session: created, socket: socket, label: label, user: user, options: options
+        session: created, socket: socket, label: label, user: endpoint.user, options: options
       )
-      .authenticate(identityHints: identityHints, deadline: &deadline)
+      .authenticate(identityHints: endpoint.identityHints, deadline: &deadline)
     } catch {
       libssh2_session_disconnect_ex(created, SSH_DISCONNECT_BY_APPLICATION, "bye", "")
       libssh2_session_free(created)
@@ -274,8 +260,8 @@ public final class SSHSession: @unchecked Sendable {
   // MARK: - host key
 
   static func verifyHostKey(
-    _ session: OpaquePointer, host: String, port: Int, label: String, file: String, known: [KnownHosts.Entry],
-    acceptNew: Bool
+    _ session: OpaquePointer, host: String, port: Int, label: String, knownHosts: KnownHosts,
+    known: [KnownHosts.Entry], acceptNew: Bool
   ) throws(SSHError) -> VerifiedHostKey {
     var length = 0
     var type: Int32 = 0
@@ -284,32 +270,35 @@ public final class SSHSession: @unchecked Sendable {
     }
     let key = Array(UnsafeRawBufferPointer(start: raw, count: length))
     let typeName = LibSSH2.hostKeyTypeName(type)
+    let verdict = HostKeyVerdict(key: key, known: known)
     let fingerprint = KnownHosts.fingerprint(key)
-    let name = KnownHosts.name(host: host, port: port)
-    let all = KnownHosts(path: file).entries(host: host, port: port)
-    if let revoked = all.first(where: { $0.revoked && $0.key == key }) {
+    let name = KnownHosts.lookupName(host: host, port: port)
+    switch verdict {
+    case .revoked(let entry):
       throw SSHError(
         .hostKeyRevoked, host: label,
-        "the host key \(fingerprint) is marked @revoked in \(file):\(revoked.line); refusing")
-    }
-    if known.contains(where: { $0.key == key }) {
-      return VerifiedHostKey(type: typeName, fingerprint: fingerprint, recorded: false, knownHostsFile: file)
-    }
-    if let stale = known.first {
-      let lines = known.map { "\(file):\($0.line) (\($0.keyType) \(KnownHosts.fingerprint($0.key)))" }
+        "the host key \(fingerprint) is marked @revoked in \(entry.location); refusing")
+    case .known(let entry):
+      return VerifiedHostKey(
+        type: typeName, fingerprint: fingerprint, recorded: false, knownHostsFile: entry.file)
+    case .changed(let entries):
+      let lines = entries.map { "\($0.location) (\($0.keyType) \(KnownHosts.fingerprint($0.key)))" }
+      let stale = entries[0]
       throw SSHError(
         .hostKeyMismatch, host: label,
-        "HOST KEY MISMATCH for \(name): the server presents \(typeName) \(fingerprint) but known_hosts has \(lines.joined(separator: ", ")). Someone may be intercepting the connection, or the host was reinstalled. If you know the key changed legitimately, remove line \(stale.line) of \(file) (ssh-keygen -R '\(name)' -f \(file)) and run 'smcpair hosts trust'."
+        "HOST KEY MISMATCH for \(name): the server presents \(typeName) \(fingerprint) but known_hosts has \(lines.joined(separator: ", ")). Someone may be intercepting the connection, or the host was reinstalled. If you know the key changed legitimately, remove line \(stale.line) of \(stale.file) (ssh-keygen -R '\(name)' -f \(stale.file)) and run 'smcpair hosts trust'."
       )
+    case .unknown:
+      guard acceptNew else {
+        throw SSHError(
+          .hostKeyUnknown, host: label,
+          "host key of \(name) is not known (\(typeName) \(fingerprint)); not in \(knownHosts.files.joined(separator: ", ")). Check the fingerprint with the host's owner, then run 'smcpair hosts trust \(label)' or pass --accept-new."
+        )
+      }
+      try knownHosts.append(host: host, port: port, keyType: typeName, key: key)
+      return VerifiedHostKey(
+        type: typeName, fingerprint: fingerprint, recorded: true, knownHostsFile: knownHosts.recordFile ?? "")
     }
-    guard acceptNew else {
-      throw SSHError(
-        .hostKeyUnknown, host: label,
-        "host key of \(name) is not known (\(typeName) \(fingerprint)); not in \(file). Check the fingerprint with the host's owner, then run 'smcpair hosts trust \(label)' or pass --accept-new."
-      )
-    }
-    try KnownHosts(path: file).append(host: host, port: port, keyType: typeName, key: key)
-    return VerifiedHostKey(type: typeName, fingerprint: fingerprint, recorded: true, knownHostsFile: file)
   }
 
   // MARK: - non-blocking plumbing

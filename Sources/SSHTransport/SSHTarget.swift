@@ -35,11 +35,16 @@ public struct SSHTarget: Sendable, Equatable, CustomStringConvertible {
     if rest.hasPrefix("["), let close = rest.firstIndex(of: "]") {
       host = String(rest[rest.index(after: rest.startIndex)..<close])
       let after = rest[rest.index(after: close)...]
-      if after.hasPrefix(":") { port = Int(after.dropFirst()) }
+      if after.hasPrefix(":") {
+        port = SSHTarget.port(String(after.dropFirst()))
+        if port == nil { return nil }
+      } else if !after.isEmpty {
+        return nil
+      }
     } else if let colon = rest.lastIndex(of: ":") {
       host = String(rest[..<colon])
-      port = Int(rest[rest.index(after: colon)...])
-      if port == nil { return nil }
+      port = SSHTarget.port(String(rest[rest.index(after: colon)...]))
+      if port == nil || host.contains(":") { return nil }
     }
     guard !host.isEmpty, user?.isEmpty != true else { return nil }
     return SSHTarget(user: user, host: host, port: port, path: path)
@@ -49,6 +54,19 @@ public struct SSHTarget: Sendable, Equatable, CustomStringConvertible {
   public static func parse(jump text: String) -> SSHTarget? {
     if let url = parse(url: text) { return url }
     return parse(url: "ssh://" + text)
+  }
+
+  /// A TCP port as OpenSSH's `a2port` takes it: decimal digits, 1 to 65535.
+  public static func port(_ text: String) -> Int? {
+    guard !text.isEmpty, text.count <= 5, text.utf8.allSatisfy({ $0 >= 0x30 && $0 <= 0x39 }),
+      let value = Int(text), (1...65535).contains(value)
+    else { return nil }
+    return value
+  }
+
+  /// `user@host:port` for messages, with IPv6 addresses in brackets.
+  public static func label(user: String?, host: String, port: Int) -> String {
+    (user.map { "\($0)@" } ?? "") + (host.contains(":") ? "[\(host)]" : host) + ":\(port)"
   }
 
   public var description: String {

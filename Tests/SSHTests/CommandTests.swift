@@ -57,12 +57,22 @@ import Testing
     ])
     #expect(check.status == 0, "\(check.stdout) \(check.stderr)")
     // A different key for the host is not replaced.
-    let other = try String(contentsOfFile: lab.status.known_hosts, encoding: .utf8)
-    try other.replacingOccurrences(of: "AAAA", with: "AAAB").write(
-      toFile: file, atomically: true, encoding: .utf8)
+    let otherKey = dir.file("other")
+    try keygen(otherKey, type: "ed25519")
+    let otherLine = try String(contentsOfFile: otherKey + ".pub", encoding: .utf8).split(separator: " ")
+      .prefix(2).joined(separator: " ")
+    try "\(lab.status.hosts[0].address) \(otherLine)\n".write(toFile: file, atomically: true, encoding: .utf8)
     let changed = try Tools.run([smcpair, "hosts", "trust", target, "--known-hosts", file, "--yes"])
     #expect(changed.status == 1)
     #expect(changed.stderr.contains("not replacing it"))
+    // A damaged entry for the host (its key no longer decodes as the type it names) is a
+    // refusal naming the line, not an unknown host to record.
+    let recorded = try String(contentsOfFile: lab.status.known_hosts, encoding: .utf8)
+    try recorded.replacingOccurrences(of: "AAAA", with: "AAAB").write(
+      toFile: file, atomically: true, encoding: .utf8)
+    let damaged = try Tools.run([smcpair, "hosts", "trust", target, "--known-hosts", file, "--yes"])
+    #expect(damaged.status == 1)
+    #expect(damaged.stderr.contains("\(file):1 names"), "\(damaged.stderr)")
   }
 
   @Test func copyBothWays() throws {

@@ -237,7 +237,7 @@ func keygen(_ path: String, type: String, passphrase: String = "") throws {
     session.close()
     let resolved = try config.resolve("target-9")
     #expect(resolved.connectTimeout == 5)
-    #expect(resolved.proxyJump == ["jumpbox"])
+    #expect(resolved.proxyJump == [SSHTarget(host: "jumpbox")])
     let refusing = SSHConfig(text: "Host *\n  StrictHostKeyChecking no\n", path: "bad_config")
     let error = #expect(throws: SSHError.self) { try refusing.resolve("x") }
     #expect(error?.message.contains("bad_config:2") == true)

@@ -1,0 +1,60 @@
+import Foundation
+import SSHTransport
+import TestSupport
+import Testing
+
+/// An encrypted key for several hosts checked at once: one prompt on the terminal (the other
+/// hosts wait for it), echo off, the answer used for every host.
+@Suite(.serialized) struct PassphrasePrompt {
+  @Test func oneSilentPromptForSeveralHosts() throws {
+    let lab = try TestLab(hosts: 2, tag: "p")
+    let smcpair = try Tools.product("smcpair")
+    let dir = try TemporaryDirectory()
+    let key = dir.file("id_encrypted")
+    let passphrase = "tr0ub4dor-\(getpid())"
+    try keygen(key, type: "ed25519", passphrase: passphrase)
+    let publicKey = try String(contentsOfFile: key + ".pub", encoding: .utf8)
+    for index in 0..<2 {
+      let authorized = try String(contentsOfFile: lab.authorizedKeys(index), encoding: .utf8)
+      try (authorized + publicKey).write(toFile: lab.authorizedKeys(index), atomically: true, encoding: .utf8)
+    }
+    // A pty driver: answers every prompt it sees, then prints everything the terminal showed.
+    let driver = dir.file("drive.py")
+    try """
+    import os, pty, select, sys
+    passphrase, argv = sys.argv[1].encode(), sys.argv[2:]
+    env = {k: v for k, v in os.environ.items() if k not in ("SSH_AUTH_SOCK", "SMCPAIR_KEY_PASSPHRASE")}
+    pid, fd = pty.fork()
+    if pid == 0:
+        os.execve(argv[0], argv, env)
+    shown, answered = b"", 0
+    while True:
+        ready, _, _ = select.select([fd], [], [], 300)
+        if not ready:
+            break
+        try:
+            data = os.read(fd, 4096)
+        except OSError:
+            break
+        if not data:
+            break
+        shown += data
+        while shown.count(b"Passphrase for") > answered:
+            answered += 1
+            os.write(fd, passphrase + b"\\n")
+    _, status = os.waitpid(pid, 0)
+    sys.stdout.buffer.write(shown)
+    sys.stdout.flush()
+    sys.exit(os.waitstatus_to_exitcode(status))
+    """.write(toFile: driver, atomically: true, encoding: .utf8)
+    let run = try Tools.run([
+      "python3", driver, passphrase, smcpair, "hosts", "check", "ssh://root@\(lab.status.hosts[0].address)",
+      "ssh://root@\(lab.status.hosts[1].address)", "--identity", key, "--known-hosts", lab.status.known_hosts,
+    ])
+    #expect(run.status == 0, "\(run.stdout) \(run.stderr)")
+    #expect(
+      run.stdout.components(separatedBy: "Passphrase for \(key): ").count == 2, "one prompt: \(run.stdout)")
+    #expect(!run.stdout.contains(passphrase), "no echo: \(run.stdout)")
+    #expect(run.stdout.components(separatedBy: "  ok  ").count == 3, "\(run.stdout)")
+  }
+}
