@@ -63,11 +63,16 @@ import Testing
     let process = try env.startCapture(["--pair", "pair1", "--duration", "120s", "--server-cmd", marker])
     for _ in 0..<100 where try processes(env, host: 1, containing: marker).isEmpty { usleep(50_000) }
     #expect(!(try processes(env, host: 1, containing: marker)).isEmpty, "the workload runs")
+    // The coordinator records the pid on its next round (every 0.2 s).
+    let folder = try #require(env.sessionFolders().first)
+    func recordedPID() -> Int? {
+      ((try? env.record(folder))?.object("workload").object("server")["pid"]) as? Int
+    }
+    for _ in 0..<100 where recordedPID() == nil { usleep(50_000) }
     kill(process.pid, SIGKILL)
     _ = process.wait(seconds: 10)
     usleep(300_000)
     #expect(!(try processes(env, host: 1, containing: marker)).isEmpty, "it outlives its coordinator")
-    let folder = try #require(env.sessionFolders().first)
     let id = (folder as NSString).lastPathComponent
     let recorded = try env.record(folder).object("workload").object("server")
     #expect(recorded["pid"] as? Int != nil, "session.json holds the workload's pid: \(recorded)")

@@ -100,7 +100,7 @@ func bytes(_ path: String) -> [UInt8] { FileManager.default.contents(atPath: pat
         etcHosts,
         [
           smcpair, "capture", "-i", inventory, "--pair", "pair1", "--duration", "5s", "--out",
-          dir.file("sessions"), "--accept-new", "--agent-binary", smcpair,
+          dir.file("sessions"), "--accept-new", "--agent-binary", try Tools.product("smcpair-agent"),
         ])
       #expect(capture.status == 1, context)
       #expect(
