@@ -112,20 +112,25 @@ struct HostsCheck: ParsableCommand {
     var error: SSHError?
   }
 
+  struct HostToCheck: Sendable {
+    var name: String
+    var target: SSHTarget
+    var options: SSHOptions
+  }
+
   func run() throws {
     let inventory = try connection.loadInventory()
     let names = targets.isEmpty ? (inventory?.hosts.map(\.name) ?? []) : targets
-    var resolved: [(String, SSHTarget, SSHOptions)] = []
+    // Each row keeps its own name and options: several inventory hosts may share an address.
+    var resolved: [HostToCheck] = []
     for name in names {
       let (target, options) = try connection.resolve(name, inventory: inventory)
-      resolved.append((name, target, options))
+      resolved.append(HostToCheck(name: name, target: target, options: options))
     }
-    let lookup = resolved
-    let rows = ParallelHosts.map(resolved.map(\.1)) { target -> Row in
-      let entry = lookup.first { $0.1 == target }!
-      var row = Row(name: entry.0)
+    let rows = ParallelHosts.map(resolved) { entry -> Row in
+      var row = Row(name: entry.name)
       do throws(SSHError) {
-        let session = try SSHSession.connect(target, options: entry.2)
+        let session = try SSHSession.connect(entry.target, options: entry.options)
         defer { session.close() }
         row.keyType = session.hostKey.type
         row.fingerprint = session.hostKey.fingerprint

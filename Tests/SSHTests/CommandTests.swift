@@ -32,6 +32,15 @@ import Testing
     #expect(mixed.stdout.contains("h1  ok"))
     #expect(mixed.stdout.contains(":2299  FAILED"))
     #expect(mixed.stdout.contains("cannot connect"))
+    // Two inventory hosts at one address (two names for one machine): each row keeps its name.
+    let shared = try TemporaryDirectory()
+    let text = try String(contentsOfFile: lab.status.inventory, encoding: .utf8)
+      .replacingOccurrences(
+        of: "\"\(lab.status.hosts[1].address)\"", with: "\"\(lab.status.hosts[0].address)\"")
+    try text.write(toFile: shared.file("shared.yaml"), atomically: true, encoding: .utf8)
+    let both = try Tools.run([smcpair, "hosts", "check", "-i", shared.file("shared.yaml")])
+    #expect(both.status == 0, "\(both.stdout) \(both.stderr)")
+    #expect(both.stdout.contains("h1  ok") && both.stdout.contains("h2  ok"), "\(both.stdout)")
     let unknownName = try Tools.run([smcpair, "hosts", "check", "-i", lab.status.inventory, "h9"])
     #expect(unknownName.status == 64)
     #expect(unknownName.stderr.contains("not a host of"))
