@@ -120,6 +120,17 @@ import Testing
       #expect(outcome.verdict == "cannot-tell" && outcome.status == 3, "\(outcome)")
       #expect(outcome.wrong == 0 && outcome.directed == 0, "\(outcome)")
     }
+    // A --client-address that is in no packet (say, the SSH address) is reported, not used.
+    if base.label == "iperf3" {
+      let given = try merge(
+        "\(tag)-unused-address", base.client, base.server, dir, truth: 0,
+        addresses: (base.clientAddress, base.serverAddress), extra: ["--client-address", "10.255.255.1"])
+      rows.append("\(tag) --client-address not in the traffic: \(given)")
+      #expect(given.status == 0 && given.wrong == 0 && given.violations == 0, "\(given)")
+      let report = try String(
+        contentsOfFile: dir.file("\(tag)-unused-address-memory/report.md"), encoding: .utf8)
+      #expect(report.contains("--client-address 10.255.255.1 is in no packet both captures share: not used"))
+    }
     // Out of time order: one part of each file written after the other (as per-interface
     // runs are), then shifted and skewed as well.
     let disordered = try [base.client, base.server].map { try outOfOrder($0, dir) }
@@ -169,13 +180,14 @@ import Testing
   /// outcome after checking the windowed one against the same truth.
   func merge(
     _ name: String, _ client: String, _ server: String, _ dir: TemporaryDirectory, truth: Double,
-    addresses: (client: String, server: String), skew: Double = 0
+    addresses: (client: String, server: String), skew: Double = 0, extra: [String] = []
   ) throws -> Outcome {
     let smcpair = try Tools.product("smcpair")
     var outcomes: [Outcome] = []
     for (mode, formats) in [("memory", "pcapng,jsonl,html,report"), ("window", "pcapng")] {
       let out = dir.file("\(name)-\(mode)".replacingOccurrences(of: " ", with: "_"))
-      let result = try Tools.run([smcpair, "merge", client, server, "--out", out, "--formats", formats])
+      let result = try Tools.run(
+        [smcpair, "merge", client, server, "--out", out, "--formats", formats] + extra)
       guard result.status != 65, result.status != 1 else {
         outcomes.append(
           Outcome(
