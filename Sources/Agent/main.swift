@@ -211,13 +211,19 @@ func serve(root: String) -> Int32 {
   return 0
 }
 
-/// `attach SESSION`: talk to the agent that owns the session, or answer from its folder.
-func attach(root: String, session: String) -> Int32 {
+/// The folder of session `session` under `root`; nil (said on stderr) for a name that is
+/// not a session name.
+func sessionFolder(root: String, session: String) -> String? {
   guard CapturePlan.validSession(session) else {
     standardError("smcpair-agent: '\(session)' is not a session name\n")
-    return 64
+    return nil
   }
-  let folder = "\(root)/sessions/\(session)"
+  return "\(root)/sessions/\(session)"
+}
+
+/// `attach SESSION`: talk to the agent that owns the session, or answer from its folder.
+func attach(root: String, session: String) -> Int32 {
+  guard let folder = sessionFolder(root: root, session: session) else { return 64 }
   let fd = connectUnix("\(folder)/control.sock")
   if fd >= 0 {
     signal(SIGPIPE, SIG_IGN)
@@ -259,11 +265,7 @@ func attach(root: String, session: String) -> Int32 {
 /// the session (its control socket answers). Only the session folder's own entries are
 /// removed; nothing it links to.
 func removeSession(root: String, session: String) -> Int32 {
-  guard CapturePlan.validSession(session) else {
-    standardError("smcpair-agent: '\(session)' is not a session name\n")
-    return 64
-  }
-  let folder = "\(root)/sessions/\(session)"
+  guard let folder = sessionFolder(root: root, session: session) else { return 64 }
   let fd = connectUnix("\(folder)/control.sock")
   if fd >= 0 {
     close(fd)

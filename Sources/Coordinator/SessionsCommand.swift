@@ -7,6 +7,13 @@ struct SessionsCommand: ParsableCommand {
   static let configuration = CommandConfiguration(
     commandName: "sessions", abstract: "List capture sessions, and recover one whose smcpair went away.",
     subcommands: [SessionsList.self, SessionsResume.self, SessionsClean.self])
+
+  /// A session id names a folder under --out: no path.
+  static func validateID(_ id: String) throws {
+    guard !id.contains("/"), !id.isEmpty, id != ".", id != ".." else {
+      throw ValidationError("'\(id)' is not a session id; see smcpair sessions list")
+    }
+  }
 }
 
 struct SessionsList: ParsableCommand {
@@ -49,11 +56,7 @@ struct SessionsResume: ParsableCommand {
   var agentBinary: String?
   @Flag(help: "One JSON summary on standard output.") var json = false
 
-  func validate() throws {
-    guard !id.contains("/"), !id.isEmpty, id != ".", id != ".." else {
-      throw ValidationError("'\(id)' is not a session id; see smcpair sessions list")
-    }
-  }
+  func validate() throws { try SessionsCommand.validateID(id) }
 
   func run() throws {
     let folder = "\(out)/\(id)"
@@ -93,11 +96,7 @@ struct SessionsClean: ParsableCommand {
   @Argument(help: "The session id (its folder name).") var id: String
   @Option(help: "Folder holding the session folders.") var out = "smcpair-sessions"
 
-  func validate() throws {
-    guard !id.contains("/"), !id.isEmpty, id != ".", id != ".." else {
-      throw ValidationError("'\(id)' is not a session id; see smcpair sessions list")
-    }
-  }
+  func validate() throws { try SessionsCommand.validateID(id) }
 
   func run() throws {
     let folder = "\(out)/\(id)"
