@@ -31,8 +31,11 @@ let package = Package(
     // Linux declarations Swift's Glibc module does not show (AF_PACKET).
     .target(name: "CLinuxNet"),
 
+    // Signal-safe clean-up of temporary outputs and SIGBUS-safe file mappings.
+    .target(name: "CFileSafety"),
+
     // Pure Swift libraries.
-    .target(name: "CaptureFiles"),
+    .target(name: "CaptureFiles", dependencies: ["CFileSafety"]),
     .target(name: "SMCWire", dependencies: ["CaptureFiles"]),
     // Cross-side pairing and the clock model with guaranteed bounds.
     .target(name: "Alignment", dependencies: ["SMCWire", "CaptureFiles"]),

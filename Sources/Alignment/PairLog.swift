@@ -26,7 +26,10 @@ public struct PairLogs: Sendable {
 
   /// Deletes both files.
   public func remove() {
-    for path in paths { try? FileManager.default.removeItem(atPath: path) }
+    for path in paths {
+      try? FileManager.default.removeItem(atPath: path)
+      TemporaryFiles.forget(path)
+    }
   }
 }
 
@@ -38,6 +41,7 @@ final class PairLogWriter {
 
   init(path: String) throws(CaptureFileError) {
     self.path = path
+    TemporaryFiles.register(path)
     guard FileManager.default.createFile(atPath: path, contents: nil, attributes: [.posixPermissions: 0o600]),
       let handle = FileHandle(forWritingAtPath: path)
     else {

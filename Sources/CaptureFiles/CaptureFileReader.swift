@@ -33,7 +33,14 @@ public final class CaptureFileReader {
   public private(set) var skippedBlocks = 0
 
   private let file: MappedFile
-  private var bytes: UnsafeRawBufferPointer { file.bytes }
+  /// The mapped bytes, cut back to the file's size when it shrinks while being read.
+  private var bytes: UnsafeRawBufferPointer
+  /// The next offset at which the file's size is asked again (`sizeCheckInterval`).
+  private var sizeCheckedUpTo = 0
+  /// One `fstat` per MiB read: cheap next to decoding a MiB, and the bounds checks then
+  /// see a file cut while it is read as a truncation. A cut in between is caught by the
+  /// SIGBUS guard (zeros) and reported by `shrinkError`.
+  static let sizeCheckInterval = 1 << 20
   private var offset: Int
   private var finished = false
   private var releasedUpTo = 0
@@ -48,6 +55,7 @@ public final class CaptureFileReader {
     self.file = file
     self.path = path
     let bytes = file.bytes
+    self.bytes = bytes
     guard bytes.count >= 4 else {
       throw CaptureFileError(
         bytes.isEmpty ? .notACapture : .truncated,
@@ -96,17 +104,39 @@ public final class CaptureFileReader {
       releasedUpTo = offset - Self.residentWindow
       file.releasePages(before: releasedUpTo)
     }
-    do {
+    if offset >= sizeCheckedUpTo { checkSize() }
+    do throws(CaptureFileError) {
+      let packet: CapturedPacket?
       switch format {
-      case .pcap(let ns, let be): return try nextPcapRecord(nanosecond: ns, bigEndian: be)
-      case .pcapng: return try nextPcapngPacket()
+      case .pcap(let ns, let be): packet = try nextPcapRecord(nanosecond: ns, bigEndian: be)
+      case .pcapng: packet = try nextPcapngPacket()
       }
+      if packet == nil, let shrink = shrinkError(at: offset) { throw shrink }
+      return packet
     } catch {
       finished = true
-      var error = error
+      var error = shrinkError(at: error.offset ?? offset) ?? error
       error.salvagedPackets = packetCount
       throw error
     }
+  }
+
+  /// Asks the file's size; a file cut since it was mapped ends the readable bytes there.
+  private func checkSize() {
+    sizeCheckedUpTo = offset + Self.sizeCheckInterval
+    let size = file.currentSize()
+    if size < bytes.count { bytes = UnsafeRawBufferPointer(rebasing: file.bytes[0..<size]) }
+  }
+
+  /// The error to report when the file shrank while it was read (zeros were read where it
+  /// vanished, or it is shorter now than when it was opened); nil when it did not.
+  private func shrinkError(at failedOffset: Int) -> CaptureFileError? {
+    let size = file.currentSize()
+    guard size < file.bytes.count || file.readVanishedBytes else { return nil }
+    return CaptureFileError(
+      .truncated,
+      "the file shrank from \(file.bytes.count) to \(size) bytes while it was read (cut or rewritten by another program); read it again once nothing writes it",
+      path: path, offset: min(failedOffset, size))
   }
 
   /// Reads the rest of the file, calling `body` for each packet.

@@ -126,7 +126,7 @@ struct CaptureCommand: ParsableCommand {
   }
 
   func run() throws {
-    guard var inventory = try connection.loadInventory() else { throw ExitCode(64) }
+    guard var inventory = try connection.loadInventory(command: "capture") else { throw ExitCode(64) }
     if let pairsFile {
       do {
         for extra in try InventoryParser.loadPairs(path: pairsFile, for: inventory) {
@@ -137,7 +137,7 @@ struct CaptureCommand: ParsableCommand {
           inventory.pairs.append(extra)
         }
       } catch let error as InventoryError {
-        throw ValidationError(error.description)
+        throw ConnectionOptions.report(error, command: "capture")
       }
     }
     let pairs = try selectedPairs(inventory)

@@ -20,8 +20,13 @@ struct Decode: ParsableCommand {
       The SMC dump header's layout is not public: smcpair measures it from each file's CDC records and \
       reports what it found. If a file has no CDC records, pass --dump-header-len.
 
-      Exit status: 0 decoded; 1 a file is missing or damaged (events before the damage are still \
-      printed); 64 usage error.
+      Only regular files are read: a pipe, FIFO or device (/dev/stdin) is refused; save it to a \
+      file first. A file cut while it is decoded ends with the byte offset, like a truncated one.
+
+      Exit status (sysexits): 0 decoded; 1 standard output went away; 64 usage error; 65 a file \
+      is not a capture or is damaged (events before the damage are still printed); 66 a file \
+      cannot be opened (missing, not a regular file, no permission). With several files, the \
+      first of 66 and 65 met.
 
       Examples:
         smcpair decode client.pcapng
@@ -54,7 +59,7 @@ struct Decode: ParsableCommand {
   }
 
   func run() throws {
-    var failed = false
+    var failed: Int32? = nil
     var outputLost = false
     for file in files {
       let decoder: CaptureDecoder
@@ -62,7 +67,7 @@ struct Decode: ParsableCommand {
         decoder = try CaptureDecoder(path: file, options: DecodeOptions(dumpHeaderLength: dumpHeaderLen))
       } catch {
         writeStandardError("smcpair decode: \(error.description)\n")
-        failed = true
+        failed = failed ?? (error.code == .io ? 66 : 65)
         continue
       }
       // The renderer in use owns the output buffer while this file is decoded.
@@ -84,7 +89,7 @@ struct Decode: ParsableCommand {
         jsonRenderer.sink.flush()
         tableRenderer.sink.flush()
         writeStandardError("smcpair decode: \(error.description)\n")
-        failed = true
+        failed = failed ?? Self.exitStatus(error)
         continue
       }
       if !json && !started { tableRenderer.header(file: file) }
@@ -104,10 +109,17 @@ struct Decode: ParsableCommand {
       outputLost = outputLost || jsonRenderer.sink.failed || tableRenderer.sink.failed
       if let damage = summary.damage {
         writeStandardError("smcpair decode: \(damage.description)\n")
-        failed = true
+        failed = failed ?? (damage.code == .io ? 66 : 65)
       }
     }
+    if let failed { throw ExitCode(failed) }
     // Standard output going away (e.g. `| head`) is not worth a message, but is not success.
-    if failed || outputLost { throw ExitCode(1) }
+    if outputLost { throw ExitCode(1) }
+  }
+
+  /// 66 cannot open, 65 not a capture or damaged (sysexits).
+  static func exitStatus(_ error: any Error) -> Int32 {
+    guard let failure = error as? CaptureFileError else { return 65 }
+    return failure.code == .io ? 66 : 65
   }
 }

@@ -38,13 +38,22 @@ struct ConnectionOptions: ParsableArguments {
     return options
   }
 
-  func loadInventory() throws -> Inventory? {
+  /// The inventory named by `-i`, if any. An inventory that cannot be used is told
+  /// precisely, without a usage line: exit 66 when the file cannot be read, 64 when it does
+  /// not parse (its `file:line:column` says where).
+  func loadInventory(command: String) throws -> Inventory? {
     guard let inventory else { return nil }
     do {
       return try InventoryParser.load(path: inventory)
     } catch {
-      throw ValidationError(error.description)
+      throw Self.report(error, command: command)
     }
+  }
+
+  /// Prints an inventory error for `smcpair COMMAND` and returns the exit to throw.
+  static func report(_ error: InventoryError, command: String) -> ExitCode {
+    writeStandardError("smcpair \(command): \(error.description)\n")
+    return ExitCode(error.systemError != nil ? 66 : 64)
   }
 
   /// A target (inventory name, `ssh://[user@]host[:port]`, or an ssh_config alias) and the
@@ -119,7 +128,7 @@ struct HostsCheck: ParsableCommand {
   }
 
   func run() throws {
-    let inventory = try connection.loadInventory()
+    let inventory = try connection.loadInventory(command: "hosts check")
     let names = targets.isEmpty ? (inventory?.hosts.map(\.name) ?? []) : targets
     // Each row keeps its own name and options: several inventory hosts may share an address.
     var resolved: [HostToCheck] = []
@@ -195,7 +204,8 @@ struct HostsTrust: ParsableCommand {
   @Flag(help: "Record without asking.") var yes = false
 
   func run() throws {
-    let (resolvedTarget, options) = try connection.resolve(target, inventory: try connection.loadInventory())
+    let (resolvedTarget, options) = try connection.resolve(
+      target, inventory: try connection.loadInventory(command: "hosts trust"))
     do {
       let probe = try SSHSession.probeHostKey(resolvedTarget, options: options)
       let known = probe.knownHosts

@@ -32,10 +32,18 @@ struct MergeCommand: ParsableCommand {
       receives after their sends), then the handshake (SYN and CLC Proposal senders are the \
       client's). When nothing decides, the verdict is "cannot tell" and no bounds are given.
 
-      Exit status: 0 merged and aligned; 1 a capture is missing or damaged; 3 merged but not \
-      aligned (the captures share no packet, or no shared packet's direction can be told: \
-      verdict "none" or "cannot-tell"); 64 usage; 65 inputs refused before merging (the same \
-      capture twice, or client and server captures that look swapped).
+      Every output is written under a temporary name (.smcpair-PID-NAME.tmp) and renamed when \
+      complete, alignment.json last: a merge that is stopped leaves no partial file under a final \
+      name, and the next merge into the folder removes what a killed one left. The folder is \
+      created 0700 and every output is 0600 (packet data), whatever the umask.
+
+      Exit status (sysexits): 0 merged and aligned; 3 merged but not aligned (the captures \
+      share no packet, or no shared packet's direction can be told: verdict "none" or \
+      "cannot-tell"); 64 usage; 65 bad input data: a capture is not a capture or is damaged, \
+      or the inputs are refused before merging (the same capture twice, or client and server \
+      captures that look swapped); 66 a capture cannot be opened (missing, not a regular file \
+      such as a pipe or FIFO, no permission); 73 an output cannot be created or written \
+      (--out is an existing file, a read-only folder, a full disk).
 
       Example:
         smcpair merge client.pcapng server.pcapng --out merged/ --client-name h1 --server-name h2
@@ -78,6 +86,7 @@ struct MergeCommand: ParsableCommand {
 
   func run() throws {
     let addresses = Set(clientAddress.compactMap(IPAddress.init))
+    TemporaryFiles.installSignalCleanup()
     do {
       let result = try MergeRun.run(
         client: client, server: server, out: out, clientName: clientName, serverName: serverName,
@@ -89,15 +98,26 @@ struct MergeCommand: ParsableCommand {
     } catch let refusal as MergeRun.Refusal {
       writeStandardError("smcpair merge: \(refusal)\n")
       throw ExitCode(65)
+    } catch let folder as MergeRun.OutputFolderError {
+      writeStandardError("smcpair merge: \(folder)\n")
+      throw ExitCode(73)
     } catch let exit as ExitCode {
       throw exit
+    } catch let failure as CaptureFileError {
+      writeStandardError("smcpair merge: \(failure)\n")
+      if failure.code == .truncated { writeStandardError(Self.intactCopyHint(failure)) }
+      throw ExitCode(Self.exitStatus(failure, inputs: [client, server]))
     } catch {
       writeStandardError("smcpair merge: \(error)\n")
-      if let damaged = error as? CaptureFileError, damaged.code == .truncated {
-        writeStandardError(Self.intactCopyHint(damaged))
-      }
       throw ExitCode(1)
     }
+  }
+
+  /// sysexits: 66 an input cannot be opened, 65 an input is not a capture or is damaged,
+  /// 73 an output cannot be written.
+  static func exitStatus(_ failure: CaptureFileError, inputs: [String]) -> Int32 {
+    guard inputs.contains(failure.path) else { return 73 }
+    return failure.code == .io ? 66 : 65
   }
 
   /// For a capture cut off mid-block: how to merge the packets before the cut.

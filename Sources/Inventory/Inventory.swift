@@ -1,3 +1,9 @@
+#if canImport(Glibc)
+  import Glibc
+#elseif canImport(Darwin)
+  import Darwin
+#endif
+
 /// How commands on a host get root privileges.
 public enum Become: String, Sendable, Equatable, CaseIterable {
   /// `sudo -n` (never a password prompt).
@@ -170,11 +176,22 @@ public struct SourceLocation: Sendable, Equatable, CustomStringConvertible {
 public struct InventoryError: Error, CustomStringConvertible, Sendable, Equatable {
   public var location: SourceLocation
   public var message: String
+  /// Set when the file itself could not be read (`errno`); then `location` has no line.
+  public var systemError: Int32?
 
-  public init(_ location: SourceLocation, _ message: String) {
+  public init(_ location: SourceLocation, _ message: String, systemError: Int32? = nil) {
     self.location = location
     self.message = message
+    self.systemError = systemError
   }
 
-  public var description: String { "\(location): \(message)" }
+  /// An inventory (or pairs) file that cannot be read at all.
+  static func unreadable(_ what: String, path: String, errno err: Int32) -> InventoryError {
+    InventoryError(
+      SourceLocation(file: path, line: 0, column: 0),
+      "cannot read \(what) \(path): \(String(cString: strerror(err)))", systemError: err)
+  }
+
+  /// `file:line:column: message`, or just the message when the file could not be read.
+  public var description: String { systemError != nil ? message : "\(location): \(message)" }
 }

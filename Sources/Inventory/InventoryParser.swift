@@ -11,14 +11,25 @@ public enum InventoryParser {
   ]
   static let pairKeys = ["client", "server", "filter", "interfaces"]
 
+  /// The bytes of a regular file, or why not (`errno`'s words: "No such file or directory").
+  static func readFile(_ absolute: String, shownAs path: String, what: String) throws(InventoryError) -> Data
+  {
+    var info = stat()
+    guard stat(absolute, &info) == 0 else { throw .unreadable(what, path: path, errno: errno) }
+    guard info.st_mode & S_IFMT == S_IFREG else {
+      throw .unreadable(what, path: path, errno: info.st_mode & S_IFMT == S_IFDIR ? EISDIR : EINVAL)
+    }
+    guard access(absolute, R_OK) == 0 else { throw .unreadable(what, path: path, errno: errno) }
+    guard let data = FileManager.default.contents(atPath: absolute) else {
+      throw .unreadable(what, path: path, errno: EIO)
+    }
+    return data
+  }
+
   /// Parses the file at `path`. Relative paths inside it are relative to its folder.
   public static func load(path: String) throws(InventoryError) -> Inventory {
     let absolute = path.hasPrefix("/") ? path : FileManager.default.currentDirectoryPath + "/" + path
-    guard let data = FileManager.default.contents(atPath: absolute) else {
-      throw InventoryError(
-        SourceLocation(file: path, line: 0, column: 0),
-        "cannot read the inventory file (missing or unreadable)")
-    }
+    let data = try readFile(absolute, shownAs: path, what: "inventory")
     guard let text = String(data: data, encoding: .utf8) else {
       throw InventoryError(SourceLocation(file: path, line: 1, column: 1), "the inventory is not UTF-8 text")
     }
@@ -107,9 +118,7 @@ public enum InventoryParser {
     -> [InventoryPair]
   {
     let absolute = path.hasPrefix("/") ? path : FileManager.default.currentDirectoryPath + "/" + path
-    guard let data = FileManager.default.contents(atPath: absolute) else {
-      throw InventoryError(SourceLocation(file: path, line: 0, column: 0), "cannot read the pairs file")
-    }
+    let data = try readFile(absolute, shownAs: path, what: "pairs file")
     let text = String(decoding: data, as: UTF8.self)
     try checkAliases(text, file: path)
     let root: Node

@@ -132,8 +132,6 @@ public final class CaptureRun: @unchecked Sendable {
   let options: CaptureOptions
   let inventory: Inventory
   let events: CaptureEvents
-  /// The inventory file's text, recorded in session.json (resume reads hosts from it).
-  let inventoryText: String?
   /// When both sides of every pair were capturing ("capturing on both sides").
   public private(set) var armedAt: Date?
   public let startedAt = Date()
@@ -142,14 +140,11 @@ public final class CaptureRun: @unchecked Sendable {
   public init(
     inventory: Inventory, pairs: [InventoryPair], options: CaptureOptions, ssh: SSHOptions,
     knownHostsOverride: String?, events: CaptureEvents,
-    resume: (folder: String, client: String, server: String)? = nil, inventoryText: String? = nil
+    resume: (folder: String, client: String, server: String)? = nil
   ) throws(CaptureFailure) {
     self.inventory = inventory
     self.options = options
     self.events = events
-    self.inventoryText =
-      inventoryText
-      ?? FileManager.default.contents(atPath: inventory.path).map { String(decoding: $0, as: UTF8.self) }
     let stamp = UTCStamp.compact()
     var made: [PairCapture] = []
     for pair in pairs {

@@ -14,9 +14,14 @@ public enum SessionRecord {
     var object: [String: Any] = [
       "id": pair.id, "pair": pair.name, "state": pair.state,
       "created": ISO8601DateFormatter().string(from: pair.created),
-      "updated": UTCStamp.now(), "smcpair_version": run.options.version, "command": run.options.commandLine,
+      "updated": UTCStamp.now(), "smcpair_version": run.options.version,
+      "command": SecretRedaction.redact(arguments: run.options.commandLine),
       "filter": pair.filter, "dump_filter": pair.dumpFilter,
-      "inventory": ["path": run.inventory.path, "text": run.inventoryText ?? NSNull()] as [String: Any],
+      "inventory": [
+        "path": run.inventory.path,
+        "hosts": hostsSnapshot(
+          run.inventory, names: [pair.client.access.host.name, pair.server.access.host.name]),
+      ] as [String: Any],
       "stop": stopObject(run.options.stop),
       "sides": [
         "client": side(pair.client, interfaces: pair.interfaces.client),
@@ -32,7 +37,8 @@ public enum SessionRecord {
     var workloads: [String: Any] = pair.recordedWorkloads
     for (role, workload) in pair.workloads {
       workloads[role.rawValue] = [
-        "command": workload.command, "log": (workload.logPath as NSString).lastPathComponent,
+        "command": SecretRedaction.redact(workload.command),
+        "log": (workload.logPath as NSString).lastPathComponent,
         "outcome": workload.outcome, "seconds": workload.seconds.map { $0 as Any } ?? NSNull(),
         "pid": workload.pid.map { Int($0) as Any } ?? NSNull(), "tag": workload.tag,
         "finished": workload.finished,
@@ -66,6 +72,25 @@ public enum SessionRecord {
       return "cannot rename \(temporary) to session.json: \(String(cString: strerror(errno)))"
     }
     return nil
+  }
+
+  /// The hosts `sessions resume` needs, as parsed (smcpair YAML, `InventoryWriter`): the
+  /// pair's two hosts and the inventory hosts they jump through. Never the inventory's text:
+  /// an Ansible inventory may hold `ansible_password`, become passwords or vault values, and
+  /// the parsed hosts have no field for any secret.
+  static func hostsSnapshot(_ inventory: Inventory, names: [String]) -> String {
+    var wanted: [String] = []
+    var queue = names
+    while let name = queue.first {
+      queue.removeFirst()
+      guard !wanted.contains(name), let host = inventory.host(name) else { continue }
+      wanted.append(name)
+      if let jump = host.jump { queue.append(jump) }
+    }
+    let hosts = inventory.hosts.filter { wanted.contains($0.name) }
+    return InventoryWriter.yaml(
+      Inventory(path: inventory.path, hosts: hosts),
+      header: "hosts of \(inventory.path) as smcpair parsed them (no secrets are kept)")
   }
 
   static func stopObject(_ stop: StopConditions) -> [String: Any] {
@@ -149,9 +174,11 @@ extension CaptureRun {
       let path = inventoryInfo["path"] as? String,
       let sides = record["sides"] as? [String: Any], let pairName = record["pair"] as? String
     else { throw bad("lacks the inventory snapshot, the pair or the sides") }
-    let inventory: Inventory
+    var inventory: Inventory
     do {
-      if let text = inventoryInfo["text"] as? String {
+      // "hosts": the parsed hosts (since the raw text, which could hold secrets, is no longer
+      // kept); "text": records written before that.
+      if let text = inventoryInfo["hosts"] as? String ?? inventoryInfo["text"] as? String {
         inventory = try InventoryParser.parse(
           text, file: path + " (snapshot in session.json)",
           baseDirectory: (path as NSString).deletingLastPathComponent)
@@ -161,6 +188,8 @@ extension CaptureRun {
     } catch {
       throw bad("its inventory snapshot does not parse: \(error)")
     }
+    // The original file's path, recorded again as it was (not the snapshot's label).
+    inventory.path = path
     var hosts: [String: (String, String)] = [:]
     for role in ["client", "server"] {
       guard let side = sides[role] as? [String: Any], let host = side["host"] as? String,
@@ -172,8 +201,7 @@ extension CaptureRun {
       inventory: inventory,
       pairs: [InventoryPair(name: pairName, client: hosts["client"]!.0, server: hosts["server"]!.0)],
       options: options, ssh: ssh, knownHostsOverride: knownHostsOverride, events: events,
-      resume: (folder, hosts["client"]!.1, hosts["server"]!.1),
-      inventoryText: inventoryInfo["text"] as? String)
+      resume: (folder, hosts["client"]!.1, hosts["server"]!.1))
     if let probe = record["clock_probe"] as? [String: Any], let offset = probe["offset_ns"] as? Double,
       let half = probe["half_width_ns"] as? Double
     {

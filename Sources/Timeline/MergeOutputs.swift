@@ -96,11 +96,14 @@ public enum MergeOutputs {
     _ a: Alignment, client: String, server: String, clientName: String, serverName: String, to path: String,
     referenceIsServer: Bool, notes: inout some PairNotes
   ) throws(CaptureFileError) {
+    // Written under a temporary name, renamed when complete: a merge killed midway leaves no
+    // merged.pcapng that looks whole.
+    let staged = StagedFile(finalPath: path)
     let writer = try PcapngWriter(
-      path: path, application: "smcpair merge", os: nil,
+      path: staged.temporaryPath, application: "smcpair merge", os: nil,
       hardware:
-        "clock model: server = client \(Int64(clampingRounded: a.model.offsetNanoseconds)) ns, skew \(a.model.skewPPM) ppm, bounds \(a.model.offsetLower)..\(a.model.offsetUpper) ns (\(a.verdict.rawValue))"
-    )
+        "clock model: server = client \(Int64(clampingRounded: a.model.offsetNanoseconds)) ns, skew \(a.model.skewPPM) ppm, bounds \(a.model.offsetLower)..\(a.model.offsetUpper) ns (\(a.verdict.rawValue))",
+      mode: 0o600)
     // Each side is read on its own thread, ahead of the writer, in file order: the pairing
     // notes are in frame order.
     var feeds = [
@@ -179,6 +182,7 @@ public enum MergeOutputs {
       nextTime[side] = next[side].map { alignedTime($0, side: side) } ?? .max
     }
     try writer.close()
+    try staged.commit()
   }
 }
 

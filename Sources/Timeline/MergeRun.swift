@@ -87,7 +87,9 @@ public enum MergeRun {
     allowSwapped: Bool = false
   ) throws -> Result {
     try checkDistinct(client: client, server: server)
-    try FileManager.default.createDirectory(atPath: out, withIntermediateDirectories: true)
+    // Inputs that cannot be opened or are not captures are told before the folder is touched.
+    for path in [client, server] { _ = try CaptureFileReader(path: path) }
+    try prepareOutputFolder(out)
     var fallback: String?
     if formats == ["pcapng"] {
       switch try WindowedAligner.align(
@@ -99,9 +101,10 @@ public enum MergeRun {
         let delays = try MergeOutputs.writeMergedPcapng(
           &alignment, logs: logs, client: client, server: server, clientName: clientName,
           serverName: serverName, to: out + "/merged.pcapng", referenceIsServer: referenceIsServer)
-        try MergeOutputs.alignmentJSON(
-          alignment, client: client, server: server, clientName: clientName, serverName: serverName
-        ).write(toFile: out + "/alignment.json", atomically: true, encoding: .utf8)
+        try StagedFile.write(
+          MergeOutputs.alignmentJSON(
+            alignment, client: client, server: server, clientName: clientName, serverName: serverName),
+          to: out + "/alignment.json")
         let report = reportText(alignment, findings: [], delays: delays, client: client, server: server)
         return Result(alignment: alignment, findings: [], report: report)
       case .needsMemory(let reason):
@@ -116,9 +119,6 @@ public enum MergeRun {
       alignment.warnings.append(
         "paired in memory (memory grows with the captures), not within the pairing window: \(fallback)")
     }
-    let json = MergeOutputs.alignmentJSON(
-      alignment, client: client, server: server, clientName: clientName, serverName: serverName)
-    try json.write(toFile: out + "/alignment.json", atomically: true, encoding: .utf8)
     if formats.contains("pcapng") {
       try MergeOutputs.writeMergedPcapng(
         alignment, client: client, server: server, clientName: clientName, serverName: serverName,
@@ -133,8 +133,9 @@ public enum MergeRun {
       try writeTimelineJSONL(alignment, findings: findings, to: out + "/timeline.jsonl")
     }
     if formats.contains("html") {
-      try TimelineHTML.render(alignment, findings: findings, clientName: clientName, serverName: serverName)
-        .write(toFile: out + "/timeline.html", atomically: true, encoding: .utf8)
+      try StagedFile.write(
+        TimelineHTML.render(alignment, findings: findings, clientName: clientName, serverName: serverName),
+        to: out + "/timeline.html")
     }
     let delays = [true, false].compactMap { direction in
       DelaySummary.exact(
@@ -147,8 +148,13 @@ public enum MergeRun {
       alignment, findings: findings, delays: delays, thresholds: FindingsBuilder.outlierThresholds(alignment),
       client: client, server: server)
     if formats.contains("report") {
-      try report.write(toFile: out + "/report.md", atomically: true, encoding: .utf8)
+      try StagedFile.write(report, to: out + "/report.md")
     }
+    // Last: its presence says every output of this run is complete.
+    try StagedFile.write(
+      MergeOutputs.alignmentJSON(
+        alignment, client: client, server: server, clientName: clientName, serverName: serverName),
+      to: out + "/alignment.json")
     return Result(alignment: alignment, findings: findings, report: report)
   }
 
@@ -156,9 +162,13 @@ public enum MergeRun {
   /// finding per line; keys sorted. Pair lines are built as bytes (a million of them is the
   /// common case) and written in chunks.
   static func writeTimelineJSONL(_ a: Alignment, findings: [Finding], to path: String) throws {
-    guard FileManager.default.createFile(atPath: path, contents: nil),
-      let file = FileHandle(forWritingAtPath: path)
-    else { throw CocoaError(.fileWriteUnknown, userInfo: [NSFilePathErrorKey: path]) }
+    let staged = StagedFile(finalPath: path)
+    guard FileManager.default.createFile(atPath: staged.temporaryPath, contents: nil),
+      let file = FileHandle(forWritingAtPath: staged.temporaryPath)
+    else {
+      throw CaptureFileError(
+        .io, "cannot create (\(staged.temporaryPath)): \(String(cString: strerror(errno)))", path: path)
+    }
     defer { try? file.close() }
     var out: [UInt8] = []
     out.reserveCapacity(1 << 20 + 4096)
@@ -219,6 +229,50 @@ public enum MergeRun {
       try flushIfLarge()
     }
     try flushIfLarge(true)
+    try file.close()
+    try staged.commit()
+  }
+
+  /// An output folder that cannot be used: said before anything is read.
+  public struct OutputFolderError: Error, CustomStringConvertible {
+    public var description: String
+  }
+
+  /// Creates `out` (0700, whatever the umask: it fills with packet data) unless it is a
+  /// folder already; removes temporary files that earlier merges killed midway left there,
+  /// and the previous alignment.json (written last, it marks a complete set of outputs).
+  static func prepareOutputFolder(_ out: String) throws(OutputFolderError) {
+    var info = stat()
+    if stat(out, &info) == 0 {
+      guard info.st_mode & S_IFMT == S_IFDIR else {
+        throw OutputFolderError(
+          description:
+            "--out \(out) exists and is not a folder; name a folder (it is created if missing), or remove the file"
+        )
+      }
+    } else {
+      // Each folder made here is 0700 (chmod after mkdir: the umask does not decide).
+      var missing: [String] = []
+      var folder = out
+      while !folder.isEmpty, folder != "/", stat(folder, &info) != 0 {
+        missing.append(folder)
+        folder = (folder as NSString).deletingLastPathComponent
+      }
+      for folder in missing.reversed() {
+        guard mkdir(folder, 0o700) == 0 || errno == EEXIST else {
+          throw OutputFolderError(
+            description: "cannot create the output folder \(folder): \(String(cString: strerror(errno)))")
+        }
+        _ = chmod(folder, 0o700)
+      }
+    }
+    TemporaryFiles.removeStale(in: out)
+    if unlink(out + "/alignment.json") != 0 && errno != ENOENT {
+      throw OutputFolderError(
+        description:
+          "cannot replace \(out)/alignment.json: \(String(cString: strerror(errno))); check the folder's permissions"
+      )
+    }
   }
 
   static func reportText(

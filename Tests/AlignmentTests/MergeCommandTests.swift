@@ -92,7 +92,7 @@ func json(_ path: String) throws -> [String: Any] {
       let merge = try Tools.run([
         smcpair, "merge", client, cut, "--out", dir.file("out"), "--formats", formats,
       ])
-      #expect(merge.status == 1)
+      #expect(merge.status == 65)
       #expect(merge.stderr.contains("\(cut): byte offset"), "\(merge.stderr)")
       #expect(
         merge.stderr.contains("editcap -F pcapng '\(cut)' '\(dir.file("cut-intact.pcapng"))'"),
@@ -119,12 +119,12 @@ func json(_ path: String) throws -> [String: Any] {
       smcpair, "merge", "/nonexistent/a.pcap", "/nonexistent/b.pcap", "--out", "/tmp/x", "--formats",
       "pcapng",
     ])
-    #expect(windowedMissing.status == 1)
+    #expect(windowedMissing.status == 66)
     #expect(windowedMissing.stderr.contains("cannot open"))
     let missing = try Tools.run([
       smcpair, "merge", "/nonexistent/a.pcap", "/nonexistent/b.pcap", "--out", "/tmp/x",
     ])
-    #expect(missing.status == 1)
+    #expect(missing.status == 66)
     #expect(missing.stderr.contains("cannot open"))
   }
 }

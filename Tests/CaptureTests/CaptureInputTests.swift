@@ -63,6 +63,35 @@ import Testing
     }
   }
 
+  /// A missing inventory (or pairs file) says so in words with exit 66, and a precise
+  /// inventory error is not followed by a generic usage line.
+  @Test func unreadableInventoriesAreToldInWords() throws {
+    let smcpair = try Tools.product("smcpair")
+    let dir = try TemporaryDirectory("smcpair-inputs")
+    for command in [
+      ["capture", "-i", "nope.yaml", "--pair", "web"], ["hosts", "check", "-i", "nope.yaml", "h1"],
+    ] {
+      let missing = try Tools.run([smcpair] + command)
+      #expect(missing.status == 66, "\(command): \(missing.stderr)")
+      #expect(
+        missing.stderr.contains("cannot read inventory nope.yaml: No such file or directory"),
+        "\(missing.stderr)")
+      #expect(!missing.stderr.contains(":0:0") && !missing.stderr.contains("Usage:"), "\(missing.stderr)")
+    }
+    let bad = dir.file("bad.yaml")
+    try "hosts:\n  c1: {port: 0}\n".write(toFile: bad, atomically: true, encoding: .utf8)
+    let parse = try Tools.run([smcpair, "capture", "-i", bad, "--pair", "web"])
+    #expect(parse.status == 64)
+    #expect(parse.stderr.contains("bad.yaml:2:"), "\(parse.stderr)")
+    #expect(!parse.stderr.contains("Usage:"), "\(parse.stderr)")
+    let inventory = try unreachableInventory(dir)
+    let pairs = try Tools.run([
+      smcpair, "capture", "-i", inventory, "--pairs-file", dir.file("nope-pairs.yaml"), "--pair", "web",
+    ])
+    #expect(pairs.status == 66, "\(pairs.stderr)")
+    #expect(pairs.stderr.contains("cannot read pairs file"), "\(pairs.stderr)")
+  }
+
   @Test func hostileFiltersNeverReachAHost() throws {
     let smcpair = try Tools.product("smcpair")
     let dir = try TemporaryDirectory("smcpair-inputs")

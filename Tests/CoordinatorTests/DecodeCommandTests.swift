@@ -5,6 +5,10 @@ import SMCWire
 import TestSupport
 import Testing
 
+#if canImport(Glibc)
+  import Glibc
+#endif
+
 /// `smcpair decode` end to end, as a user runs it.
 @Suite struct DecodeCommand {
   let required = ["file", "frame", "time_ns", "interface", "src", "dst", "kind"]
@@ -146,30 +150,56 @@ import Testing
     let bad = try Tools.run([smcpair, "decode", "--dump-header-len", "2", "x.pcap"])
     #expect(bad.status == 64)
     #expect(bad.stderr.contains("--dump-header-len must be between 8 and 1024"))
-    // 1: missing file, named with what went wrong.
+    // 66: missing file, named with what went wrong.
     let missing = try Tools.run([smcpair, "decode", dir.file("nope.pcap")])
-    #expect(missing.status == 1)
+    #expect(missing.status == 66)
     #expect(missing.stderr.contains("nope.pcap: cannot open: No such file or directory"))
-    // 1: damaged file; events before the damage are still printed, salvage is reported.
+    // 65: damaged file; events before the damage are still printed, salvage is reported.
     let path = try synth(dir, ["--connections", "3"])
     let bytes = try Data(contentsOf: URL(fileURLWithPath: path))
     let cut = dir.file("cut.pcapng")
     try bytes.prefix(bytes.count - 30).write(to: URL(fileURLWithPath: cut))
     let damaged = try Tools.run([smcpair, "decode", "--json", cut])
-    #expect(damaged.status == 1)
+    #expect(damaged.status == 65)
     #expect(damaged.stderr.contains("byte offset"))
     #expect(damaged.stderr.contains("read intact"))
     #expect(try lines(damaged.stdout).count > 20)
-    // 1: not a capture at all.
+    // 65: not a capture at all.
     let text = dir.file("notes.txt")
     try Data("just text".utf8).write(to: URL(fileURLWithPath: text))
     let notCapture = try Tools.run([smcpair, "decode", text])
-    #expect(notCapture.status == 1)
+    #expect(notCapture.status == 65)
     #expect(notCapture.stderr.contains("not a pcap or pcapng file"))
-    // 0: help teaches.
+    // 66 before 65: the first file that cannot be opened decides.
+    #expect(try Tools.run([smcpair, "decode", "--quiet", dir.file("nope.pcap"), text]).status == 66)
+    // 0: help teaches, exit statuses included.
     let help = try Tools.run([smcpair, "decode", "--help"])
     #expect(help.status == 0)
     #expect(help.stdout.contains("Examples:"))
+    let words = help.stdout.split(whereSeparator: \.isWhitespace).joined(separator: " ")
+    #expect(
+      words.contains("66 a file cannot be opened") && words.contains("65 a file is not a capture"), "\(words)"
+    )
+  }
+
+  /// A FIFO with no writer used to block `open` forever, and a pipe (`/dev/stdin`) read as
+  /// an empty file: both are refused as not regular files (exit 66), before any read.
+  /// `timeout` only turns a hang into a failure; no time is measured.
+  @Test func pipesAndFIFOsAreRefusedNotWaitedOn() throws {
+    let dir = try TemporaryDirectory()
+    let smcpair = try Tools.product("smcpair")
+    let fifo = dir.file("capture.fifo")
+    try #require(mkfifo(fifo, 0o600) == 0)
+    let fromFIFO = try Tools.run(["timeout", "60", smcpair, "decode", fifo])
+    #expect(fromFIFO.status == 66, "\(fromFIFO.stderr)")
+    #expect(fromFIFO.stderr.contains("\(fifo): cannot open: is a pipe or FIFO, not a regular capture file"))
+    let capture = try Data(contentsOf: URL(fileURLWithPath: try synth(dir, ["--connections", "1"])))
+    let fromPipe = try Tools.run(["timeout", "60", smcpair, "decode", "/dev/stdin"], stdin: capture)
+    #expect(fromPipe.status == 66, "\(fromPipe.stderr)")
+    #expect(fromPipe.stderr.contains("is a pipe or FIFO"), "\(fromPipe.stderr)")
+    let directory = try Tools.run([smcpair, "decode", dir.path])
+    #expect(directory.status == 66)
+    #expect(directory.stderr.contains("is a directory"))
   }
 
   @Test func nonSMCTrafficAndGarbageAreReportedNotFatal() throws {

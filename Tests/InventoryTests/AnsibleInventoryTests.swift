@@ -106,6 +106,26 @@ import Testing
     #expect(inventory.hosts[0].nics == ["ens1f0"])
   }
 
+  /// Secret values are hidden before anything is recorded; other values are kept.
+  @Test func secretsAreRedacted() {
+    let text = """
+      ansible_password=hunter2 ansible_user=root
+      ansible_become_password: "s3cret word"
+      token: !vault |
+        $ANSIBLE_VAULT;1.1;AES256
+        6162636465
+      --db-pass=xyz
+      """
+    let redacted = SecretRedaction.redact(text)
+    for secret in ["hunter2", "s3cret", "6162636465", "xyz"] {
+      #expect(!redacted.contains(secret), "\(redacted)")
+    }
+    #expect(redacted.contains("ansible_user=root") && redacted.contains("ansible_password=<redacted>"))
+    #expect(
+      SecretRedaction.redact(arguments: ["capture", "--password", "pw1", "--sudo-pass=pw2", "-i", "x.yaml"])
+        == ["capture", "--password", "<redacted>", "--sudo-pass=<redacted>", "-i", "x.yaml"])
+  }
+
   @Test func errorsNameTheLineAndWhatToWrite() {
     let badPort = error("[web]\nweb1 ansible_port=99999\n")
     #expect(badPort?.location.line == 2)
