@@ -363,12 +363,13 @@ public final class CaptureRun: @unchecked Sendable {
         workload.terminate(using: role == .client ? pair.client.ssh : pair.server.ssh)
       }
     }
-    eachSide(allSides) { side throws(CaptureFailure) in try side.stopAndFinalize() }
+    eachSide(allSides.filter { !$0.pulledBefore }) { side throws(CaptureFailure) in try side.stopAndFinalize()
+    }
     for pair in pairs {
       pair.state = "pulling"
       write(pair)
     }
-    eachSide(allSides.filter { !$0.remoteFiles.isEmpty }) { side throws(CaptureFailure) in
+    eachSide(allSides.filter { !$0.remoteFiles.isEmpty && !$0.pulledBefore }) { side throws(CaptureFailure) in
       defer { side.close() }
       try side.pull(into: self.pair(of: side).folder) { done, total in
         self.events.transfer(side, done, total)

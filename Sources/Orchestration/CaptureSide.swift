@@ -506,6 +506,19 @@ public final class CaptureSide: @unchecked Sendable {
     return total
   }
 
+  /// Pulled, verified and removed from the host by an earlier run of this session (resume).
+  public private(set) var pulledBefore = false
+
+  /// Marks the side as pulled by an earlier run: `remote` as the agent reported, `local` here.
+  func restorePulled(remote: [(path: String, size: Int64, sha256: String)], local: [String]) {
+    remoteFiles = remote
+    localFiles = local
+    remoteRetention = "removed"
+    pulledBefore = true
+    progress.state = "finalized"
+    note("pulled and verified by the earlier run; its host's copy was removed")
+  }
+
   /// Deletes the agent's session folder on the host (`smcpair-agent remove`), only once every
   /// finalized file was pulled and verified, unless `force` (`smcpair sessions clean`).
   func removeRemoteSession(force: Bool = false) {

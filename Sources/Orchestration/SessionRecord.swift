@@ -210,6 +210,22 @@ extension CaptureRun {
     if let created = record["created"] as? String, let date = ISO8601DateFormatter().date(from: created) {
       pairs[0].created = date
     }
+    // A side pulled, verified and removed from its host before the coordinator went away is
+    // done: resume keeps its local files and does not ask its host again.
+    for (side, role) in [(pairs[0].client, "client"), (pairs[0].server, "server")] {
+      guard let entry = sides[role] as? [String: Any], entry["remote_copy"] as? String == "removed",
+        let remote = entry["remote_files"] as? [[String: Any]], !remote.isEmpty
+      else { continue }
+      let local = remote.indices.map { "\(folder)/\(role)\($0 == 0 ? "" : "-\($0 + 1)").pcapng" }
+      guard local.allSatisfy({ FileManager.default.fileExists(atPath: $0) }) else { continue }
+      side.restorePulled(
+        remote: remote.compactMap { file in
+          guard let path = file["path"] as? String, let size = file["size"] as? Int,
+            let sha256 = file["sha256"] as? String
+          else { return nil }
+          return (path, Int64(size), sha256)
+        }, local: local)
+    }
     // Workloads the dead coordinator left running: ended by resume.
     pairs[0].recordedWorkloads = record["workload"] as? [String: Any] ?? [:]
     for (role, entry) in pairs[0].recordedWorkloads {
@@ -234,7 +250,7 @@ extension CaptureRun {
 
   /// Reattaches to both agents of a resumed session, stops and finalizes them, pulls and merges.
   public func resume() -> Int32 {
-    for side in allSides {
+    for side in allSides where !side.pulledBefore {
       side.endedEarly = nil
       side.note("resuming: reattaching to \(side.remoteSession)")
     }
