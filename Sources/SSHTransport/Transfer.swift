@@ -74,13 +74,12 @@ extension SSHSession {
 
   /// The remote file's SHA-256 (`sha256sum` on the host).
   public func remoteSHA256(_ path: String) throws(SSHError) -> String {
-    let output = try run(RemoteCommand.join(["sha256sum", "--", path]))
-    guard output.exitStatus == 0, let digest = output.stdoutText.split(separator: " ").first,
-      digest.count == 64
-    else {
+    let output = try run(
+      RemoteCommand.join(["sha256sum", "--", path]), purpose: "checksumming \(path) on the host (sha256sum)")
+    guard output.exitStatus == 0, let digest = RemoteReplies.sha256(output.stdoutText) else {
       throw SSHError(.checksum, host: label, "cannot checksum \(path) on the host: \(output.stderrText)")
     }
-    return String(digest)
+    return digest
   }
 
   /// Downloads `remote` to `local` with pipelined SFTP reads (large reads keep many requests
@@ -354,7 +353,10 @@ final class RemoteDigest {
   let channel: OpaquePointer
   let path: String
   private var output: [UInt8] = []
+  private var received = 0
+  private var overflowed = false
   private var done = false
+  static let maximumOutput = 64 << 10
 
   init(session: SSHSession, path: String) throws(SSHError) {
     self.session = session
@@ -372,41 +374,56 @@ final class RemoteDigest {
     }
   }
 
-  deinit { libssh2_channel_free(channel) }
+  deinit { if !session.broken && !session.isClosed { libssh2_channel_free(channel) } }
 
-  /// Reads whatever output is there, without waiting.
+  /// Reads whatever output is there, without waiting. sha256sum prints one line: more than
+  /// 64 KiB on either stream (a host that answers every command with endless output) ends
+  /// the command.
   func poll() {
     guard !done else { return }
     var buffer = [UInt8](repeating: 0, count: 4096)
-    while true {
-      let n = buffer.withUnsafeMutableBytes { libssh2_channel_read_ex(channel, 0, $0.baseAddress, $0.count) }
-      if n > 0 {
-        output += buffer[0..<n]
-        continue
+    for stream: Int32 in [0, 1] {
+      while true {
+        let n = buffer.withUnsafeMutableBytes {
+          libssh2_channel_read_ex(channel, stream, $0.baseAddress, $0.count)
+        }
+        guard n > 0 else { break }
+        received += n
+        if received > RemoteDigest.maximumOutput {
+          session.abandon(channel)
+          overflowed = true
+          done = true
+          return
+        }
+        // stderr is only drained, so the channel never stalls.
+        if stream == 0 { output += buffer[0..<n] }
       }
-      // Drain stderr too, so the channel never stalls.
-      _ = buffer.withUnsafeMutableBytes { libssh2_channel_read_ex(channel, 1, $0.baseAddress, $0.count) }
-      if libssh2_channel_eof(channel) != 0 { done = true }
-      return
     }
+    if libssh2_channel_eof(channel) != 0 { done = true }
   }
 
-  /// Waits for sha256sum to finish and returns its digest.
+  /// Waits for sha256sum to finish (up to the inactivity timeout after the transfer) and
+  /// returns its digest.
   func result() throws(SSHError) -> String {
     let deadline = Date().addingTimeInterval(session.options.inactivityTimeout)
     while !done {
       poll()
-      if !done { try session.waitForSocket("waiting for sha256sum", deadline: deadline) }
+      if !done { try session.waitForSocket("waiting for sha256sum of \(path)", deadline: deadline) }
+    }
+    if overflowed {
+      throw SSHError(
+        .outputLimit, host: session.label,
+        "checksumming \(path) on the host (sha256sum): the host sent more than \(CommandLimits.describe(RemoteDigest.maximumOutput)) of output; the channel was closed. Is a ForceCommand or a login script printing on every command?"
+      )
     }
     _ = try? session.retry("closing the channel") { libssh2_channel_close(channel) }
     _ = try? session.retry("closing the channel") { libssh2_channel_wait_closed(channel) }
     let text = String(decoding: output, as: UTF8.self)
-    guard libssh2_channel_get_exit_status(channel) == 0, let digest = text.split(separator: " ").first,
-      digest.count == 64
-    else {
+    guard libssh2_channel_get_exit_status(channel) == 0, let digest = RemoteReplies.sha256(text) else {
       throw SSHError(
-        .checksum, host: session.label, "cannot checksum \(path) on the host (sha256sum: \(text))")
+        .checksum, host: session.label, "cannot checksum \(path) on the host (sha256sum: \(text.prefix(600)))"
+      )
     }
-    return String(digest)
+    return digest
   }
 }
