@@ -99,6 +99,9 @@ let package = Package(
       path: "Sources/Fuzz/InventoryText",
       swiftSettings: [.unsafeFlags(["-parse-as-library"])]),
     .executableTarget(
+      name: "fuzz-remote-replies", dependencies: ["FuzzReplay", "SSHTransport"],
+      path: "Sources/Fuzz/RemoteReplies", swiftSettings: [.unsafeFlags(["-parse-as-library"])]),
+    .executableTarget(
       name: "Synth",
       dependencies: [
         "CaptureFiles", "SMCWire", "SMCSynthesis",
@@ -132,6 +135,7 @@ let package = Package(
       name: "FuzzCorpusTests",
       dependencies: [
         "TestSupport", "fuzz-capture-file", "fuzz-wire", "fuzz-agent-messages", "fuzz-inventory-text",
+        "fuzz-remote-replies",
       ]
     ),
     .testTarget(
