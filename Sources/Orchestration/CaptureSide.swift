@@ -460,12 +460,16 @@ public final class CaptureSide: @unchecked Sendable {
         do {
           // The agent's files are root's (0600, in root's folders): with become: sudo they
           // are read through 'sudo -n cat'; otherwise SFTP (pipelined, resumable).
+          let started = Date()
           let bytes =
             access.usesSudo
             ? try privilegedDownload(
               ssh, file.path, to: local, size: file.size, expectedSHA256: file.sha256, progress: report)
             : try ssh.download(file.path, to: local, expectedSHA256: file.sha256, progress: report).bytes
-          note("pulled \(file.path) → \(local): \(bytes) bytes, SHA-256 verified")
+          let seconds = Date().timeIntervalSince(started)
+          note(
+            "pulled \(file.path) → \(local): \(bytes) bytes in \(String(format: "%.3f", seconds)) s (\(String(format: "%.1f", Double(bytes) / max(seconds, 1e-6) / 1_048_576)) MiB/s), SHA-256 verified"
+          )
           break
         } catch {
           if error.code == .checksum && attempt < 2 {

@@ -82,11 +82,13 @@ extension SSHSession {
     return digest
   }
 
-  /// Downloads `remote` to `local` with pipelined SFTP reads (large reads keep many requests
-  /// in flight). The data goes to `local.partial` first; an existing partial file is resumed.
-  /// The SHA-256 is computed while streaming (on a second thread) and compared with
-  /// `expectedSHA256`, or with the host's `sha256sum`, which runs on a second channel during
-  /// the transfer. On a match the file is renamed to `local`.
+  /// Downloads `remote` to `local` with pipelined SFTP reads (each read asks for 2 MiB or
+  /// more, so libssh2 keeps 8 MiB of requests in flight). The data goes to `local.partial`
+  /// first; an existing partial file is resumed. A second thread writes the data and computes
+  /// the SHA-256 as it arrives (it first streams the resumed prefix through the hash, never
+  /// holding the file in memory), so this thread only moves bytes off the connection. The
+  /// digest is compared with `expectedSHA256`, or with the host's `sha256sum`, which runs on
+  /// a second channel during the transfer. On a match the file is renamed to `local`.
   public func download(
     _ remote: String, to local: String, expectedSHA256: String? = nil, progress: TransferProgress? = nil
   ) throws(SSHError) -> TransferResult {
@@ -95,61 +97,74 @@ extension SSHSession {
     defer { _ = try? retry("closing SFTP") { libssh2_sftp_shutdown(sftp) } }
     let total = try remoteSize(sftp, remote)
     let partial = local + ".partial"
-    let hasher = BackgroundHasher()
-    var offset: Int64 = 0
-    var resumedFrom: Int64 = 0
-    // Resume: keep what an earlier, cut transfer already wrote (if it is not longer).
-    if let existing = FileManager.default.contents(atPath: partial), Int64(existing.count) <= total {
-      offset = Int64(existing.count)
-      resumedFrom = offset
-      hasher.add(Array(existing))
-    }
-    let fd = open(partial, O_WRONLY | O_CREAT | O_CLOEXEC | (offset == 0 ? O_TRUNC : O_APPEND), 0o600)
+    let fd = open(partial, O_RDWR | O_CREAT | O_CLOEXEC, 0o600)
     guard fd >= 0 else {
       throw SSHError(.transfer, host: label, "cannot write \(partial): \(String(cString: strerror(errno)))")
     }
     defer { Glibc.close(fd) }
+    // Resume: keep what an earlier, cut transfer already wrote (if it is not longer).
+    var info = stat()
+    var offset: Int64 = fstat(fd, &info) == 0 ? Int64(info.st_size) : 0
+    if offset > total {
+      offset = 0
+      ftruncate(fd, 0)
+    }
+    let resumedFrom = offset
+    let sink = DownloadSink(fd: fd, path: partial, resumedFrom: offset)
+    defer { _ = sink.finish() }
     // The host checksums its copy meanwhile, on its own channel.
     let remoteDigest = expectedSHA256 == nil ? try RemoteDigest(session: self, path: remote) : nil
     let handle = try openRemote(sftp, remote, flags: UInt(LIBSSH2_FXF_READ), mode: 0)
     defer { _ = try? retry("closing \(remote)") { libssh2_sftp_close_handle(handle) } }
     libssh2_sftp_seek64(handle, UInt64(offset))
-    var buffer = [UInt8](repeating: 0, count: 2 << 20)
+    // The buffer being filled; handed to the writer (on every path, so a resumed download
+    // finds every byte that arrived) when full, at the end, or when the transfer stops.
+    var buffer: UnsafeMutableRawBufferPointer?
+    var filled = 0
+    func handOver() throws(SSHError) {
+      if let full = buffer { try sink.submit(full, count: filled) }
+      buffer = nil
+      filled = 0
+    }
     var deadline = Date().addingTimeInterval(options.inactivityTimeout)
-    while offset < total {
-      let n = buffer.withUnsafeMutableBytes { libssh2_sftp_read(handle, $0.baseAddress, $0.count) }
-      if n > 0 {
-        let wrote = buffer.withUnsafeBytes { write(fd, $0.baseAddress, n) }
-        guard wrote == n else {
+    do throws(SSHError) {
+      while offset < total {
+        if buffer == nil { buffer = try sink.take() }
+        let n = libssh2_sftp_read(handle, buffer!.baseAddress! + filled, buffer!.count - filled)
+        if n > 0 {
+          filled += n
+          offset += Int64(n)
+          // Hand the buffer over while a read can still ask for the full read-ahead.
+          if buffer!.count - filled < DownloadSink.minimumRead { try handOver() }
+          deadline = Date().addingTimeInterval(options.inactivityTimeout)
+          remoteDigest?.poll()
+          if let progress, !progress(offset, total) {
+            throw SSHError(
+              .cancelled, host: label,
+              "download of \(remote) cancelled at \(offset) of \(total) bytes; run it again to resume")
+          }
+        } else if n == 0 {
+          break
+        } else if Int32(n) == LibSSH2.eagain {
+          remoteDigest?.poll()
+          try waitForSocket("downloading \(remote)", deadline: deadline)
+        } else {
           throw SSHError(
-            .transfer, host: label, "writing \(partial) failed: \(String(cString: strerror(errno)))")
+            .transfer, host: label,
+            "download of \(remote) broke off at \(offset) of \(total) bytes (\(SSHSession.error(session, label, "read", Int32(n)).message)); run it again to resume"
+          )
         }
-        hasher.add(Array(buffer[0..<n]))
-        offset += Int64(n)
-        deadline = Date().addingTimeInterval(options.inactivityTimeout)
-        remoteDigest?.poll()
-        if let progress, !progress(offset, total) {
-          throw SSHError(
-            .cancelled, host: label,
-            "download of \(remote) cancelled at \(offset) of \(total) bytes; run it again to resume")
-        }
-      } else if n == 0 {
-        break
-      } else if Int32(n) == LibSSH2.eagain {
-        remoteDigest?.poll()
-        try waitForSocket("downloading \(remote)", deadline: deadline)
-      } else {
-        throw SSHError(
-          .transfer, host: label,
-          "download of \(remote) broke off at \(offset) of \(total) bytes (\(SSHSession.error(session, label, "read", Int32(n)).message)); run it again to resume"
-        )
       }
+      try handOver()
+    } catch {
+      try? handOver()
+      throw error
     }
     guard offset == total else {
       throw SSHError(
         .transfer, host: label, "\(remote) ended at \(offset) of \(total) bytes; run it again to resume")
     }
-    let digest = hasher.finish()
+    let digest = try sink.digest()
     let expected: String
     if let expectedSHA256 {
       expected = expectedSHA256
@@ -293,57 +308,143 @@ public enum ParallelHosts {
   }
 }
 
-/// SHA-256 on a second thread, fed chunk by chunk (hashing overlaps the network).
-final class BackgroundHasher: @unchecked Sendable {
+/// The writing and hashing half of a download, on its own thread: it streams the resumed
+/// prefix of the partial file through the SHA-256 (1 MiB at a time), then writes and hashes
+/// each buffer the reading thread hands over, in order. Four 4 MiB buffers circulate between
+/// the two threads, so memory stays at 16 MiB whatever the file's size, and no byte is
+/// copied on the way from libssh2 to the file.
+final class DownloadSink: @unchecked Sendable {
+  static let bufferSize = 4 << 20
+  /// A read is given at least this much room: libssh2 1.10 keeps 4x the room in requests in
+  /// flight, up to 8 MiB.
+  static let minimumRead = 2 << 20
   private let condition = NSCondition()
-  private var queue: [[UInt8]] = []
-  private var queuedBytes = 0
+  private var free: [UnsafeMutableRawBufferPointer] = []
+  private var queue: [(UnsafeMutableRawBufferPointer, Int)] = []
+  private var all: [UnsafeMutableRawBufferPointer] = []
   private var finished = false
-  private var digest: String?
-  private var hasher = SHA256()
+  private var done = false
+  private var failure: String?
+  private var hex: String?
+  private let fd: Int32
+  private let path: String
+  private var position: Int64
 
-  init() {
+  init(fd: Int32, path: String, resumedFrom: Int64) {
+    self.fd = fd
+    self.path = path
+    position = resumedFrom
+    for _ in 0..<4 {
+      let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: DownloadSink.bufferSize, alignment: 64)
+      all.append(buffer)
+      free.append(buffer)
+    }
     let thread = Thread { [self] in self.work() }
-    thread.name = "smcpair-sha256"
+    thread.name = "smcpair-download"
+    thread.stackSize = 1 << 20
     thread.start()
   }
 
-  func add(_ chunk: [UInt8]) {
+  deinit { for buffer in all { buffer.deallocate() } }
+
+  /// An empty buffer (waits for one when the writer is behind).
+  func take() throws(SSHError) -> UnsafeMutableRawBufferPointer {
     condition.lock()
-    // Bounded: at most 64 MiB waiting, so memory does not grow with the file.
-    while queuedBytes > 64 << 20 { condition.wait() }
-    queue.append(chunk)
-    queuedBytes += chunk.count
-    condition.signal()
-    condition.unlock()
+    defer { condition.unlock() }
+    while free.isEmpty && failure == nil { condition.wait() }
+    if let failure { throw SSHError(.transfer, host: "workstation", failure) }
+    return free.removeLast()
   }
 
-  func finish() -> String {
+  /// Hands `count` bytes of `buffer` (from `take`) to the writer; the buffer comes back
+  /// through `take` once written.
+  func submit(_ buffer: UnsafeMutableRawBufferPointer, count: Int) throws(SSHError) {
     condition.lock()
+    defer { condition.unlock() }
+    queue.append((buffer, count))
+    condition.broadcast()
+    if let failure { throw SSHError(.transfer, host: "workstation", failure) }
+  }
+
+  /// Waits until everything handed over is written; the SHA-256 of the whole file.
+  func digest() throws(SSHError) -> String {
+    guard let digest = finish() else {
+      throw SSHError(.transfer, host: "workstation", failure ?? "the download was not written")
+    }
+    return digest
+  }
+
+  /// Waits until everything handed over is written (also on the error paths, so that a
+  /// resumed download finds every byte that arrived); the digest, nil after a write error.
+  @discardableResult
+  func finish() -> String? {
+    condition.lock()
+    defer { condition.unlock() }
     finished = true
     condition.broadcast()
-    while digest == nil { condition.wait() }
-    let result = digest!
-    condition.unlock()
-    return result
+    while !done { condition.wait() }
+    return failure == nil ? hex : nil
   }
 
   private func work() {
+    var hasher = SHA256()
+    // The resumed prefix, streamed: a partial file of any size costs 1 MiB here.
+    if position > 0 {
+      let chunk = UnsafeMutableRawBufferPointer.allocate(byteCount: 1 << 20, alignment: 64)
+      defer { chunk.deallocate() }
+      var at: Int64 = 0
+      while at < position {
+        let n = pread(fd, chunk.baseAddress, min(chunk.count, Int(position - at)), off_t(at))
+        if n < 0 && errno == EINTR { continue }
+        guard n > 0 else {
+          fail(
+            "cannot read \(path) to resume it: \(n < 0 ? String(cString: strerror(errno)) : "it got shorter")"
+          )
+          break
+        }
+        hasher.update(UnsafeRawBufferPointer(rebasing: chunk[0..<n]))
+        at += Int64(n)
+      }
+    }
     while true {
       condition.lock()
       while queue.isEmpty && !finished { condition.wait() }
-      if queue.isEmpty && finished {
-        digest = hasher.finalizeHex()
+      if queue.isEmpty {
+        if failure == nil { hex = hasher.finalizeHex() }
+        done = true
         condition.broadcast()
         condition.unlock()
         return
       }
-      let chunk = queue.removeFirst()
-      queuedBytes -= chunk.count
+      let (buffer, count) = queue.removeFirst()
+      let failed = failure != nil
+      condition.unlock()
+      if !failed {
+        var written = 0
+        while written < count {
+          let n = pwrite(fd, buffer.baseAddress! + written, count - written, off_t(position))
+          if n < 0 && errno == EINTR { continue }
+          guard n > 0 else {
+            fail("writing \(path) failed: \(String(cString: strerror(errno)))")
+            break
+          }
+          written += n
+          position += Int64(n)
+        }
+        hasher.update(UnsafeRawBufferPointer(rebasing: buffer[0..<written]))
+      }
+      condition.lock()
+      free.append(buffer)
       condition.broadcast()
       condition.unlock()
-      hasher.update(chunk)
     }
+  }
+
+  private func fail(_ message: String) {
+    condition.lock()
+    if failure == nil { failure = message }
+    condition.broadcast()
+    condition.unlock()
   }
 }
 
