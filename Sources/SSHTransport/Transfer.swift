@@ -72,10 +72,22 @@ extension SSHSession {
     return Int64(attributes.filesize)
   }
 
+  /// The command that prints `<sha256> <name>` for `path` on a host: OpenSSL's digest when
+  /// the host has it (it uses the CPU's SHA instructions: 0.16 s of CPU for 160 MB where
+  /// coreutils' sha256sum takes 0.94 s here), else `sha256sum`. The script is fixed text;
+  /// the path is its positional argument.
+  static func sha256Command(_ path: String) -> String {
+    RemoteCommand.join([
+      "sh", "-c",
+      #"d=$(openssl dgst -sha256 -r -- "$1" 2>/dev/null) && printf '%s\n' "$d" || exec sha256sum -- "$1""#,
+      "smcpair-sha256", path,
+    ])
+  }
+
   /// The remote file's SHA-256 (`sha256sum` on the host).
   public func remoteSHA256(_ path: String) throws(SSHError) -> String {
     let output = try run(
-      RemoteCommand.join(["sha256sum", "--", path]), purpose: "checksumming \(path) on the host (sha256sum)")
+      SSHSession.sha256Command(path), purpose: "checksumming \(path) on the host (sha256sum)")
     guard output.exitStatus == 0, let digest = RemoteReplies.sha256(output.stdoutText) else {
       throw SSHError(.checksum, host: label, "cannot checksum \(path) on the host: \(output.stderrText)")
     }
@@ -84,11 +96,13 @@ extension SSHSession {
 
   /// Downloads `remote` to `local` with pipelined SFTP reads (each read asks for 2 MiB or
   /// more, so libssh2 keeps 8 MiB of requests in flight). The data goes to `local.partial`
-  /// first; an existing partial file is resumed. A second thread writes the data and computes
-  /// the SHA-256 as it arrives (it first streams the resumed prefix through the hash, never
-  /// holding the file in memory), so this thread only moves bytes off the connection. The
-  /// digest is compared with `expectedSHA256`, or with the host's `sha256sum`, which runs on
-  /// a second channel during the transfer. On a match the file is renamed to `local`.
+  /// first; an existing partial file is resumed. A writer thread writes the data and
+  /// computes the SHA-256 as it arrives (it first streams a resumed prefix through the hash,
+  /// never holding the file in memory), so this thread only moves bytes off the connection.
+  /// The digest is compared with `expectedSHA256`, or with the host's (`sha256Command`),
+  /// which runs on a second channel during the transfer. On a match the file is renamed to
+  /// `local`; on any failure the partial file keeps every byte that arrived, so running it
+  /// again resumes.
   public func download(
     _ remote: String, to local: String, expectedSHA256: String? = nil, progress: TransferProgress? = nil
   ) throws(SSHError) -> TransferResult {
@@ -111,58 +125,28 @@ extension SSHSession {
     }
     let resumedFrom = offset
     let sink = DownloadSink(fd: fd, path: partial, resumedFrom: offset)
-    defer { _ = sink.finish() }
+    // Everything handed over is written before the file is closed, on every path.
+    defer { sink.finish() }
     // The host checksums its copy meanwhile, on its own channel.
     let remoteDigest = expectedSHA256 == nil ? try RemoteDigest(session: self, path: remote) : nil
     let handle = try openRemote(sftp, remote, flags: UInt(LIBSSH2_FXF_READ), mode: 0)
     defer { _ = try? retry("closing \(remote)") { libssh2_sftp_close_handle(handle) } }
-    libssh2_sftp_seek64(handle, UInt64(offset))
-    // The buffer being filled; handed to the writer (on every path, so a resumed download
-    // finds every byte that arrived) when full, at the end, or when the transfer stops.
-    var buffer: UnsafeMutableRawBufferPointer?
-    var filled = 0
-    func handOver() throws(SSHError) {
-      if let full = buffer { try sink.submit(full, count: filled) }
-      buffer = nil
-      filled = 0
+    var position = offset
+    let report: (Int64) -> Bool = { at in
+      remoteDigest?.poll()
+      return progress?(at, total) ?? true
     }
-    var deadline = Date().addingTimeInterval(options.inactivityTimeout)
-    do throws(SSHError) {
-      while offset < total {
-        if buffer == nil { buffer = try sink.take() }
-        let n = libssh2_sftp_read(handle, buffer!.baseAddress! + filled, buffer!.count - filled)
-        if n > 0 {
-          filled += n
-          offset += Int64(n)
-          // Hand the buffer over while a read can still ask for the full read-ahead.
-          if buffer!.count - filled < DownloadSink.minimumRead { try handOver() }
-          deadline = Date().addingTimeInterval(options.inactivityTimeout)
-          remoteDigest?.poll()
-          if let progress, !progress(offset, total) {
-            throw SSHError(
-              .cancelled, host: label,
-              "download of \(remote) cancelled at \(offset) of \(total) bytes; run it again to resume")
-          }
-        } else if n == 0 {
-          break
-        } else if Int32(n) == LibSSH2.eagain {
-          remoteDigest?.poll()
-          try waitForSocket("downloading \(remote)", deadline: deadline)
-        } else {
-          throw SSHError(
-            .transfer, host: label,
-            "download of \(remote) broke off at \(offset) of \(total) bytes (\(SSHSession.error(session, label, "read", Int32(n)).message)); run it again to resume"
-          )
-        }
-      }
-      try handOver()
-    } catch {
-      try? handOver()
-      throw error
-    }
-    guard offset == total else {
+    guard try fetch(handle, remote, from: offset, to: total, sink: sink, position: &position, report: report)
+    else {
       throw SSHError(
-        .transfer, host: label, "\(remote) ended at \(offset) of \(total) bytes; run it again to resume")
+        .cancelled, host: label,
+        "download of \(remote) cancelled at \(position) of \(total) bytes; run it again to resume")
+    }
+    sink.finish()
+    guard sink.contiguousBytes == total else {
+      throw SSHError(
+        .transfer, host: label,
+        "\(remote) arrived incomplete (\(sink.contiguousBytes) of \(total) bytes); run it again to resume")
     }
     let digest = try sink.digest()
     let expected: String
@@ -174,6 +158,76 @@ extension SSHSession {
     try accept(partial, as: local, remote: remote, digest: digest, expected: expected)
     return TransferResult(
       bytes: total, resumedFrom: resumedFrom, sha256: digest, seconds: Date().timeIntervalSince(started))
+  }
+
+  /// Reads `[from, to)` of an open remote file into `sink`'s buffers; `position` says how far
+  /// it got (everything before it is handed over, on every path). `report` gets the position
+  /// after each read and returns false to stop; the result is false when it was stopped.
+  func fetch(
+    _ handle: OpaquePointer, _ remote: String, from: Int64, to end: Int64, sink: DownloadSink,
+    position: inout Int64, report: (Int64) -> Bool
+  ) throws(SSHError) -> Bool {
+    libssh2_sftp_seek64(handle, UInt64(from))
+    position = from
+    var at = from
+    // The buffer being filled and where it starts in the file.
+    var buffer: UnsafeMutableRawBufferPointer?
+    var bufferStart = from
+    var filled = 0
+    func handOver() throws(SSHError) {
+      if let full = buffer { try sink.submit(full, count: filled, at: bufferStart) }
+      buffer = nil
+      filled = 0
+    }
+    defer { position = bufferStart + Int64(filled) }
+    var deadline = Date().addingTimeInterval(options.inactivityTimeout)
+    do throws(SSHError) {
+      while at < end {
+        if buffer == nil {
+          buffer = try sink.take()
+          bufferStart = at
+        }
+        // Never past the range: near its end, libssh2 asks for less ahead.
+        let room = min(buffer!.count - filled, Int(end - at))
+        let n = libssh2_sftp_read(handle, buffer!.baseAddress! + filled, room)
+        if n > 0 {
+          filled += n
+          at += Int64(n)
+          // Hand the buffer over while a read can still ask for the full read-ahead.
+          if buffer!.count - filled < DownloadSink.minimumRead || at >= end {
+            try handOver()
+            bufferStart = at
+          }
+          deadline = Date().addingTimeInterval(options.inactivityTimeout)
+          if !report(at) {
+            try handOver()
+            bufferStart = at
+            return false
+          }
+        } else if n == 0 {
+          break
+        } else if Int32(n) == LibSSH2.eagain {
+          _ = report(at)
+          try waitForSocket("downloading \(remote)", deadline: deadline)
+        } else {
+          throw SSHError(
+            .transfer, host: label,
+            "download of \(remote) broke off at \(at) bytes (\(SSHSession.error(session, label, "read", Int32(n)).message)); run it again to resume"
+          )
+        }
+      }
+      try handOver()
+      bufferStart = at
+    } catch {
+      try? handOver()
+      bufferStart = at
+      throw error
+    }
+    guard at >= end else {
+      throw SSHError(
+        .transfer, host: label, "\(remote) ended at \(at) bytes, expected \(end); run it again to resume")
+    }
+    return true
   }
 
   /// The end of every download: `partial` becomes `local` only when its SHA-256 is the one
@@ -308,11 +362,13 @@ public enum ParallelHosts {
   }
 }
 
-/// The writing and hashing half of a download, on its own thread: it streams the resumed
-/// prefix of the partial file through the SHA-256 (1 MiB at a time), then writes and hashes
-/// each buffer the reading thread hands over, in order. Four 4 MiB buffers circulate between
-/// the two threads, so memory stays at 16 MiB whatever the file's size, and no byte is
-/// copied on the way from libssh2 to the file.
+/// The writing and hashing half of a download, on its own thread: it writes each buffer
+/// the reading thread hands over at its offset, and hashes the file in order as it becomes
+/// contiguous (straight from the buffer when it is next in line, else from the file: a
+/// resumed prefix is streamed 1 MiB at a time). Four 4 MiB buffers circulate, so memory
+/// stays at 16 MiB whatever the file's size, and no byte is copied on the way from libssh2
+/// to the file. Written ranges need not arrive in order (`islands`), so a reader for another
+/// part of the file could share it.
 final class DownloadSink: @unchecked Sendable {
   static let bufferSize = 4 << 20
   /// A read is given at least this much room: libssh2 1.10 keeps 4x the room in requests in
@@ -320,7 +376,7 @@ final class DownloadSink: @unchecked Sendable {
   static let minimumRead = 2 << 20
   private let condition = NSCondition()
   private var free: [UnsafeMutableRawBufferPointer] = []
-  private var queue: [(UnsafeMutableRawBufferPointer, Int)] = []
+  private var queue: [(buffer: UnsafeMutableRawBufferPointer, count: Int, offset: Int64)] = []
   private var all: [UnsafeMutableRawBufferPointer] = []
   private var finished = false
   private var done = false
@@ -328,12 +384,15 @@ final class DownloadSink: @unchecked Sendable {
   private var hex: String?
   private let fd: Int32
   private let path: String
-  private var position: Int64
+  /// Bytes from the start of the file that are written without a gap.
+  private var contiguous: Int64
+  /// Written ranges beyond `contiguous` (none while one reader fetches in order).
+  private var islands: [(Int64, Int64)] = []
 
   init(fd: Int32, path: String, resumedFrom: Int64) {
     self.fd = fd
     self.path = path
-    position = resumedFrom
+    contiguous = resumedFrom
     for _ in 0..<4 {
       let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: DownloadSink.bufferSize, alignment: 64)
       all.append(buffer)
@@ -347,6 +406,8 @@ final class DownloadSink: @unchecked Sendable {
 
   deinit { for buffer in all { buffer.deallocate() } }
 
+  var contiguousBytes: Int64 { condition.withLock { contiguous } }
+
   /// An empty buffer (waits for one when the writer is behind).
   func take() throws(SSHError) -> UnsafeMutableRawBufferPointer {
     condition.lock()
@@ -356,17 +417,17 @@ final class DownloadSink: @unchecked Sendable {
     return free.removeLast()
   }
 
-  /// Hands `count` bytes of `buffer` (from `take`) to the writer; the buffer comes back
-  /// through `take` once written.
-  func submit(_ buffer: UnsafeMutableRawBufferPointer, count: Int) throws(SSHError) {
+  /// Hands `count` bytes of `buffer` (from `take`), which belong at `offset` in the file, to
+  /// the writer; the buffer comes back through `take` once written.
+  func submit(_ buffer: UnsafeMutableRawBufferPointer, count: Int, at offset: Int64) throws(SSHError) {
     condition.lock()
     defer { condition.unlock() }
-    queue.append((buffer, count))
+    queue.append((buffer, count, offset))
     condition.broadcast()
     if let failure { throw SSHError(.transfer, host: "workstation", failure) }
   }
 
-  /// Waits until everything handed over is written; the SHA-256 of the whole file.
+  /// The SHA-256 of the whole file, once `finish` has run and everything is contiguous.
   func digest() throws(SSHError) -> String {
     guard let digest = finish() else {
       throw SSHError(.transfer, host: "workstation", failure ?? "the download was not written")
@@ -375,7 +436,8 @@ final class DownloadSink: @unchecked Sendable {
   }
 
   /// Waits until everything handed over is written (also on the error paths, so that a
-  /// resumed download finds every byte that arrived); the digest, nil after a write error.
+  /// resumed download finds every byte that arrived); the digest of the contiguous bytes,
+  /// nil after a write error. Safe to repeat.
   @discardableResult
   func finish() -> String? {
     condition.lock()
@@ -388,55 +450,80 @@ final class DownloadSink: @unchecked Sendable {
 
   private func work() {
     var hasher = SHA256()
-    // The resumed prefix, streamed: a partial file of any size costs 1 MiB here.
-    if position > 0 {
-      let chunk = UnsafeMutableRawBufferPointer.allocate(byteCount: 1 << 20, alignment: 64)
-      defer { chunk.deallocate() }
-      var at: Int64 = 0
-      while at < position {
-        let n = pread(fd, chunk.baseAddress, min(chunk.count, Int(position - at)), off_t(at))
+    var hashed: Int64 = 0
+    let chunk = UnsafeMutableRawBufferPointer.allocate(byteCount: 1 << 20, alignment: 64)
+    defer { chunk.deallocate() }
+    /// Hashes `[hashed, target)` from the file (written already).
+    func hash(upTo target: Int64) {
+      while hashed < target {
+        let n = pread(fd, chunk.baseAddress, min(chunk.count, Int(target - hashed)), off_t(hashed))
         if n < 0 && errno == EINTR { continue }
         guard n > 0 else {
-          fail(
-            "cannot read \(path) to resume it: \(n < 0 ? String(cString: strerror(errno)) : "it got shorter")"
-          )
-          break
+          fail("cannot read \(path) back: \(n < 0 ? String(cString: strerror(errno)) : "it got shorter")")
+          return
         }
         hasher.update(UnsafeRawBufferPointer(rebasing: chunk[0..<n]))
-        at += Int64(n)
+        hashed += Int64(n)
       }
     }
+    // The resumed prefix, streamed: a partial file of any size costs 1 MiB here.
+    hash(upTo: condition.withLock { contiguous })
     while true {
       condition.lock()
       while queue.isEmpty && !finished { condition.wait() }
       if queue.isEmpty {
+        let target = contiguous
+        condition.unlock()
+        hash(upTo: target)
+        condition.lock()
         if failure == nil { hex = hasher.finalizeHex() }
         done = true
         condition.broadcast()
         condition.unlock()
         return
       }
-      let (buffer, count) = queue.removeFirst()
+      let (buffer, count, offset) = queue.removeFirst()
       let failed = failure != nil
       condition.unlock()
+      var written = 0
       if !failed {
-        var written = 0
         while written < count {
-          let n = pwrite(fd, buffer.baseAddress! + written, count - written, off_t(position))
+          let n = pwrite(fd, buffer.baseAddress! + written, count - written, off_t(offset) + off_t(written))
           if n < 0 && errno == EINTR { continue }
           guard n > 0 else {
             fail("writing \(path) failed: \(String(cString: strerror(errno)))")
             break
           }
           written += n
-          position += Int64(n)
         }
-        hasher.update(UnsafeRawBufferPointer(rebasing: buffer[0..<written]))
+        // Next in line: hash it from the buffer, before the buffer is reused.
+        if offset == hashed && written > 0 {
+          hasher.update(UnsafeRawBufferPointer(rebasing: buffer[0..<written]))
+          hashed += Int64(written)
+        }
       }
       condition.lock()
       free.append(buffer)
+      if written > 0 { mark(offset, offset + Int64(written)) }
+      let target = contiguous
       condition.broadcast()
       condition.unlock()
+      hash(upTo: target)
+    }
+  }
+
+  /// Records `[start, end)` as written (under the lock).
+  private func mark(_ start: Int64, _ end: Int64) {
+    islands.append((start, end))
+    var grew = true
+    while grew {
+      grew = false
+      for (index, island) in islands.enumerated() where island.0 <= contiguous {
+        contiguous = max(contiguous, island.1)
+        islands.remove(at: index)
+        grew = true
+        break
+      }
     }
   }
 
@@ -463,7 +550,7 @@ final class RemoteDigest {
     self.session = session
     self.path = path
     channel = try session.openChannel("opening a channel for sha256sum")
-    let command = RemoteCommand.join(["sha256sum", "--", path])
+    let command = SSHSession.sha256Command(path)
     do throws(SSHError) {
       _ = try session.retry("starting sha256sum") {
         libssh2_channel_process_startup(channel, "exec", 4, command, UInt32(command.utf8.count))
