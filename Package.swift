@@ -105,6 +105,9 @@ let package = Package(
       name: "fuzz-known-hosts", dependencies: ["FuzzReplay", "SSHTransport"],
       path: "Sources/Fuzz/KnownHosts", swiftSettings: [.unsafeFlags(["-parse-as-library"])]),
     .executableTarget(
+      name: "fuzz-remote-replies", dependencies: ["FuzzReplay", "SSHTransport"],
+      path: "Sources/Fuzz/RemoteReplies", swiftSettings: [.unsafeFlags(["-parse-as-library"])]),
+    .executableTarget(
       name: "Synth",
       dependencies: [
         "CaptureFiles", "SMCWire", "SMCSynthesis",
@@ -139,6 +142,7 @@ let package = Package(
       dependencies: [
         "TestSupport", "fuzz-capture-file", "fuzz-wire", "fuzz-agent-messages", "fuzz-inventory-text",
         "fuzz-known-hosts",
+        "fuzz-remote-replies",
       ]
     ),
     .testTarget(

@@ -91,7 +91,9 @@ struct HostsCheck: ParsableCommand {
     discussion: """
       Exit status 0 when every host answered, 1 when any failed. Targets: inventory host names \
       (with -i), ssh://[user@]host[:port], or ~/.ssh/config aliases. With -i and no target, every \
-      inventory host is checked.
+      inventory host is checked. After connecting, each host's three commands have --timeout \
+      seconds in all and may answer with 64 KiB each at most (a host whose sshd answers every \
+      command with endless output fails on its own line).
 
       Examples:
         smcpair hosts check -i lab.yaml
@@ -101,11 +103,13 @@ struct HostsCheck: ParsableCommand {
   @OptionGroup var connection: ConnectionOptions
   @Argument(help: "Hosts to check.") var targets: [String] = []
   @Flag(help: "One JSON object per host on standard output.") var json = false
+  @Option(help: "Seconds each host's commands may take in all, after connecting.") var timeout: Double = 30
 
   func validate() throws {
     if targets.isEmpty && connection.inventory == nil {
       throw ValidationError("name hosts to check, or pass -i INVENTORY")
     }
+    guard timeout > 0 else { throw ValidationError("--timeout must be positive") }
   }
 
   struct Row: Sendable {
@@ -136,6 +140,7 @@ struct HostsCheck: ParsableCommand {
       let (target, options) = try connection.resolve(name, inventory: inventory)
       resolved.append(HostToCheck(name: name, target: target, options: options))
     }
+    let budget = timeout
     let rows = ParallelHosts.map(resolved) { entry -> Row in
       var row = Row(name: entry.name)
       do throws(SSHError) {
@@ -145,14 +150,23 @@ struct HostsCheck: ParsableCommand {
         row.fingerprint = session.hostKey.fingerprint
         row.recorded = session.hostKey.recorded
         row.auth = session.authMethod
+        // Every command has the rest of the host's budget, and 64 KiB of output at most.
+        let end = Date().addingTimeInterval(budget)
+        func limits() -> CommandLimits {
+          CommandLimits(
+            seconds: max(0.001, min(entry.options.commandLimits.seconds ?? budget, end.timeIntervalSinceNow)))
+        }
         let started = Date()
-        _ = try session.run("true")
+        _ = try session.run("true", purpose: "checking the round trip ('true')", limits: limits())
         row.roundTripMs = Date().timeIntervalSince(started) * 1000
-        row.kernel = try session.run("uname -r").stdoutText.trimmingCharacters(in: .whitespacesAndNewlines)
+        let uname = try session.run(
+          "uname -r", purpose: "reading the kernel release ('uname -r')", limits: limits())
+        row.kernel = RemoteReplies.kernelRelease(uname.stdoutText) ?? "unknown"
         if session.user == "root" {
           row.sudo = "root"
         } else {
-          row.sudo = try session.run("sudo -n true").exitStatus == 0 ? "yes" : "no (sudo -n refused)"
+          let sudo = try session.run("sudo -n true", purpose: "checking 'sudo -n true'", limits: limits())
+          row.sudo = sudo.exitStatus == 0 ? "yes" : "no (sudo -n refused)"
         }
         row.ok = true
       } catch {

@@ -92,7 +92,7 @@ public final class CaptureSide: @unchecked Sendable {
   func run(_ command: String, step: String) throws(CaptureFailure) -> CommandOutput {
     let ssh = try session(step)
     do {
-      return try ssh.run(command)
+      return try ssh.run(command, purpose: step)
     } catch {
       throw CaptureFailure(host: name, step: step, error.message)
     }
@@ -204,8 +204,10 @@ public final class CaptureSide: @unchecked Sendable {
         // Upload as the login user, then install as root.
         let staging = "/tmp/.smcpair-agent-\(UInt32.random(in: 0...UInt32.max))"
         _ = try ssh.upload(local.path, to: staging, mode: 0o700)
-        let installed = try ssh.run(access.privileged(["install", "-m", "0755", "--", staging, path]))
-        _ = try? ssh.run(RemoteCommand.join(["rm", "-f", "--", staging]))
+        let installed = try ssh.run(
+          access.privileged(["install", "-m", "0755", "--", staging, path]), purpose: "installing the agent")
+        _ = try? ssh.run(
+          RemoteCommand.join(["rm", "-f", "--", staging]), purpose: "removing the staged agent")
         guard installed.exitStatus == 0 else {
           throw CaptureFailure(host: name, step: step, "sudo install failed: \(installed.stderrText)")
         }
@@ -252,16 +254,43 @@ public final class CaptureSide: @unchecked Sendable {
     } catch {
       throw CaptureFailure(host: name, step: step, error.message)
     }
+    // The script prints a digest line and df's few lines. A host that answers every command
+    // with endless output, or with a line now and then, is cut off by the same limits as any
+    // short command (64 KiB, 30 s by default), not by the agent protocol's per-read timeout.
+    let limits = ssh.options.commandLimits
+    let overall = Date().addingTimeInterval(limits.seconds ?? 30)
+    let cap = limits.stdout ?? 64 << 10
     var lines: [String] = []
+    var received = 0
     do throws(SSHError) {
-      while let line = try stream.readLine(timeout: 30), line != "smcpair-start" { lines.append(line) }
+      while true {
+        let remaining = overall.timeIntervalSinceNow
+        guard remaining > 0 else {
+          throw SSHError(
+            .timeout, host: ssh.label,
+            "the check script did not reach the agent's start within \(Int(limits.seconds ?? 30)) s (\(received) bytes, \(lines.count) lines so far). Is a ForceCommand or a login script printing on every command?"
+          )
+        }
+        guard let line = try stream.readLine(timeout: remaining) else {
+          if overall.timeIntervalSinceNow <= 0 { continue }
+          break
+        }
+        if line == "smcpair-start" { break }
+        received += line.utf8.count + 1
+        guard received <= cap else {
+          throw SSHError(
+            .outputLimit, host: ssh.label,
+            "the check script sent more than \(CommandLimits.describe(cap)) before the agent's start; the channel was closed. Is a ForceCommand or a login script printing on every command?"
+          )
+        }
+        lines.append(line)
+      }
     } catch {
-      _ = try? stream.close()
+      stream.abandon()
       throw CaptureFailure(host: name, step: step, error.message)
     }
-    let digest = lines.first?.split(separator: " ").first.map(String.init)
-    let df = lines.dropFirst().drop { $0 != "smcpair-df" }.dropFirst().joined(separator: "\n")
-    guard let digest, digest.count == 64 else {
+    let (digest, df) = RemoteReplies.agentCheck(lines)
+    guard let digest else {
       _ = try? stream.close()
       return (nil, df, nil)
     }
@@ -292,13 +321,7 @@ public final class CaptureSide: @unchecked Sendable {
   static let minimumFreeMiB: Int64 = 64
 
   /// Available MiB from `df -Pk` output (the first line that parses).
-  static func freeMiB(fromDF output: String) -> Int64? {
-    for line in output.split(separator: "\n").dropFirst() {
-      let columns = line.split(separator: " ", omittingEmptySubsequences: true)
-      if columns.count >= 4, let kib = Int64(columns[3]) { return kib / 1024 }
-    }
-    return nil
-  }
+  static func freeMiB(fromDF output: String) -> Int64? { RemoteReplies.freeMiB(fromDF: output) }
 
   // MARK: - capture
 
@@ -440,11 +463,16 @@ public final class CaptureSide: @unchecked Sendable {
         do {
           // The agent's files are root's (0600, in root's folders): with become: sudo they
           // are read through 'sudo -n cat'; otherwise SFTP (pipelined, resumable).
+          let started = Date()
           let bytes =
             access.usesSudo
-            ? try privilegedDownload(ssh, file.path, to: local, expectedSHA256: file.sha256, progress: report)
+            ? try privilegedDownload(
+              ssh, file.path, to: local, size: file.size, expectedSHA256: file.sha256, progress: report)
             : try ssh.download(file.path, to: local, expectedSHA256: file.sha256, progress: report).bytes
-          note("pulled \(file.path) → \(local): \(bytes) bytes, SHA-256 verified")
+          let seconds = Date().timeIntervalSince(started)
+          note(
+            "pulled \(file.path) → \(local): \(bytes) bytes in \(String(format: "%.3f", seconds)) s (\(String(format: "%.1f", Double(bytes) / max(seconds, 1e-6) / 1_048_576)) MiB/s), SHA-256 verified"
+          )
           break
         } catch {
           if error.code == .checksum && attempt < 2 {
@@ -463,7 +491,8 @@ public final class CaptureSide: @unchecked Sendable {
   /// `sudo -n cat FILE` into `local.partial`, hashed on the way, renamed when the digest
   /// matches (removed when it does not).
   func privilegedDownload(
-    _ ssh: SSHSession, _ remote: String, to local: String, expectedSHA256: String, progress: TransferProgress?
+    _ ssh: SSHSession, _ remote: String, to local: String, size: Int64, expectedSHA256: String,
+    progress: TransferProgress?
   ) throws(SSHError) -> Int64 {
     let partial = local + ".partial"
     let fd = open(partial, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o600)
@@ -478,8 +507,11 @@ public final class CaptureSide: @unchecked Sendable {
     var errors: [UInt8] = []
     let status: Int32?
     do {
+      // Streamed to the file: no cap beyond the file's size, no overall deadline (the
+      // inactivity timeout still applies); stderr capped like any command's.
       (status, _) = try ssh.run(
-        access.privileged(["cat", "--", remote]),
+        access.privileged(["cat", "--", remote]), purpose: "pulling \(remote) through sudo -n cat",
+        limits: .streaming(stdout: Int(clamping: size)),
         onStdout: { chunk in
           chunk.withUnsafeBytes { raw in
             hasher.update(raw)

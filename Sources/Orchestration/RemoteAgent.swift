@@ -66,7 +66,15 @@ public final class RemoteAgent: @unchecked Sendable {
         throw CaptureFailure(
           host: host, step: step, "the agent sent something that is not a protocol line: \(error.message)")
       }
-      guard response.id == id || response.id == nil else { continue }
+      guard response.id == id || response.id == nil else {
+        // Lines for other requests do not extend the wait (a peer that floods them would
+        // otherwise keep this call going for ever).
+        if deadline.timeIntervalSinceNow <= 0 {
+          throw CaptureFailure(
+            host: host, step: step, "no answer within \(Int(timeout)) s", connectionLost: true)
+        }
+        continue
+      }
       if let error = response.error, !response.ok {
         throw CaptureFailure(host: host, step: step, "\(error.code.rawValue): \(error.message)")
       }

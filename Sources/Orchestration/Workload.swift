@@ -77,15 +77,24 @@ public final class Workload: @unchecked Sendable {
         "smcpair-workload", command, tag,
       ])
       lock.withLock { startedAt = Date() }
+      // The output goes to the workload's log file as it comes: no cap, no overall deadline.
       let (status, signal) = try ssh.run(
-        line,
+        line, purpose: "running the workload", limits: .streaming(stderr: nil),
         onStdout: { chunk in
           if sawMarker {
             append(chunk)
             return
           }
           pending += chunk
-          guard let newline = pending.firstIndex(of: 0x0A) else { return }
+          guard let newline = pending.firstIndex(of: 0x0A) else {
+            // No marker line within 64 KiB: not our wrapper's output; log it as it is.
+            if pending.count > 64 << 10 {
+              sawMarker = true
+              append(pending[...])
+              pending = []
+            }
+            return
+          }
           let first = String(decoding: pending[..<newline], as: UTF8.self)
           if first.hasPrefix(Workload.marker), let pid = Int32(first.dropFirst(Workload.marker.count)) {
             self.lock.withLock { self._pid = pid }
@@ -110,7 +119,8 @@ public final class Workload: @unchecked Sendable {
   /// Ends the command's process group (SIGTERM) through `ssh`, if it still runs.
   func terminate(using ssh: SSHSession?) {
     guard !finished, let pid, pid > 1, let ssh else { return }
-    _ = try? ssh.run(RemoteCommand.join(["kill", "-TERM", "--", "-\(pid)"]))
+    _ = try? ssh.run(
+      RemoteCommand.join(["kill", "-TERM", "--", "-\(pid)"]), purpose: "stopping the workload's processes")
   }
 
   /// Ends the process group `pid` on the host of `ssh` if its leader still carries `tag` in

@@ -21,6 +21,8 @@ public struct SSHError: Error, CustomStringConvertible, Sendable {
     public static let configuration = Code(rawValue: "configuration")
     public static let cancelled = Code(rawValue: "cancelled")
     public static let disconnected = Code(rawValue: "disconnected")
+    /// A command sent more output than it may (`CommandLimits`); its channel was closed.
+    public static let outputLimit = Code(rawValue: "output-limit")
   }
 
   public var code: Code

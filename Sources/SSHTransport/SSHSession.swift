@@ -17,6 +17,9 @@ public struct SSHOptions: Sendable {
   public var connectTimeout: Double = 10
   /// Seconds without any progress before an operation fails.
   public var inactivityTimeout: Double = 60
+  /// What a command may cost unless its caller says otherwise: 64 KiB of stdout, 64 KiB of
+  /// stderr, 30 s in all (`CommandLimits.standard`).
+  public var commandLimits = CommandLimits.standard
   public var serverAliveInterval = 15
   public var useAgent = true
   /// Passphrase for encrypted keys (else `SMCPAIR_KEY_PASSPHRASE`, else a TTY prompt).
@@ -74,7 +77,8 @@ public final class SSHSession: @unchecked Sendable {
   public let authMethod: String
   let session: OpaquePointer
   let socket: Int32
-  let options: SSHOptions
+  /// The options this session was made with (timeouts, command limits).
+  public let options: SSHOptions
   /// Jump hosts this session tunnels through (kept alive with it).
   let tunnel: JumpTunnel?
   private var closed = false

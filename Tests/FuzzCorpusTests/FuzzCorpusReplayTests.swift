@@ -5,7 +5,9 @@ import Testing
 /// Every input in Tests/FuzzCorpus/TARGET (the seeds, and each crash the fuzzers found, once
 /// fixed) runs through its fuzz target built without libFuzzer: none may crash.
 @Suite struct FuzzCorpusReplay {
-  @Test(arguments: ["capture-file", "wire", "agent-messages", "inventory-text", "known-hosts"])
+  @Test(arguments: [
+    "capture-file", "wire", "agent-messages", "inventory-text", "known-hosts", "remote-replies",
+  ])
   func corpusReplaysWithoutACrash(target: String) throws {
     let folder = Tools.packageRoot + "/Tests/FuzzCorpus/" + target
     let inputs = try FileManager.default.contentsOfDirectory(atPath: folder).filter { !$0.hasPrefix(".") }

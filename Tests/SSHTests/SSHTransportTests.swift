@@ -69,6 +69,30 @@ func keygen(_ path: String, type: String, passphrase: String = "") throws {
     #expect(error?.message.contains("longer than 1 MiB") == true, "\(String(describing: error))")
   }
 
+  /// A command with endless output is cut off at the cap, one that prints a line now and
+  /// then at its overall deadline; both errors name the host and the purpose, and the
+  /// session stays usable.
+  @Test func endlessOrSlowOutputIsCutOffAndTheSessionStaysUsable() throws {
+    let lab = try TestLab(hosts: 1, tag: "x")
+    let session = try SSHSession.connect(lab.target(0), options: lab.options())
+    defer { session.close() }
+    let endless = #expect(throws: SSHError.self) { try session.run("yes", purpose: "saying yes") }
+    #expect(endless?.code == .outputLimit)
+    #expect(endless?.message.contains("saying yes: the host sent more than 64 KiB on stdout") == true)
+    #expect(endless?.description.hasPrefix(session.label) == true)
+    let noisy = #expect(throws: SSHError.self) {
+      try session.run("yes >&2", purpose: "complaining", limits: CommandLimits(stdout: nil, stderr: 4096))
+    }
+    #expect(noisy?.message.contains("complaining: the host sent more than 4 KiB on stderr") == true)
+    let slow = #expect(throws: SSHError.self) {
+      try session.run(
+        "while :; do echo x; sleep 1; done", purpose: "ticking", limits: CommandLimits(seconds: 3))
+    }
+    #expect(slow?.code == .timeout)
+    #expect(slow?.message.contains("ticking: not finished after 3 s") == true, "\(String(describing: slow))")
+    #expect(try session.run("echo still here").stdoutText == "still here\n")
+  }
+
   @Test func eightMiBOfStdoutAndStderrDoNotStall() throws {
     let lab = try TestLab(hosts: 1, tag: "x")
     let session = try SSHSession.connect(lab.target(0), options: lab.options())
@@ -76,8 +100,10 @@ func keygen(_ path: String, type: String, passphrase: String = "") throws {
     var out = 0
     var err = 0
     var outOK = true
+    // Streamed output (the caller bounds it): no caps.
     let (status, _) = try session.run(
       "head -c 8388608 /dev/zero | tr '\\0' a >&2; head -c 8388608 /dev/zero | tr '\\0' b; head -c 1048576 /dev/zero | tr '\\0' a >&2",
+      limits: CommandLimits(stdout: nil, stderr: nil, seconds: nil),
       onStdout: { chunk in
         out += chunk.count
         outOK = outOK && chunk.allSatisfy { $0 == 0x62 }

@@ -1,0 +1,74 @@
+import Foundation
+import TestSupport
+import Testing
+
+/// Hosts whose sshd answers every command with something else (`ForceCommand` in its
+/// sshd_config): `hosts check` and `capture` end with that host's own error, in bounded
+/// memory, and the other host is left clean. The 120 s guard only stops a hang; no duration
+/// is asserted.
+@Suite(.serialized) struct HostileHosts {
+  /// Peak resident memory allowed for one hostile host.
+  static let boundMiB = 100.0
+
+  func checkAndCapture(_ env: CaptureLab) throws -> (check: MeasuredRun, capture: MeasuredRun) {
+    let check = try MeasuredRun(
+      [env.smcpair, "hosts", "check", "-i", env.inventory, "--connect-timeout", "5"], in: env.work)
+    let capture = try MeasuredRun(
+      [
+        env.smcpair, "capture", "-i", env.inventory, "--out", env.sessions, "--connect-timeout", "5",
+        "--pair",
+        "pair1", "--duration", "5s",
+      ], in: env.work)
+    print("hosts check: exit \(check.status), peak RSS \(check.peakRSSMiB) MiB")
+    print("capture: exit \(capture.status), peak RSS \(capture.peakRSSMiB) MiB")
+    return (check, capture)
+  }
+
+  /// `ForceCommand yes`: endless output on every command. Before the output caps, `hosts
+  /// check` grew to 17 GiB and `capture` to 4 GiB.
+  @Test func endlessOutputIsCutOffWithTheHostsOwnError() throws {
+    let env = try CaptureLab(hosts: 2, tag: "hy")
+    try env.lab.forceCommand(host: 1, "yes")
+    let (check, capture) = try checkAndCapture(env)
+    #expect(check.stoppedBecause == nil, "\(check.stoppedBecause ?? "")")
+    #expect(check.status == 1, "\(check.stdout)\n\(check.stderr)")
+    #expect(check.stdout.contains("h1  ok"), "\(check.stdout)")
+    let h2 = check.stdout.split(separator: "\n").first { $0.hasPrefix("h2") }.map(String.init) ?? ""
+    #expect(h2.contains("FAILED"), "\(check.stdout)")
+    #expect(h2.contains("checking the round trip"), "\(h2)")
+    #expect(h2.contains("more than 64 KiB on stdout"), "\(h2)")
+    #expect(check.peakRSSMiB > 0 && check.peakRSSMiB < HostileHosts.boundMiB, "\(check.peakRSSMiB) MiB")
+
+    #expect(capture.stoppedBecause == nil, "\(capture.stoppedBecause ?? "")")
+    #expect(capture.status == 1, "\(capture.stdout)\n\(capture.stderr)")
+    #expect(capture.stdout.contains("h2: checking and starting the agent:"), "\(capture.stdout)")
+    #expect(capture.stdout.contains("more than 64 KiB"), "\(capture.stdout)")
+    #expect(!capture.stdout.contains("capturing on both sides"))
+    #expect(capture.peakRSSMiB > 0 && capture.peakRSSMiB < HostileHosts.boundMiB, "\(capture.peakRSSMiB) MiB")
+    #expect(env.agentsGone().isEmpty, "agents left: \(env.agentProcesses())")
+  }
+
+  /// A line every 2 s on every command: each line used to restart the 30 s inactivity
+  /// timer, so `hosts check` and the capture preflight waited for ever. Now the overall
+  /// deadline (30 s by default) ends them with the host's error.
+  @Test func aLineEveryTwoSecondsRunsIntoTheOverallDeadline() throws {
+    let env = try CaptureLab(hosts: 2, tag: "hz")
+    try env.lab.forceCommand(host: 1, "sh -c 'while :; do echo x; sleep 2; done'")
+    let (check, capture) = try checkAndCapture(env)
+    #expect(check.stoppedBecause == nil, "\(check.stoppedBecause ?? "")")
+    #expect(check.status == 1, "\(check.stdout)\n\(check.stderr)")
+    #expect(check.stdout.contains("h1  ok"), "\(check.stdout)")
+    let h2 = check.stdout.split(separator: "\n").first { $0.hasPrefix("h2") }.map(String.init) ?? ""
+    #expect(h2.contains("FAILED"), "\(check.stdout)")
+    #expect(h2.contains("checking the round trip ('true'): not finished after 30 s"), "\(h2)")
+    #expect(check.peakRSSMiB > 0 && check.peakRSSMiB < HostileHosts.boundMiB, "\(check.peakRSSMiB) MiB")
+
+    #expect(capture.stoppedBecause == nil, "\(capture.stoppedBecause ?? "")")
+    #expect(capture.status == 1, "\(capture.stdout)\n\(capture.stderr)")
+    #expect(capture.stdout.contains("h2: checking and starting the agent:"), "\(capture.stdout)")
+    #expect(capture.stdout.contains("did not reach the agent's start within 30 s"), "\(capture.stdout)")
+    #expect(!capture.stdout.contains("capturing on both sides"))
+    #expect(capture.peakRSSMiB > 0 && capture.peakRSSMiB < HostileHosts.boundMiB, "\(capture.peakRSSMiB) MiB")
+    #expect(env.agentsGone().isEmpty, "agents left: \(env.agentProcesses())")
+  }
+}
