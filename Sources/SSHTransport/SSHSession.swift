@@ -163,6 +163,7 @@ public final class SSHSession: @unchecked Sendable {
     libssh2_session_set_blocking(session, 0)
     let known = try endpoint.knownHosts.entries(host: endpoint.host, port: endpoint.port)
     preferHostKeyTypes(session, known)
+    preferFastCiphers(session)
     var deadline = Date().addingTimeInterval(endpoint.options.connectTimeout)
     try retry(session, socket, label, "SSH handshake", deadline: &deadline, refresh: false) {
       libssh2_session_handshake(session, socket)
@@ -192,6 +193,18 @@ public final class SSHSession: @unchecked Sendable {
     }
   }
 
+  /// AES-128 in CTR mode first: libssh2 1.10 decrypts block by block, so its cipher is most of
+  /// a pull's CPU, and AES-128 needs 10 rounds to AES-256's 14 (a 160 MB pull with a known
+  /// digest, 4 alternated runs on a quiet machine: median 1.41 s → 1.27 s; scp 1.09 s). Both
+  /// are in OpenSSH's default list; CBC modes stay as fallbacks for old servers, and nothing
+  /// weaker is offered.
+  static let cipherPreference = "aes128-ctr,aes192-ctr,aes256-ctr,aes256-cbc,aes192-cbc,aes128-cbc"
+
+  static func preferFastCiphers(_ session: OpaquePointer) {
+    _ = libssh2_session_method_pref(session, LIBSSH2_METHOD_CRYPT_CS, cipherPreference)
+    _ = libssh2_session_method_pref(session, LIBSSH2_METHOD_CRYPT_SC, cipherPreference)
+  }
+
   init(socket: Int32, tunnel: JumpTunnel?, endpoint: Endpoint, known: [KnownHosts.Entry]) throws(SSHError) {
     let label = endpoint.label
     let options = endpoint.options
@@ -207,6 +220,7 @@ public final class SSHSession: @unchecked Sendable {
     self.user = endpoint.user
     libssh2_session_set_blocking(created, 0)
     SSHSession.preferHostKeyTypes(created, known)
+    SSHSession.preferFastCiphers(created)
     var deadline = Date().addingTimeInterval(options.connectTimeout)
     do throws(SSHError) {
       try SSHSession.retry(created, socket, label, "SSH handshake", deadline: &deadline, refresh: false) {
