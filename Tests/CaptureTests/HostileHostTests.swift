@@ -24,28 +24,47 @@ import Testing
     return (check, capture)
   }
 
+  /// Both commands ended with h2's own error in bounded memory, h1 checked fine, nothing
+  /// armed and no agent left: `checkErrors` must be in h2's check row, `captureError` in the
+  /// capture's output.
+  func expectHostsOwnError(
+    _ env: CaptureLab, _ check: MeasuredRun, _ capture: MeasuredRun, checkErrors: [String],
+    captureError: String, sourceLocation: SourceLocation = #_sourceLocation
+  ) {
+    #expect(check.stoppedBecause == nil, "\(check.stoppedBecause ?? "")", sourceLocation: sourceLocation)
+    #expect(check.status == 1, "\(check.stdout)\n\(check.stderr)", sourceLocation: sourceLocation)
+    #expect(check.stdout.contains("h1  ok"), "\(check.stdout)", sourceLocation: sourceLocation)
+    let h2 = check.stdout.split(separator: "\n").first { $0.hasPrefix("h2") }.map(String.init) ?? ""
+    #expect(h2.contains("FAILED"), "\(check.stdout)", sourceLocation: sourceLocation)
+    for text in checkErrors {
+      #expect(h2.contains(text), "\(h2)", sourceLocation: sourceLocation)
+    }
+    #expect(
+      check.peakRSSMiB > 0 && check.peakRSSMiB < HostileHosts.boundMiB, "\(check.peakRSSMiB) MiB",
+      sourceLocation: sourceLocation)
+
+    #expect(capture.stoppedBecause == nil, "\(capture.stoppedBecause ?? "")", sourceLocation: sourceLocation)
+    #expect(capture.status == 1, "\(capture.stdout)\n\(capture.stderr)", sourceLocation: sourceLocation)
+    #expect(
+      capture.stdout.contains("h2: checking and starting the agent:"), "\(capture.stdout)",
+      sourceLocation: sourceLocation)
+    #expect(capture.stdout.contains(captureError), "\(capture.stdout)", sourceLocation: sourceLocation)
+    #expect(!capture.stdout.contains("capturing on both sides"), sourceLocation: sourceLocation)
+    #expect(
+      capture.peakRSSMiB > 0 && capture.peakRSSMiB < HostileHosts.boundMiB, "\(capture.peakRSSMiB) MiB",
+      sourceLocation: sourceLocation)
+    #expect(env.agentsGone().isEmpty, "agents left: \(env.agentProcesses())", sourceLocation: sourceLocation)
+  }
+
   /// `ForceCommand yes`: endless output on every command. Before the output caps, `hosts
   /// check` grew to 17 GiB and `capture` to 4 GiB.
   @Test func endlessOutputIsCutOffWithTheHostsOwnError() throws {
     let env = try CaptureLab(hosts: 2, tag: "hy")
     try env.lab.forceCommand(host: 1, "yes")
     let (check, capture) = try checkAndCapture(env)
-    #expect(check.stoppedBecause == nil, "\(check.stoppedBecause ?? "")")
-    #expect(check.status == 1, "\(check.stdout)\n\(check.stderr)")
-    #expect(check.stdout.contains("h1  ok"), "\(check.stdout)")
-    let h2 = check.stdout.split(separator: "\n").first { $0.hasPrefix("h2") }.map(String.init) ?? ""
-    #expect(h2.contains("FAILED"), "\(check.stdout)")
-    #expect(h2.contains("checking the round trip"), "\(h2)")
-    #expect(h2.contains("more than 64 KiB on stdout"), "\(h2)")
-    #expect(check.peakRSSMiB > 0 && check.peakRSSMiB < HostileHosts.boundMiB, "\(check.peakRSSMiB) MiB")
-
-    #expect(capture.stoppedBecause == nil, "\(capture.stoppedBecause ?? "")")
-    #expect(capture.status == 1, "\(capture.stdout)\n\(capture.stderr)")
-    #expect(capture.stdout.contains("h2: checking and starting the agent:"), "\(capture.stdout)")
-    #expect(capture.stdout.contains("more than 64 KiB"), "\(capture.stdout)")
-    #expect(!capture.stdout.contains("capturing on both sides"))
-    #expect(capture.peakRSSMiB > 0 && capture.peakRSSMiB < HostileHosts.boundMiB, "\(capture.peakRSSMiB) MiB")
-    #expect(env.agentsGone().isEmpty, "agents left: \(env.agentProcesses())")
+    expectHostsOwnError(
+      env, check, capture, checkErrors: ["checking the round trip", "more than 64 KiB on stdout"],
+      captureError: "more than 64 KiB")
   }
 
   /// A line every 2 s on every command: each line used to restart the 30 s inactivity
@@ -55,20 +74,8 @@ import Testing
     let env = try CaptureLab(hosts: 2, tag: "hz")
     try env.lab.forceCommand(host: 1, "sh -c 'while :; do echo x; sleep 2; done'")
     let (check, capture) = try checkAndCapture(env)
-    #expect(check.stoppedBecause == nil, "\(check.stoppedBecause ?? "")")
-    #expect(check.status == 1, "\(check.stdout)\n\(check.stderr)")
-    #expect(check.stdout.contains("h1  ok"), "\(check.stdout)")
-    let h2 = check.stdout.split(separator: "\n").first { $0.hasPrefix("h2") }.map(String.init) ?? ""
-    #expect(h2.contains("FAILED"), "\(check.stdout)")
-    #expect(h2.contains("checking the round trip ('true'): not finished after 30 s"), "\(h2)")
-    #expect(check.peakRSSMiB > 0 && check.peakRSSMiB < HostileHosts.boundMiB, "\(check.peakRSSMiB) MiB")
-
-    #expect(capture.stoppedBecause == nil, "\(capture.stoppedBecause ?? "")")
-    #expect(capture.status == 1, "\(capture.stdout)\n\(capture.stderr)")
-    #expect(capture.stdout.contains("h2: checking and starting the agent:"), "\(capture.stdout)")
-    #expect(capture.stdout.contains("did not reach the agent's start within 30 s"), "\(capture.stdout)")
-    #expect(!capture.stdout.contains("capturing on both sides"))
-    #expect(capture.peakRSSMiB > 0 && capture.peakRSSMiB < HostileHosts.boundMiB, "\(capture.peakRSSMiB) MiB")
-    #expect(env.agentsGone().isEmpty, "agents left: \(env.agentProcesses())")
+    expectHostsOwnError(
+      env, check, capture, checkErrors: ["checking the round trip ('true'): not finished after 30 s"],
+      captureError: "did not reach the agent's start within 30 s")
   }
 }
