@@ -199,19 +199,34 @@ public final class CaptureSide: @unchecked Sendable {
       }
     }
     let ssh = try session(step)
+    // The new binary is written beside the old one under a temporary name and renamed over
+    // it, as `upload` does: a rename is atomic, so a running agent keeps its file and two
+    // deploys to one shared path (an NFS home, or the lab's hosts, which share a file system)
+    // cannot collide. `install` straight to the path unlinks and recreates it: two at once
+    // failed with "File exists" in 59 of 200 tries here (and once in CI).
     do {
       if access.usesSudo {
+        let temporary = "\(path).new-\(UInt32.random(in: 0...UInt32.max))"
         // Upload as the login user, then install as root.
         let staging = "/tmp/.smcpair-agent-\(UInt32.random(in: 0...UInt32.max))"
         _ = try ssh.upload(local.path, to: staging, mode: 0o700)
         let installed = try ssh.run(
-          access.privileged(["install", "-m", "0755", "--", staging, path]), purpose: "installing the agent")
+          access.privileged(["install", "-m", "0755", "--", staging, temporary]),
+          purpose: "installing the agent")
         _ = try? ssh.run(
           RemoteCommand.join(["rm", "-f", "--", staging]), purpose: "removing the staged agent")
         guard installed.exitStatus == 0 else {
           throw CaptureFailure(host: name, step: step, "sudo install failed: \(installed.stderrText)")
         }
+        let renamed = try ssh.run(
+          access.privileged(["mv", "-f", "--", temporary, path]), purpose: "putting the agent in place")
+        guard renamed.exitStatus == 0 else {
+          _ = try? ssh.run(
+            access.privileged(["rm", "-f", "--", temporary]), purpose: "removing the new agent")
+          throw CaptureFailure(host: name, step: step, "sudo mv failed: \(renamed.stderrText)")
+        }
       } else {
+        // `upload` itself writes a temporary name and renames it over `path`.
         _ = try ssh.upload(local.path, to: path, mode: 0o755)
       }
       let digest = try ssh.remoteSHA256(path)

@@ -74,11 +74,14 @@ import Testing
       let preflight = record.object("sides").object(role).object("preflight")
       #expect(preflight["sudo"] as? String == "sudo -n")
     }
-    // Deployed through /tmp and 'sudo -n install' into the root-only folder, verified.
+    // Deployed through /tmp and 'sudo -n install' + 'mv' into the root-only folder, verified.
     #expect(
       try CaptureLab.sha256(agentDir + "/smcpair-agent") == (try CaptureLab.sha256(env.smcpair + "-agent")))
     var info = stat()
     #expect(stat(agentDir + "/smcpair-agent", &info) == 0 && info.st_uid == 0)
+    // Both hosts deployed to this one path at once (the lab's hosts share a file system):
+    // each installs under its own temporary name and renames it into place, nothing is left.
+    #expect(try FileManager.default.contentsOfDirectory(atPath: agentDir) == ["smcpair-agent"])
     #expect(env.agentsGone().isEmpty)
   }
 }

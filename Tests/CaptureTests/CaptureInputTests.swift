@@ -164,6 +164,25 @@ import Testing
     let third = try run()
     #expect(agentState(third).contains("upgraded"), "\(agentState(third))")
     #expect(try CaptureLab.sha256(weird) == (try CaptureLab.sha256(original)))
+    // A program still running from the old file (writing into it would fail with "Text file
+    // busy") does not stop the upgrade: the new binary is renamed over the old name.
+    try FileManager.default.removeItem(atPath: weird)
+    try FileManager.default.copyItem(atPath: "/bin/sleep", toPath: weird)
+    let running = Process()
+    running.executableURL = URL(fileURLWithPath: weird)
+    running.arguments = ["60"]
+    try running.run()
+    defer { if running.isRunning { kill(running.processIdentifier, SIGKILL) } }
+    let fourth = try run()
+    #expect(agentState(fourth).contains("upgraded"), "\(agentState(fourth))")
+    #expect(try CaptureLab.sha256(weird) == (try CaptureLab.sha256(original)))
+    kill(running.processIdentifier, SIGKILL)
+    running.waitUntilExit()
+    let folder = (weird as NSString).deletingLastPathComponent
+    let leftovers = try FileManager.default.contentsOfDirectory(atPath: folder).filter {
+      $0 != "smcpair-agent"
+    }
+    #expect(leftovers.isEmpty, "temporary agent files left beside the agent: \(leftovers)")
     #expect(!FileManager.default.fileExists(atPath: marker))
     #expect(env.agentsGone().isEmpty)
   }
