@@ -3,7 +3,7 @@ import Foundation
 import Inventory
 import Orchestration
 import SSHTransport
-import Timeline
+import Support
 
 /// Options every command that reaches hosts shares.
 struct ConnectionOptions: ParsableArguments {

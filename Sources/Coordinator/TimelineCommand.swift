@@ -1,6 +1,6 @@
 import ArgumentParser
 import Foundation
-import Timeline
+import Support
 
 /// `smcpair timeline DIR`: the ladder of a merge in the terminal.
 struct TimelineCommand: ParsableCommand {

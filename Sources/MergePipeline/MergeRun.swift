@@ -2,6 +2,7 @@ import Alignment
 import CaptureFiles
 import Foundation
 import JSON
+import Rendering
 import SMCWire
 
 /// The whole of `smcpair merge`: align two captures and write the chosen outputs. Used by

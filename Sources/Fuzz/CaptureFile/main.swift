@@ -4,8 +4,9 @@ import CaptureFiles
 // the two-sided pairing and clock fit (the file against itself), the findings, the HTML
 // timeline and the merged pcapng, in memory and within the pairing window.
 import FuzzReplay
+import MergePipeline
+import Rendering
 import SMCWire
-import Timeline
 
 #if canImport(Glibc)
   import Glibc
