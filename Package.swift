@@ -130,6 +130,12 @@ let package = Package(
     .testTarget(name: "SMCWireTests", dependencies: ["SMCWire", "CaptureFiles", "TestSupport"]),
     .testTarget(name: "InventoryTests", dependencies: ["Inventory"]),
     .testTarget(
+      name: "MergePipelineTests",
+      dependencies: ["MergePipeline", "Alignment", "SMCWire", "SMCSynthesis", "CaptureFiles", "TestSupport"]),
+    .testTarget(
+      name: "RenderingTests",
+      dependencies: ["Rendering", "Support", "JSON", "SMCWire", "SMCSynthesis", "CaptureFiles", "TestSupport"]),
+    .testTarget(
       name: "AlignmentTests",
       dependencies: [
         "Alignment", "SMCWire", "SMCSynthesis", "CaptureFiles", "TestSupport", "Coordinator", "Synth",
