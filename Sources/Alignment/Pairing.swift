@@ -183,11 +183,10 @@ public struct PacketPairing {
     _ path: String, keyer: PacketKeyer?, limit: Int = .max, isServer: Bool = false,
     observer: (any PairingWalkObserver)? = nil, _ body: (SidePacket, UInt64?, HandshakeRole?) -> Void
   ) throws(CaptureFileError) -> (packets: Int, start: Int64?) {
-    var keyer = keyer
-    if keyer == nil { keyer = try PacketKeyer.calibrated(path: path) }
+    var keyer = if let keyer { keyer } else { try PacketKeyer.calibrated(path: path) }
     // In time order: data record positions follow the CDC records before them in time.
     let reader = try TimeOrderedPackets(path: path)
-    observer?.walkBegins(path: path, isServer: isServer, format: reader.reader.format, layout: keyer!.layout)
+    observer?.walkBegins(path: path, isServer: isServer, format: reader.reader.format, layout: keyer.layout)
     var read = 0
     var start: Int64?
     while read < limit, let packet = try reader.next() {
@@ -195,7 +194,7 @@ public struct PacketPairing {
       if start == nil { start = packet.timestampNanoseconds }
       let linkType = reader.interfaces[packet.interface].linkType
       observer?.observe(packet, linkType: linkType)
-      guard let described = keyer!.describe(packet, linkType: linkType) else { continue }
+      guard let described = keyer.describe(packet, linkType: linkType) else { continue }
       body(described.packet, described.key, described.role)
     }
     observer?.walkEnds(interfaces: reader.interfaces)
