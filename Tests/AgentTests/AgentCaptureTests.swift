@@ -338,7 +338,7 @@ func packetsPerInterface(_ path: String) throws -> [String: Int] {
     let side = try AgentInLab(lab: lab)
     side.agent.sendRaw("this is not json")
     #expect(side.agent.readResponse()?.error?.code == .malformed)
-    side.agent.sendRaw(#"{"v":1,"id":2,"type":"teleport"}"#)
+    side.agent.sendRaw(#"{"v":2,"id":2,"type":"teleport"}"#)
     #expect(side.agent.readResponse()?.error?.code == .unknownType)
     #expect(side.agent.request(.start)?.error?.code == .outOfOrder)
     #expect(side.agent.request(.finalize)?.error?.code == .outOfOrder)
