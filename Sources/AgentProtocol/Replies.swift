@@ -172,6 +172,8 @@ public struct InterfaceCounters: Sendable, Equatable {
   public var interfaceDropped: UInt64 = 0
   /// Packets written to the capture files.
   public var written: UInt64 = 0
+  /// Bytes of those packets (as captured, up to the snap length).
+  public var bytes: UInt64 = 0
   /// Packets written out of time order (see `ReorderWindow`).
   public var outOfOrder: UInt64 = 0
 
@@ -186,6 +188,7 @@ public struct InterfaceCounters: Sendable, Equatable {
     dropped = try Self.count(fields, "dropped")
     interfaceDropped = try Self.count(fields, "if_dropped")
     written = try Self.count(fields, "written")
+    bytes = try Self.count(fields, "bytes")
     outOfOrder = try Self.count(fields, "out_of_order")
   }
 
@@ -199,7 +202,8 @@ public struct InterfaceCounters: Sendable, Equatable {
     .object([
       ("name", .string(name)), ("received", .int(Int64(clamping: received))),
       ("dropped", .int(Int64(clamping: dropped))), ("if_dropped", .int(Int64(clamping: interfaceDropped))),
-      ("written", .int(Int64(clamping: written))), ("out_of_order", .int(Int64(clamping: outOfOrder))),
+      ("written", .int(Int64(clamping: written))), ("bytes", .int(Int64(clamping: bytes))),
+      ("out_of_order", .int(Int64(clamping: outOfOrder))),
     ])
   }
 }

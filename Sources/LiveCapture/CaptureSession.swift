@@ -287,6 +287,7 @@ public final class CaptureSession: @unchecked Sendable {
     var packets: Int64 = 0
     var bytes: Int64 = 0
     var perInterface = [UInt64](repeating: 0, count: interfaceNames.count)
+    var bytesPerInterface = perInterface
     var failure: AgentProtocolError?
     var reason: StopReason?
     var window = ReorderWindow(sources: sources.count)
@@ -310,6 +311,7 @@ public final class CaptureSession: @unchecked Sendable {
         packets += 1
         bytes += Int64(data.count)
         perInterface[index] += 1
+        bytesPerInterface[index] += UInt64(data.count)
         // Rotation is checked per packet: one release can write thousands.
         if let rotate = plan.rotateBytes, Int64(writer.bytesWritten + writer.bufferedBytes) >= rotate {
           try finish(writer, started: started, written: perInterface, outOfOrder: fileOutOfOrder)
@@ -369,7 +371,9 @@ public final class CaptureSession: @unchecked Sendable {
           failure = AgentProtocolError(error.code == .diskFull ? .diskFull : .io, error.description)
         }
         lastFlush = now
-        publish(packets: packets, bytes: bytes, perInterface: perInterface, outOfOrder: outOfOrder)
+        publish(
+          packets: packets, bytes: bytes, perInterface: perInterface, bytesPerInterface: bytesPerInterface,
+          outOfOrder: outOfOrder)
       }
       if now - lastAddresses >= 1 {
         // Addresses can change during a capture; dump record directions follow them.
@@ -389,7 +393,9 @@ public final class CaptureSession: @unchecked Sendable {
       }
     }
     window.release(now: Clock.realtimeNanoseconds(), all: true, write: write)
-    publish(packets: packets, bytes: bytes, perInterface: perInterface, outOfOrder: outOfOrder)
+    publish(
+      packets: packets, bytes: bytes, perInterface: perInterface, bytesPerInterface: bytesPerInterface,
+      outOfOrder: outOfOrder)
     do {
       try finish(writer, started: started, written: perInterface, outOfOrder: fileOutOfOrder)
     } catch {
@@ -425,13 +431,16 @@ public final class CaptureSession: @unchecked Sendable {
     return out
   }
 
-  func publish(packets: Int64, bytes: Int64, perInterface: [UInt64], outOfOrder: [UInt64]) {
+  func publish(
+    packets: Int64, bytes: Int64, perInterface: [UInt64], bytesPerInterface: [UInt64], outOfOrder: [UInt64]
+  ) {
     let stats = interfaceStatistics()
     counters.withLock { c in
       c.packets = packets
       c.bytes = bytes
       for index in c.interfaces.indices {
         c.interfaces[index].written = perInterface[index]
+        c.interfaces[index].bytes = bytesPerInterface[index]
         c.interfaces[index].outOfOrder = outOfOrder[index]
         if let s = stats[index] {
           c.interfaces[index].received = s.received

@@ -484,6 +484,10 @@ public final class CaptureSide: @unchecked Sendable {
     remoteFiles = finalized.files.map { ($0.path, $0.size, $0.sha256) }
     progress.state = .finalized
     note("finalized: \(remoteFiles.map { "\($0.path) (\($0.size) bytes)" }.joined(separator: ", "))")
+    note(
+      "written per interface: "
+        + progress.interfaces.map { "\($0.name) \($0.written) packets, \($0.bytes) bytes, \($0.drops) drops" }
+        .joined(separator: "; "))
   }
 
   /// Downloads the finalized files into `folder` as `<role>.pcapng` (then `<role>-2.pcapng`
