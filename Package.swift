@@ -42,7 +42,7 @@ let package = Package(
     .target(name: "Timeline", dependencies: ["SMCWire", "CaptureFiles", "Alignment", "JSON"]),
     // Runs programs by argument vector with a clean signal mask (no Foundation).
     .target(name: "ChildProcess"),
-    .target(name: "Inventory", dependencies: ["JSON", .product(name: "Yams", package: "Yams")]),
+    .target(name: "Inventory", dependencies: ["JSON", "AgentProtocol", .product(name: "Yams", package: "Yams")]),
     // A Foundation-free JSON value, parser and writer (the agent must not link Foundation).
     .target(name: "JSON"),
     // Agent protocol messages (JSON Lines).

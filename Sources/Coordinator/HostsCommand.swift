@@ -112,19 +112,6 @@ struct HostsCheck: ParsableCommand {
     guard timeout > 0 else { throw ValidationError("--timeout must be positive") }
   }
 
-  struct Row: Sendable {
-    var name: String
-    var ok = false
-    var keyType = ""
-    var fingerprint = ""
-    var recorded = false
-    var auth = ""
-    var roundTripMs = 0.0
-    var sudo = ""
-    var kernel = ""
-    var error: SSHError?
-  }
-
   struct HostToCheck: Sendable {
     var name: String
     var target: SSHTarget
@@ -141,38 +128,9 @@ struct HostsCheck: ParsableCommand {
       resolved.append(HostToCheck(name: name, target: target, options: options))
     }
     let budget = timeout
-    let rows = ParallelHosts.map(resolved) { entry -> Row in
-      var row = Row(name: entry.name)
-      do throws(SSHError) {
-        let session = try SSHSession.connect(entry.target, options: entry.options)
-        defer { session.close() }
-        row.keyType = session.hostKey.type
-        row.fingerprint = session.hostKey.fingerprint
-        row.recorded = session.hostKey.recorded
-        row.auth = session.authMethod
-        // Every command has the rest of the host's budget, and 64 KiB of output at most.
-        let end = Date().addingTimeInterval(budget)
-        func limits() -> CommandLimits {
-          CommandLimits(
-            seconds: max(0.001, min(entry.options.commandLimits.seconds ?? budget, end.timeIntervalSinceNow)))
-        }
-        let started = Date()
-        _ = try session.run("true", purpose: "checking the round trip ('true')", limits: limits())
-        row.roundTripMs = Date().timeIntervalSince(started) * 1000
-        let uname = try session.run(
-          "uname -r", purpose: "reading the kernel release ('uname -r')", limits: limits())
-        row.kernel = RemoteReplies.kernelRelease(uname.stdoutText) ?? "unknown"
-        if session.user == "root" {
-          row.sudo = "root"
-        } else {
-          let sudo = try session.run("sudo -n true", purpose: "checking 'sudo -n true'", limits: limits())
-          row.sudo = sudo.exitStatus == 0 ? "yes" : "no (sudo -n refused)"
-        }
-        row.ok = true
-      } catch {
-        row.error = error
-      }
-      return row
+    // The same checks the capture preflight makes (Orchestration's HostCheck).
+    let rows = ParallelHosts.map(resolved) { entry in
+      HostCheck.run(name: entry.name, target: entry.target, options: entry.options, budget: budget)
     }
     if json {
       for row in rows {

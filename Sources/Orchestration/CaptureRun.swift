@@ -222,7 +222,7 @@ public final class CaptureRun: @unchecked Sendable {
         CapturePlan(
           session: side.remoteSession,
           interfaces: side.role == .client ? pair.interfaces.client : pair.interfaces.server,
-          filter: pair.filter, stop: self.options.stop, smcDump: side.access.host.smcDump.description,
+          filter: pair.filter, stop: self.options.stop, smcDump: side.access.host.smcDump,
           dumpFilter: pair.dumpFilter))
     }
     events.line(preflightTable())
@@ -319,11 +319,12 @@ public final class CaptureRun: @unchecked Sendable {
             pair, reason: "\(lost.role.rawValue) \(lost.name) was lost while capturing: \(lost.endedEarly!)")
           continue
         }
-        if let stopped = pair.sides.first(where: { $0.progress.state != "capturing" }) {
+        if let stopped = pair.sides.first(where: { $0.progress.state != .capturing }) {
           stopPair(
             pair,
             reason:
-              "\(stopped.role.rawValue) stopped: \(stopped.progress.stopReason ?? stopped.progress.state)")
+              "\(stopped.role.rawValue) stopped: \(stopped.progress.stopReason?.description ?? stopped.progress.state.rawValue)"
+          )
           continue
         }
         // A workload's pid goes into session.json as soon as it is known, so that a resume

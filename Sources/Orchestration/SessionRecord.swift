@@ -108,7 +108,7 @@ public enum SessionRecord {
       "remote_copy": side.remoteRetention ?? (side.remoteFiles.isEmpty ? NSNull() : "kept (not pulled)"),
       "data_address": host.dataAddress ?? NSNull(), "agent": host.agentPath,
       "agent_root": host.agentRoot ?? NSNull(), "become": host.become.rawValue,
-      "remote_session": side.remoteSession, "interfaces": interfaces, "state": side.progress.state,
+      "remote_session": side.remoteSession, "interfaces": interfaces, "state": side.progress.state.rawValue,
       "packets": side.progress.packets, "bytes": side.progress.bytes, "drops": side.progress.drops,
       "remote_files": side.remoteFiles.map { ["path": $0.path, "size": $0.size, "sha256": $0.sha256] },
       "files": side.localFiles.map { ($0 as NSString).lastPathComponent }, "log": side.log,
@@ -122,7 +122,7 @@ public enum SessionRecord {
     if let version = side.agentVersion { out["agent_version"] = version }
     if let started = side.startedNanoseconds { out["started_ns"] = started }
     if let stopped = side.stoppedNanoseconds { out["stopped_ns"] = stopped }
-    if let reason = side.progress.stopReason { out["stop_reason"] = reason }
+    if let reason = side.progress.stopReason { out["stop_reason"] = reason.description }
     if let early = side.endedEarly { out["ended_early"] = early }
     if let failure = side.failure { out["failure"] = failure.description }
     return out
