@@ -1,3 +1,4 @@
+import Alignment
 import ArgumentParser
 import Foundation
 import Timeline
@@ -24,7 +25,7 @@ struct TimelineCommand: ParsableCommand {
   @Flag(help: "Do not page.") var noPager = false
 
   func validate() throws {
-    if let layer, !["tcp", "clc", "cdc", "data"].contains(layer) {
+    if let layer, PairKind(rawValue: layer) == nil {
       throw ValidationError("--layer is tcp, clc, cdc or data")
     }
   }
@@ -114,7 +115,7 @@ struct TimelineCommand: ParsableCommand {
   /// One paired message as an arrow between the two columns, or nil when the filters leave
   /// it out.
   func ladderLine(_ pair: TimelinePair, start: Int64, width: Int) -> String? {
-    if let layer, pair.kind.rawValue != layer { return nil }
+    if let layer, pair.kind != PairKind(rawValue: layer) { return nil }
     if let connection, !pair.src.contains(connection) && !pair.dst.contains(connection) { return nil }
     let label =
       " \(pair.kind.rawValue) \(pair.src.split(separator: ":").last ?? "")>\(pair.dst.split(separator: ":").last ?? "") "
