@@ -150,6 +150,9 @@ let package = Package(
       // End to end in the lab: the executables are built for the CLI runs.
       dependencies: ["TestSupport", "Orchestration", "Coordinator", "Agent"]
     ),
+    // The coordinator's own records (session.json, alignment.json, timeline.jsonl), no lab.
+    .testTarget(
+      name: "RecordTests", dependencies: ["Orchestration", "Timeline", "Alignment", "SSHTransport"]),
     .testTarget(
       name: "LabTests",
       dependencies: ["SMCWire", "CaptureFiles", "TestSupport", "Inventory", "Coordinator", "Agent"]

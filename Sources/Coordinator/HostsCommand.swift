@@ -133,22 +133,40 @@ struct HostsCheck: ParsableCommand {
       HostCheck.run(name: entry.name, target: entry.target, options: entry.options, budget: budget)
     }
     if json {
-      for row in rows {
-        var fields: [String: Any] = ["target": row.name, "ok": row.ok]
-        if row.ok {
-          fields["key_type"] = row.keyType
-          fields["fingerprint"] = row.fingerprint
-          fields["host_key_recorded"] = row.recorded
-          fields["auth"] = row.auth
-          fields["round_trip_ms"] = (row.roundTripMs * 100).rounded() / 100
-          fields["sudo"] = row.sudo
-          fields["kernel"] = row.kernel
-        } else if let error = row.error {
-          fields["error"] = ["code": error.code.rawValue, "message": error.message]
+      /// One host's line of `hosts check --json`: the checks' results, or the error.
+      struct Line: Encodable {
+        struct Failure: Encodable {
+          var code: String
+          var message: String
         }
-        let data = try JSONSerialization.data(
-          withJSONObject: fields, options: [.sortedKeys, .withoutEscapingSlashes])
-        print(String(decoding: data, as: UTF8.self))
+        var target: String
+        var ok: Bool
+        var keyType, fingerprint, auth, sudo, kernel: String?
+        var hostKeyRecorded: Bool?
+        var roundTripMs: Double?
+        var error: Failure?
+
+        enum CodingKeys: String, CodingKey {
+          case target, ok, fingerprint, auth, sudo, kernel, error
+          case keyType = "key_type"
+          case hostKeyRecorded = "host_key_recorded"
+          case roundTripMs = "round_trip_ms"
+        }
+      }
+      for row in rows {
+        var line = Line(target: row.name, ok: row.ok)
+        if row.ok {
+          line.keyType = row.keyType
+          line.fingerprint = row.fingerprint
+          line.hostKeyRecorded = row.recorded
+          line.auth = row.auth
+          line.roundTripMs = (row.roundTripMs * 100).rounded() / 100
+          line.sudo = row.sudo
+          line.kernel = row.kernel
+        } else if let error = row.error {
+          line.error = Line.Failure(code: error.code.rawValue, message: error.message)
+        }
+        print(RecordCoding.text(line))
       }
     } else {
       for row in rows {

@@ -4,11 +4,6 @@ import Foundation
 import Inventory
 import SSHTransport
 
-/// Which end of a pair a host is.
-public enum SideRole: String, Sendable {
-  case client, server
-}
-
 /// What the preflight found on a host.
 public struct Preflight: Sendable {
   public var hostKey = ""
