@@ -48,7 +48,7 @@ let package = Package(
     .target(name: "Support"),
     // Runs programs by argument vector with a clean signal mask (no Foundation).
     .target(name: "ChildProcess"),
-    .target(name: "Inventory", dependencies: ["JSON", .product(name: "Yams", package: "Yams")]),
+    .target(name: "Inventory", dependencies: ["JSON", "AgentProtocol", .product(name: "Yams", package: "Yams")]),
     // A Foundation-free JSON value, parser and writer (the agent must not link Foundation).
     .target(name: "JSON"),
     // Agent protocol messages (JSON Lines).
@@ -162,6 +162,9 @@ let package = Package(
       // End to end in the lab: the executables are built for the CLI runs.
       dependencies: ["TestSupport", "Orchestration", "Coordinator", "Agent"]
     ),
+    // The coordinator's own records (session.json, alignment.json, timeline.jsonl), no lab.
+    .testTarget(
+      name: "RecordTests", dependencies: ["Orchestration", "MergePipeline", "Alignment", "SSHTransport"]),
     .testTarget(
       name: "LabTests",
       dependencies: ["SMCWire", "CaptureFiles", "TestSupport", "Inventory", "Coordinator", "Agent"]

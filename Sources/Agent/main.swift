@@ -165,7 +165,7 @@ func serve(root: String) -> Int32 {
     if ready < 0 && errno != EINTR { break }
     if fds[0].revents != 0 {
       let name = signalNumber == SIGINT ? "SIGINT" : (signalNumber == SIGHUP ? "SIGHUP" : "SIGTERM")
-      service.shutdown(reason: "signal \(name)")
+      service.shutdown(reason: .signal(name))
       break
     }
     for entry in fds.dropFirst() where entry.revents != 0 {
@@ -192,13 +192,13 @@ func serve(root: String) -> Int32 {
       stateWrittenAfterStop = true
     }
     if finalizedByAttach && clients.isEmpty {
-      service.shutdown(reason: "finalized through attach")
+      service.shutdown(reason: .finalizedThroughAttach)
       break
     }
     if !stdinOpen && clients.isEmpty {
       // Nobody is listening: keep capturing until the stop condition, then finalize.
       if state == nil || state == .prepared || state == .stopped || state == .finalized {
-        service.shutdown(reason: "control connection closed")
+        service.shutdown(reason: .controlConnectionClosed)
         break
       }
     }
@@ -251,7 +251,7 @@ func attach(root: String, session: String) -> Int32 {
   }
   // The owning agent is gone: answer status and finalize from the session folder.
   var input = LineReader(fd: 0)
-  let offline = OfflineSession(folder: folder)
+  let offline = ExitedSession(folder: folder)
   while !input.closed {
     var entry = pollfd(fd: 0, events: Int16(POLLIN), revents: 0)
     _ = poll(&entry, 1, -1)
@@ -300,48 +300,6 @@ func removeSession(root: String, session: String) -> Int32 {
   }
   print("removed \(folder) (\(removed) files)")
   return 0
-}
-
-/// A session whose agent has exited: its state.json and files are all there is.
-struct OfflineSession {
-  let folder: String
-
-  func respond(to line: String) -> AgentResponse {
-    let request: AgentRequest
-    do {
-      request = try AgentRequest.parse(line)
-    } catch {
-      return .failure(id: error.id, type: nil, error.error)
-    }
-    guard let text = FileText.read("\(folder)/state.json"), let state = try? JSONValue.parse(text),
-      case .object(let fields) = state
-    else {
-      return .failure(
-        id: request.id, type: request.type.rawValue,
-        AgentProtocolError(.outOfOrder, "no session in \(folder) (no running agent and no state.json)"))
-    }
-    switch request.type {
-    case .status, .stop:
-      return .success(request, fields)
-    case .finalize:
-      var files: [JSONValue] = []
-      for path in state["files"]?.array?.compactMap(\.string) ?? [] {
-        var info = stat()
-        guard stat(path, &info) == 0, let digest = SHA256File.digest(path) else {
-          return .failure(id: request.id, type: "finalize", AgentProtocolError(.io, "cannot read \(path)"))
-        }
-        files.append(
-          .object([("path", .string(path)), ("size", .int(Int64(info.st_size))), ("sha256", .string(digest))])
-        )
-      }
-      return .success(request, [("files", .array(files))] + fields)
-    default:
-      return .failure(
-        id: request.id, type: request.type.rawValue,
-        AgentProtocolError(
-          .outOfOrder, "the agent of this session has exited; only status, stop and finalize work"))
-    }
-  }
 }
 
 func defaultRoot() -> String {

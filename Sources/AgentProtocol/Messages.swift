@@ -5,7 +5,7 @@
 /// The agent protocol: versioned JSON Lines over the agent's stdin/stdout (or its session
 /// socket). One request per line, one response per line. See docs/agent-protocol.md.
 public enum AgentProtocolVersion {
-  public static let current: Int64 = 1
+  public static let current: Int64 = 2
 }
 
 /// The requests the agent understands.
@@ -108,6 +108,47 @@ public struct AgentRequest: Sendable {
   public var line: String { body.description }
 }
 
+/// A request and the reply type it gets: `agent.call(.status)` is a `StatusReply`.
+public struct AgentCall<Reply: AgentReply>: Sendable {
+  public var type: RequestType
+  public var fields: [(String, JSONValue)]
+
+  init(_ type: RequestType, _ fields: [(String, JSONValue)] = []) {
+    self.type = type
+    self.fields = fields
+  }
+}
+
+extension AgentCall where Reply == HelloReply {
+  public static var hello: Self { Self(.hello) }
+}
+
+extension AgentCall where Reply == PrepareReply {
+  public static func prepare(_ plan: CapturePlan) -> Self { Self(.prepare, plan.fields) }
+}
+
+extension AgentCall where Reply == StartReply {
+  public static var start: Self { Self(.start) }
+}
+
+extension AgentCall where Reply == StatusReply {
+  public static var status: Self { Self(.status) }
+  /// `stop` answers with the status after stopping.
+  public static var stop: Self { Self(.stop) }
+}
+
+extension AgentCall where Reply == FinalizeReply {
+  public static var finalize: Self { Self(.finalize) }
+}
+
+extension AgentCall where Reply == ClockReply {
+  public static var clock: Self { Self(.clock) }
+}
+
+extension AgentCall where Reply == CleanupReply {
+  public static var cleanup: Self { Self(.cleanup) }
+}
+
 public struct RequestParseError: Error, Sendable {
   public var id: Int64?
   public var error: AgentProtocolError
@@ -121,8 +162,12 @@ public struct AgentResponse: Sendable {
   public var fields: [(String, JSONValue)]
   public var error: AgentProtocolError?
 
-  public static func success(_ request: AgentRequest, _ fields: [(String, JSONValue)] = []) -> AgentResponse {
-    AgentResponse(id: request.id, type: request.type.rawValue, ok: true, fields: fields, error: nil)
+  public static func success(_ request: AgentRequest, _ reply: some AgentReply) -> AgentResponse {
+    guard case .object(let fields) = reply.json else {
+      return failure(
+        id: request.id, type: request.type.rawValue, AgentProtocolError(.io, "reply is not an object"))
+    }
+    return AgentResponse(id: request.id, type: request.type.rawValue, ok: true, fields: fields, error: nil)
   }
 
   public static func failure(id: Int64?, type: String?, _ error: AgentProtocolError) -> AgentResponse {
@@ -134,10 +179,7 @@ public struct AgentResponse: Sendable {
     fields.append(("id", id.map(JSONValue.int) ?? .null))
     if let type { fields.append(("type", .string(type))) }
     fields.append(("ok", .bool(ok)))
-    if let error {
-      fields.append(
-        ("error", .object([("code", .string(error.code.rawValue)), ("message", .string(error.message))])))
-    }
+    if let error { fields.append(("error", error.json)) }
     return .object(fields + self.fields)
   }
 
@@ -154,10 +196,8 @@ public struct AgentResponse: Sendable {
     guard case .object(let all) = value, let ok = value["ok"]?.bool else {
       throw AgentProtocolError(.malformed, "agent response without 'ok'")
     }
-    var error: AgentProtocolError?
-    if let e = value["error"], let code = e["code"]?.string {
-      error = AgentProtocolError(.init(rawValue: code), e["message"]?.string ?? "")
-    }
+    // A failed reply must say why: its error object is read as strictly as any reply.
+    let error = ok ? nil : try AgentProtocolError(value["error"] ?? .null)
     let reserved: Set<String> = ["v", "id", "type", "ok", "error"]
     return AgentResponse(
       id: value["id"]?.int, type: value["type"]?.string, ok: ok,
@@ -166,6 +206,11 @@ public struct AgentResponse: Sendable {
   }
 
   public subscript(key: String) -> JSONValue? { fields.first { $0.0 == key }?.1 }
+
+  /// The reply's fields as `Reply`, every field checked.
+  public func reply<Reply: AgentReply>(_ type: Reply.Type = Reply.self) throws(AgentProtocolError) -> Reply {
+    try Reply(.object(fields))
+  }
 }
 
 /// When a capture stops by itself.
@@ -201,7 +246,7 @@ public struct CapturePlan: Sendable, Equatable {
   /// Start a new file when the current one reaches this size.
   public var rotateBytes: Int64?
   /// `auto`, `required`, `off`, or an existing device to capture.
-  public var smcDump: String
+  public var smcDump: SMCDumpSetting
 
   /// Limits applied when the plan sets none, so no capture runs forever or fills a disk.
   public static let defaultMaxDuration: Double = 3600
@@ -210,7 +255,7 @@ public struct CapturePlan: Sendable, Equatable {
   public init(
     session: String, interfaces: [String], filter: String = "", snaplen: Int = 262_144,
     bufferBytes: Int = 32 << 20, stop: StopConditions = StopConditions(), rotateBytes: Int64? = nil,
-    smcDump: String = "auto", dumpFilter: String? = nil
+    smcDump: SMCDumpSetting = .auto, dumpFilter: String? = nil
   ) {
     self.session = session
     self.interfaces = interfaces
@@ -233,7 +278,7 @@ public struct CapturePlan: Sendable, Equatable {
       ("session", .string(session)), ("interfaces", .array(interfaces.map(JSONValue.string))),
       ("filter", .string(filter)), ("snaplen", .int(Int64(snaplen))),
       ("buffer_bytes", .int(Int64(bufferBytes))),
-      ("stop", .object(stopFields)), ("smc_dump", .string(smcDump)),
+      ("stop", .object(stopFields)), ("smc_dump", .string(smcDump.description)),
     ]
     if let rotateBytes { out.append(("rotate_bytes", .int(rotateBytes))) }
     if let dumpFilter { out.append(("dump_filter", .string(dumpFilter))) }
@@ -274,7 +319,7 @@ public struct CapturePlan: Sendable, Equatable {
     if let m = stop.maxFileBytes, m < 4096 { throw bad("stop.max_file_bytes", "must be at least 4096") }
     rotateBytes = body["rotate_bytes"]?.int
     if let r = rotateBytes, r < 65536 { throw bad("rotate_bytes", "must be at least 65536") }
-    smcDump = body["smc_dump"]?.string ?? "auto"
+    smcDump = SMCDumpSetting(body["smc_dump"]?.string ?? "auto")
   }
 
   public static func validSession(_ name: String) -> Bool {

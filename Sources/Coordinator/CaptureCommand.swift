@@ -1,3 +1,4 @@
+import Alignment
 import ArgumentParser
 import Foundation
 import Inventory
@@ -115,8 +116,10 @@ struct CaptureCommand: ParsableCommand {
     if let maxSize, (Quantity.bytes(maxSize) ?? 0) < 4096 {
       throw ValidationError("--max-size '\(maxSize)' is not a size of at least 4K; write e.g. 64M or 1G")
     }
-    for format in formats.split(separator: ",") where !MergeRun.allFormats.contains(String(format)) {
-      throw ValidationError("unknown format '\(format)'; choose from pcapng, jsonl, html, report")
+    do {
+      _ = try MergeFormats(parsing: formats)
+    } catch {
+      throw ValidationError(error.description)
     }
     if let filter, let problem = FilterCheck.problem(filter) {
       throw ValidationError("the filter '\(filter)' does not compile: \(problem)")
@@ -177,7 +180,7 @@ struct CaptureCommand: ParsableCommand {
     options.out = out
     options.serverCommand = serverCmd
     options.clientCommand = clientCmd
-    options.formats = Set(formats.split(separator: ",").map(String.init))
+    options.formats = try MergeFormats(parsing: formats)
     options.commandLine = CommandLine.arguments
     options.version = SMCPair.version
     let display = CaptureDisplay(json: json, quiet: quiet)
@@ -312,15 +315,7 @@ final class CaptureDisplay: Sendable {
   func summary(_ run: CaptureRun, status: Int32) {
     if terminal && !quiet { say("") }
     if json {
-      var pairs: [[String: Any]] = []
-      for pair in run.pairs { pairs.append(Self.jsonSummary(pair)) }
-      var object: [String: Any] = ["exit_status": Int(status), "pairs": pairs]
-      if let armed = run.armedAt { object["armed_seconds"] = armed.timeIntervalSince(run.startedAt) }
-      if let data = try? JSONSerialization.data(
-        withJSONObject: object, options: [.sortedKeys, .withoutEscapingSlashes])
-      {
-        print(String(decoding: data, as: UTF8.self))
-      }
+      print(RecordCoding.text(CaptureSummary(run, status: status)))
       return
     }
     for pair in run.pairs {
@@ -334,7 +329,7 @@ final class CaptureDisplay: Sendable {
         if let failure = side.failure { line += " — FAILED: \(failure.step): \(failure.message)" }
         print(line)
       }
-      for workload in pair.workloadResults where workload.outcome != "exit status 0" {
+      for workload in pair.workloadResults where !workload.outcome.succeeded {
         print("  \(workload.role.rawValue) workload: \(workload.outcome) (output in \(workload.log))")
       }
       if let merge = pair.merge {
@@ -344,8 +339,7 @@ final class CaptureDisplay: Sendable {
         print(
           "  clock: \(a.verdict.rawValue), server = client \(String(format: "%+.0f", m.offsetNanoseconds)) ns (bounds \(us(m.offsetLower - m.offsetNanoseconds)) .. \(us(m.offsetUpper - m.offsetNanoseconds))), skew \(String(format: "%+.3f", m.skewPPM)) ppm, \(a.pairCount) pairs, \(a.causalityViolations) causality violations"
         )
-        var counts: [String: Int] = [:]
-        for finding in merge.findings { counts[finding.kind.rawValue, default: 0] += 1 }
+        let counts = SessionRecord.findingCounts(merge.findings)
         print(
           "  findings: \(counts.isEmpty ? "none" : counts.sorted { $0.key < $1.key }.map { "\($0.key) \($0.value)" }.joined(separator: ", "))"
         )
@@ -357,41 +351,89 @@ final class CaptureDisplay: Sendable {
       }
     }
   }
+}
 
-  static func jsonSummary(_ pair: PairCapture) -> [String: Any] {
-    var object: [String: Any] = [
-      "pair": pair.name, "state": pair.state, "folder": pair.folder, "id": pair.id,
-    ]
-    if let reason = pair.stopReason { object["stop_reason"] = reason }
-    var sides: [String: Any] = [:]
-    for side in pair.sides {
-      var entry: [String: Any] = [
-        "host": side.name, "packets": side.progress.packets, "bytes": side.progress.bytes,
-        "drops": side.progress.drops, "files": side.localFiles,
-      ]
-      if let early = side.endedEarly { entry["ended_early"] = early }
-      if let failure = side.failure { entry["error"] = failure.description }
-      sides[side.role.rawValue] = entry
+/// `capture --json` and `sessions resume --json`: one object on standard output at the end.
+struct CaptureSummary: Encodable {
+  var exitStatus: Int32
+  var armedSeconds: Double?
+  var pairs: [Pair]
+
+  enum CodingKeys: String, CodingKey {
+    case exitStatus = "exit_status"
+    case armedSeconds = "armed_seconds"
+    case pairs
+  }
+
+  init(_ run: CaptureRun, status: Int32) {
+    exitStatus = status
+    armedSeconds = run.armedAt.map { $0.timeIntervalSince(run.startedAt) }
+    pairs = run.pairs.map(Pair.init)
+  }
+
+  /// One pair: its state, folder, each side's counts, workloads, the merge in short.
+  struct Pair: Encodable {
+    var pair: String
+    var state: PairState
+    var folder: String
+    var id: String
+    var stopReason: String?
+    var sides: [Side: SideSummary]
+    var workloads: [Side: WorkloadSummary]?
+    var alignment: SessionRecord.AlignmentSummary?
+    var findings: [String: Int]?
+
+    enum CodingKeys: String, CodingKey {
+      case pair, state, folder, id
+      case stopReason = "stop_reason"
+      case sides, workloads, alignment, findings
     }
-    object["sides"] = sides
-    var workloads: [String: Any] = [:]
-    for workload in pair.workloadResults {
-      workloads[workload.role.rawValue] = ["outcome": workload.outcome, "log": workload.log]
+
+    init(_ pair: PairCapture) {
+      self.pair = pair.name
+      state = pair.state
+      folder = pair.folder
+      id = pair.id
+      stopReason = pair.stopReason
+      var sides: [Side: SideSummary] = [:]
+      for side in pair.sides {
+        sides[side.role] = SideSummary(
+          host: side.name, packets: side.progress.packets, bytes: side.progress.bytes,
+          drops: side.progress.drops, files: side.localFiles, endedEarly: side.endedEarly,
+          error: side.failure?.description)
+      }
+      self.sides = sides
+      var workloads: [Side: WorkloadSummary] = [:]
+      for workload in pair.workloadResults {
+        workloads[workload.role] = WorkloadSummary(outcome: workload.outcome, log: workload.log)
+      }
+      self.workloads = workloads.isEmpty ? nil : workloads
+      if let merge = pair.merge {
+        alignment = SessionRecord.AlignmentSummary(merge.alignment, withPairs: true)
+        findings = SessionRecord.findingCounts(merge.findings)
+      }
     }
-    if !workloads.isEmpty { object["workloads"] = workloads }
-    if let merge = pair.merge {
-      let m = merge.alignment.model
-      func finite(_ v: Double) -> Any { v.isFinite ? v : NSNull() }
-      object["alignment"] = [
-        "verdict": merge.alignment.verdict.rawValue, "offset_ns": finite(m.offsetNanoseconds),
-        "offset_lower_ns": finite(m.offsetLower), "offset_upper_ns": finite(m.offsetUpper),
-        "skew_ppm": finite(m.skewPPM), "pairs": merge.alignment.pairCount,
-        "causality_violations": merge.alignment.causalityViolations,
-      ]
-      var counts: [String: Int] = [:]
-      for finding in merge.findings { counts[finding.kind.rawValue, default: 0] += 1 }
-      object["findings"] = counts
+  }
+
+  struct SideSummary: Encodable {
+    var host: String
+    var packets: Int64
+    var bytes: Int64
+    var drops: Int64
+    /// The pulled files' paths.
+    var files: [String]
+    var endedEarly: String?
+    var error: String?
+
+    enum CodingKeys: String, CodingKey {
+      case host, packets, bytes, drops, files
+      case endedEarly = "ended_early"
+      case error
     }
-    return object
+  }
+
+  struct WorkloadSummary: Encodable {
+    var outcome: WorkloadOutcome
+    var log: String
   }
 }

@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import Inventory
+import MergePipeline
 import Orchestration
 import SSHTransport
 import Support
@@ -112,19 +113,6 @@ struct HostsCheck: ParsableCommand {
     guard timeout > 0 else { throw ValidationError("--timeout must be positive") }
   }
 
-  struct Row: Sendable {
-    var name: String
-    var ok = false
-    var keyType = ""
-    var fingerprint = ""
-    var recorded = false
-    var auth = ""
-    var roundTripMs = 0.0
-    var sudo = ""
-    var kernel = ""
-    var error: SSHError?
-  }
-
   struct HostToCheck: Sendable {
     var name: String
     var target: SSHTarget
@@ -141,56 +129,45 @@ struct HostsCheck: ParsableCommand {
       resolved.append(HostToCheck(name: name, target: target, options: options))
     }
     let budget = timeout
-    let rows = ParallelHosts.map(resolved) { entry -> Row in
-      var row = Row(name: entry.name)
-      do throws(SSHError) {
-        let session = try SSHSession.connect(entry.target, options: entry.options)
-        defer { session.close() }
-        row.keyType = session.hostKey.type
-        row.fingerprint = session.hostKey.fingerprint
-        row.recorded = session.hostKey.recorded
-        row.auth = session.authMethod
-        // Every command has the rest of the host's budget, and 64 KiB of output at most.
-        let end = Date().addingTimeInterval(budget)
-        func limits() -> CommandLimits {
-          CommandLimits(
-            seconds: max(0.001, min(entry.options.commandLimits.seconds ?? budget, end.timeIntervalSinceNow)))
-        }
-        let started = Date()
-        _ = try session.run("true", purpose: "checking the round trip ('true')", limits: limits())
-        row.roundTripMs = Date().timeIntervalSince(started) * 1000
-        let uname = try session.run(
-          "uname -r", purpose: "reading the kernel release ('uname -r')", limits: limits())
-        row.kernel = RemoteReplies.kernelRelease(uname.stdoutText) ?? "unknown"
-        if session.user == "root" {
-          row.sudo = "root"
-        } else {
-          let sudo = try session.run("sudo -n true", purpose: "checking 'sudo -n true'", limits: limits())
-          row.sudo = sudo.exitStatus == 0 ? "yes" : "no (sudo -n refused)"
-        }
-        row.ok = true
-      } catch {
-        row.error = error
-      }
-      return row
+    // The same checks the capture preflight makes (Orchestration's HostCheck).
+    let rows = ParallelHosts.map(resolved) { entry in
+      HostCheck.run(name: entry.name, target: entry.target, options: entry.options, budget: budget)
     }
     if json {
-      for row in rows {
-        var fields: [String: Any] = ["target": row.name, "ok": row.ok]
-        if row.ok {
-          fields["key_type"] = row.keyType
-          fields["fingerprint"] = row.fingerprint
-          fields["host_key_recorded"] = row.recorded
-          fields["auth"] = row.auth
-          fields["round_trip_ms"] = (row.roundTripMs * 100).rounded() / 100
-          fields["sudo"] = row.sudo
-          fields["kernel"] = row.kernel
-        } else if let error = row.error {
-          fields["error"] = ["code": error.code.rawValue, "message": error.message]
+      /// One host's line of `hosts check --json`: the checks' results, or the error.
+      struct Line: Encodable {
+        struct Failure: Encodable {
+          var code: String
+          var message: String
         }
-        let data = try JSONSerialization.data(
-          withJSONObject: fields, options: [.sortedKeys, .withoutEscapingSlashes])
-        print(String(decoding: data, as: UTF8.self))
+        var target: String
+        var ok: Bool
+        var keyType, fingerprint, auth, sudo, kernel: String?
+        var hostKeyRecorded: Bool?
+        var roundTripMs: Double?
+        var error: Failure?
+
+        enum CodingKeys: String, CodingKey {
+          case target, ok, fingerprint, auth, sudo, kernel, error
+          case keyType = "key_type"
+          case hostKeyRecorded = "host_key_recorded"
+          case roundTripMs = "round_trip_ms"
+        }
+      }
+      for row in rows {
+        var line = Line(target: row.name, ok: row.ok)
+        if row.ok {
+          line.keyType = row.keyType
+          line.fingerprint = row.fingerprint
+          line.hostKeyRecorded = row.recorded
+          line.auth = row.auth
+          line.roundTripMs = (row.roundTripMs * 100).rounded() / 100
+          line.sudo = row.sudo
+          line.kernel = row.kernel
+        } else if let error = row.error {
+          line.error = Line.Failure(code: error.code.rawValue, message: error.message)
+        }
+        print(RecordCoding.text(line))
       }
     } else {
       for row in rows {

@@ -70,9 +70,10 @@ struct MergeCommand: ParsableCommand {
   var pairingWindow = 2.0
 
   func validate() throws {
-    let known = Set(["pcapng", "jsonl", "report", "html"])
-    for format in formats.split(separator: ",") where !known.contains(String(format)) {
-      throw ValidationError("unknown format '\(format)'; choose from pcapng, jsonl, html, report")
+    do {
+      _ = try MergeFormats(parsing: formats)
+    } catch {
+      throw ValidationError(error.description)
     }
     guard reference == "client" || reference == "server" else {
       throw ValidationError("--reference is client or server")
@@ -91,7 +92,7 @@ struct MergeCommand: ParsableCommand {
     do {
       let result = try MergeRun.run(
         client: client, server: server, out: out, clientName: clientName, serverName: serverName,
-        formats: Set(formats.split(separator: ",").map(String.init)),
+        formats: try MergeFormats(parsing: formats),
         referenceIsServer: reference == "server",
         clientAddresses: addresses, window: Int64(pairingWindow * 1e9))
       print(result.report)

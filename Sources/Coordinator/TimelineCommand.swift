@@ -1,5 +1,7 @@
+import Alignment
 import ArgumentParser
 import Foundation
+import MergePipeline
 import Support
 
 /// `smcpair timeline DIR`: the ladder of a merge in the terminal.
@@ -24,7 +26,7 @@ struct TimelineCommand: ParsableCommand {
   @Flag(help: "Do not page.") var noPager = false
 
   func validate() throws {
-    if let layer, !["tcp", "clc", "cdc", "data"].contains(layer) {
+    if let layer, PairKind(rawValue: layer) == nil {
       throw ValidationError("--layer is tcp, clc, cdc or data")
     }
   }
@@ -39,11 +41,17 @@ struct TimelineCommand: ParsableCommand {
           : "smcpair timeline: cannot read \(path); run 'smcpair merge ... --out \(directory)' first\n")
       throw ExitCode(1)
     }
+    // The hosts' names; an alignment.json this smcpair cannot read leaves the roles' names.
     var names = ("client", "server")
-    if let data = FileManager.default.contents(atPath: directory + "/alignment.json"),
-      let object = try? JSONSerialization.jsonObject(with: data) as? [String: Any]
-    {
-      names = (object["client_name"] as? String ?? "client", object["server_name"] as? String ?? "server")
+    if let alignment = try? RecordCoding.read(AlignmentRecord.self, path: directory + "/alignment.json") {
+      names = (alignment.clientName, alignment.serverName)
+    }
+    let records: [TimelineRecord]
+    do {
+      records = try Self.records(text, path: path)
+    } catch {
+      writeStandardError("smcpair timeline: \(error)\n")
+      throw ExitCode(1)
     }
     var out: [String] = []
     let width = 44
@@ -52,44 +60,27 @@ struct TimelineCommand: ParsableCommand {
         + String(repeating: " ", count: width - 10) + names.1 + "   delay")
     // Everything on one axis, sorted by send time (findings by their time).
     var entries: [(Int64, Int, String)] = []
-    var order = 0
-    var records: [[String: Any]] = []
-    for line in text.split(separator: "\n") {
-      if let object = try? JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any] {
-        records.append(object)
-      }
-    }
-    let start = records.compactMap { ($0["send_ns"] as? NSNumber)?.int64Value }.min() ?? 0
-    for object in records {
-      order += 1
-      if let finding = object["finding"] as? String {
-        guard let time = (object["time_ns"] as? NSNumber)?.int64Value else { continue }
+    let start =
+      records.compactMap { record -> Int64? in
+        if case .pair(let pair) = record { return pair.sendNanoseconds }
+        return nil
+      }.min() ?? 0
+    for (order, record) in records.enumerated() {
+      switch record {
+      case .header:
+        continue
+      case .finding(let finding):
+        guard let time = finding.timeNanoseconds else { continue }
         entries.append(
           (
             time, order,
             String(format: "%12.6f   ", Double(time &- start) / 1e6)
-              + "!! \(finding): \(object["message"] as? String ?? "")"
+              + "!! \(finding.finding.rawValue): \(finding.message)"
           ))
-        continue
+      case .pair(let pair):
+        guard let line = ladderLine(pair, start: start, width: width) else { continue }
+        entries.append((pair.sendNanoseconds, order, line))
       }
-      guard let kind = object["kind"] as? String, let send = (object["send_ns"] as? NSNumber)?.int64Value,
-        let receive = (object["receive_ns"] as? NSNumber)?.int64Value
-      else { continue }
-      if let layer, kind != layer { continue }
-      let src = object["src"] as? String ?? ""
-      let dst = object["dst"] as? String ?? ""
-      if let connection, !src.contains(connection) && !dst.contains(connection) { continue }
-      let toServer = (object["direction"] as? String) == "client->server"
-      let label = " \(kind) \(src.split(separator: ":").last ?? "")>\(dst.split(separator: ":").last ?? "") "
-      let body = label.count < width - 4 ? label : String(label.prefix(width - 4))
-      let dashes = String(repeating: "-", count: max(0, width - 3 - body.count))
-      let arrow = toServer ? "|-" + body + dashes + ">|" : "|<" + dashes + body + "-|"
-      entries.append(
-        (
-          send, order,
-          String(format: "%12.6f   ", Double(send &- start) / 1e6) + arrow
-            + String(format: "  %.1f us", Double(receive - send) / 1000)
-        ))
     }
     out += entries.sorted { ($0.0, $0.1) < ($1.0, $1.1) }.map(\.2)
     let textOut = out.joined(separator: "\n") + "\n"
@@ -109,5 +100,30 @@ struct TimelineCommand: ParsableCommand {
       }
     }
     print(textOut, terminator: "")
+  }
+
+  /// The records of timeline.jsonl (`path`), line by line; a line that is not one says which
+  /// line and field.
+  static func records(_ text: String, path: String) throws(RecordError) -> [TimelineRecord] {
+    var records: [TimelineRecord] = []
+    for (index, line) in text.split(separator: "\n", omittingEmptySubsequences: false).enumerated()
+    where !line.isEmpty {
+      records.append(try TimelineRecord.read(line, path: path, line: index + 1))
+    }
+    return records
+  }
+
+  /// One paired message as an arrow between the two columns, or nil when the filters leave
+  /// it out.
+  func ladderLine(_ pair: TimelinePair, start: Int64, width: Int) -> String? {
+    if let layer, pair.kind != PairKind(rawValue: layer) { return nil }
+    if let connection, !pair.src.contains(connection) && !pair.dst.contains(connection) { return nil }
+    let label =
+      " \(pair.kind.rawValue) \(pair.src.split(separator: ":").last ?? "")>\(pair.dst.split(separator: ":").last ?? "") "
+    let body = label.count < width - 4 ? label : String(label.prefix(width - 4))
+    let dashes = String(repeating: "-", count: max(0, width - 3 - body.count))
+    let arrow = pair.direction == .clientToServer ? "|-" + body + dashes + ">|" : "|<" + dashes + body + "-|"
+    return String(format: "%12.6f   ", Double(pair.sendNanoseconds &- start) / 1e6) + arrow
+      + String(format: "  %.1f us", Double(pair.receiveNanoseconds &- pair.sendNanoseconds) / 1000)
   }
 }

@@ -1,3 +1,7 @@
+// The SMC dump setting is shared with the agent protocol (a plan carries it to the agent);
+// inventory users get it with this import.
+@_exported import enum AgentProtocol.SMCDumpSetting
+
 #if canImport(Glibc)
   import Glibc
 #elseif canImport(Darwin)
@@ -10,36 +14,6 @@ public enum Become: String, Sendable, Equatable, CaseIterable {
   case sudo
   /// Already root, or capture privileges granted otherwise.
   case none
-}
-
-/// What to do about the SMC dump device on a host.
-public enum SMCDumpSetting: Sendable, Equatable, CustomStringConvertible {
-  /// Use the kernel's dump if it has it; capture the NIC only otherwise.
-  case auto
-  /// Missing dump support is an error.
-  case required
-  /// Capture the NIC only.
-  case off
-  /// Capture this existing device (for example the lab's stand-in).
-  case device(String)
-
-  public init(_ text: String) {
-    switch text {
-    case "auto": self = .auto
-    case "required": self = .required
-    case "off": self = .off
-    default: self = .device(text)
-    }
-  }
-
-  public var description: String {
-    switch self {
-    case .auto: "auto"
-    case .required: "required"
-    case .off: "off"
-    case .device(let name): name
-    }
-  }
 }
 
 /// One host of an inventory, with defaults applied.

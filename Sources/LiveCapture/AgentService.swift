@@ -1,19 +1,18 @@
 import AgentProtocol
+import Checksum
 
 #if canImport(Glibc)
   import Glibc
 #endif
 
-/// Answers agent protocol requests for one capture session at a time. The I/O loop (stdin,
-/// the session socket, signals) lives in the agent executable; this type holds the logic.
-public final class AgentService: @unchecked Sendable {
-  public let root: String
-  public private(set) var session: CaptureSession?
+/// Something that answers agent requests: the live `AgentService`, or `ExitedSession` (a
+/// session whose agent is gone). Parsing, the envelope and error replies are here, once.
+public protocol AgentRequestHandler {
+  /// The reply to one parsed request.
+  func reply(to request: AgentRequest) throws(AgentProtocolError) -> any AgentReply
+}
 
-  public init(root: String) {
-    self.root = root
-  }
-
+extension AgentRequestHandler {
   /// The one response to a request line. Never throws: bad input becomes an error reply.
   public func respond(to line: String) -> AgentResponse {
     let request: AgentRequest
@@ -23,46 +22,37 @@ public final class AgentService: @unchecked Sendable {
       return .failure(id: error.id, type: nil, error.error)
     }
     do {
-      return .success(request, try handle(request))
+      return .success(request, try reply(to: request))
     } catch {
       return .failure(id: request.id, type: request.type.rawValue, error)
     }
   }
+}
 
-  func handle(_ request: AgentRequest) throws(AgentProtocolError) -> [(String, JSONValue)] {
+/// Answers agent protocol requests for one capture session at a time. The I/O loop (stdin,
+/// the session socket, signals) lives in the agent executable; this type holds the logic.
+public final class AgentService: AgentRequestHandler, @unchecked Sendable {
+  public let root: String
+  public private(set) var session: CaptureSession?
+
+  public init(root: String) {
+    self.root = root
+  }
+
+  public func reply(to request: AgentRequest) throws(AgentProtocolError) -> any AgentReply {
     switch request.type {
     case .hello: return hello()
     case .clock:
-      return [
-        ("realtime_ns", .int(Clock.realtimeNanoseconds())),
-        ("monotonic_ns", .int(Clock.monotonicNanoseconds())),
-      ]
-    case .prepare:
-      if let session, session.state == .prepared || session.state == .capturing {
-        throw AgentProtocolError(
-          .outOfOrder,
-          "session '\(session.plan.session)' is \(session.state.rawValue); stop and finalize it first")
-      }
-      let plan = try CapturePlan(request.body)
-      try Privileges.require()
-      let created = try CaptureSession(plan: plan, root: root)
-      session = created
-      writeState()
-      return [
-        ("session", .string(plan.session)), ("folder", .string(created.folder)),
-        ("interfaces", .array(created.interfaceNames.map(JSONValue.string))),
-        ("smc_dump", .string(created.smcDumpDetail)),
-      ]
+      return ClockReply(
+        realtimeNanoseconds: Clock.realtimeNanoseconds(), monotonicNanoseconds: Clock.monotonicNanoseconds())
+    case .prepare: return try prepare(try CapturePlan(request.body))
     case .start:
       let session = try current("start")
       let started = try session.start()
       writeState()
-      return [
-        ("started_ns", .int(started)), ("files", .array(session.snapshot().files.map(JSONValue.string))),
-      ]
+      return StartReply(startedNanoseconds: started, files: session.snapshot().files)
     case .status:
-      let session = try current("status")
-      return status(session)
+      return try current("status").status
     case .stop:
       let session = try current("stop")
       guard session.state == .capturing || session.state == .stopped else {
@@ -71,27 +61,33 @@ public final class AgentService: @unchecked Sendable {
       }
       session.stop()
       writeState()
-      return status(session)
+      return session.status
     case .finalize:
       let session = try current("finalize")
       let files = try session.finalize()
       writeState()
-      return [
-        (
-          "files",
-          .array(
-            files.map {
-              .object([("path", .string($0.path)), ("size", .int($0.size)), ("sha256", .string($0.sha256))])
-            })
-        )
-      ] + status(session)
+      return FinalizeReply(files: files, status: session.status)
     case .cleanup:
       if let session, session.state == .capturing {
         throw AgentProtocolError(.outOfOrder, "a capture is running; stop it before cleanup")
       }
-      let removed = SMCDumpDevice.cleanupLeftovers(root: root)
-      return [("removed_devices", .array(removed.map(JSONValue.string)))]
+      return CleanupReply(removedDevices: SMCDumpDevice.cleanupLeftovers(root: root))
     }
+  }
+
+  func prepare(_ plan: CapturePlan) throws(AgentProtocolError) -> PrepareReply {
+    if let session, session.state == .prepared || session.state == .capturing {
+      throw AgentProtocolError(
+        .outOfOrder,
+        "session '\(session.plan.session)' is \(session.state.rawValue); stop and finalize it first")
+    }
+    try Privileges.require()
+    let created = try CaptureSession(plan: plan, root: root)
+    session = created
+    writeState()
+    return PrepareReply(
+      session: plan.session, folder: created.folder, interfaces: created.interfaceNames,
+      smcDump: created.smcDumpDetail)
   }
 
   func current(_ what: String) throws(AgentProtocolError) -> CaptureSession {
@@ -101,64 +97,20 @@ public final class AgentService: @unchecked Sendable {
     return session
   }
 
-  func hello() -> [(String, JSONValue)] {
+  func hello() -> HelloReply {
     let probe = SMCDumpProbe.probe()
-    let privileges = Privileges.current()
-    return [
-      ("agent_version", .string(AgentInfo.version)), ("protocol", .int(AgentProtocolVersion.current)),
-      ("build", .string(AgentInfo.buildID)), ("kernel", .string(AgentInfo.kernel)),
-      ("hostname", .string(AgentInfo.hostname)), ("libpcap", .string(FilterCheck.libraryVersion)),
-      (
-        "privileges",
-        .object([
-          ("root", .bool(privileges.root)), ("cap_net_raw", .bool(privileges.netRaw)),
-          ("cap_net_admin", .bool(privileges.netAdmin)), ("sufficient", .bool(privileges.sufficient)),
-        ])
-      ),
-      ("interfaces", .array(Privileges.interfaces().map(JSONValue.string))),
-      ("smc_dump", .object([("supported", .bool(probe.supported)), ("detail", .string(probe.detail))])),
-      ("root", .string(root)),
-    ]
-  }
-
-  public func status(_ session: CaptureSession) -> [(String, JSONValue)] {
-    let c = session.snapshot()
-    var fields: [(String, JSONValue)] = [
-      ("session", .string(session.plan.session)), ("state", .string(session.state.rawValue)),
-      ("packets", .int(c.packets)), ("bytes", .int(c.bytes)),
-      ("files", .array(c.files.map(JSONValue.string))),
-      (
-        "interfaces",
-        .array(
-          c.interfaces.map {
-            .object([
-              ("name", .string($0.name)), ("received", .int(Int64($0.received))),
-              ("dropped", .int(Int64($0.dropped))),
-              ("if_dropped", .int(Int64($0.interfaceDropped))), ("written", .int(Int64($0.written))),
-              ("out_of_order", .int(Int64($0.outOfOrder))),
-            ])
-          })
-      ),
-      ("out_of_order", .int(Int64(c.interfaces.reduce(0) { $0 + $1.outOfOrder }))),
-    ]
-    if let started = c.startedNanoseconds { fields.append(("started_ns", .int(started))) }
-    if let stopped = c.stoppedNanoseconds { fields.append(("stopped_ns", .int(stopped))) }
-    if let reason = c.stopReason { fields.append(("stop_reason", .string(reason))) }
-    if let error = c.error {
-      fields.append(
-        (
-          "capture_error",
-          .object([("code", .string(error.code.rawValue)), ("message", .string(error.message))])
-        ))
-    }
-    return fields
+    return HelloReply(
+      agentVersion: AgentInfo.version, build: AgentInfo.buildID, kernel: AgentInfo.kernel,
+      hostname: AgentInfo.hostname, libpcap: FilterCheck.libraryVersion, privileges: Privileges.current(),
+      interfaces: Privileges.interfaces(),
+      smcDump: HelloReply.SMCDumpSupport(supported: probe.supported, detail: probe.detail), root: root)
   }
 
   /// Writes `state.json` in the session folder (what a later `attach` reads when this agent
   /// is gone).
   public func writeState() {
     guard let session else { return }
-    let text = JSONValue.object(status(session)).description + "\n"
+    let text = session.status.json.description + "\n"
     let path = "\(session.folder)/state.json"
     let temporary = path + ".tmp"
     let fd = open(temporary, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o600)
@@ -169,7 +121,7 @@ public final class AgentService: @unchecked Sendable {
   }
 
   /// Stops a running capture (signals, lost control) and finalizes it.
-  public func shutdown(reason: String) {
+  public func shutdown(reason: StopReason) {
     guard let session else { return }
     if session.state == .capturing { session.stop(reason: reason) }
     if session.state == .stopped { _ = try? session.finalize() }
@@ -177,16 +129,66 @@ public final class AgentService: @unchecked Sendable {
   }
 }
 
-/// Root or the two capabilities capture needs.
-public enum Privileges {
-  public struct Current: Sendable {
-    public var root: Bool
-    public var netRaw: Bool
-    public var netAdmin: Bool
-    public var sufficient: Bool { root || (netRaw && netAdmin) }
+extension CaptureSession {
+  /// The `status` reply: the plan's session, the state and the capture thread's counters.
+  public var status: StatusReply {
+    let c = snapshot()
+    return StatusReply(
+      session: plan.session, state: state, packets: c.packets, bytes: c.bytes, files: c.files,
+      interfaces: c.interfaces, startedNanoseconds: c.startedNanoseconds,
+      stoppedNanoseconds: c.stoppedNanoseconds,
+      stopReason: c.stopReason, captureError: c.error)
+  }
+}
+
+/// A session whose agent has exited (`attach` found no one on its socket): its state.json
+/// and files are all there is, so `status`, `stop` and `finalize` are answered from them.
+public struct ExitedSession: AgentRequestHandler {
+  public let folder: String
+
+  public init(folder: String) { self.folder = folder }
+
+  public func reply(to request: AgentRequest) throws(AgentProtocolError) -> any AgentReply {
+    let status = try savedStatus()
+    switch request.type {
+    case .status, .stop:
+      return status
+    case .finalize:
+      var files: [CaptureFileDigest] = []
+      for path in status.files { files.append(try CaptureFileDigest.of(path)) }
+      return FinalizeReply(files: files, status: status)
+    default:
+      throw AgentProtocolError(
+        .outOfOrder, "the agent of this session has exited; only status, stop and finalize work")
+    }
   }
 
-  public static func current() -> Current {
+  func savedStatus() throws(AgentProtocolError) -> StatusReply {
+    guard let text = FileText.read("\(folder)/state.json"), let saved = try? JSONValue.parse(text) else {
+      throw AgentProtocolError(.outOfOrder, "no session in \(folder) (no running agent and no state.json)")
+    }
+    do {
+      return try StatusReply(saved)
+    } catch {
+      throw AgentProtocolError(.io, "\(folder)/state.json does not hold a session's status: \(error.message)")
+    }
+  }
+}
+
+extension CaptureFileDigest {
+  /// The size and SHA-256 of a finished capture file.
+  static func of(_ path: String) throws(AgentProtocolError) -> CaptureFileDigest {
+    var info = stat()
+    guard stat(path, &info) == 0, let digest = SHA256.file(path) else {
+      throw AgentProtocolError(.io, "cannot read \(path): \(String(cString: strerror(errno)))")
+    }
+    return CaptureFileDigest(path: path, size: Int64(info.st_size), sha256: digest)
+  }
+}
+
+/// Root or the two capabilities capture needs.
+public enum Privileges {
+  public static func current() -> HelloReply.Privileges {
     var effective: UInt64 = 0
     if let status = FileText.read("/proc/self/status") {
       for line in status.split(separator: "\n") where line.hasPrefix("CapEff:") {
@@ -194,7 +196,7 @@ public enum Privileges {
       }
     }
     // CAP_NET_ADMIN = 12, CAP_NET_RAW = 13.
-    return Current(
+    return HelloReply.Privileges(
       root: geteuid() == 0, netRaw: effective & (1 << 13) != 0, netAdmin: effective & (1 << 12) != 0)
   }
 

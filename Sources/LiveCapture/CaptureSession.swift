@@ -9,23 +9,15 @@ import Synchronization
 
 /// Counters the capture thread publishes for `status`.
 public struct CaptureCounters: Sendable {
-  public struct Interface: Sendable {
-    public var name: String
-    public var received: UInt64 = 0
-    public var dropped: UInt64 = 0
-    public var interfaceDropped: UInt64 = 0
-    public var written: UInt64 = 0
-    /// Packets written out of time order (they reached the agent after newer packets had
-    /// been written; see `ReorderWindow`).
-    public var outOfOrder: UInt64 = 0
-  }
+  /// The protocol's per-interface counters: what `status` reports is what is counted.
+  public typealias Interface = InterfaceCounters
   public var interfaces: [Interface]
   public var packets: Int64 = 0
   public var bytes: Int64 = 0
   public var files: [String] = []
   public var startedNanoseconds: Int64?
   public var stoppedNanoseconds: Int64?
-  public var stopReason: String?
+  public var stopReason: StopReason?
   public var error: AgentProtocolError?
 }
 
@@ -71,9 +63,8 @@ struct CaptureSource {
 /// (`PcapHandle.setDirectionalFilter`), so that the kernel's packet type decides the
 /// direction and each packet is copied out of the kernel once; the dump device gets one.
 public final class CaptureSession: @unchecked Sendable {
-  public enum State: String, Sendable {
-    case prepared, capturing, stopped, finalized
-  }
+  /// The protocol's session state (`status.state`).
+  public typealias State = CaptureState
 
   public let plan: CapturePlan
   public let folder: String
@@ -102,21 +93,21 @@ public final class CaptureSession: @unchecked Sendable {
     var detail: String
     let probe = SMCDumpProbe.probe()
     switch plan.smcDump {
-    case "off":
+    case .off:
       detail = "SMC dump off by request"
-    case "auto", "required":
+    case .auto, .required:
       if probe.supported {
         dump = try SMCDumpDevice.create(probe: probe, root: root)
         names.append(dump!.name)
         detail = "capturing SMC dump device \(dump!.name)"
-      } else if plan.smcDump == "required" {
+      } else if plan.smcDump == .required {
         throw AgentProtocolError(.smcDumpUnsupported, probe.detail + "; smc_dump is 'required'")
       } else {
         detail = probe.detail + "; capturing the NIC only"
       }
-    default:
-      if !names.contains(plan.smcDump) { names.append(plan.smcDump) }
-      detail = "capturing existing device \(plan.smcDump) as the SMC dump device"
+    case .device(let device):
+      if !names.contains(device) { names.append(device) }
+      detail = "capturing existing device \(device) as the SMC dump device"
     }
     var opened: [CaptureSource] = []
     do throws(PcapError) {
@@ -228,7 +219,7 @@ public final class CaptureSession: @unchecked Sendable {
   }
 
   /// Asks the capture to stop and waits until the file is complete.
-  public func stop(reason: String = "stop requested") {
+  public func stop(reason: StopReason = .requested) {
     if state == .capturing {
       counters.withLock { if $0.stopReason == nil { $0.stopReason = reason } }
       var byte: UInt8 = 1
@@ -241,21 +232,15 @@ public final class CaptureSession: @unchecked Sendable {
   }
 
   /// Files with size and SHA-256; the session must be stopped.
-  public func finalize() throws(AgentProtocolError) -> [(path: String, size: Int64, sha256: String)] {
+  public func finalize() throws(AgentProtocolError) -> [CaptureFileDigest] {
     switch state {
     case .stopped, .finalized: break
     default:
       throw AgentProtocolError(
         .outOfOrder, "finalize needs a stopped session (this one is \(state.rawValue)); send stop first")
     }
-    var out: [(String, Int64, String)] = []
-    for path in snapshot().files {
-      var info = stat()
-      guard stat(path, &info) == 0, let digest = SHA256.file(path) else {
-        throw AgentProtocolError(.io, "cannot read \(path): \(String(cString: strerror(errno)))")
-      }
-      out.append((path, Int64(info.st_size), digest))
-    }
+    var out: [CaptureFileDigest] = []
+    for path in snapshot().files { out.append(try CaptureFileDigest.of(path)) }
     stateBox.withLock { $0 = .finalized }
     return out
   }
@@ -274,7 +259,8 @@ public final class CaptureSession: @unchecked Sendable {
       try writer.addInterface(
         InterfaceDescription(
           name: name,
-          description: name == dumpDevice?.name || name == plan.smcDump ? "SMC dump device" : "NIC",
+          description: name == dumpDevice?.name || name == plan.smcDump.deviceName
+            ? "SMC dump device" : "NIC",
           linkType: LinkType(rawValue: handle.linkType), snapLength: UInt32(plan.snaplen),
           filter: {
             let filter = plan.filter(for: name, dumpDevice: dumpDevice?.name)
@@ -301,8 +287,9 @@ public final class CaptureSession: @unchecked Sendable {
     var packets: Int64 = 0
     var bytes: Int64 = 0
     var perInterface = [UInt64](repeating: 0, count: interfaceNames.count)
+    var bytesPerInterface = perInterface
     var failure: AgentProtocolError?
-    var reason: String?
+    var reason: StopReason?
     var window = ReorderWindow(sources: sources.count)
     var outOfOrder = [UInt64](repeating: 0, count: interfaceNames.count)
     var fileOutOfOrder = outOfOrder
@@ -324,6 +311,7 @@ public final class CaptureSession: @unchecked Sendable {
         packets += 1
         bytes += Int64(data.count)
         perInterface[index] += 1
+        bytesPerInterface[index] += UInt64(data.count)
         // Rotation is checked per packet: one release can write thousands.
         if let rotate = plan.rotateBytes, Int64(writer.bytesWritten + writer.bufferedBytes) >= rotate {
           try finish(writer, started: started, written: perInterface, outOfOrder: fileOutOfOrder)
@@ -371,11 +359,11 @@ public final class CaptureSession: @unchecked Sendable {
       }
       window.release(now: Clock.realtimeNanoseconds(), write: write)
       let now = Clock.monotonicSeconds()
-      if let deadline, now >= deadline { reason = "duration reached"; break }
-      if let limit = plan.stop.packets, packets >= limit { reason = "packet count reached"; break }
-      if bytes >= maxBytes { reason = "byte limit reached"; break }
+      if let deadline, now >= deadline { reason = .durationReached; break }
+      if let limit = plan.stop.packets, packets >= limit { reason = .packetCountReached; break }
+      if bytes >= maxBytes { reason = .byteLimitReached; break }
       let fileSize = Int64(writer.bytesWritten + writer.bufferedBytes)
-      if let limit = plan.stop.maxFileBytes, fileSize >= limit { reason = "file size limit reached"; break }
+      if let limit = plan.stop.maxFileBytes, fileSize >= limit { reason = .fileSizeLimitReached; break }
       if now - lastFlush >= 0.1 {
         do {
           try writer.flush()
@@ -383,7 +371,9 @@ public final class CaptureSession: @unchecked Sendable {
           failure = AgentProtocolError(error.code == .diskFull ? .diskFull : .io, error.description)
         }
         lastFlush = now
-        publish(packets: packets, bytes: bytes, perInterface: perInterface, outOfOrder: outOfOrder)
+        publish(
+          packets: packets, bytes: bytes, perInterface: perInterface, bytesPerInterface: bytesPerInterface,
+          outOfOrder: outOfOrder)
       }
       if now - lastAddresses >= 1 {
         // Addresses can change during a capture; dump record directions follow them.
@@ -403,7 +393,9 @@ public final class CaptureSession: @unchecked Sendable {
       }
     }
     window.release(now: Clock.realtimeNanoseconds(), all: true, write: write)
-    publish(packets: packets, bytes: bytes, perInterface: perInterface, outOfOrder: outOfOrder)
+    publish(
+      packets: packets, bytes: bytes, perInterface: perInterface, bytesPerInterface: bytesPerInterface,
+      outOfOrder: outOfOrder)
     do {
       try finish(writer, started: started, written: perInterface, outOfOrder: fileOutOfOrder)
     } catch {
@@ -414,7 +406,7 @@ public final class CaptureSession: @unchecked Sendable {
     let end = Clock.realtimeNanoseconds()
     counters.withLock {
       $0.stoppedNanoseconds = end
-      if $0.stopReason == nil { $0.stopReason = failure == nil ? (reason ?? "stopped") : "error" }
+      if $0.stopReason == nil { $0.stopReason = failure == nil ? (reason ?? .stopped) : .error }
       if let failure { $0.error = failure }
     }
     for source in sources { source.handle.close() }
@@ -439,13 +431,16 @@ public final class CaptureSession: @unchecked Sendable {
     return out
   }
 
-  func publish(packets: Int64, bytes: Int64, perInterface: [UInt64], outOfOrder: [UInt64]) {
+  func publish(
+    packets: Int64, bytes: Int64, perInterface: [UInt64], bytesPerInterface: [UInt64], outOfOrder: [UInt64]
+  ) {
     let stats = interfaceStatistics()
     counters.withLock { c in
       c.packets = packets
       c.bytes = bytes
       for index in c.interfaces.indices {
         c.interfaces[index].written = perInterface[index]
+        c.interfaces[index].bytes = bytesPerInterface[index]
         c.interfaces[index].outOfOrder = outOfOrder[index]
         if let s = stats[index] {
           c.interfaces[index].received = s.received
@@ -523,14 +518,13 @@ public enum AgentInfo {
 extension CapturePlan {
   /// The interface is the SMC dump device by name (an existing device given as `smc_dump`).
   func isDumpDevice(_ interface: String) -> Bool {
-    interface == smcDump && !["auto", "required", "off"].contains(smcDump)
+    interface == smcDump.deviceName
   }
 
   /// The filter installed on `interface`: `dumpFilter` on the SMC dump device (when set),
   /// `filter` everywhere else.
   func filter(for interface: String, dumpDevice: String?) -> String {
-    let isDump =
-      interface == dumpDevice || (interface == smcDump && !["auto", "required", "off"].contains(smcDump))
+    let isDump = interface == dumpDevice || isDumpDevice(interface)
     return isDump ? (dumpFilter ?? filter) : filter
   }
 }

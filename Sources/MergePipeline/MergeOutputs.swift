@@ -3,7 +3,8 @@ import CaptureFiles
 import Foundation
 import SMCWire
 
-/// Writes the outputs of `smcpair merge`: merged.pcapng and alignment.json (always).
+/// Writes the outputs of `smcpair merge`: merged.pcapng, timeline.jsonl and alignment.json
+/// (always).
 public enum MergeOutputs {
   /// One packet of either side, with its time on the reference clock.
   struct Entry {
@@ -18,49 +19,58 @@ public enum MergeOutputs {
     _ a: Alignment, client: String, server: String, clientName: String = "client",
     serverName: String = "server"
   ) -> String {
-    func number(_ v: Double) -> Any { v.isFinite ? (v * 1000).rounded() / 1000 : NSNull() }
-    var pairs: [String: Int] = [:]
-    for kind in PairKind.allCases { pairs[kind.rawValue] = a.pairsByKind[kind, default: 0] }
-    var object: [String: Any] = [
-      "client_file": client, "server_file": server, "client_name": clientName, "server_name": serverName,
-      "offset_ns": number(a.model.offsetNanoseconds), "offset_lower_ns": number(a.model.offsetLower),
-      "offset_upper_ns": number(a.model.offsetUpper), "skew_ppm": number(a.model.skewPPM),
-      "skew_lower_ppm": number(a.model.skewLower), "skew_upper_ppm": number(a.model.skewUpper),
-      "reference_ns": a.model.referenceNanoseconds, "pairs": pairs,
-      "causality_violations": a.causalityViolations,
-      "verdict": a.verdict.rawValue, "client_packets": a.clientPackets, "server_packets": a.serverPackets,
-      "client_addresses": a.hosts.client.map(\.description).sorted(),
-      "server_addresses": a.hosts.server.map(\.description).sorted(),
-      "direction": a.hosts.decisions.map { decision -> [String: Any] in
-        [
-          "client_addresses": decision.client.map(\.description).sorted(),
-          "server_addresses": decision.server.map(\.description).sorted(),
-          "evidence": decision.evidence?.rawValue ?? NSNull(), "pairs": decision.pairs,
-          "explanation": decision.explanation,
-        ]
-      },
-      "undirected_pairs": a.undirectedPairs,
-      "segments": a.segments.map { segment -> [String: Any] in
-        [
-          "start_ns": segment.startClientNanoseconds == .min ? NSNull() : segment.startClientNanoseconds,
-          "end_ns": segment.endClientNanoseconds == .max ? NSNull() : segment.endClientNanoseconds,
-          "pairs": segment.pairs, "offset_ns": number(segment.model.offsetNanoseconds),
-          "offset_lower_ns": number(segment.model.offsetLower),
-          "offset_upper_ns": number(segment.model.offsetUpper),
-          "skew_ppm": number(segment.model.skewPPM),
-        ]
-      },
-      "warnings": a.warnings,
-    ]
-    if let window = a.window {
-      object["pairing_window"] = [
-        "window_ns": window.windowNanoseconds, "most_waiting": window.mostWaiting,
-        "unpaired_client": window.unpairedClient, "unpaired_server": window.unpairedServer,
-      ]
+    RecordCoding.text(
+      AlignmentRecord(a, client: client, server: server, clientName: clientName, serverName: serverName),
+      pretty: true) + "\n"
+  }
+
+  /// timeline.jsonl: a header line, one paired message per line (times on the reference
+  /// clock), then one finding per line (`TimelineRecord`); written in chunks.
+  static func writeTimeline(_ a: Alignment, findings: [Finding], to path: String) throws {
+    let staged = StagedFile(finalPath: path)
+    guard FileManager.default.createFile(atPath: staged.temporaryPath, contents: nil),
+      let file = FileHandle(forWritingAtPath: staged.temporaryPath)
+    else {
+      throw CaptureFileError(
+        .io, "cannot create (\(staged.temporaryPath)): \(String(cString: strerror(errno)))", path: path)
     }
-    let data =
-      (try? JSONSerialization.data(withJSONObject: object, options: [.prettyPrinted, .sortedKeys])) ?? Data()
-    return String(decoding: data, as: UTF8.self) + "\n"
+    defer { try? file.close() }
+    var out = TimelineWriter(capacity: 1 << 20 + 4096)
+    func flushIfLarge(_ force: Bool = false) throws {
+      guard force || out.bytes.count >= 1 << 20 else { return }
+      try file.write(contentsOf: out.bytes)
+      out.removeAll()
+    }
+    try out.append(TimelineHeader(pairs: a.pairs.count, findings: findings.count))
+    let halfWidth = (a.model.offsetUpper - a.model.offsetLower) / 2
+    let uncertainty = halfWidth.isFinite ? Int64(clampingRounded: halfWidth) : nil
+    // Endpoint texts repeat on every packet of a connection: made once.
+    var names: [Endpoint: String] = [:]
+    func name(_ endpoint: Endpoint) -> String {
+      if let text = names[endpoint] { return text }
+      let text = endpoint.description
+      names[endpoint] = text
+      return text
+    }
+    for pair in a.pairs {
+      let serverOnClient = a.clientTime(atServer: pair.server.timeNanoseconds)
+      out.append(
+        TimelinePair(
+          clientFrame: pair.client.frame, serverFrame: pair.server.frame, kind: pair.kind,
+          direction: pair.clientToServer ? .clientToServer : .serverToClient, src: name(pair.client.source),
+          dst: name(pair.client.destination),
+          sendNanoseconds: pair.clientToServer ? pair.client.timeNanoseconds : serverOnClient,
+          receiveNanoseconds: pair.clientToServer ? serverOnClient : pair.client.timeNanoseconds,
+          delayUncertaintyNanoseconds: uncertainty))
+      try flushIfLarge()
+    }
+    for finding in findings {
+      try out.append(TimelineFinding(finding))
+      try flushIfLarge()
+    }
+    try flushIfLarge(true)
+    try file.close()
+    try staged.commit()
   }
 
   /// `merged.pcapng`: every packet of both captures on the reference clock, one IDB per side
@@ -291,5 +301,192 @@ struct LoggedPairNotes: PairNotes {
       delays[client ? 0 : 1].add(note.delay)
     }
     return note
+  }
+}
+
+/// The outputs `smcpair merge` can write besides alignment.json (always written).
+public struct MergeFormats: OptionSet, Sendable, Hashable {
+  public let rawValue: Int
+  public init(rawValue: Int) { self.rawValue = rawValue }
+
+  public static let pcapng = MergeFormats(rawValue: 1 << 0)
+  public static let jsonl = MergeFormats(rawValue: 1 << 1)
+  public static let html = MergeFormats(rawValue: 1 << 2)
+  public static let report = MergeFormats(rawValue: 1 << 3)
+  public static let all: MergeFormats = [.pcapng, .jsonl, .html, .report]
+
+  /// Each format with its name on the command line, in the order the help lists them.
+  public static let named: [(name: String, format: MergeFormats)] = [
+    ("pcapng", .pcapng), ("jsonl", .jsonl), ("html", .html), ("report", .report),
+  ]
+
+  /// `--formats` text: names separated by commas. Throws the first unknown name.
+  public init(parsing text: String) throws(UnknownFormat) {
+    self = []
+    for name in text.split(separator: ",") {
+      guard let known = Self.named.first(where: { $0.name == name }) else {
+        throw UnknownFormat(name: String(name))
+      }
+      insert(known.format)
+    }
+  }
+
+  /// A `--formats` name that is not one of `named`.
+  public struct UnknownFormat: Error, CustomStringConvertible {
+    public var name: String
+    public var description: String { "unknown format '\(name)'; choose from pcapng, jsonl, html, report" }
+  }
+}
+
+/// alignment.json as a record: the clock model with its bounds, how the directions were
+/// decided, segments, warnings (schema in docs/formats.md). Numbers that are unbounded
+/// (infinite) are `null`; the rest are rounded to 0.001.
+public struct AlignmentRecord: Codable, Sendable, Equatable {
+  public var clientFile: String
+  public var serverFile: String
+  public var clientName: String
+  public var serverName: String
+  @NullWhenAbsent public var offsetNanoseconds: Double?
+  @NullWhenAbsent public var offsetLowerNanoseconds: Double?
+  @NullWhenAbsent public var offsetUpperNanoseconds: Double?
+  @NullWhenAbsent public var skewPPM: Double?
+  @NullWhenAbsent public var skewLowerPPM: Double?
+  @NullWhenAbsent public var skewUpperPPM: Double?
+  public var referenceNanoseconds: Int64
+  /// Pairs per kind (`tcp`, `clc`, `cdc`, `data`), every kind present.
+  public var pairs: [String: Int]
+  public var causalityViolations: Int
+  public var verdict: AlignmentVerdict
+  public var clientPackets: Int
+  public var serverPackets: Int
+  public var clientAddresses: [String]
+  public var serverAddresses: [String]
+  public var direction: [Decision]
+  public var undirectedPairs: Int
+  public var segments: [Segment]
+  public var warnings: [String]
+  public var pairingWindow: Window?
+
+  /// How one group of flows got its direction.
+  public struct Decision: Codable, Sendable, Equatable {
+    public var clientAddresses: [String]
+    public var serverAddresses: [String]
+    @NullWhenAbsent public var evidence: DirectionEvidence?
+    public var pairs: Int
+    public var explanation: String
+
+    enum CodingKeys: String, CodingKey {
+      case clientAddresses = "client_addresses"
+      case serverAddresses = "server_addresses"
+      case evidence, pairs, explanation
+    }
+  }
+
+  /// A stretch of the captures with one clock model (a clock step starts a new one).
+  public struct Segment: Codable, Sendable, Equatable {
+    /// Client time; null: open-ended.
+    @NullWhenAbsent public var startNanoseconds: Int64?
+    @NullWhenAbsent public var endNanoseconds: Int64?
+    public var pairs: Int
+    @NullWhenAbsent public var offsetNanoseconds: Double?
+    @NullWhenAbsent public var offsetLowerNanoseconds: Double?
+    @NullWhenAbsent public var offsetUpperNanoseconds: Double?
+    @NullWhenAbsent public var skewPPM: Double?
+
+    enum CodingKeys: String, CodingKey {
+      case startNanoseconds = "start_ns"
+      case endNanoseconds = "end_ns"
+      case pairs
+      case offsetNanoseconds = "offset_ns"
+      case offsetLowerNanoseconds = "offset_lower_ns"
+      case offsetUpperNanoseconds = "offset_upper_ns"
+      case skewPPM = "skew_ppm"
+    }
+  }
+
+  /// Pairing within a window (`--formats pcapng`): how it went.
+  public struct Window: Codable, Sendable, Equatable {
+    public var windowNanoseconds: Int64
+    public var mostWaiting: Int
+    public var unpairedClient: Int
+    public var unpairedServer: Int
+
+    enum CodingKeys: String, CodingKey {
+      case windowNanoseconds = "window_ns"
+      case mostWaiting = "most_waiting"
+      case unpairedClient = "unpaired_client"
+      case unpairedServer = "unpaired_server"
+    }
+  }
+
+  enum CodingKeys: String, CodingKey {
+    case clientFile = "client_file"
+    case serverFile = "server_file"
+    case clientName = "client_name"
+    case serverName = "server_name"
+    case offsetNanoseconds = "offset_ns"
+    case offsetLowerNanoseconds = "offset_lower_ns"
+    case offsetUpperNanoseconds = "offset_upper_ns"
+    case skewPPM = "skew_ppm"
+    case skewLowerPPM = "skew_lower_ppm"
+    case skewUpperPPM = "skew_upper_ppm"
+    case referenceNanoseconds = "reference_ns"
+    case pairs
+    case causalityViolations = "causality_violations"
+    case verdict
+    case clientPackets = "client_packets"
+    case serverPackets = "server_packets"
+    case clientAddresses = "client_addresses"
+    case serverAddresses = "server_addresses"
+    case direction
+    case undirectedPairs = "undirected_pairs"
+    case segments, warnings
+    case pairingWindow = "pairing_window"
+  }
+
+  public init(_ a: Alignment, client: String, server: String, clientName: String, serverName: String) {
+    func number(_ v: Double) -> Double? { v.isFinite ? (v * 1000).rounded() / 1000 : nil }
+    clientFile = client
+    serverFile = server
+    self.clientName = clientName
+    self.serverName = serverName
+    offsetNanoseconds = number(a.model.offsetNanoseconds)
+    offsetLowerNanoseconds = number(a.model.offsetLower)
+    offsetUpperNanoseconds = number(a.model.offsetUpper)
+    skewPPM = number(a.model.skewPPM)
+    skewLowerPPM = number(a.model.skewLower)
+    skewUpperPPM = number(a.model.skewUpper)
+    referenceNanoseconds = a.model.referenceNanoseconds
+    var pairs: [String: Int] = [:]
+    for kind in PairKind.allCases { pairs[kind.rawValue] = a.pairsByKind[kind, default: 0] }
+    self.pairs = pairs
+    causalityViolations = a.causalityViolations
+    verdict = a.verdict
+    clientPackets = a.clientPackets
+    serverPackets = a.serverPackets
+    clientAddresses = a.hosts.client.map(\.description).sorted()
+    serverAddresses = a.hosts.server.map(\.description).sorted()
+    direction = a.hosts.decisions.map { decision in
+      Decision(
+        clientAddresses: decision.client.map(\.description).sorted(),
+        serverAddresses: decision.server.map(\.description).sorted(), evidence: decision.evidence,
+        pairs: decision.pairs, explanation: decision.explanation)
+    }
+    undirectedPairs = a.undirectedPairs
+    segments = a.segments.map { segment in
+      Segment(
+        startNanoseconds: segment.startClientNanoseconds == .min ? nil : segment.startClientNanoseconds,
+        endNanoseconds: segment.endClientNanoseconds == .max ? nil : segment.endClientNanoseconds,
+        pairs: segment.pairs, offsetNanoseconds: number(segment.model.offsetNanoseconds),
+        offsetLowerNanoseconds: number(segment.model.offsetLower),
+        offsetUpperNanoseconds: number(segment.model.offsetUpper), skewPPM: number(segment.model.skewPPM))
+    }
+    warnings = a.warnings
+    pairingWindow = a.window.map {
+      Window(
+        windowNanoseconds: $0.windowNanoseconds, mostWaiting: $0.mostWaiting,
+        unpairedClient: $0.unpairedClient,
+        unpairedServer: $0.unpairedServer)
+    }
   }
 }

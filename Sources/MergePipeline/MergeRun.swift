@@ -8,8 +8,6 @@ import SMCWire
 /// The whole of `smcpair merge`: align two captures and write the chosen outputs. Used by
 /// `smcpair merge` and by `smcpair capture` after it pulled both sides.
 public enum MergeRun {
-  public static let allFormats: Set<String> = ["pcapng", "jsonl", "html", "report"]
-
   public struct Result: Sendable {
     public var alignment: Alignment
     public var findings: [Finding]
@@ -83,7 +81,7 @@ public enum MergeRun {
   /// find every pair; then, and for the other outputs (which show every pair), in memory.
   public static func run(
     client: String, server: String, out: String, clientName: String = "client", serverName: String = "server",
-    formats: Set<String> = allFormats, referenceIsServer: Bool = false, clientAddresses: Set<IPAddress> = [],
+    formats: MergeFormats = .all, referenceIsServer: Bool = false, clientAddresses: Set<IPAddress> = [],
     probe: ClockProbe? = nil, window: Int64 = WindowedAligner.defaultWindowNanoseconds,
     allowSwapped: Bool = false
   ) throws -> Result {
@@ -92,7 +90,7 @@ public enum MergeRun {
     for path in [client, server] { _ = try CaptureFileReader(path: path) }
     try prepareOutputFolder(out)
     var fallback: String?
-    if formats == ["pcapng"] {
+    if formats == .pcapng {
       switch try WindowedAligner.align(
         client: client, server: server, clientAddresses: clientAddresses, window: window, logFolder: out)
       {
@@ -113,7 +111,7 @@ public enum MergeRun {
       }
     }
     // The findings are gathered in the pairing walk; only the outputs that show them need them.
-    let observed = formats.isDisjoint(with: ["jsonl", "html", "report"]) ? nil : CaptureFindingsObserver()
+    let observed = formats.isDisjoint(with: [.jsonl, .html, .report]) ? nil : CaptureFindingsObserver()
     var alignment = try Aligner.align(
       client: client, server: server, clientAddresses: clientAddresses, probe: probe, observer: observed)
     try checkPairing(&alignment, client: client, server: server, allowSwapped: allowSwapped)
@@ -122,16 +120,16 @@ public enum MergeRun {
       alignment.warnings.append(
         "paired in memory (memory grows with the captures), not within the pairing window: \(fallback)")
     }
-    if formats.contains("pcapng") {
+    if formats.contains(.pcapng) {
       try MergeOutputs.writeMergedPcapng(
         alignment, client: client, server: server, clientName: clientName, serverName: serverName,
         to: out + "/merged.pcapng", referenceIsServer: referenceIsServer)
     }
     let findings = observed.map { FindingsBuilder.build(alignment, observed: $0) } ?? []
-    if formats.contains("jsonl") {
-      try writeTimelineJSONL(alignment, findings: findings, to: out + "/timeline.jsonl")
+    if formats.contains(.jsonl) {
+      try MergeOutputs.writeTimeline(alignment, findings: findings, to: out + "/timeline.jsonl")
     }
-    if formats.contains("html") {
+    if formats.contains(.html) {
       try StagedFile.write(
         TimelineHTML.render(alignment, findings: findings, clientName: clientName, serverName: serverName),
         to: out + "/timeline.html")
@@ -146,7 +144,7 @@ public enum MergeRun {
     let report = reportText(
       alignment, findings: findings, delays: delays, thresholds: FindingsBuilder.outlierThresholds(alignment),
       client: client, server: server)
-    if formats.contains("report") {
+    if formats.contains(.report) {
       try StagedFile.write(report, to: out + "/report.md")
     }
     // Last: its presence says every output of this run is complete.
@@ -155,81 +153,6 @@ public enum MergeRun {
         alignment, client: client, server: server, clientName: clientName, serverName: serverName),
       to: out + "/alignment.json")
     return Result(alignment: alignment, findings: findings, report: report)
-  }
-
-  /// timeline.jsonl: one paired message per line (times on the reference clock), then one
-  /// finding per line; keys sorted. Pair lines are built as bytes (a million of them is the
-  /// common case) and written in chunks.
-  static func writeTimelineJSONL(_ a: Alignment, findings: [Finding], to path: String) throws {
-    let staged = StagedFile(finalPath: path)
-    guard FileManager.default.createFile(atPath: staged.temporaryPath, contents: nil),
-      let file = FileHandle(forWritingAtPath: staged.temporaryPath)
-    else {
-      throw CaptureFileError(
-        .io, "cannot create (\(staged.temporaryPath)): \(String(cString: strerror(errno)))", path: path)
-    }
-    defer { try? file.close() }
-    var out: [UInt8] = []
-    out.reserveCapacity(1 << 20 + 4096)
-    func flushIfLarge(_ force: Bool = false) throws {
-      guard force || out.count >= 1 << 20 else { return }
-      try file.write(contentsOf: out)
-      out.removeAll(keepingCapacity: true)
-    }
-    let halfWidth = (a.model.offsetUpper - a.model.offsetLower) / 2
-    let uncertainty: [UInt8]? =
-      halfWidth.isFinite ? Array(",\"delay_uncertainty_ns\":\(Int64(clampingRounded: halfWidth))".utf8) : nil
-    // Endpoint texts repeat on every packet of a connection: quoted once.
-    var quoted: [Endpoint: [UInt8]] = [:]
-    func endpoint(_ e: Endpoint) -> [UInt8] {
-      if let text = quoted[e] { return text }
-      let text = Array(JSONValue.quoted(e.description).utf8)
-      quoted[e] = text
-      return text
-    }
-    let kinds = PairKind.allCases.map { Array(JSONValue.quoted($0.rawValue).utf8) }
-    let toServer = Array(",\"direction\":\"client->server\",\"dst\":".utf8)
-    let toClient = Array(",\"direction\":\"server->client\",\"dst\":".utf8)
-    for pair in a.pairs {
-      let serverOnClient = a.clientTime(atServer: pair.server.timeNanoseconds)
-      let send = pair.clientToServer ? pair.client.timeNanoseconds : serverOnClient
-      let receive = pair.clientToServer ? serverOnClient : pair.client.timeNanoseconds
-      out += #"{"client_frame":"#.utf8
-      TextWriter.signedDecimal(Int64(pair.client.frame), into: &out)
-      out += #","delay_ns":"#.utf8
-      TextWriter.signedDecimal(receive &- send, into: &out)
-      if let uncertainty { out += uncertainty }
-      out += pair.clientToServer ? toServer : toClient
-      out += endpoint(pair.client.destination)
-      out += #","kind":"#.utf8
-      out += kinds[PairKind.allCases.firstIndex(of: pair.kind)!]
-      out += #","receive_ns":"#.utf8
-      TextWriter.signedDecimal(receive, into: &out)
-      out += #","send_ns":"#.utf8
-      TextWriter.signedDecimal(send, into: &out)
-      out += #","server_frame":"#.utf8
-      TextWriter.signedDecimal(Int64(pair.server.frame), into: &out)
-      out += #","src":"#.utf8
-      out += endpoint(pair.client.source)
-      out += "}\n".utf8
-      try flushIfLarge()
-    }
-    var text = ""
-    for finding in findings {
-      var fields: [(String, JSONValue)] = [
-        ("connection", .string(finding.connection)), ("finding", .string(finding.kind.rawValue)),
-        ("message", .string(finding.message)), ("side", .string(finding.side)),
-      ]
-      if let time = finding.timeNanoseconds { fields.append(("time_ns", .int(time))) }
-      text.removeAll(keepingCapacity: true)
-      JSONValue.object(fields).write(into: &text)
-      out += text.utf8
-      out.append(UInt8(ascii: "\n"))
-      try flushIfLarge()
-    }
-    try flushIfLarge(true)
-    try file.close()
-    try staged.commit()
   }
 
   /// An output folder that cannot be used: said before anything is read.

@@ -22,7 +22,7 @@ public struct CaptureOptions: Sendable {
   public var serverCommand: String?
   public var clientCommand: String?
   public var agent: LocalAgent
-  public var formats: Set<String> = MergeRun.allFormats
+  public var formats: MergeFormats = .all
   /// Keep the capture files on the hosts after a verified pull (default: removed).
   public var keepRemote = false
   /// The command line, recorded in session.json.
@@ -48,6 +48,30 @@ public struct CaptureOptions: Sendable {
   public static let defaultDuration = 30.0
 }
 
+/// Which end of a pair a host is: the one `Side` type (the name CaptureSide.swift uses).
+public typealias SideRole = Side
+
+/// Where a pair is in its capture: session.json's `state`, `smcpair sessions list`.
+public enum PairState: String, Sendable, Codable, CaseIterable {
+  case preflight, arming, capturing, stopping, pulling, complete, partial, failed
+
+  /// The states a pair may go to from this one. A resumed session starts again at
+  /// `stopping` (from a fresh `preflight`): its agents are stopped, pulled and merged.
+  public func canMove(to next: PairState) -> Bool {
+    switch (self, next) {
+    case (.preflight, .arming), (.preflight, .failed), (.preflight, .stopping): true
+    case (.arming, .capturing), (.arming, .failed): true
+    case (.capturing, .stopping): true
+    case (.stopping, .pulling): true
+    case (.pulling, .complete), (.pulling, .partial), (.pulling, .failed): true
+    default: false
+    }
+  }
+
+  /// Nothing more happens to the pair in this run.
+  public var isFinal: Bool { self == .complete || self == .partial || self == .failed }
+}
+
 /// One client/server pair through a capture.
 public final class PairCapture: @unchecked Sendable {
   public let name: String
@@ -59,16 +83,16 @@ public final class PairCapture: @unchecked Sendable {
   /// `OUT/<UTC time>-<pair>`.
   public let folder: String
   public var id: String { (folder as NSString).lastPathComponent }
-  public internal(set) var state = "preflight"
+  public private(set) var state = PairState.preflight
   public internal(set) var stopReason: String?
   public internal(set) var probe: ClockProbe?
   public internal(set) var merge: MergeRun.Result?
   public internal(set) var mergeError: String?
-  var workloads: [SideRole: Workload] = [:]
+  var workloads: [Side: Workload] = [:]
   /// Workloads a previous coordinator started and may have left running (resume): pid, tag.
-  var orphanWorkloads: [SideRole: (pid: Int32, tag: String)] = [:]
+  var orphanWorkloads: [Side: (pid: Int32, tag: String)] = [:]
   /// The workload entries of the session.json being resumed, written back as they were.
-  var recordedWorkloads: [String: Any] = [:]
+  var recordedWorkloads: [Side: SessionRecord.WorkloadEntry] = [:]
   /// session.json holds every started workload's pid.
   var workloadPIDsRecorded = false
   var workloadEndedAt: Date?
@@ -77,8 +101,8 @@ public final class PairCapture: @unchecked Sendable {
   public var sides: [CaptureSide] { [client, server] }
 
   /// The workloads that ran: (role, how it ended, its log file).
-  public var workloadResults: [(role: SideRole, outcome: String, log: String)] {
-    [SideRole.server, .client].compactMap { role in
+  public var workloadResults: [(role: Side, outcome: WorkloadOutcome, log: String)] {
+    [Side.server, .client].compactMap { role in
       workloads[role].map { (role, $0.outcome, $0.logPath) }
     }
   }
@@ -104,6 +128,15 @@ public final class PairCapture: @unchecked Sendable {
 
   /// Something was captured and pulled, but not everything.
   public var partial: Bool { !complete && sides.contains { !$0.localFiles.isEmpty } }
+
+  /// The side playing `role`.
+  public func side(_ role: Side) -> CaptureSide { role == .client ? client : server }
+
+  /// Moves the pair to `next` (an allowed step: `PairState.canMove(to:)`).
+  func move(to next: PairState) {
+    assert(state.canMove(to: next), "pair \(name): \(state) cannot go to \(next)")
+    state = next
+  }
 }
 
 /// Messages for the user while a capture runs (the command decides how to show them).
@@ -222,7 +255,7 @@ public final class CaptureRun: @unchecked Sendable {
         CapturePlan(
           session: side.remoteSession,
           interfaces: side.role == .client ? pair.interfaces.client : pair.interfaces.server,
-          filter: pair.filter, stop: self.options.stop, smcDump: side.access.host.smcDump.description,
+          filter: pair.filter, stop: self.options.stop, smcDump: side.access.host.smcDump,
           dumpFilter: pair.dumpFilter))
     }
     events.line(preflightTable())
@@ -231,7 +264,7 @@ public final class CaptureRun: @unchecked Sendable {
       return 1
     }
     // 2. Start every side.
-    for pair in pairs { pair.state = "arming" }
+    for pair in pairs { pair.move(to: .arming) }
     eachSide(allSides) { side throws(CaptureFailure) in try side.start() }
     if allSides.contains(where: { $0.failure != nil }) {
       // One side could not start: stop and finalize the ones that did, leave nothing running.
@@ -244,7 +277,7 @@ public final class CaptureRun: @unchecked Sendable {
     }
     armedAt = Date()
     for pair in pairs {
-      pair.state = "capturing"
+      pair.move(to: .capturing)
       write(pair)
     }
     events.line(
@@ -274,11 +307,11 @@ public final class CaptureRun: @unchecked Sendable {
   }
 
   func startWorkloads() {
-    func start(_ role: SideRole, _ command: String?) {
+    func start(_ role: Side, _ command: String?) {
       guard let command else { return }
       for pair in pairs {
         let workload = Workload(
-          access: (role == .client ? pair.client : pair.server).access, command: substitute(command, pair),
+          access: pair.side(role).access, command: substitute(command, pair),
           logPath: "\(pair.folder)/\(role.rawValue)-cmd.log", tag: "\(pair.id)-\(role.rawValue)")
         pair.workloads[role] = workload
         workload.start()
@@ -306,24 +339,25 @@ public final class CaptureRun: @unchecked Sendable {
 
   func watch(interrupts: @escaping @Sendable () -> Int) {
     var lastProgress = Date.distantPast
-    while pairs.contains(where: { $0.state == "capturing" }) {
+    while pairs.contains(where: { $0.state == .capturing }) {
       if interrupts() > 0 {
-        for pair in pairs where pair.state == "capturing" { stopPair(pair, reason: "stopped by Ctrl-C") }
+        for pair in pairs where pair.state == .capturing { stopPair(pair, reason: "stopped by Ctrl-C") }
         events.line("stopping both sides (Ctrl-C again aborts and leaves the agents to their limits)")
         break
       }
-      for pair in pairs where pair.state == "capturing" {
+      for pair in pairs where pair.state == .capturing {
         for side in pair.sides { side.poll() }
         if let lost = pair.sides.first(where: { $0.endedEarly != nil }) {
           stopPair(
             pair, reason: "\(lost.role.rawValue) \(lost.name) was lost while capturing: \(lost.endedEarly!)")
           continue
         }
-        if let stopped = pair.sides.first(where: { $0.progress.state != "capturing" }) {
+        if let stopped = pair.sides.first(where: { $0.progress.state != .capturing }) {
           stopPair(
             pair,
             reason:
-              "\(stopped.role.rawValue) stopped: \(stopped.progress.stopReason ?? stopped.progress.state)")
+              "\(stopped.role.rawValue) stopped: \(stopped.progress.stopReason?.description ?? stopped.progress.state.rawValue)"
+          )
           continue
         }
         // A workload's pid goes into session.json as soon as it is known, so that a resume
@@ -351,7 +385,7 @@ public final class CaptureRun: @unchecked Sendable {
   }
 
   func stopPair(_ pair: PairCapture, reason: String) {
-    pair.state = "stopping"
+    pair.move(to: .stopping)
     pair.stopReason = reason
     events.line("\(pair.name): \(reason)")
   }
@@ -360,13 +394,13 @@ public final class CaptureRun: @unchecked Sendable {
     // Workloads still running (a server waiting for more clients) are ended.
     for pair in pairs {
       for (role, workload) in pair.workloads where !workload.finished {
-        workload.terminate(using: role == .client ? pair.client.ssh : pair.server.ssh)
+        workload.terminate(using: pair.side(role).ssh)
       }
     }
     eachSide(allSides.filter { !$0.pulledBefore }) { side throws(CaptureFailure) in try side.stopAndFinalize()
     }
     for pair in pairs {
-      pair.state = "pulling"
+      pair.move(to: .pulling)
       write(pair)
     }
     eachSide(allSides.filter { !$0.remoteFiles.isEmpty && !$0.pulledBefore }) { side throws(CaptureFailure) in
@@ -399,7 +433,7 @@ public final class CaptureRun: @unchecked Sendable {
       while !workload.finished && Date() < deadline { Thread.sleep(forTimeInterval: 0.05) }
     }
     guard let client = pair.client.localFiles.first, let server = pair.server.localFiles.first else {
-      pair.state = pair.partial ? "partial" : "failed"
+      pair.move(to: pair.partial ? .partial : .failed)
       pair.mergeError = "only one side's capture was pulled; nothing to merge"
       return
     }
@@ -410,7 +444,7 @@ public final class CaptureRun: @unchecked Sendable {
       pair.merge = try MergeRun.run(
         client: client, server: server, out: pair.folder, clientName: pair.client.name,
         serverName: pair.server.name, formats: options.formats, probe: pair.probe, allowSwapped: true)
-      pair.state = pair.complete ? "complete" : "partial"
+      pair.move(to: pair.complete ? .complete : .partial)
       if !pair.complete { appendGapNote(pair) }
       // Everything here derives from packet payloads: owner-only, like the captures.
       for name in (try? FileManager.default.contentsOfDirectory(atPath: pair.folder)) ?? [] {
@@ -418,7 +452,7 @@ public final class CaptureRun: @unchecked Sendable {
       }
     } catch {
       pair.mergeError = "\(error)"
-      pair.state = "partial"
+      pair.move(to: .partial)
     }
   }
 
@@ -446,7 +480,7 @@ public final class CaptureRun: @unchecked Sendable {
   func abandon(_ why: String) {
     for side in allSides { side.close() }
     for pair in pairs {
-      pair.state = "failed"
+      pair.move(to: .failed)
       pair.stopReason = why
       write(pair)
     }

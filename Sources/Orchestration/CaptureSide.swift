@@ -4,11 +4,6 @@ import Foundation
 import Inventory
 import SSHTransport
 
-/// Which end of a pair a host is.
-public enum SideRole: String, Sendable {
-  case client, server
-}
-
 /// What the preflight found on a host.
 public struct Preflight: Sendable {
   public var hostKey = ""
@@ -23,14 +18,34 @@ public struct Preflight: Sendable {
   public var kernel = ""
 }
 
+/// Where one side is: the agent's session state, or what the coordinator knows beyond it.
+/// The raw values are what session.json records.
+public enum SideState: String, Sendable, CaseIterable {
+  case notStarted = "not started"
+  case prepared, capturing, stopped, finalized
+  /// The agent or the connection was lost while capturing.
+  case lost
+
+  public init(_ state: CaptureState) {
+    switch state {
+    case .prepared: self = .prepared
+    case .capturing: self = .capturing
+    case .stopped: self = .stopped
+    case .finalized: self = .finalized
+    }
+  }
+}
+
 /// The live counters of one side, from the agent's `status`.
 public struct SideProgress: Sendable {
-  public var state = "not started"
+  public var state = SideState.notStarted
   public var packets: Int64 = 0
   public var bytes: Int64 = 0
   /// Packets the kernel or interface dropped (sum over interfaces).
   public var drops: Int64 = 0
-  public var stopReason: String?
+  public var stopReason: StopReason?
+  /// Per captured interface, as the agent counts them.
+  public var interfaces: [InterfaceCounters] = []
 }
 
 /// One host of one pair through a capture: connect, preflight, deploy, arm, watch, stop,
@@ -104,16 +119,24 @@ public final class CaptureSide: @unchecked Sendable {
   /// or different), starts the agent and reads its `hello`, and the free disk.
   func prepareHost(localAgent: LocalAgent, smcDump: SMCDumpSetting) throws(CaptureFailure) {
     let ssh = try session("connecting")
-    note("connected: \(ssh.hostKey.type) host key, \(ssh.authMethod)")
-    preflight.hostKey = "\(ssh.hostKey.type) \(ssh.hostKey.fingerprint)"
-    preflight.auth = ssh.authMethod
+    // The connection facts and the sudo probe are `hosts check`'s own (HostCheck).
+    var host = HostCheck(name: name)
+    host.record(ssh)
+    note("connected: \(host.keyType) host key, \(host.auth)")
+    preflight.hostKey = "\(host.keyType) \(host.fingerprint)"
+    preflight.auth = host.auth
     if access.usesSudo {
-      let sudo = try run(RemoteCommand.join(["sudo", "-n", "true"]), step: "checking sudo -n")
-      guard sudo.exitStatus == 0 else {
+      let refusal: String?
+      do {
+        refusal = try HostCheck.sudoRefusal(ssh)
+      } catch {
+        throw CaptureFailure(host: name, step: "checking sudo -n", error.message)
+      }
+      if let refusal {
         preflight.sudo = "refused"
         throw CaptureFailure(
           host: name, step: "checking sudo -n",
-          "'sudo -n true' failed (\(sudo.stderrText.trimmingCharacters(in: .whitespacesAndNewlines))); allow passwordless sudo for \(access.host.user), or log in as root with become: none"
+          "'sudo -n true' failed (\(refusal)); allow passwordless sudo for \(access.host.user), or log in as root with become: none"
         )
       }
       preflight.sudo = "sudo -n"
@@ -140,26 +163,26 @@ public final class CaptureSide: @unchecked Sendable {
       try startAgent()
     }
     note("agent started (\(preflight.agent))")
-    let hello = try agent!.call(.hello)
-    agentVersion = hello["agent_version"]?.string
-    preflight.agentVersion = agentVersion ?? "?"
-    preflight.kernel = hello["kernel"]?.string ?? ""
-    guard hello["protocol"]?.int == AgentProtocolVersion.current else {
-      throw CaptureFailure(
-        host: name, step: "agent hello",
-        "the agent speaks protocol \(hello["protocol"]?.int ?? 0), smcpair speaks \(AgentProtocolVersion.current)"
-      )
+    guard let agent else {
+      throw CaptureFailure(host: name, step: "starting the agent", "the agent did not start")
     }
-    let privileges = hello["privileges"]
-    guard privileges?["sufficient"]?.bool == true else {
+    try check(try agent.call(.hello), smcDump: smcDump)
+  }
+
+  /// What `hello` says against what the capture needs: privileges, and the SMC dump setting.
+  func check(_ hello: HelloReply, smcDump: SMCDumpSetting) throws(CaptureFailure) {
+    agentVersion = hello.agentVersion
+    preflight.agentVersion = hello.agentVersion
+    preflight.kernel = hello.kernel
+    guard hello.privileges.sufficient else {
       preflight.privileges = "insufficient"
       throw CaptureFailure(
         host: name, step: "agent privileges",
         "the agent runs without root or CAP_NET_RAW+CAP_NET_ADMIN; log in as root or set become: sudo")
     }
-    preflight.privileges = privileges?["root"]?.bool == true ? "root" : "capabilities"
-    let supported = hello["smc_dump"]?["supported"]?.bool ?? false
-    let detail = hello["smc_dump"]?["detail"]?.string ?? ""
+    preflight.privileges = hello.privileges.root ? "root" : "capabilities"
+    let supported = hello.smcDump.supported
+    let detail = hello.smcDump.detail
     switch smcDump {
     case .required where !supported:
       throw CaptureFailure(
@@ -167,7 +190,7 @@ public final class CaptureSide: @unchecked Sendable {
         "smc_dump is 'required' but this kernel has no SMC dump (\(detail)); use smc_dump: auto to capture the NIC only"
       )
     case .device(let device):
-      let interfaces = hello["interfaces"]?.array?.compactMap(\.string) ?? []
+      let interfaces = hello.interfaces
       guard interfaces.contains(device) else {
         throw CaptureFailure(
           host: name, step: "SMC dump device",
@@ -340,34 +363,36 @@ public final class CaptureSide: @unchecked Sendable {
 
   // MARK: - capture
 
+  /// The running agent; a step that needs one before it started fails naming the step.
+  func runningAgent(_ step: String) throws(CaptureFailure) -> RemoteAgent {
+    guard let agent else { throw CaptureFailure(host: name, step: step, "the agent is not running") }
+    return agent
+  }
+
   func prepare(_ plan: CapturePlan) throws(CaptureFailure) {
-    let response = try agent!.call(.prepare, plan.fields)
-    let interfaces = response["interfaces"]?.array?.compactMap(\.string) ?? []
+    let prepared = try runningAgent("agent 'prepare'").call(.prepare(plan))
     note(
-      "prepared \(remoteSession): \(interfaces.joined(separator: ", ")); SMC dump: \(response["smc_dump"]?.string ?? "")"
+      "prepared \(remoteSession): \(prepared.interfaces.joined(separator: ", ")); SMC dump: \(prepared.smcDump)"
     )
   }
 
   func start() throws(CaptureFailure) {
-    let response = try agent!.call(.start)
-    startedNanoseconds = response["started_ns"]?.int
-    progress.state = "capturing"
+    let started = try runningAgent("agent 'start'").call(.start)
+    startedNanoseconds = started.startedNanoseconds
+    progress.state = .capturing
     note("capturing")
   }
 
   /// The agent's clock against ours: (remote − local offset, half the round trip), best of 5.
   func clockProbe() -> (offset: Double, halfWidth: Double)? {
-    var best: (Double, Double)?
+    var best: (offset: Double, halfWidth: Double)?
     for _ in 0..<5 {
       let before = UTCStamp.nanoseconds()
-      guard let response = try? agent?.call(.clock, timeout: 5), let remote = response["realtime_ns"]?.int
-      else {
-        continue
-      }
+      guard let clock = try? agent?.call(.clock, timeout: 5) else { continue }
       let after = UTCStamp.nanoseconds()
       let half = Double(after - before) / 2
-      let offset = Double(remote) - (Double(before) + half)
-      if best == nil || half < best!.1 { best = (offset, half) }
+      let offset = Double(clock.realtimeNanoseconds) - (Double(before) + half)
+      if half < best?.halfWidth ?? .infinity { best = (offset, half) }
     }
     lastProbe = best
     return best
@@ -380,7 +405,7 @@ public final class CaptureSide: @unchecked Sendable {
       apply(try agent.call(.status, timeout: 10))
     } catch {
       endedEarly = error.message
-      progress.state = "lost"
+      progress.state = .lost
       note("lost while capturing: \(error.message)")
       if error.connectionLost { dropConnection() }
     }
@@ -396,18 +421,15 @@ public final class CaptureSide: @unchecked Sendable {
     ssh = nil
   }
 
-  func apply(_ status: AgentResponse) {
-    progress.state = status["state"]?.string ?? progress.state
-    progress.packets = status["packets"]?.int ?? progress.packets
-    progress.bytes = status["bytes"]?.int ?? progress.bytes
-    var drops: Int64 = 0
-    for interface in status["interfaces"]?.array ?? [] {
-      drops += (interface["dropped"]?.int ?? 0) + (interface["if_dropped"]?.int ?? 0)
-    }
-    progress.drops = drops
-    progress.stopReason = status["stop_reason"]?.string
-    if let stopped = status["stopped_ns"]?.int { stoppedNanoseconds = stopped }
-    if let started = status["started_ns"]?.int { startedNanoseconds = started }
+  func apply(_ status: StatusReply) {
+    progress.state = SideState(status.state)
+    progress.packets = status.packets
+    progress.bytes = status.bytes
+    progress.drops = Int64(clamping: status.drops)
+    progress.interfaces = status.interfaces
+    progress.stopReason = status.stopReason
+    if let stopped = status.stoppedNanoseconds { stoppedNanoseconds = stopped }
+    if let started = status.startedNanoseconds { startedNanoseconds = started }
   }
 
   /// Stops (if still capturing) and finalizes. When the agent is gone, the session is read
@@ -452,17 +474,15 @@ public final class CaptureSide: @unchecked Sendable {
     attached.close()
   }
 
-  func record(_ finalized: AgentResponse) {
-    apply(finalized)
-    remoteFiles = (finalized["files"]?.array ?? []).compactMap { file in
-      guard let path = file["path"]?.string, let size = file["size"]?.int, let digest = file["sha256"]?.string
-      else {
-        return nil
-      }
-      return (path, size, digest)
-    }
-    progress.state = "finalized"
+  func record(_ finalized: FinalizeReply) {
+    apply(finalized.status)
+    remoteFiles = finalized.files.map { ($0.path, $0.size, $0.sha256) }
+    progress.state = .finalized
     note("finalized: \(remoteFiles.map { "\($0.path) (\($0.size) bytes)" }.joined(separator: ", "))")
+    note(
+      "written per interface: "
+        + progress.interfaces.map { "\($0.name) \($0.written) packets, \($0.bytes) bytes, \($0.drops) drops" }
+        .joined(separator: "; "))
   }
 
   /// Downloads the finalized files into `folder` as `<role>.pcapng` (then `<role>-2.pcapng`
@@ -562,7 +582,7 @@ public final class CaptureSide: @unchecked Sendable {
     localFiles = local
     remoteRetention = "removed"
     pulledBefore = true
-    progress.state = "finalized"
+    progress.state = .finalized
     note("pulled and verified by the earlier run; its host's copy was removed")
   }
 

@@ -25,16 +25,31 @@ public final class RemoteAgent: @unchecked Sendable {
     self.host = host
   }
 
-  /// Sends one request and waits up to `timeout` seconds for its response. An error
-  /// response becomes a `CaptureFailure` naming the agent's error code and message.
+  /// Sends one request and waits up to `timeout` seconds for its reply, read as the
+  /// request's reply type. An error response becomes a `CaptureFailure` naming the agent's
+  /// error code and message; a reply that does not fit the protocol, one naming the field.
   @discardableResult
-  public func call(_ type: RequestType, _ fields: [(String, JSONValue)] = [], timeout: Double = 30)
+  public func call<Reply>(_ call: AgentCall<Reply>, timeout: Double = 30) throws(CaptureFailure) -> Reply {
+    let step = "agent '\(call.type.rawValue)'"
+    let response = try exchange(call.type, call.fields, step: step, timeout: timeout)
+    do {
+      return try response.reply(Reply.self)
+    } catch  where error.code == .unsupportedVersion {
+      throw CaptureFailure(host: host, step: step, error.message)
+    } catch {
+      throw CaptureFailure(
+        host: host, step: step,
+        "the agent's reply does not fit protocol \(AgentProtocolVersion.current): \(error.message)")
+    }
+  }
+
+  /// One request line out, its response line back (lines for other ids skipped).
+  func exchange(_ type: RequestType, _ fields: [(String, JSONValue)], step: String, timeout: Double)
     throws(CaptureFailure) -> AgentResponse
   {
     let id = nextID
     nextID += 1
     let request = AgentRequest(id: id, type: type, fields: fields)
-    let step = "agent '\(type.rawValue)'"
     do {
       try stream.send(line: request.line)
     } catch {

@@ -2,66 +2,274 @@ import AgentProtocol
 import Alignment
 import Foundation
 import Inventory
+import MergePipeline
 import SSHTransport
 
 /// `session.json` in a session folder: what was asked, what each host did, where the files
 /// are. Rewritten (atomically) at every step, so that a coordinator that dies leaves enough
-/// for `smcpair sessions resume`.
-public enum SessionRecord {
+/// for `smcpair sessions resume`. Fields added after the first release are optional, so that
+/// older session folders still load (schema in docs/formats.md).
+public struct SessionRecord: Codable, Sendable, Equatable {
+  public var id: String
+  public var pair: String
+  public var state: PairState
+  /// ISO 8601, when the pair was set up.
+  public var created: String
+  /// UTC time of this write.
+  public var updated: String
+  public var smcpairVersion: String
+  /// The command line, passwords redacted (`SecretRedaction`).
+  public var command: [String]
+  public var filter: String
+  /// Absent in records written before the dump device had its own filter.
+  public var dumpFilter: String?
+  public var inventory: InventorySnapshot
+  public var stop: Stop
+  public var stopReason: String?
+  public var clockProbe: Probe?
+  /// Per side that ran a workload.
+  public var workload: [Side: WorkloadEntry]?
+  public var alignment: AlignmentSummary?
+  /// Findings by kind.
+  public var findings: [String: Int]?
+  public var mergeError: String?
+  public var sides: Sides
+
+  enum CodingKeys: String, CodingKey {
+    case id, pair, state, created, updated
+    case smcpairVersion = "smcpair_version"
+    case command, filter
+    case dumpFilter = "dump_filter"
+    case inventory, stop
+    case stopReason = "stop_reason"
+    case clockProbe = "clock_probe"
+    case workload, alignment, findings
+    case mergeError = "merge_error"
+    case sides
+  }
+
+  /// Where the hosts came from: the inventory's path and its hosts as parsed.
+  public struct InventorySnapshot: Codable, Sendable, Equatable {
+    public var path: String
+    /// The pair's hosts and their jump hosts as smcpair parsed them (`hostsSnapshot`).
+    public var hosts: String?
+    /// Records written before the parsed snapshot: the inventory's text (could be null).
+    public var text: String?
+  }
+
+  /// The stop conditions handed to the agents.
+  public struct Stop: Codable, Sendable, Equatable {
+    public var durationSeconds: Double?
+    public var packets: Int64?
+    public var maxFileBytes: Int64?
+
+    enum CodingKeys: String, CodingKey {
+      case durationSeconds = "duration_s"
+      case packets
+      case maxFileBytes = "max_file_bytes"
+    }
+  }
+
+  /// The coarse clock probe (server agent − client agent).
+  public struct Probe: Codable, Sendable, Equatable {
+    public var offsetNanoseconds: Double
+    public var halfWidthNanoseconds: Double
+
+    enum CodingKeys: String, CodingKey {
+      case offsetNanoseconds = "offset_ns"
+      case halfWidthNanoseconds = "half_width_ns"
+    }
+  }
+
+  /// One side's workload command.
+  public struct WorkloadEntry: Codable, Sendable, Equatable {
+    public var command: String
+    /// The log file's name in the session folder.
+    public var log: String
+    public var outcome: WorkloadOutcome
+    @NullWhenAbsent public var seconds: Double?
+    /// Its process group on the host, once known; absent in the first records.
+    @NullWhenAbsent public var pid: Int32?
+    /// `SMCPAIR_WORKLOAD` in its environment; absent in the first records.
+    public var tag: String?
+    public var finished: Bool?
+  }
+
+  /// The clock model of the merge, in short.
+  public struct AlignmentSummary: Codable, Sendable, Equatable {
+    public var verdict: AlignmentVerdict
+    /// null: unbounded.
+    @NullWhenAbsent public var offsetNanoseconds: Double?
+    @NullWhenAbsent public var offsetLowerNanoseconds: Double?
+    @NullWhenAbsent public var offsetUpperNanoseconds: Double?
+    @NullWhenAbsent public var skewPPM: Double?
+    /// Paired packets: in `capture --json`, not in session.json.
+    public var pairs: Int?
+    public var causalityViolations: Int
+
+    enum CodingKeys: String, CodingKey {
+      case verdict
+      case offsetNanoseconds = "offset_ns"
+      case offsetLowerNanoseconds = "offset_lower_ns"
+      case offsetUpperNanoseconds = "offset_upper_ns"
+      case skewPPM = "skew_ppm"
+      case pairs
+      case causalityViolations = "causality_violations"
+    }
+
+    public init(_ alignment: Alignment, withPairs: Bool = false) {
+      let model = alignment.model
+      verdict = alignment.verdict
+      offsetNanoseconds = finiteOrNil(model.offsetNanoseconds)
+      offsetLowerNanoseconds = finiteOrNil(model.offsetLower)
+      offsetUpperNanoseconds = finiteOrNil(model.offsetUpper)
+      skewPPM = finiteOrNil(model.skewPPM)
+      pairs = withPairs ? alignment.pairCount : nil
+      causalityViolations = alignment.causalityViolations
+    }
+  }
+
+  /// Findings of a merge, counted by kind.
+  public static func findingCounts(_ findings: [Finding]) -> [String: Int] {
+    var counts: [String: Int] = [:]
+    for finding in findings { counts[finding.kind.rawValue, default: 0] += 1 }
+    return counts
+  }
+
+  /// Both sides, by role.
+  public struct Sides: Codable, Sendable, Equatable {
+    public var client: SideEntry
+    public var server: SideEntry
+
+    public subscript(role: Side) -> SideEntry { role == .client ? client : server }
+  }
+
+  /// One host of the pair.
+  public struct SideEntry: Codable, Sendable, Equatable {
+    public var host: String
+    public var address: String
+    public var port: Int
+    public var user: String
+    /// `removed`, `kept (...)`, `left: <why>`; null while undecided (or nothing on the host).
+    @NullWhenAbsent public var remoteCopy: String?
+    @NullWhenAbsent public var dataAddress: String?
+    public var agent: String
+    @NullWhenAbsent public var agentRoot: String?
+    public var become: String
+    /// The agent's session name on the host.
+    public var remoteSession: String
+    public var interfaces: [String]
+    /// The agent's session state (text, as the agent says it).
+    public var state: String
+    public var packets: Int64
+    public var bytes: Int64
+    public var drops: Int64
+    public var remoteFiles: [RemoteFile]
+    /// The pulled files' names in the session folder.
+    public var files: [String]
+    public var log: [String]
+    public var preflight: PreflightEntry
+    public var agentVersion: String?
+    public var startedNanoseconds: Int64?
+    public var stoppedNanoseconds: Int64?
+    public var stopReason: String?
+    public var endedEarly: String?
+    public var failure: String?
+
+    enum CodingKeys: String, CodingKey {
+      case host, address, port, user
+      case remoteCopy = "remote_copy"
+      case dataAddress = "data_address"
+      case agent
+      case agentRoot = "agent_root"
+      case become
+      case remoteSession = "remote_session"
+      case interfaces, state, packets, bytes, drops
+      case remoteFiles = "remote_files"
+      case files, log, preflight
+      case agentVersion = "agent_version"
+      case startedNanoseconds = "started_ns"
+      case stoppedNanoseconds = "stopped_ns"
+      case stopReason = "stop_reason"
+      case endedEarly = "ended_early"
+      case failure
+    }
+  }
+
+  /// A capture file on the host, as its agent finalized it.
+  public struct RemoteFile: Codable, Sendable, Equatable {
+    public var path: String
+    public var size: Int64
+    public var sha256: String
+  }
+
+  /// What the preflight found on the host.
+  public struct PreflightEntry: Codable, Sendable, Equatable {
+    public var hostKey: String
+    public var auth: String
+    public var sudo: String
+    public var agent: String
+    public var smcDump: String
+    public var freeDisk: String
+    public var kernel: String
+
+    enum CodingKeys: String, CodingKey {
+      case hostKey = "host_key"
+      case auth, sudo, agent
+      case smcDump = "smc_dump"
+      case freeDisk = "free_disk"
+      case kernel
+    }
+  }
+
+  /// The record of `pair` as it is now.
+  init(_ pair: PairCapture, run: CaptureRun) {
+    id = pair.id
+    self.pair = pair.name
+    state = pair.state
+    created = ISO8601DateFormatter().string(from: pair.created)
+    updated = UTCStamp.now()
+    smcpairVersion = run.options.version
+    command = SecretRedaction.redact(arguments: run.options.commandLine)
+    filter = pair.filter
+    dumpFilter = pair.dumpFilter
+    inventory = InventorySnapshot(
+      path: run.inventory.path,
+      hosts: Self.hostsSnapshot(
+        run.inventory, names: [pair.client.access.host.name, pair.server.access.host.name]))
+    let conditions = run.options.stop
+    stop = Stop(
+      durationSeconds: conditions.durationSeconds, packets: conditions.packets,
+      maxFileBytes: conditions.maxFileBytes)
+    stopReason = pair.stopReason
+    clockProbe = pair.probe.map {
+      Probe(offsetNanoseconds: $0.offsetNanoseconds, halfWidthNanoseconds: $0.halfWidthNanoseconds)
+    }
+    var workloads = pair.recordedWorkloads
+    for (role, workload) in pair.workloads {
+      workloads[role] = WorkloadEntry(
+        command: SecretRedaction.redact(workload.command),
+        log: (workload.logPath as NSString).lastPathComponent,
+        outcome: workload.outcome, seconds: workload.seconds, pid: workload.pid, tag: workload.tag,
+        finished: workload.finished)
+    }
+    workload = workloads.isEmpty ? nil : workloads
+    if let merge = pair.merge {
+      alignment = AlignmentSummary(merge.alignment)
+      findings = Self.findingCounts(merge.findings)
+    }
+    mergeError = pair.mergeError
+    sides = Sides(
+      client: SideEntry(pair.client, interfaces: pair.interfaces.client),
+      server: SideEntry(pair.server, interfaces: pair.interfaces.server))
+  }
+
   /// Writes session.json atomically; returns what went wrong, nil when it was written.
   static func write(_ pair: PairCapture, run: CaptureRun) -> String? {
-    var object: [String: Any] = [
-      "id": pair.id, "pair": pair.name, "state": pair.state,
-      "created": ISO8601DateFormatter().string(from: pair.created),
-      "updated": UTCStamp.now(), "smcpair_version": run.options.version,
-      "command": SecretRedaction.redact(arguments: run.options.commandLine),
-      "filter": pair.filter, "dump_filter": pair.dumpFilter,
-      "inventory": [
-        "path": run.inventory.path,
-        "hosts": hostsSnapshot(
-          run.inventory, names: [pair.client.access.host.name, pair.server.access.host.name]),
-      ] as [String: Any],
-      "stop": stopObject(run.options.stop),
-      "sides": [
-        "client": side(pair.client, interfaces: pair.interfaces.client),
-        "server": side(pair.server, interfaces: pair.interfaces.server),
-      ],
-    ]
-    if let reason = pair.stopReason { object["stop_reason"] = reason }
-    if let probe = pair.probe {
-      object["clock_probe"] = [
-        "offset_ns": probe.offsetNanoseconds, "half_width_ns": probe.halfWidthNanoseconds,
-      ]
-    }
-    var workloads: [String: Any] = pair.recordedWorkloads
-    for (role, workload) in pair.workloads {
-      workloads[role.rawValue] = [
-        "command": SecretRedaction.redact(workload.command),
-        "log": (workload.logPath as NSString).lastPathComponent,
-        "outcome": workload.outcome, "seconds": workload.seconds.map { $0 as Any } ?? NSNull(),
-        "pid": workload.pid.map { Int($0) as Any } ?? NSNull(), "tag": workload.tag,
-        "finished": workload.finished,
-      ]
-    }
-    if !workloads.isEmpty { object["workload"] = workloads }
-    if let merge = pair.merge {
-      let model = merge.alignment.model
-      func finite(_ value: Double) -> Any { value.isFinite ? value : NSNull() }
-      var findings: [String: Int] = [:]
-      for finding in merge.findings { findings[finding.kind.rawValue, default: 0] += 1 }
-      object["alignment"] = [
-        "verdict": merge.alignment.verdict.rawValue, "offset_ns": finite(model.offsetNanoseconds),
-        "offset_lower_ns": finite(model.offsetLower), "offset_upper_ns": finite(model.offsetUpper),
-        "skew_ppm": finite(model.skewPPM), "causality_violations": merge.alignment.causalityViolations,
-      ]
-      object["findings"] = findings
-    }
-    if let error = pair.mergeError { object["merge_error"] = error }
     let path = "\(pair.folder)/session.json"
-    guard
-      let data = try? JSONSerialization.data(
-        withJSONObject: object, options: [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes])
-    else { return "cannot encode \(path)" }
+    guard let data = try? RecordCoding.encoder(pretty: true).encode(SessionRecord(pair, run: run)) else {
+      return "cannot encode \(path)"
+    }
     let temporary = path + ".tmp"
     guard
       FileManager.default.createFile(
@@ -92,41 +300,6 @@ public enum SessionRecord {
       header: "hosts of \(inventory.path) as smcpair parsed them (no secrets are kept)")
   }
 
-  static func stopObject(_ stop: StopConditions) -> [String: Any] {
-    var out: [String: Any] = [:]
-    if let d = stop.durationSeconds { out["duration_s"] = d }
-    if let p = stop.packets { out["packets"] = p }
-    if let m = stop.maxFileBytes { out["max_file_bytes"] = m }
-    return out
-  }
-
-  static func side(_ side: CaptureSide, interfaces: [String]) -> [String: Any] {
-    let host = side.access.host
-    var out: [String: Any] = [
-      "host": host.name, "address": host.address, "port": host.port, "user": host.user,
-      "remote_copy": side.remoteRetention ?? (side.remoteFiles.isEmpty ? NSNull() : "kept (not pulled)"),
-      "data_address": host.dataAddress ?? NSNull(), "agent": host.agentPath,
-      "agent_root": host.agentRoot ?? NSNull(), "become": host.become.rawValue,
-      "remote_session": side.remoteSession, "interfaces": interfaces, "state": side.progress.state,
-      "packets": side.progress.packets, "bytes": side.progress.bytes, "drops": side.progress.drops,
-      "remote_files": side.remoteFiles.map { ["path": $0.path, "size": $0.size, "sha256": $0.sha256] },
-      "files": side.localFiles.map { ($0 as NSString).lastPathComponent }, "log": side.log,
-      "preflight": [
-        "host_key": side.preflight.hostKey, "auth": side.preflight.auth, "sudo": side.preflight.sudo,
-        "agent": side.preflight.agent, "smc_dump": side.preflight.smcDump,
-        "free_disk": side.preflight.freeDisk,
-        "kernel": side.preflight.kernel,
-      ],
-    ]
-    if let version = side.agentVersion { out["agent_version"] = version }
-    if let started = side.startedNanoseconds { out["started_ns"] = started }
-    if let stopped = side.stoppedNanoseconds { out["stopped_ns"] = stopped }
-    if let reason = side.progress.stopReason { out["stop_reason"] = reason }
-    if let early = side.endedEarly { out["ended_early"] = early }
-    if let failure = side.failure { out["failure"] = failure.description }
-    return out
-  }
-
   /// One line of `smcpair sessions list`.
   public struct Summary: Sendable {
     public var id: String
@@ -136,11 +309,26 @@ public enum SessionRecord {
     public var folder: String
   }
 
-  public static func read(_ folder: String) -> [String: Any]? {
-    guard let data = FileManager.default.contents(atPath: "\(folder)/session.json"),
-      let object = try? JSONSerialization.jsonObject(with: data) as? [String: Any]
-    else { return nil }
-    return object
+  /// The session.json of `folder`.
+  public static func read(_ folder: String) throws(RecordError) -> SessionRecord {
+    try RecordCoding.read(SessionRecord.self, path: "\(folder)/session.json")
+  }
+
+  /// What `sessions list` shows of a record, each field read on its own: a record this
+  /// smcpair cannot read whole is still listed ("?" for what it lacks).
+  struct Heading: Decodable {
+    var pair: String?
+    var state: String?
+    var created: String?
+
+    init(from decoder: any Decoder) throws {
+      let container = try decoder.container(keyedBy: CodingKeys.self)
+      pair = try? container.decode(String.self, forKey: .pair)
+      state = try? container.decode(String.self, forKey: .state)
+      created = try? container.decode(String.self, forKey: .created)
+    }
+
+    enum CodingKeys: String, CodingKey { case pair, state, created }
   }
 
   /// Session folders under `out`, oldest first.
@@ -148,11 +336,50 @@ public enum SessionRecord {
     let names = (try? FileManager.default.contentsOfDirectory(atPath: out)) ?? []
     return names.sorted().compactMap { name in
       let folder = "\(out)/\(name)"
-      guard let object = read(folder) else { return nil }
+      guard let heading = try? RecordCoding.read(Heading.self, path: "\(folder)/session.json") else {
+        return nil
+      }
       return Summary(
-        id: name, pair: object["pair"] as? String ?? "?", state: object["state"] as? String ?? "?",
-        created: object["created"] as? String ?? "?", folder: folder)
+        id: name, pair: heading.pair ?? "?", state: heading.state ?? "?", created: heading.created ?? "?",
+        folder: folder)
     }
+  }
+}
+
+extension SessionRecord.SideEntry {
+  init(_ side: CaptureSide, interfaces: [String]) {
+    let host = side.access.host
+    self.host = host.name
+    address = host.address
+    port = host.port
+    user = host.user
+    remoteCopy = side.remoteRetention ?? (side.remoteFiles.isEmpty ? nil : "kept (not pulled)")
+    dataAddress = host.dataAddress
+    agent = host.agentPath
+    agentRoot = host.agentRoot
+    become = host.become.rawValue
+    remoteSession = side.remoteSession
+    self.interfaces = interfaces
+    state = side.progress.state.rawValue
+    packets = side.progress.packets
+    bytes = side.progress.bytes
+    drops = side.progress.drops
+    remoteFiles = side.remoteFiles.map {
+      SessionRecord.RemoteFile(path: $0.path, size: $0.size, sha256: $0.sha256)
+    }
+    files = side.localFiles.map { ($0 as NSString).lastPathComponent }
+    log = side.log
+    let p = side.preflight
+    preflight = SessionRecord.PreflightEntry(
+      hostKey: p.hostKey, auth: p.auth, sudo: p.sudo, agent: p.agent, smcDump: p.smcDump,
+      freeDisk: p.freeDisk,
+      kernel: p.kernel)
+    agentVersion = side.agentVersion
+    startedNanoseconds = side.startedNanoseconds
+    stoppedNanoseconds = side.stoppedNanoseconds
+    stopReason = side.progress.stopReason?.description
+    endedEarly = side.endedEarly
+    failure = side.failure?.description
   }
 }
 
@@ -166,18 +393,20 @@ extension CaptureRun {
     func bad(_ what: String) -> CaptureFailure {
       CaptureFailure(host: "workstation", step: "reading \(folder)/session.json", what)
     }
-    guard let record = SessionRecord.read(folder) else {
-      throw bad("missing or not JSON; is \(folder) a session folder? (smcpair sessions list)")
+    let record: SessionRecord
+    do {
+      record = try SessionRecord.read(folder)
+    } catch {
+      throw bad(
+        "\(error.field.isEmpty ? error.problem : "field '\(error.field)': \(error.problem)"); is \(folder) a session folder? (smcpair sessions list)"
+      )
     }
-    guard let inventoryInfo = record["inventory"] as? [String: Any],
-      let path = inventoryInfo["path"] as? String,
-      let sides = record["sides"] as? [String: Any], let pairName = record["pair"] as? String
-    else { throw bad("lacks the inventory snapshot, the pair or the sides") }
+    let path = record.inventory.path
     var inventory: Inventory
     do {
       // "hosts": the parsed hosts (since the raw text, which could hold secrets, is no longer
       // kept); "text": records written before that.
-      if let text = inventoryInfo["hosts"] as? String ?? inventoryInfo["text"] as? String {
+      if let text = record.inventory.hosts ?? record.inventory.text {
         inventory = try InventoryParser.parse(
           text, file: path + " (snapshot in session.json)",
           baseDirectory: (path as NSString).deletingLastPathComponent)
@@ -189,49 +418,41 @@ extension CaptureRun {
     }
     // The original file's path, recorded again as it was (not the snapshot's label).
     inventory.path = path
-    var hosts: [String: (String, String)] = [:]
-    for role in ["client", "server"] {
-      guard let side = sides[role] as? [String: Any], let host = side["host"] as? String,
-        let remote = side["remote_session"] as? String, inventory.host(host) != nil
-      else { throw bad("the \(role) side is incomplete") }
-      hosts[role] = (host, remote)
+    for role in Side.allCases where inventory.host(record.sides[role].host) == nil {
+      throw bad(
+        "the \(role.rawValue) side's host '\(record.sides[role].host)' is not in its inventory snapshot")
     }
+    let sides = record.sides
     try self.init(
       inventory: inventory,
-      pairs: [InventoryPair(name: pairName, client: hosts["client"]!.0, server: hosts["server"]!.0)],
+      pairs: [InventoryPair(name: record.pair, client: sides.client.host, server: sides.server.host)],
       options: options, ssh: ssh, knownHostsOverride: knownHostsOverride, events: events,
-      resume: (folder, hosts["client"]!.1, hosts["server"]!.1))
-    if let probe = record["clock_probe"] as? [String: Any], let offset = probe["offset_ns"] as? Double,
-      let half = probe["half_width_ns"] as? Double
-    {
-      pairs[0].probe = ClockProbe(offsetNanoseconds: offset, halfWidthNanoseconds: half)
+      resume: (folder, sides.client.remoteSession, sides.server.remoteSession))
+    let pair = pairs[0]
+    if let probe = record.clockProbe {
+      pair.probe = ClockProbe(
+        offsetNanoseconds: probe.offsetNanoseconds, halfWidthNanoseconds: probe.halfWidthNanoseconds)
     }
-    if let created = record["created"] as? String, let date = ISO8601DateFormatter().date(from: created) {
-      pairs[0].created = date
+    if let date = ISO8601DateFormatter().date(from: record.created) {
+      pair.created = date
     }
     // A side pulled, verified and removed from its host before the coordinator went away is
     // done: resume keeps its local files and does not ask its host again.
-    for (side, role) in [(pairs[0].client, "client"), (pairs[0].server, "server")] {
-      guard let entry = sides[role] as? [String: Any], entry["remote_copy"] as? String == "removed",
-        let remote = entry["remote_files"] as? [[String: Any]], !remote.isEmpty
-      else { continue }
-      let local = remote.indices.map { "\(folder)/\(role)\($0 == 0 ? "" : "-\($0 + 1)").pcapng" }
+    for role in Side.allCases {
+      let entry = sides[role]
+      guard entry.remoteCopy == "removed", !entry.remoteFiles.isEmpty else { continue }
+      let local = entry.remoteFiles.indices.map {
+        "\(folder)/\(role.rawValue)\($0 == 0 ? "" : "-\($0 + 1)").pcapng"
+      }
       guard local.allSatisfy({ FileManager.default.fileExists(atPath: $0) }) else { continue }
-      side.restorePulled(
-        remote: remote.compactMap { file in
-          guard let path = file["path"] as? String, let size = file["size"] as? Int,
-            let sha256 = file["sha256"] as? String
-          else { return nil }
-          return (path, Int64(size), sha256)
-        }, local: local)
+      pair.side(role).restorePulled(
+        remote: entry.remoteFiles.map { ($0.path, $0.size, $0.sha256) }, local: local)
     }
     // Workloads the dead coordinator left running: ended by resume.
-    pairs[0].recordedWorkloads = record["workload"] as? [String: Any] ?? [:]
-    for (role, entry) in pairs[0].recordedWorkloads {
-      guard let role = SideRole(rawValue: role), let entry = entry as? [String: Any],
-        entry["finished"] as? Bool != true, let pid = entry["pid"] as? Int, let tag = entry["tag"] as? String
-      else { continue }
-      pairs[0].orphanWorkloads[role] = (Int32(clamping: pid), tag)
+    pair.recordedWorkloads = record.workload ?? [:]
+    for (role, entry) in pair.recordedWorkloads {
+      guard entry.finished != true, let pid = entry.pid, let tag = entry.tag else { continue }
+      pair.orphanWorkloads[role] = (pid, tag)
     }
   }
 
@@ -262,7 +483,7 @@ extension CaptureRun {
         }
       }
     }
-    for pair in pairs { pair.state = "stopping" }
+    for pair in pairs { pair.move(to: .stopping) }
     return finish()
   }
 }

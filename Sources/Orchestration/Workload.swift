@@ -36,12 +36,12 @@ public final class Workload: @unchecked Sendable {
   /// The process group of the command on its host, once it started.
   public var pid: Int32? { lock.withLock { _pid } }
   /// How it ended, for the summary and session.json.
-  public var outcome: String {
+  public var outcome: WorkloadOutcome {
     lock.withLock {
-      if let _error { return "failed: \(_error)" }
-      if !_finished { return "running" }
-      if let _signal { return "ended by signal \(_signal)" }
-      return "exit status \(_exitStatus ?? -1)"
+      if let _error { return .failed(_error) }
+      if !_finished { return .running }
+      if let _signal { return .signalled(_signal) }
+      return .exited(_exitStatus ?? -1)
     }
   }
   public var seconds: Double? {
@@ -132,5 +132,69 @@ public final class Workload: @unchecked Sendable {
       #"tr '\0' '\n' < /proc/"$1"/environ 2>/dev/null | grep -qxF "SMCPAIR_WORKLOAD=$2" && env kill -TERM -- "-$1""#
     let output = try? ssh.run(RemoteCommand.join(["sh", "-c", script, "smcpair-stop", "\(pid)", tag]))
     return output?.exitStatus == 0
+  }
+}
+
+/// How a workload command ended (or that it has not yet). Recorded in session.json as its
+/// text (`exit status 0`, `ended by signal TERM`, `failed: ...`, `running`).
+public enum WorkloadOutcome: Sendable, Equatable, Codable, CustomStringConvertible {
+  case running
+  /// The command's exit status (-1: the host gave none).
+  case exited(Int32)
+  /// Ended by this signal (its name, as the SSH server gave it).
+  case signalled(String)
+  /// It could not be run or its connection broke: why.
+  case failed(String)
+
+  /// It ran to its end with status 0.
+  public var succeeded: Bool { self == .exited(0) }
+
+  public var description: String {
+    switch self {
+    case .running: "running"
+    case .exited(let status): "exit status \(status)"
+    case .signalled(let signal): "ended by signal \(signal)"
+    case .failed(let why): "failed: \(why)"
+    }
+  }
+
+  /// The outcome a record gives as text; nil for text no outcome writes.
+  public init?(recorded text: String) {
+    if text == "running" {
+      self = .running
+    } else if let status = text.strippingPrefix("exit status ").flatMap({ Int32($0) }) {
+      self = .exited(status)
+    } else if let signal = text.strippingPrefix("ended by signal ") {
+      self = .signalled(signal)
+    } else if let why = text.strippingPrefix("failed: ") {
+      self = .failed(why)
+    } else {
+      return nil
+    }
+  }
+
+  public init(from decoder: any Decoder) throws {
+    let text = try decoder.singleValueContainer().decode(String.self)
+    guard let outcome = WorkloadOutcome(recorded: text) else {
+      throw DecodingError.dataCorrupted(
+        .init(
+          codingPath: decoder.codingPath,
+          debugDescription:
+            "'\(text)' is no workload outcome (running, exit status N, ended by signal S, failed: ...)"
+        ))
+    }
+    self = outcome
+  }
+
+  public func encode(to encoder: any Encoder) throws {
+    var container = encoder.singleValueContainer()
+    try container.encode(description)
+  }
+}
+
+extension String {
+  /// The rest after `prefix`, or nil when the text does not start with it.
+  fileprivate func strippingPrefix(_ prefix: String) -> String? {
+    hasPrefix(prefix) ? String(dropFirst(prefix.count)) : nil
   }
 }

@@ -228,6 +228,15 @@ func packetsPerInterface(_ path: String) throws -> [String: Int] {
     #expect(counted?["state"]?.string == "stopped")
     #expect(counted?["stop_reason"]?.string == "packet count reached")
     #expect((counted?["packets"]?.int ?? 0) >= 10)
+    // Bytes written per interface (protocol 2), read as the coordinator reads them: they add
+    // up to the session's bytes, and the interfaces that wrote packets wrote bytes.
+    let typed = try #require(try counted?.reply(StatusReply.self))
+    #expect(typed.interfaces.reduce(0) { $0 + $1.bytes } == UInt64(typed.bytes), "\(typed.interfaces)")
+    #expect(typed.interfaces.contains { $0.written > 0 })
+    for interface in typed.interfaces {
+      #expect((interface.written == 0) == (interface.bytes == 0), "\(interface)")
+      #expect(interface.bytes >= interface.written * 42, "\(interface)")
+    }
   }
 
   @Test func rotatesFilesBySize() throws {
@@ -338,7 +347,7 @@ func packetsPerInterface(_ path: String) throws -> [String: Int] {
     let side = try AgentInLab(lab: lab)
     side.agent.sendRaw("this is not json")
     #expect(side.agent.readResponse()?.error?.code == .malformed)
-    side.agent.sendRaw(#"{"v":1,"id":2,"type":"teleport"}"#)
+    side.agent.sendRaw(#"{"v":2,"id":2,"type":"teleport"}"#)
     #expect(side.agent.readResponse()?.error?.code == .unknownType)
     #expect(side.agent.request(.start)?.error?.code == .outOfOrder)
     #expect(side.agent.request(.finalize)?.error?.code == .outOfOrder)

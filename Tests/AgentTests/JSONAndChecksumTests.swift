@@ -47,7 +47,7 @@ import Testing
 
 @Suite struct ProtocolMessages {
   @Test func requestsAreCheckedFieldByField() throws {
-    let ok = try AgentRequest.parse(#"{"v":1,"id":7,"type":"status"}"#)
+    let ok = try AgentRequest.parse(#"{"v":2,"id":7,"type":"status"}"#)
     #expect(ok.id == 7 && ok.type == .status)
     func code(_ line: String) -> String? {
       do {
@@ -61,8 +61,8 @@ import Testing
     #expect(code("[1]") == "malformed")
     #expect(code(#"{"id":1,"type":"hello"}"#) == "malformed")
     #expect(code(#"{"v":9,"id":1,"type":"hello"}"#) == "unsupported-version")
-    #expect(code(#"{"v":1,"type":"hello"}"#) == "malformed")
-    #expect(code(#"{"v":1,"id":1,"type":"dance"}"#) == "unknown-type")
+    #expect(code(#"{"v":2,"type":"hello"}"#) == "malformed")
+    #expect(code(#"{"v":2,"id":1,"type":"dance"}"#) == "unknown-type")
   }
 
   @Test func plansAreValidated() throws {
@@ -73,7 +73,7 @@ import Testing
     #expect(plan.stop.durationSeconds == 2)
     #expect(plan.stop.packets == 10)
     #expect(plan.rotateBytes == 1_000_000)
-    #expect(plan.smcDump == "auto")
+    #expect(plan.smcDump == .auto)
     let again = try CapturePlan(.object(plan.fields))
     #expect(again == plan)
     for bad in [

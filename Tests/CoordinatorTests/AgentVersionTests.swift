@@ -6,7 +6,7 @@ import Testing
     let result = try Tools.run([try Tools.product("smcpair-agent"), "--version"])
     #expect(result.status == 0)
     #expect(result.stdout.hasPrefix("smcpair-agent "))
-    #expect(result.stdout.contains(" protocol 1 build "))
+    #expect(result.stdout.contains(" protocol 2 build "))
     #expect(result.stdout.contains("libpcap version 1."))
   }
 

@@ -10,7 +10,7 @@ import Testing
 /// One host's view of several conversations, with `tamper` applied to the frames (in the
 /// order they are written: frame n is element n - 1).
 func writeCapture(
-  _ scenarios: [Scenario], side: Side, to path: String, messages: Int = 6,
+  _ scenarios: [Scenario], side: SMCSynthesis.Side, to path: String, messages: Int = 6,
   tamper: ([SyntheticFrame]) -> [SyntheticFrame] = { $0 }
 ) throws {
   var frames: [SyntheticFrame] = []

@@ -42,7 +42,7 @@ import Testing
     try writeCapture(scenarios, side: .client, to: dir.file("c.pcapng"))
     try writeCapture(scenarios, side: .server, to: dir.file("s.pcapng"))
     let result = try MergeRun.run(
-      client: dir.file("c.pcapng"), server: dir.file("s.pcapng"), out: dir.file("out"), formats: ["pcapng"])
+      client: dir.file("c.pcapng"), server: dir.file("s.pcapng"), out: dir.file("out"), formats: .pcapng)
     #expect(result.alignment.window != nil)
     #expect(result.findings.isEmpty)
     #expect(FileManager.default.fileExists(atPath: dir.file("out/merged.pcapng")))

@@ -1,6 +1,6 @@
 import AgentProtocol
 // Fuzz target: one line of the agent protocol, as the agent (request, prepare fields) and
-// as the coordinator (response) read it.
+// as the coordinator (response, then its fields as every typed reply) read it.
 import FuzzReplay
 
 func fuzzOne(_ bytes: UnsafeRawBufferPointer) {
@@ -9,7 +9,16 @@ func fuzzOne(_ bytes: UnsafeRawBufferPointer) {
     _ = try? CapturePlan(request.body)
     _ = request.line
   }
-  if let response = try? AgentResponse.parse(line) { _ = response.line }
+  if let response = try? AgentResponse.parse(line) {
+    _ = response.line
+    let replies: [any AgentReply.Type] = [
+      HelloReply.self, PrepareReply.self, StartReply.self, StatusReply.self, FinalizeReply.self,
+      ClockReply.self, CleanupReply.self,
+    ]
+    for type in replies {
+      if let reply = try? response.reply(type) { _ = reply.json.description }
+    }
+  }
   if let value = try? JSONValue.parse(line) { _ = value.description }
 }
 

@@ -33,7 +33,7 @@ func fuzzOne(_ bytes: UnsafeRawBufferPointer) {
     alignment, client: path, server: path, clientName: "c", serverName: "s", to: path + ".merged")
   // The windowed merge: prefix pairing, calibration, two reading threads, the walk, the
   // per-frame notes and the writer from them.
-  _ = try? MergeRun.run(client: path, server: path, out: path + ".windowed", formats: ["pcapng"])
+  _ = try? MergeRun.run(client: path, server: path, out: path + ".windowed", formats: .pcapng)
 }
 
 /// libFuzzer's entry (a C function: no captures).
