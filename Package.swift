@@ -39,7 +39,13 @@ let package = Package(
     .target(name: "SMCWire", dependencies: ["CaptureFiles"]),
     // Cross-side pairing and the clock model with guaranteed bounds.
     .target(name: "Alignment", dependencies: ["SMCWire", "CaptureFiles"]),
-    .target(name: "Timeline", dependencies: ["SMCWire", "CaptureFiles", "Alignment", "JSON"]),
+    // Renderers: decode tables and JSON Lines, the HTML page; they draw what they are given.
+    .target(name: "Rendering", dependencies: ["SMCWire", "CaptureFiles", "JSON", "Support"]),
+    // The merge: pairing outputs, findings, and the writers of every merge output.
+    .target(
+      name: "MergePipeline", dependencies: ["SMCWire", "CaptureFiles", "Alignment", "JSON", "Rendering"]),
+    // Process-level helpers every executable uses (standard error, sibling executables); no Foundation.
+    .target(name: "Support"),
     // Runs programs by argument vector with a clean signal mask (no Foundation).
     .target(name: "ChildProcess"),
     .target(name: "Inventory", dependencies: ["JSON", "AgentProtocol", .product(name: "Yams", package: "Yams")]),
@@ -63,7 +69,7 @@ let package = Package(
     .target(
       name: "Orchestration",
       dependencies: [
-        "SSHTransport", "Inventory", "AgentProtocol", "Checksum", "Timeline", "Alignment", "SMCWire",
+        "SSHTransport", "Inventory", "AgentProtocol", "Checksum", "MergePipeline", "Alignment", "SMCWire",
       ]
     ),
     // Network-namespace lab and SMC peer emulator.
@@ -78,8 +84,8 @@ let package = Package(
     .executableTarget(
       name: "Coordinator",
       dependencies: [
-        "CaptureFiles", "SMCWire", "Timeline", "Lab", "Inventory", "SSHTransport", "Alignment",
-        "Orchestration",
+        "CaptureFiles", "SMCWire", "MergePipeline", "Rendering", "Support", "Lab", "Inventory",
+        "SSHTransport", "Alignment", "Orchestration",
         "LiveCapture", .product(name: "ArgumentParser", package: "swift-argument-parser"),
       ]
     ),
@@ -89,7 +95,7 @@ let package = Package(
     .target(name: "FuzzReplay", path: "Sources/FuzzReplay"),
     .executableTarget(
       name: "fuzz-capture-file",
-      dependencies: ["FuzzReplay", "CaptureFiles", "SMCWire", "Alignment", "Timeline"],
+      dependencies: ["FuzzReplay", "CaptureFiles", "SMCWire", "Alignment", "MergePipeline", "Rendering"],
       path: "Sources/Fuzz/CaptureFile", swiftSettings: [.unsafeFlags(["-parse-as-library"])]),
     .executableTarget(
       name: "fuzz-wire", dependencies: ["FuzzReplay", "CaptureFiles", "SMCWire"], path: "Sources/Fuzz/Wire",
@@ -124,6 +130,12 @@ let package = Package(
     .testTarget(name: "SMCWireTests", dependencies: ["SMCWire", "CaptureFiles", "TestSupport"]),
     .testTarget(name: "InventoryTests", dependencies: ["Inventory"]),
     .testTarget(
+      name: "MergePipelineTests",
+      dependencies: ["MergePipeline", "Alignment", "SMCWire", "SMCSynthesis", "CaptureFiles", "TestSupport"]),
+    .testTarget(
+      name: "RenderingTests",
+      dependencies: ["Rendering", "Support", "JSON", "SMCWire", "SMCSynthesis", "CaptureFiles", "TestSupport"]),
+    .testTarget(
       name: "AlignmentTests",
       dependencies: [
         "Alignment", "SMCWire", "SMCSynthesis", "CaptureFiles", "TestSupport", "Coordinator", "Synth",
@@ -152,7 +164,7 @@ let package = Package(
     ),
     // The coordinator's own records (session.json, alignment.json, timeline.jsonl), no lab.
     .testTarget(
-      name: "RecordTests", dependencies: ["Orchestration", "Timeline", "Alignment", "SSHTransport"]),
+      name: "RecordTests", dependencies: ["Orchestration", "MergePipeline", "Alignment", "SSHTransport"]),
     .testTarget(
       name: "LabTests",
       dependencies: ["SMCWire", "CaptureFiles", "TestSupport", "Inventory", "Coordinator", "Agent"]

@@ -125,14 +125,17 @@ extension Alignment {
 /// Pairs two captures and fits the clock model, in segments when a clock step makes one
 /// model infeasible.
 public enum Aligner {
-  /// `probe`, when given, is used only when no packet was seen on both sides.
+  /// `probe`, when given, is used only when no packet was seen on both sides; `observer`
+  /// sees every packet the pairing reads.
   public static func align(
-    client: String, server: String, clientAddresses: Set<IPAddress> = [], probe: ClockProbe? = nil
+    client: String, server: String, clientAddresses: Set<IPAddress> = [], probe: ClockProbe? = nil,
+    observer: (any PairingWalkObserver)? = nil
   )
     throws(CaptureFileError)
     -> Alignment
   {
-    let pairing = try PacketPairing.pair(client: client, server: server, clientAddresses: clientAddresses)
+    let pairing = try PacketPairing.pair(
+      client: client, server: server, clientAddresses: clientAddresses, observer: observer)
     var alignment = align(
       pairs: pairing.pairs, clientPackets: pairing.clientPackets, serverPackets: pairing.serverPackets,
       hosts: pairing.hosts, reference: pairing.clientStart)

@@ -99,7 +99,7 @@ public struct PacketPairing {
   /// overrides the direction evidence for the addresses it names.
   public static func pair(
     client: String, server: String, clientAddresses: Set<IPAddress> = [], limit: Int = .max,
-    keyers: [PacketKeyer]? = nil
+    keyers: [PacketKeyer]? = nil, observer: (any PairingWalkObserver)? = nil
   )
     throws(CaptureFileError)
     -> PacketPairing
@@ -116,7 +116,9 @@ public struct PacketPairing {
     nextSame.reserveCapacity(estimate)
     var chains = FingerprintChains(minimumCapacity: estimate)
     var roles: Set<HandshakeRole> = []
-    (pairing.clientPackets, pairing.clientStart) = try walk(client, keyer: keyers?[0], limit: limit) {
+    (pairing.clientPackets, pairing.clientStart) = try walk(
+      client, keyer: keyers?[0], limit: limit, observer: observer
+    ) {
       packet, key, role in
       if let role { roles.insert(role) }
       guard let key else { return }
@@ -130,7 +132,10 @@ public struct PacketPairing {
     found.reserveCapacity(packets.count)
     var flows: [AddressFlow: FlowEvidence] = [:]
     var unpairedServer: [SidePacket] = []
-    (pairing.serverPackets, _) = try walk(server, keyer: keyers?[1], limit: limit) { packet, key, role in
+    (pairing.serverPackets, _) = try walk(
+      server, keyer: keyers?[1], limit: limit, isServer: true, observer: observer
+    ) {
+      packet, key, role in
       if let role { roles.insert(role) }
       guard let key else { return }
       // A 64-bit fingerprint collision is checked here: a different packet stays unpaired.
@@ -175,25 +180,37 @@ public struct PacketPairing {
   /// when it cannot be paired) and the handshake role it shows (SYN, SYN-ACK, CLC Proposal);
   /// returns how many packets it read and the time of the first.
   static func walk(
-    _ path: String, keyer: PacketKeyer?, limit: Int = .max,
-    _ body: (SidePacket, UInt64?, HandshakeRole?) -> Void
+    _ path: String, keyer: PacketKeyer?, limit: Int = .max, isServer: Bool = false,
+    observer: (any PairingWalkObserver)? = nil, _ body: (SidePacket, UInt64?, HandshakeRole?) -> Void
   ) throws(CaptureFileError) -> (packets: Int, start: Int64?) {
-    var keyer = keyer
-    if keyer == nil { keyer = try PacketKeyer.calibrated(path: path) }
+    var keyer = if let keyer { keyer } else { try PacketKeyer.calibrated(path: path) }
     // In time order: data record positions follow the CDC records before them in time.
     let reader = try TimeOrderedPackets(path: path)
+    observer?.walkBegins(path: path, isServer: isServer, format: reader.reader.format, layout: keyer.layout)
     var read = 0
     var start: Int64?
     while read < limit, let packet = try reader.next() {
       read += 1
       if start == nil { start = packet.timestampNanoseconds }
-      guard let described = keyer!.describe(packet, linkType: reader.interfaces[packet.interface].linkType)
-      else { continue }
+      let linkType = reader.interfaces[packet.interface].linkType
+      observer?.observe(packet, linkType: linkType)
+      guard let described = keyer.describe(packet, linkType: linkType) else { continue }
       body(described.packet, described.key, described.role)
     }
+    observer?.walkEnds(interfaces: reader.interfaces)
     return (read, start)
   }
 
+}
+
+/// Sees every packet of each side as the in-memory pairing walk reads it (in time order), so
+/// other per-packet work — the merge's findings — needs no second read of the files.
+public protocol PairingWalkObserver: AnyObject {
+  /// A side's walk starts; `layout` is the dump header calibrated on the file's start.
+  func walkBegins(path: String, isServer: Bool, format: CaptureFormat, layout: DumpHeaderLayout?)
+  func observe(_ packet: CapturedPacket, linkType: LinkType)
+  /// The side's file is read; `interfaces` hold the statistics blocks after its last packet.
+  func walkEnds(interfaces: [CaptureInterface])
 }
 
 /// What pairing needs of one captured packet: its `SidePacket`, its pairing fingerprint

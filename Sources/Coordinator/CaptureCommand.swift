@@ -3,9 +3,10 @@ import ArgumentParser
 import Foundation
 import Inventory
 import LiveCapture
+import MergePipeline
 import Orchestration
 import SSHTransport
-import Timeline
+import Support
 
 #if canImport(Glibc)
   import Glibc

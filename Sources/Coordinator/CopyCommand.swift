@@ -1,7 +1,7 @@
 import ArgumentParser
 import Foundation
 import SSHTransport
-import Timeline
+import Support
 
 struct CopyCommand: ParsableCommand {
   static let configuration = CommandConfiguration(

@@ -1,7 +1,8 @@
 import ArgumentParser
 import CaptureFiles
+import Rendering
 import SMCWire
-import Timeline
+import Support
 
 #if canImport(Glibc)
   import Glibc

@@ -1,9 +1,10 @@
 import ArgumentParser
 import Foundation
 import Inventory
+import MergePipeline
 import Orchestration
 import SSHTransport
-import Timeline
+import Support
 
 /// Options every command that reaches hosts shares.
 struct ConnectionOptions: ParsableArguments {

@@ -1,7 +1,7 @@
 import ArgumentParser
 import Foundation
 import Lab
-import Timeline
+import Support
 
 /// `smcpair lab`: hosts in network namespaces, for trying smcpair on one machine.
 struct LabCommand: ParsableCommand {
@@ -166,11 +166,4 @@ struct LabStatus: ParsableCommand {
     }
     if !(state.complete && health.allSatisfy(\.healthy)) { throw ExitCode(1) }
   }
-}
-
-/// The path of another smcpair executable installed next to this one.
-func siblingExecutable(_ name: String) -> String {
-  let me =
-    (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")) ?? CommandLine.arguments[0]
-  return (me as NSString).deletingLastPathComponent + "/" + name
 }

@@ -1,7 +1,7 @@
 import ArgumentParser
 import Lab
 import SMCWire
-import Timeline
+import Support
 
 struct LabPeer: ParsableCommand {
   static let configuration = CommandConfiguration(

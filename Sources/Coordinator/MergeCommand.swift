@@ -2,9 +2,10 @@ import Alignment
 import ArgumentParser
 import CaptureFiles
 import Foundation
+import MergePipeline
 import SMCWire
 import SSHTransport
-import Timeline
+import Support
 
 struct MergeCommand: ParsableCommand {
   static let configuration = CommandConfiguration(

@@ -1,7 +1,7 @@
 import ArgumentParser
 import Foundation
 import Orchestration
-import Timeline
+import Support
 
 struct SessionsCommand: ParsableCommand {
   static let configuration = CommandConfiguration(

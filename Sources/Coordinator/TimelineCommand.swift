@@ -1,7 +1,8 @@
 import Alignment
 import ArgumentParser
 import Foundation
-import Timeline
+import MergePipeline
+import Support
 
 /// `smcpair timeline DIR`: the ladder of a merge in the terminal.
 struct TimelineCommand: ParsableCommand {

@@ -2,10 +2,10 @@ import AgentProtocol
 import Alignment
 import Foundation
 import Inventory
+import MergePipeline
 import SMCWire
 import SSHTransport
 import Synchronization
-import Timeline
 
 /// What to capture and when to stop: `smcpair capture`'s options.
 public struct CaptureOptions: Sendable {

@@ -2,8 +2,8 @@ import AgentProtocol
 import Alignment
 import Foundation
 import Inventory
+import MergePipeline
 import SSHTransport
-import Timeline
 
 /// `session.json` in a session folder: what was asked, what each host did, where the files
 /// are. Rewritten (atomically) at every step, so that a coordinator that dies leaves enough

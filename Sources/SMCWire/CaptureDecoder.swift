@@ -112,151 +112,236 @@ public final class CaptureDecoder {
   public func run(_ body: (SMCEvent) -> Void) throws(CaptureFileError) {
     // Locals, not stored properties, in the per-packet loops: class properties cost a
     // dynamic exclusivity check on every access.
-    var table = ConnectionTable()
     var summary = self.summary
+    var table = ConnectionTable()
     defer {
       self.table = table
       self.summary = summary
     }
-    // Pass 1: calibration and handshake facts.
-    var calibrator = DumpHeaderCalibrator()
     let first = try TimeOrderedPackets(path: path, window: summary.reorderWindow)
-    var streams = CLCStreams()
-    var damage: CaptureFileError?
+    var handshakes = HandshakePass()
     var readable = 0
+    var damage: CaptureFileError?
     do {
       while let packet = try first.next() {
         readable += 1
-        let linkType = first.interfaces[packet.interface].linkType
-        let frame = FrameDecoder.decode(packet.data, linkType: linkType)
-        if frame.issue != nil { continue }
-        let time = packet.timestampNanoseconds
-        if frame.isTCP {
-          let result = streams.receive(
-            frame, frameNumber: packet.frame, time: time, interface: packet.interface)
-          table.noteTCP(frame, time: time, plainBytes: result.plainBytes)
-          for item in result.messages {
-            table.noteCLC(
-              item.message, from: frame.sourceEndpoint, to: frame.destinationEndpoint, time: time,
-              retransmission: item.retransmission)
-          }
-        } else if frame.isUDP, DumpHeaderCalibrator.isDumpRecord(frame.payload) {
-          calibrator.observe(frame.payload)
-          table.noteDumpShape(
-            frame.payload, src: frame.sourceEndpoint, dst: frame.destinationEndpoint, time: time)
-        }
+        handshakes.observe(packet, linkType: first.interfaces[packet.interface].linkType)
       }
     } catch {
       damage = error
     }
-    for unfinished in streams.unfinished() {
-      table.noteCLC(
-        unfinished.message, from: unfinished.source, to: unfinished.destination, time: unfinished.nanoseconds)
-    }
+    handshakes.finish()
     self.interfaces = first.interfaces
     summary.packetsOutOfOrder = first.outOfOrder
     summary.packetsBeyondReorderWindow = first.beyondWindow
-    let layout = calibrator.layout(overrideLength: options.dumpHeaderLength)
-    summary.dumpLayout = layout
-    let handshakes = table
+    summary.dumpLayout = handshakes.calibrator.layout(overrideLength: options.dumpHeaderLength)
+    table = handshakes.table
 
-    // Pass 2: events in time order.
-    var counts = [Int](repeating: 0, count: SMCEvent.Kind.allCases.count)
+    var events = EventPass(layout: summary.dumpLayout)
+    let learned = handshakes.table
     let reader = try TimeOrderedPackets(path: path, window: summary.reorderWindow)
-    streams = CLCStreams()
     var count = 0
     while count < readable, let packet = try? reader.next() {
       count += 1
-      let interfaceIndex = packet.interface
-      let linkType = reader.interfaces[interfaceIndex].linkType
-      let frame = FrameDecoder.decode(packet.data, linkType: linkType)
-      let time = packet.timestampNanoseconds
-      if let issue = frame.issue {
-        if case .unsupportedLinkType(let t) = issue { summary.unsupportedLinkTypes.insert(t) }
-        if issue.isMalformed {
-          summary.malformedFrames[issue.text, default: 0] += 1
-        } else {
-          summary.otherFrames += 1
-        }
-        continue
-      }
-      let src = frame.sourceEndpoint
-      let dst = frame.destinationEndpoint
-      var emitted = false
-      if frame.isTCP, let tcp = frame.tcp {
-        let result = streams.receive(frame, frameNumber: packet.frame, time: time, interface: interfaceIndex)
-        let record = handshakes[ConnectionKey(src, dst)]
-        if tcp.smcOption || (record?.isSMCRelated ?? false) {
-          var event = SMCEvent(
-            kind: .tcp, frame: packet.frame, time: time, interface: interfaceIndex, source: src,
-            destination: dst)
-          event.tcp = tcp
-          event.tcpPayloadLength = frame.wirePayloadLength
-          event.direction = packet.direction
-          if result.overflowed {
-            event.note =
-              "CLC reassembly needs more than \(CLCStreams.bufferLimit) bytes in this direction: later CLC bytes are not decoded"
-            summary.clcStreamsOverflowed += 1
-          }
-          body(event)
-          counts[SMCEvent.Kind.tcp.index] += 1
-          emitted = true
-          event.note = nil
-          for item in result.messages {
-            var clcEvent = event
-            clcEvent.kind = .clc
-            clcEvent.clc = item.message
-            clcEvent.mode = item.message.mode
-            clcEvent.retransmission = item.retransmission
-            if item.retransmission {
-              summary.clcRetransmissions += 1
-            } else if let problem = item.message.problem {
-              clcEvent.note = problem.text
-              summary.clcProblems += 1
-            }
-            body(clcEvent)
-            counts[SMCEvent.Kind.clc.index] += 1
-          }
-        } else if result.overflowed {
-          summary.clcStreamsOverflowed += 1
-        }
-      } else if frame.isUDP, DumpHeaderCalibrator.isDumpRecord(frame.payload) {
-        let known = handshakes[ConnectionKey(src, dst)]
-        let connectionMode = known?.mode ?? (known.map { $0.cdcShapeR > 0 ? SMCMode.smcR : nil } ?? nil)
-        let content = layout.classify(
-          frame.payload, wireLength: frame.wirePayloadLength, connectionMode: connectionMode)
-        table.noteDumpRecord(content, src: src, dst: dst, time: time)
-        var event = SMCEvent(
-          kind: .data, frame: packet.frame, time: time, interface: interfaceIndex, source: src,
-          destination: dst)
-        event.direction = packet.direction
-        switch content {
-        case .cdc(let message):
-          event.kind = .cdc
-          event.cdc = message
-          event.mode = message.mode
-        case .data(let length):
-          event.dataLength = length
-          event.mode = connectionMode
-        case .shortCDC(let length):
-          event.kind = .cdc
-          event.mode = connectionMode
-          event.dataLength = length
-          event.note = "CDC record too short: \(length) bytes after the dump header"
-          summary.shortCDCRecords += 1
-        case .unknownHeader(let length):
-          event.mode = connectionMode
-          event.note =
-            "dump header length unknown (record is \(length) bytes); pass --dump-header-len N"
-        }
-        body(event)
-        counts[event.kind.index] += 1
-        emitted = true
-      }
-      if !emitted { summary.otherFrames += 1 }
+      events.decode(
+        packet, linkType: reader.interfaces[packet.interface].linkType, handshakes: learned, table: &table,
+        summary: &summary, body)
     }
-    // Messages whose end never arrived: reported at the packet that carried their start,
-    // after the last event (their end was awaited until the capture ended).
+    events.finish(summary: &summary, body)
+    summary.packets = readable
+    // Pass 1 read to the end, so its interfaces hold the statistics blocks that follow the
+    // last packet (pass 2 stops at the last packet).
+    summary.interfaces = first.interfaces
+    summary.damage = damage
+    summary.connections = table.ordered.filter(\.isSMCRelated)
+  }
+
+  /// A display name for interface `index`: its pcapng name, else `if<index>`.
+  public func interfaceName(_ index: Int) -> String {
+    if index < interfaces.count, let name = interfaces[index].name, !name.isEmpty { return name }
+    return "if\(index)"
+  }
+}
+
+/// Pass 1 of a decode, one packet at a time: calibrates the dump header and learns each
+/// connection's handshake (CLC reassembled per TCP direction).
+struct HandshakePass {
+  var calibrator = DumpHeaderCalibrator()
+  var streams = CLCStreams()
+  var table = ConnectionTable()
+  /// A second table every note also goes to (the one-pass decoder adds the dump records to
+  /// it, as pass 2 does to a copy of `table`).
+  var echo: ConnectionTable?
+
+  mutating func observe(_ packet: CapturedPacket, linkType: LinkType) {
+    let frame = FrameDecoder.decode(packet.data, linkType: linkType)
+    guard frame.issue == nil else { return }
+    if frame.isTCP {
+      let result = streams.receive(
+        frame, frameNumber: packet.frame, time: packet.timestampNanoseconds, interface: packet.interface)
+      note(frame, time: packet.timestampNanoseconds, result)
+    } else if frame.isUDP, DumpHeaderCalibrator.isDumpRecord(frame.payload) {
+      calibrator.observe(frame.payload)
+      let time = packet.timestampNanoseconds
+      table.noteDumpShape(
+        frame.payload, src: frame.sourceEndpoint, dst: frame.destinationEndpoint, time: time)
+      echo?.noteDumpShape(
+        frame.payload, src: frame.sourceEndpoint, dst: frame.destinationEndpoint, time: time)
+    }
+  }
+
+  /// Records a TCP segment and the CLC messages its reassembly completed.
+  mutating func note(_ frame: Frame, time: Int64, _ result: CLCSegmentResult) {
+    table.noteTCP(frame, time: time, plainBytes: result.plainBytes)
+    echo?.noteTCP(frame, time: time, plainBytes: result.plainBytes)
+    for item in result.messages {
+      table.noteCLC(
+        item.message, from: frame.sourceEndpoint, to: frame.destinationEndpoint, time: time,
+        retransmission: item.retransmission)
+      echo?.noteCLC(
+        item.message, from: frame.sourceEndpoint, to: frame.destinationEndpoint, time: time,
+        retransmission: item.retransmission)
+    }
+  }
+
+  /// CLC messages whose end never arrived count for their connection's handshake too.
+  mutating func finish() {
+    for unfinished in streams.unfinished() {
+      table.noteCLC(
+        unfinished.message, from: unfinished.source, to: unfinished.destination, time: unfinished.nanoseconds)
+      echo?.noteCLC(
+        unfinished.message, from: unfinished.source, to: unfinished.destination, time: unfinished.nanoseconds)
+    }
+  }
+}
+
+/// Pass 2 of a decode, one packet at a time: the packet's events, given what pass 1 learned
+/// (`handshakes`: which connections are SMC's, their modes; `layout`: the dump header).
+struct EventPass {
+  let layout: DumpHeaderLayout
+  /// TCP events for every segment, not only for SMC connections' (the one-pass decoder
+  /// learns which connections are SMC's only at the end).
+  var everyTCPSegment = false
+  var streams = CLCStreams()
+  var counts = [Int](repeating: 0, count: SMCEvent.Kind.allCases.count)
+
+  init(layout: DumpHeaderLayout) { self.layout = layout }
+
+  /// `handshakes` is what pass 1 learned; `table` gets the dump records.
+  mutating func decode(
+    _ packet: CapturedPacket, linkType: LinkType, handshakes: ConnectionTable, table: inout ConnectionTable,
+    summary: inout DecodeSummary, _ body: (SMCEvent) -> Void
+  ) {
+    let frame = FrameDecoder.decode(packet.data, linkType: linkType)
+    if let issue = frame.issue {
+      if case .unsupportedLinkType(let t) = issue { summary.unsupportedLinkTypes.insert(t) }
+      if issue.isMalformed {
+        summary.malformedFrames[issue.text, default: 0] += 1
+      } else {
+        summary.otherFrames += 1
+      }
+      return
+    }
+    var emitted = false
+    if frame.isTCP {
+      let result = streams.receive(
+        frame, frameNumber: packet.frame, time: packet.timestampNanoseconds, interface: packet.interface)
+      let known = handshakes[ConnectionKey(frame.sourceEndpoint, frame.destinationEndpoint)]
+      emitted = emitTCP(
+        frame, packet, result, smcRelated: known?.isSMCRelated ?? false, summary: &summary, body)
+    } else if frame.isUDP, DumpHeaderCalibrator.isDumpRecord(frame.payload) {
+      let known = handshakes[ConnectionKey(frame.sourceEndpoint, frame.destinationEndpoint)]
+      emitDumpRecord(frame, packet, known: known, table: &table, summary: &summary, body)
+      emitted = true
+    }
+    if !emitted { summary.otherFrames += 1 }
+  }
+
+  /// A TCP segment of an SMC connection (or offering SMC) and the CLC messages it completes.
+  mutating func emitTCP(
+    _ frame: Frame, _ packet: CapturedPacket, _ result: CLCSegmentResult, smcRelated: Bool,
+    summary: inout DecodeSummary, _ body: (SMCEvent) -> Void
+  ) -> Bool {
+    guard let tcp = frame.tcp else { return false }
+    let src = frame.sourceEndpoint
+    let dst = frame.destinationEndpoint
+    guard everyTCPSegment || tcp.smcOption || smcRelated else {
+      if result.overflowed { summary.clcStreamsOverflowed += 1 }
+      return false
+    }
+    var event = SMCEvent(
+      kind: .tcp, frame: packet.frame, time: packet.timestampNanoseconds, interface: packet.interface,
+      source: src, destination: dst)
+    event.tcp = tcp
+    event.tcpPayloadLength = frame.wirePayloadLength
+    event.direction = packet.direction
+    if result.overflowed {
+      event.note =
+        "CLC reassembly needs more than \(CLCStreams.bufferLimit) bytes in this direction: later CLC bytes are not decoded"
+      summary.clcStreamsOverflowed += 1
+    }
+    body(event)
+    counts[SMCEvent.Kind.tcp.index] += 1
+    event.note = nil
+    for item in result.messages {
+      var clcEvent = event
+      clcEvent.kind = .clc
+      clcEvent.clc = item.message
+      clcEvent.mode = item.message.mode
+      clcEvent.retransmission = item.retransmission
+      if item.retransmission {
+        summary.clcRetransmissions += 1
+      } else if let problem = item.message.problem {
+        clcEvent.note = problem.text
+        summary.clcProblems += 1
+      }
+      body(clcEvent)
+      counts[SMCEvent.Kind.clc.index] += 1
+    }
+    return true
+  }
+
+  /// A dump record: a CDC message or data, classified with the calibrated layout and the
+  /// connection's mode.
+  mutating func emitDumpRecord(
+    _ frame: Frame, _ packet: CapturedPacket, known: ConnectionRecord?, table: inout ConnectionTable,
+    summary: inout DecodeSummary, _ body: (SMCEvent) -> Void
+  ) {
+    let src = frame.sourceEndpoint
+    let dst = frame.destinationEndpoint
+    let connectionMode = known?.mode ?? (known.map { $0.cdcShapeR > 0 ? SMCMode.smcR : nil } ?? nil)
+    let content = layout.classify(
+      frame.payload, wireLength: frame.wirePayloadLength, connectionMode: connectionMode)
+    table.noteDumpRecord(content, src: src, dst: dst, time: packet.timestampNanoseconds)
+    var event = SMCEvent(
+      kind: .data, frame: packet.frame, time: packet.timestampNanoseconds, interface: packet.interface,
+      source: src, destination: dst)
+    event.direction = packet.direction
+    switch content {
+    case .cdc(let message):
+      event.kind = .cdc
+      event.cdc = message
+      event.mode = message.mode
+    case .data(let length):
+      event.dataLength = length
+      event.mode = connectionMode
+    case .shortCDC(let length):
+      event.kind = .cdc
+      event.mode = connectionMode
+      event.dataLength = length
+      event.note = "CDC record too short: \(length) bytes after the dump header"
+      summary.shortCDCRecords += 1
+    case .unknownHeader(let length):
+      event.mode = connectionMode
+      event.note = "dump header length unknown (record is \(length) bytes); pass --dump-header-len N"
+    }
+    body(event)
+    counts[event.kind.index] += 1
+  }
+
+  /// Messages whose end never arrived: reported at the packet that carried their start,
+  /// after the last event (their end was awaited until the capture ended); then the counts.
+  mutating func finish(summary: inout DecodeSummary, _ body: (SMCEvent) -> Void) {
     for unfinished in streams.unfinished() {
       var event = SMCEvent(
         kind: .clc, frame: unfinished.frame, time: unfinished.nanoseconds, interface: unfinished.interface,
@@ -272,17 +357,54 @@ public final class CaptureDecoder {
     for kind in SMCEvent.Kind.allCases where counts[kind.index] > 0 {
       summary.events[kind.rawValue] = counts[kind.index]
     }
-    summary.packets = readable
-    // Pass 1 read to the end, so its interfaces hold the statistics blocks that follow the
-    // last packet (pass 2 stops at the last packet).
-    summary.interfaces = first.interfaces
-    summary.damage = damage
-    summary.connections = table.ordered.filter(\.isSMCRelated)
+  }
+}
+
+/// A capture's SMC events decoded in one pass, for a caller that already reads the file in
+/// time order (the merge's pairing walk) and must not read it again.
+///
+/// Unlike `CaptureDecoder`, what pass 1 would learn from the whole file is known only up to
+/// the current packet: the dump header `layout` is given (calibrated on the file's start),
+/// a dump record is classified with its connection's mode as learned so far, and TCP events
+/// come for every segment — `isSMCRelated` tells, once the file is read, which connections
+/// they belong to would have had them.
+public struct OnePassCaptureDecoder {
+  private var handshakes = HandshakePass()
+  private var events: EventPass
+  private var summary: DecodeSummary
+
+  public init(path: String, format: CaptureFormat, layout: DumpHeaderLayout) {
+    events = EventPass(layout: layout)
+    events.everyTCPSegment = true
+    handshakes.echo = ConnectionTable()
+    summary = DecodeSummary(path: path, format: format)
+    summary.dumpLayout = layout
   }
 
-  /// A display name for interface `index`: its pcapng name, else `if<index>`.
-  public func interfaceName(_ index: Int) -> String {
-    if index < interfaces.count, let name = interfaces[index].name, !name.isEmpty { return name }
-    return "if\(index)"
+  /// The events of `packet` (the next in time order).
+  public mutating func decode(_ packet: CapturedPacket, linkType: LinkType, _ body: (SMCEvent) -> Void) {
+    handshakes.observe(packet, linkType: linkType)
+    // Moved out and back, so that adding the dump records never copies the table.
+    guard var table = handshakes.echo.take() else { return }
+    defer { handshakes.echo = table }
+    events.decode(
+      packet, linkType: linkType, handshakes: handshakes.table, table: &table, summary: &summary, body)
+  }
+
+  /// Ends the file: CLC messages that never finished are noted and reported.
+  public mutating func finish(_ body: (SMCEvent) -> Void) {
+    handshakes.finish()
+    events.finish(summary: &summary, body)
+  }
+
+  /// Whether the connection of `key` is SMC's (offered, negotiated or carrying dump records),
+  /// by everything read so far: after the last packet, as `CaptureDecoder` would tell.
+  public func isSMCRelated(_ key: ConnectionKey) -> Bool {
+    handshakes.table[key]?.isSMCRelated ?? false
+  }
+
+  /// The SMC connections read so far, in the order they were first seen.
+  public var connections: [ConnectionRecord] {
+    (handshakes.echo ?? handshakes.table).ordered.filter(\.isSMCRelated)
   }
 }

@@ -1,8 +1,8 @@
 import Alignment
 import Foundation
+import MergePipeline
 import SSHTransport
 import Testing
-import Timeline
 
 @testable import Orchestration
 

@@ -1,7 +1,7 @@
 import Alignment
 import Foundation
+import MergePipeline
 import Testing
-import Timeline
 
 /// timeline.jsonl and alignment.json as records: the byte writer writes what the encoder
 /// would, every kind of line reads back, older files read, damaged lines say where.

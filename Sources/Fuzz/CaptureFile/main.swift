@@ -4,8 +4,9 @@ import CaptureFiles
 // the two-sided pairing and clock fit (the file against itself), the findings, the HTML
 // timeline and the merged pcapng, in memory and within the pairing window.
 import FuzzReplay
+import MergePipeline
+import Rendering
 import SMCWire
-import Timeline
 
 #if canImport(Glibc)
   import Glibc
@@ -23,8 +24,9 @@ func fuzzOne(_ bytes: UnsafeRawBufferPointer) {
     var events = 0
     try? decoder.run { _ in events += 1 }
   }
-  guard let alignment = try? Aligner.align(client: path, server: path) else { return }
-  let findings = (try? FindingsBuilder.build(alignment, client: path, server: path)) ?? []
+  let observed = CaptureFindingsObserver()
+  guard let alignment = try? Aligner.align(client: path, server: path, observer: observed) else { return }
+  let findings = FindingsBuilder.build(alignment, observed: observed)
   _ = TimelineHTML.render(alignment, findings: findings, clientName: "c", serverName: "s")
   _ = MergeOutputs.alignmentJSON(alignment, client: path, server: path)
   try? MergeOutputs.writeMergedPcapng(

@@ -316,59 +316,74 @@ public struct DecodeTableRenderer {
 /// The human summary printed after the events of one file.
 public enum DecodeSummaryText {
   public static func render(_ summary: DecodeSummary) -> String {
-    var lines: [String] = []
+    let lines = header(summary) + connections(summary.connections) + frames(summary) + problems(summary)
+    return lines.joined(separator: "\n") + "\n"
+  }
+
+  /// The file, its interfaces and events per kind.
+  static func header(_ summary: DecodeSummary) -> [String] {
     let interfaces = summary.interfaces.enumerated().map { index, interface in
       "\(interface.name ?? "if\(index)") (\(interface.linkType))"
     }
-    lines.append(
-      "Summary of \(summary.path): \(summary.format), \(summary.packets) packets, interfaces: \(interfaces.joined(separator: ", "))"
-    )
     let kinds = ["tcp", "clc", "cdc", "data", "llc"].compactMap { kind in
       summary.events[kind].map { "\(kind) \($0)" }
     }
-    lines.append("  events: \(kinds.isEmpty ? "none" : kinds.joined(separator: ", "))")
-    let connections = summary.connections
+    return [
+      "Summary of \(summary.path): \(summary.format), \(summary.packets) packets, interfaces: \(interfaces.joined(separator: ", "))",
+      "  events: \(kinds.isEmpty ? "none" : kinds.joined(separator: ", "))",
+    ]
+  }
+
+  /// Connections counted by outcome, then the first 50 one per line.
+  static func connections(_ connections: [ConnectionRecord]) -> [String] {
     var counts: [String: Int] = [:]
     for c in connections { counts[c.outcome.label, default: 0] += 1 }
     let order = ["SMC-R", "SMC-D", "fallback", "incomplete", "negotiating", "tcp"]
     let countText = order.compactMap { key in counts[key].map { "\(key) \($0)" } }.joined(separator: ", ")
-    lines.append("  connections: \(connections.count)\(connections.isEmpty ? "" : " (\(countText))")")
-    for c in connections.prefix(50) {
-      let route =
-        if let client = c.client, let server = c.server { "\(client) -> \(server)" } else {
-          c.key.description
-        }
-      var text = "    \(route)  "
-      switch c.outcome {
-      case .smc(let mode):
-        text += "SMC-\(mode.letter)"
-        if let v = c.clcVersion { text += " v\(v)" }
-        text += "  CDC \(c.cdcRecords), data \(c.dataRecords) records / \(c.dataBytes) bytes"
-        if !c.acceptSeen && !c.confirmSeen {
-          text += "  (handshake not in this capture)"
-        } else if !(c.acceptSeen && c.confirmSeen) {
-          text += "  (CLC \(c.acceptSeen ? "Confirm" : "Accept") not in this capture; CDC records prove SMC)"
-        }
-      case .fallback(let code, let inferred, let detail):
-        text += "fallback to TCP: \(detail)"
-        if let code {
-          text +=
-            " [\(DeclineReason.hexCode(code))\(DeclineReason.explanations[code].map { ": " + $0 } ?? "")]"
-        }
-        if let by = c.declinedBy { text += ", declined by \(by)" }
-        if inferred { text += " (inferred)" }
-      case .negotiating:
-        text += "SMC offered; handshake incomplete in this capture"
-      case .incomplete:
-        text += "incomplete: \(c.outcome.missingText ?? "handshake not complete in this capture")"
-        if let v = c.clcVersion { text += " (CLC v\(v))" }
-      case .tcp:
-        text += "plain TCP"
-      }
-      lines.append(text)
-    }
+    var lines = ["  connections: \(connections.count)\(connections.isEmpty ? "" : " (\(countText))")"]
+    lines += connections.prefix(50).map(connectionLine)
     if connections.count > 50 { lines.append("    ... \(connections.count - 50) more (use --json for all)") }
-    lines.append("  dump records: \(summary.dumpLayout.summary)")
+    return lines
+  }
+
+  static func connectionLine(_ c: ConnectionRecord) -> String {
+    let route =
+      if let client = c.client, let server = c.server { "\(client) -> \(server)" } else {
+        c.key.description
+      }
+    var text = "    \(route)  "
+    switch c.outcome {
+    case .smc(let mode):
+      text += "SMC-\(mode.letter)"
+      if let v = c.clcVersion { text += " v\(v)" }
+      text += "  CDC \(c.cdcRecords), data \(c.dataRecords) records / \(c.dataBytes) bytes"
+      if !c.acceptSeen && !c.confirmSeen {
+        text += "  (handshake not in this capture)"
+      } else if !(c.acceptSeen && c.confirmSeen) {
+        text += "  (CLC \(c.acceptSeen ? "Confirm" : "Accept") not in this capture; CDC records prove SMC)"
+      }
+    case .fallback(let code, let inferred, let detail):
+      text += "fallback to TCP: \(detail)"
+      if let code {
+        text +=
+          " [\(DeclineReason.hexCode(code))\(DeclineReason.explanations[code].map { ": " + $0 } ?? "")]"
+      }
+      if let by = c.declinedBy { text += ", declined by \(by)" }
+      if inferred { text += " (inferred)" }
+    case .negotiating:
+      text += "SMC offered; handshake incomplete in this capture"
+    case .incomplete:
+      text += "incomplete: \(c.outcome.missingText ?? "handshake not complete in this capture")"
+      if let v = c.clcVersion { text += " (CLC v\(v))" }
+    case .tcp:
+      text += "plain TCP"
+    }
+    return text
+  }
+
+  /// The dump layout, time order, and the frames that are not SMC's.
+  static func frames(_ summary: DecodeSummary) -> [String] {
+    var lines = ["  dump records: \(summary.dumpLayout.summary)"]
     if summary.packetsOutOfOrder > 0 {
       let window = summary.reorderWindow
       var order =
@@ -385,6 +400,12 @@ public enum DecodeSummaryText {
         "; undecoded link types: \(summary.unsupportedLinkTypes.sorted().map(String.init).joined(separator: ", "))"
     }
     lines.append(other)
+    return lines
+  }
+
+  /// Malformed frames, CLC and CDC problems, damage.
+  static func problems(_ summary: DecodeSummary) -> [String] {
+    var lines: [String] = []
     for (problem, count) in summary.malformedFrames.sorted(by: { $0.key < $1.key }) {
       lines.append("  malformed: \(count) frame\(count == 1 ? "" : "s"): \(problem)")
     }
@@ -405,6 +426,6 @@ public enum DecodeSummaryText {
     if let damage = summary.damage {
       lines.append("  DAMAGED: \(damage.description)")
     }
-    return lines.joined(separator: "\n") + "\n"
+    return lines
   }
 }

@@ -2,6 +2,7 @@ import Alignment
 import CaptureFiles
 import Foundation
 import JSON
+import Rendering
 import SMCWire
 
 /// The whole of `smcpair merge`: align two captures and write the chosen outputs. Used by
@@ -109,8 +110,10 @@ public enum MergeRun {
         fallback = reason
       }
     }
+    // The findings are gathered in the pairing walk; only the outputs that show them need them.
+    let observed = formats.isDisjoint(with: [.jsonl, .html, .report]) ? nil : CaptureFindingsObserver()
     var alignment = try Aligner.align(
-      client: client, server: server, clientAddresses: clientAddresses, probe: probe)
+      client: client, server: server, clientAddresses: clientAddresses, probe: probe, observer: observed)
     try checkPairing(&alignment, client: client, server: server, allowSwapped: allowSwapped)
     // Worth saying only when something was paired (and so held in memory).
     if let fallback, alignment.pairCount > 0 {
@@ -122,11 +125,7 @@ public enum MergeRun {
         alignment, client: client, server: server, clientName: clientName, serverName: serverName,
         to: out + "/merged.pcapng", referenceIsServer: referenceIsServer)
     }
-    // Findings read both captures again; only the outputs that show them need them.
-    var findings: [Finding] = []
-    if !formats.isDisjoint(with: [.jsonl, .html, .report]) {
-      findings = try FindingsBuilder.build(alignment, client: client, server: server)
-    }
+    let findings = observed.map { FindingsBuilder.build(alignment, observed: $0) } ?? []
     if formats.contains(.jsonl) {
       try MergeOutputs.writeTimeline(alignment, findings: findings, to: out + "/timeline.jsonl")
     }

@@ -120,19 +120,7 @@ public enum MergeOutputs {
       try SideFeed(path: client, order: .fileOrder),
       try SideFeed(path: server, isServer: true, order: .fileOrder),
     ]
-    var interfaceMap: [[Int]] = [[], []]
-    func interfaceID(_ side: Int, _ local: Int) throws(CaptureFileError) -> Int {
-      while interfaceMap[side].count <= local { interfaceMap[side].append(-1) }
-      if interfaceMap[side][local] >= 0 { return interfaceMap[side][local] }
-      let interface = feeds[side].interfaces[local]
-      let id = try writer.addInterface(
-        InterfaceDescription(
-          name: "\(side == 0 ? clientName : serverName):\(interface.name ?? "if\(local)")",
-          description: side == 0 ? "client" : "server", linkType: interface.linkType,
-          snapLength: interface.snapLength))
-      interfaceMap[side][local] = id
-      return id
-    }
+    var interfaces = MergedInterfaces(names: [clientName, serverName])
     func alignedTime(_ packet: CapturedPacket, side: Int) -> Int64 {
       if referenceIsServer {
         return side == 1 ? packet.timestampNanoseconds : a.serverTime(atClient: packet.timestampNanoseconds)
@@ -143,56 +131,107 @@ public enum MergeOutputs {
     var nextTime: [Int64] = next.enumerated().map { side, packet in
       packet.map { alignedTime($0, side: side) } ?? .max
     }
-    var comment: [UInt8] = []
-    comment.reserveCapacity(96)
-    let prefix = Array("smcpair pair ".utf8)
-    let kindText = PairKind.allCases.map { Array(": \($0.rawValue) ".utf8) }
-    let toServerText = Array("client->server, one-way delay ".utf8)
-    let toClientText = Array("server->client, one-way delay ".utf8)
-    let unitText = Array(" us".utf8)
+    var comment = PairComment()
     while next[0] != nil || next[1] != nil {
       let side = next[0] != nil && (next[1] == nil || nextTime[0] <= nextTime[1]) ? 0 : 1
-      let packet = next[side]!
+      guard let packet = next[side] else { break }
       let note = try notes.note(
         side: side, packet: packet, linkType: feeds[side].interfaces[packet.interface].linkType)
-      let id = try interfaceID(side, packet.interface)
-      if note.pairNumber > 0 {
-        // "smcpair pair N: KIND DIRECTION, one-way delay X.Y us", built as bytes.
-        let delay = note.delay
-        let tenths = (delay + (delay >= 0 ? 50 : -50)) / 100
-        comment.removeAll(keepingCapacity: true)
-        comment += prefix
-        TextWriter.decimal(UInt64(note.pairNumber), into: &comment)
-        comment += kindText[PairKind.allCases.firstIndex(of: note.kind)!]
-        comment += note.clientToServer ? toServerText : toClientText
-        if tenths < 0 { comment.append(UInt8(ascii: "-")) }
-        TextWriter.decimal(UInt64(abs(tenths) / 10), into: &comment)
-        comment.append(UInt8(ascii: "."))
-        TextWriter.decimal(UInt64(abs(tenths) % 10), into: &comment)
-        comment += unitText
-        let written: Result<Void, CaptureFileError> = comment.withUnsafeBytes { text in
-          do throws(CaptureFileError) {
-            try writer.writePacket(
-              interface: id, timestampNanoseconds: nextTime[side], data: packet.data,
-              originalLength: packet.originalLength, direction: note.direction, commentUTF8: text,
-              packetID: UInt64(note.pairNumber))
-            return .success(())
-          } catch {
-            return .failure(error)
-          }
-        }
-        try written.get()
+      let id: Int
+      if let known = interfaces.known(side: side, local: packet.interface) {
+        id = known
       } else {
-        try writer.writePacket(
-          interface: id, timestampNanoseconds: nextTime[side], data: packet.data,
-          originalLength: packet.originalLength,
-          direction: note.direction)
+        id = try interfaces.add(
+          side: side, local: packet.interface, feeds[side].interfaces[packet.interface], to: writer)
       }
+      try write(packet, note, interface: id, time: nextTime[side], to: writer, comment: &comment)
       next[side] = try feeds[side].next()?.packet
       nextTime[side] = next[side].map { alignedTime($0, side: side) } ?? .max
     }
     try writer.close()
     try staged.commit()
+  }
+
+  /// One packet into merged.pcapng; a paired one with its pair number as packet id and its
+  /// delay in a comment.
+  static func write(
+    _ packet: CapturedPacket, _ note: PacketNote, interface id: Int, time: Int64, to writer: PcapngWriter,
+    comment: inout PairComment
+  ) throws(CaptureFileError) {
+    guard note.pairNumber > 0 else {
+      try writer.writePacket(
+        interface: id, timestampNanoseconds: time, data: packet.data, originalLength: packet.originalLength,
+        direction: note.direction)
+      return
+    }
+    comment.set(note)
+    let written: Result<Void, CaptureFileError> = comment.bytes.withUnsafeBytes { text in
+      do throws(CaptureFileError) {
+        try writer.writePacket(
+          interface: id, timestampNanoseconds: time, data: packet.data, originalLength: packet.originalLength,
+          direction: note.direction, commentUTF8: text, packetID: UInt64(note.pairNumber))
+        return .success(())
+      } catch {
+        return .failure(error)
+      }
+    }
+    try written.get()
+  }
+}
+
+/// merged.pcapng's interfaces: one per side and capture interface (`<host>:<ifname>`), added
+/// as they first appear.
+struct MergedInterfaces {
+  /// The client's and the server's host names.
+  let names: [String]
+  /// Per side: the merged interface id of each of the capture's interfaces (-1: not yet).
+  private var ids: [[Int]] = [[], []]
+
+  init(names: [String]) { self.names = names }
+
+  func known(side: Int, local: Int) -> Int? {
+    local < ids[side].count && ids[side][local] >= 0 ? ids[side][local] : nil
+  }
+
+  mutating func add(side: Int, local: Int, _ interface: CaptureInterface, to writer: PcapngWriter)
+    throws(CaptureFileError) -> Int
+  {
+    while ids[side].count <= local { ids[side].append(-1) }
+    let id = try writer.addInterface(
+      InterfaceDescription(
+        name: "\(names[side]):\(interface.name ?? "if\(local)")",
+        description: side == 0 ? "client" : "server", linkType: interface.linkType,
+        snapLength: interface.snapLength))
+    ids[side][local] = id
+    return id
+  }
+}
+
+/// "smcpair pair N: KIND DIRECTION, one-way delay X.Y us", built as bytes: a merge writes one
+/// per paired packet, so no String on the way.
+struct PairComment {
+  private let prefix = Array("smcpair pair ".utf8)
+  private let kindText = PairKind.allCases.map { Array(": \($0.rawValue) ".utf8) }
+  private let toServerText = Array("client->server, one-way delay ".utf8)
+  private let toClientText = Array("server->client, one-way delay ".utf8)
+  private let unitText = Array(" us".utf8)
+  private(set) var bytes: [UInt8] = []
+
+  init() { bytes.reserveCapacity(96) }
+
+  mutating func set(_ note: PacketNote) {
+    let delay = note.delay
+    let tenths = (delay + (delay >= 0 ? 50 : -50)) / 100
+    bytes.removeAll(keepingCapacity: true)
+    bytes += prefix
+    TextWriter.decimal(UInt64(note.pairNumber), into: &bytes)
+    if let kind = PairKind.allCases.firstIndex(of: note.kind) { bytes += kindText[kind] }
+    bytes += note.clientToServer ? toServerText : toClientText
+    if tenths < 0 { bytes.append(UInt8(ascii: "-")) }
+    TextWriter.decimal(UInt64(abs(tenths) / 10), into: &bytes)
+    bytes.append(UInt8(ascii: "."))
+    TextWriter.decimal(UInt64(abs(tenths) % 10), into: &bytes)
+    bytes += unitText
   }
 }
 

@@ -1,72 +1,26 @@
-import Alignment
 import Foundation
 import JSON
-import SMCWire
 
 /// `timeline.html`: one self-contained file (no network access) with a ladder diagram: the
 /// two hosts as lanes, one arrow per paired message sloped by its delay, zoom and pan,
 /// filters by connection and layer, details on click, findings marked. Data is embedded in
 /// columns (numbers, not objects) so that a million events stay loadable; when zoomed out,
 /// arrows are aggregated into per-pixel-row density bars.
+///
+/// The page only draws: the merge pipeline computes the data (times on the reference clock,
+/// pairs, findings) and hands it in as one JSON object.
 public enum TimelineHTML {
-  public static func render(_ a: Alignment, findings: [Finding], clientName: String, serverName: String)
-    -> String
-  {
-    let start =
-      a.pairs.map { min($0.client.timeNanoseconds, a.clientTime(atServer: $0.server.timeNanoseconds)) }.min()
-      ?? 0
-    var connections: [String] = []
-    var connectionIndex: [String: Int] = [:]
-    var kind: [String] = []
-    var direction: [String] = []
-    var send: [String] = []
-    var receive: [String] = []
-    var conn: [String] = []
-    var frames: [String] = []
-    for pair in a.pairs {
-      let serverOnClient = a.clientTime(atServer: pair.server.timeNanoseconds)
-      let s = pair.clientToServer ? pair.client.timeNanoseconds : serverOnClient
-      let r = pair.clientToServer ? serverOnClient : pair.client.timeNanoseconds
-      let key = ConnectionKey(pair.client.source, pair.client.destination).description
-      let index =
-        connectionIndex[key]
-        ?? {
-          connections.append(key)
-          connectionIndex[key] = connections.count - 1
-          return connections.count - 1
-        }()
-      kind.append(String(PairKind.allCases.firstIndex(of: pair.kind)!))
-      direction.append(pair.clientToServer ? "1" : "0")
-      send.append(String(s &- start))
-      receive.append(String(r &- start))
-      conn.append(String(index))
-      frames.append("\(pair.client.frame),\(pair.server.frame)")
-    }
-    let marks = findings.compactMap { finding -> String? in
-      guard let time = finding.timeNanoseconds else { return nil }
-      return
-        "[\(time &- start),\(jsonString(finding.side)),\(jsonString(finding.kind.rawValue)),\(jsonString(finding.message))]"
-    }
-    let data = """
-      {"start":\(start),"client":\(jsonString(clientName)),"server":\(jsonString(serverName)),
-      "kinds":["tcp","clc","cdc","data"],"connections":[\(connections.map(jsonString).joined(separator: ","))],
-      "kind":[\(kind.joined(separator: ","))],"dir":[\(direction.joined(separator: ","))],
-      "send":[\(send.joined(separator: ","))],"recv":[\(receive.joined(separator: ","))],
-      "conn":[\(conn.joined(separator: ","))],"frames":[\(frames.map { "[\($0)]" }.joined(separator: ","))],
-      "marks":[\(marks.joined(separator: ","))],
-      "model":{"offset_ns":\(finite(a.model.offsetNanoseconds)),"lower_ns":\(finite(a.model.offsetLower)),"upper_ns":\(finite(a.model.offsetUpper)),"skew_ppm":\(finite(a.model.skewPPM)),"verdict":\(jsonString(a.verdict.rawValue))}}
-      """
-    return page.replacingOccurrences(of: "/*DATA*/", with: data.replacingOccurrences(of: "</", with: "<\\/"))
+  /// The page with `data` (the timeline's JSON object) embedded in its script.
+  public static func page(embedding data: String) -> String {
+    template.replacingOccurrences(of: "/*DATA*/", with: data.replacingOccurrences(of: "</", with: "<\\/"))
   }
 
-  static func finite(_ v: Double) -> String { v.isFinite ? String(format: "%.1f", v) : "null" }
-
   /// A JSON string for the page's script: `<` escaped as well, so no text can close the script.
-  static func jsonString(_ s: String) -> String {
+  public static func jsonString(_ s: String) -> String {
     JSONValue.quoted(s).replacingOccurrences(of: "<", with: "\\u003c")
   }
 
-  static let page = #"""
+  static let template = #"""
     <!doctype html>
     <html lang="en"><head><meta charset="utf-8"><title>smcpair timeline</title>
     <style>

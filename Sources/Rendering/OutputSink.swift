@@ -1,4 +1,5 @@
 import SMCWire
+import Support
 
 #if canImport(Glibc)
   import Glibc
@@ -52,20 +53,7 @@ public struct OutputSink {
     guard fd >= 0 else { return }
     defer { count = 0 }
     guard !failed, count > 0 else { return }
-    if !Self.writeAll(fd, UnsafeRawBufferPointer(start: base, count: count)) { failed = true }
-  }
-
-  static func writeAll(_ fd: Int32, _ raw: UnsafeRawBufferPointer) -> Bool {
-    var written = 0
-    while written < raw.count {
-      let n = write(fd, raw.baseAddress! + written, raw.count - written)
-      if n < 0 {
-        if errno == EINTR { continue }
-        return false
-      }
-      written += n
-    }
-    return true
+    if !writeAll(to: fd, UnsafeRawBufferPointer(start: base, count: count)) { failed = true }
   }
 
   /// Makes room for `n` more bytes (flushing, or writing a huge run straight through).
@@ -80,7 +68,7 @@ public struct OutputSink {
   public mutating func append(raw: UnsafeRawBufferPointer) {
     guard raw.count > 0 else { return }
     if !reserve(raw.count) {
-      if fd >= 0 && !failed && !Self.writeAll(fd, raw) { failed = true }
+      if fd >= 0 && !failed && !writeAll(to: fd, raw) { failed = true }
       return
     }
     (base + count).update(from: raw.baseAddress!.assumingMemoryBound(to: UInt8.self), count: raw.count)
@@ -181,20 +169,4 @@ public struct OutputSink {
   public var position: Int { count }
 
   private static func hexDigit(_ v: UInt8) -> UInt8 { v < 10 ? v + 48 : v + 87 }
-}
-
-/// Writes `text` to standard error unbuffered.
-public func writeStandardError(_ text: String) {
-  var bytes = Array(text.utf8)
-  bytes.withUnsafeMutableBytes { raw in
-    var written = 0
-    while written < raw.count {
-      let n = write(2, raw.baseAddress! + written, raw.count - written)
-      if n <= 0 {
-        if n < 0 && errno == EINTR { continue }
-        return
-      }
-      written += n
-    }
-  }
 }

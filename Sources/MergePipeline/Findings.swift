@@ -1,0 +1,281 @@
+import Alignment
+import CaptureFiles
+import SMCWire
+
+/// Something worth a look in a two-sided capture.
+public struct Finding: Sendable {
+  public enum Kind: String, Sendable, CaseIterable {
+    case cdcNotReceived = "cdc-not-received"
+    case cdcNotSent = "cdc-not-sent"
+    case seqnoGap = "seqno-gap"
+    case seqnoDuplicate = "seqno-duplicate"
+    case cursorRegression = "cursor-regression"
+    case declined
+    case fallback
+    case delayOutlier = "delay-outlier"
+    case tcpRetransmission = "tcp-retransmission"
+    case captureDrops = "capture-drops"
+  }
+
+  public var kind: Kind
+  /// `client` or `server`: whose capture shows it; `both` for what needs both (delays).
+  public var side: String
+  public var timeNanoseconds: Int64?
+  public var connection: String
+  public var message: String
+}
+
+/// Where one-way delays count as outliers, per kind and direction: above the median by more
+/// than `factor` median absolute deviations, and at least `floorNanoseconds`.
+public struct OutlierThreshold: Sendable {
+  public static let factor: Int64 = 20
+  /// Scheduling on a busy host alone delays a capture by up to about this much.
+  public static let floorNanoseconds: Int64 = 1_000_000
+  public var kind: PairKind
+  public var clientToServer: Bool
+  public var pairs: Int
+  public var medianNanoseconds: Int64
+  public var deviationNanoseconds: Int64
+  public var thresholdNanoseconds: Int64
+
+  public var text: String {
+    "\(kind.rawValue) \(clientToServer ? "client->server" : "server->client"): \(pairs) pairs, median \(medianNanoseconds / 1000) us, MAD \(deviationNanoseconds / 1000) us, outlier above \(thresholdNanoseconds / 1000) us"
+  }
+}
+
+/// Gathers the findings each capture shows on its own (seqno gaps and duplicates, cursor
+/// regressions, TCP retransmissions, fallbacks, capture drops) while the pairing walk reads
+/// it: hand one to `Aligner.align(..., observer:)`, then to `FindingsBuilder.build`.
+public final class CaptureFindingsObserver: PairingWalkObserver {
+  /// Per side (client first, as the walk reads them), in the order the events came.
+  private(set) var sides: [[Finding]] = []
+  private var side = "client"
+  private var decoder: OnePassCaptureDecoder?
+  private var checks = EventChecks()
+  /// This side's findings so far, with the connection of each TCP retransmission (kept only
+  /// if the connection turns out to be SMC's).
+  private var pending: [(finding: Finding, tcpConnection: ConnectionKey?)] = []
+
+  public init() {}
+
+  public func walkBegins(path: String, isServer: Bool, format: CaptureFormat, layout: DumpHeaderLayout?) {
+    side = isServer ? "server" : "client"
+    decoder = OnePassCaptureDecoder(
+      path: path, format: format, layout: layout ?? DumpHeaderLayout(source: .unknown))
+    checks = EventChecks()
+    pending = []
+  }
+
+  public func observe(_ packet: CapturedPacket, linkType: LinkType) {
+    decoder?.decode(packet, linkType: linkType) { event in check(event) }
+  }
+
+  public func walkEnds(interfaces: [CaptureInterface]) {
+    guard var decoder else { return }
+    decoder.finish { event in check(event) }
+    var found = pending.compactMap { finding, connection in
+      connection.map { decoder.isSMCRelated($0) } ?? true ? finding : nil
+    }
+    if side == "client" { found += FindingsBuilder.fallbacks(decoder.connections, side: side) }
+    found += FindingsBuilder.captureDrops(interfaces, side: side)
+    sides.append(found)
+    self.decoder = nil
+  }
+
+  private func check(_ event: SMCEvent) {
+    // A segment carrying the SMC option counts whatever its connection turns out to be.
+    let connection =
+      event.tcp?.smcOption == true ? nil : ConnectionKey(event.source, event.destination)
+    for finding in checks.check(event, side: side) {
+      pending.append((finding, finding.kind == .tcpRetransmission ? connection : nil))
+    }
+  }
+
+}
+
+/// The per-event checks of one capture: CDC seqno gaps and duplicates, producer cursor
+/// regressions, TCP segments sent again.
+struct EventChecks {
+  var lastSeqno: [String: UInt16] = [:]
+  var lastCursor: [String: UInt64] = [:]
+  var segments: [String: Int] = [:]
+
+  mutating func check(_ event: SMCEvent, side: String) -> [Finding] {
+    let flow = "\(event.source) -> \(event.destination)"
+    var findings: [Finding] = []
+    if let cdc = event.cdc {
+      if let finding = checkSeqno(cdc, event, flow: flow, side: side) { findings.append(finding) }
+      if let finding = checkCursor(cdc, event, flow: flow, side: side) { findings.append(finding) }
+    }
+    if let finding = checkRetransmission(event, flow: flow, side: side) { findings.append(finding) }
+    return findings
+  }
+
+  private mutating func checkSeqno(_ cdc: CDCMessage, _ event: SMCEvent, flow: String, side: String)
+    -> Finding?
+  {
+    guard let seq = cdc.sequenceNumber, seq != 0 else { return nil }
+    defer { lastSeqno[flow] = seq }
+    guard let previous = lastSeqno[flow] else { return nil }
+    if seq == previous {
+      return Finding(
+        kind: .seqnoDuplicate, side: side, timeNanoseconds: event.timeNanoseconds, connection: flow,
+        message:
+          "CDC seqno \(seq) appears twice (frame \(event.frame)); a re-sent failed post shows this way on the sender"
+      )
+    }
+    guard seq != previous &+ 1 && Int16(bitPattern: seq &- previous) > 0 else { return nil }
+    return Finding(
+      kind: .seqnoGap, side: side, timeNanoseconds: event.timeNanoseconds, connection: flow,
+      message:
+        "CDC seqno jumps from \(previous) to \(seq) (frame \(event.frame)): \(seq &- previous &- 1) missing")
+  }
+
+  private mutating func checkCursor(_ cdc: CDCMessage, _ event: SMCEvent, flow: String, side: String)
+    -> Finding?
+  {
+    let cursor = UInt64(cdc.producer.wrap) << 32 | UInt64(cdc.producer.count)
+    let previous = lastCursor[flow]
+    lastCursor[flow] = max(cursor, previous ?? 0)
+    guard let previous, cursor < previous, cdc.producer.wrap != 0 || cursor != 0 else { return nil }
+    return Finding(
+      kind: .cursorRegression, side: side, timeNanoseconds: event.timeNanoseconds, connection: flow,
+      message:
+        "producer cursor steps back from \(previous >> 32):\(previous & 0xFFFF_FFFF) to \(cdc.producer.wrap):\(cdc.producer.count) (frame \(event.frame)); a link failover re-sends this way"
+    )
+  }
+
+  private mutating func checkRetransmission(_ event: SMCEvent, flow: String, side: String) -> Finding? {
+    guard event.kind == .tcp, let tcp = event.tcp,
+      event.tcpPayloadLength > 0 || tcp.flags.contains(.syn) || tcp.flags.contains(.fin)
+    else { return nil }
+    let key = "\(flow) \(tcp.sequence) \(event.tcpPayloadLength) \(tcp.flags.rawValue & 0x07)"
+    segments[key, default: 0] += 1
+    guard segments[key] == 2 else { return nil }
+    return Finding(
+      kind: .tcpRetransmission, side: side, timeNanoseconds: event.timeNanoseconds, connection: flow,
+      message:
+        "TCP segment seq \(tcp.sequence) (\(event.tcpPayloadLength) bytes) sent again (frame \(event.frame))")
+  }
+}
+
+/// Puts together the findings of `smcpair merge`: from the pairing (CDC records one side
+/// lacks, delay outliers) and from what `CaptureFindingsObserver` gathered in the same walk.
+public enum FindingsBuilder {
+  /// Groups with fewer pairs have no outlier test.
+  static let outlierMinimumPairs = 20
+
+  /// Every finding, in time order.
+  public static func build(_ a: Alignment, observed: CaptureFindingsObserver) -> [Finding] {
+    let findings = unpairedCDC(a) + observed.sides.joined() + delayOutlierFindings(a)
+    return findings.sorted { ($0.timeNanoseconds ?? 0) < ($1.timeNanoseconds ?? 0) }
+  }
+
+  /// CDC records only one side has: only when the captures share packets at all (else they
+  /// are not of the same conversation) and the record's sender is known.
+  static func unpairedCDC(_ a: Alignment) -> [Finding] {
+    guard a.pairCount > 0 else { return [] }
+    var findings: [Finding] = []
+    for packet in a.unpairedClient where packet.kind == .cdc {
+      guard let sentHere = a.hosts.fromClient(packet.source.address) else { continue }
+      findings.append(
+        Finding(
+          kind: sentHere ? .cdcNotReceived : .cdcNotSent, side: "client",
+          timeNanoseconds: packet.timeNanoseconds,
+          connection: "\(packet.source) -> \(packet.destination)",
+          message: sentHere
+            ? "CDC sent by the client (frame \(packet.frame)) is not in the server's capture: never received, or dropped by the server's kernel"
+            : "CDC received by the client (frame \(packet.frame)) is not in the server's capture as sent"))
+    }
+    for packet in a.unpairedServer where packet.kind == .cdc {
+      guard let fromClient = a.hosts.fromClient(packet.source.address) else { continue }
+      let sentHere = !fromClient
+      findings.append(
+        Finding(
+          kind: sentHere ? .cdcNotReceived : .cdcNotSent, side: "server",
+          timeNanoseconds: packet.timeNanoseconds,
+          connection: "\(packet.source) -> \(packet.destination)",
+          message: sentHere
+            ? "CDC sent by the server (frame \(packet.frame)) is not in the client's capture: never received"
+            : "CDC received by the server (frame \(packet.frame)) is not in the client's capture as sent"))
+    }
+    return findings
+  }
+
+  /// Connections that fell back to TCP (declined, or inferred).
+  static func fallbacks(_ connections: [ConnectionRecord], side: String) -> [Finding] {
+    connections.compactMap { connection in
+      guard case .fallback(let code, let inferred, let detail) = connection.outcome else { return nil }
+      let name =
+        connection.client.flatMap { c in connection.server.map { "\(c) -> \($0)" } }
+        ?? connection.key.description
+      return Finding(
+        kind: connection.declineSeen ? .declined : .fallback, side: side,
+        timeNanoseconds: connection.firstNanoseconds, connection: name,
+        message:
+          "fell back to TCP: \(detail)\(code.map { " (\(DeclineReason.hexCode($0)))" } ?? "")\(inferred ? ", inferred" : "")"
+      )
+    }
+  }
+
+  /// Interfaces whose statistics count dropped packets.
+  static func captureDrops(_ interfaces: [CaptureInterface], side: String) -> [Finding] {
+    interfaces.compactMap { interface in
+      let dropped = (interface.statistics?.interfaceDropped ?? 0) + (interface.statistics?.osDropped ?? 0)
+      guard dropped > 0 else { return nil }
+      return Finding(
+        kind: .captureDrops, side: side, timeNanoseconds: interface.statistics?.timestampNanoseconds,
+        connection: interface.name ?? "?",
+        message:
+          "\(dropped) packets were dropped while capturing \(interface.name ?? "an interface"): the timeline has gaps there"
+      )
+    }
+  }
+
+  /// Pairs whose one-way delay is an outlier for their kind and direction.
+  static func delayOutlierFindings(_ a: Alignment) -> [Finding] {
+    delayOutliers(a).flatMap { threshold, outliers in
+      outliers.map { pair, delay in
+        Finding(
+          kind: .delayOutlier, side: "both", timeNanoseconds: pair.client.timeNanoseconds,
+          connection: "\(pair.client.source) -> \(pair.client.destination)",
+          message:
+            "one-way delay \(delay / 1000) us against a median of \(threshold.medianNanoseconds / 1000) us for \(pair.kind.rawValue) \(pair.clientToServer ? "client->server" : "server->client") (threshold \(threshold.thresholdNanoseconds / 1000) us; client frame \(pair.client.frame))"
+        )
+      }
+    }
+  }
+
+  /// Per kind and direction with enough pairs: the threshold and the pairs above it.
+  public static func outlierThresholds(_ a: Alignment) -> [OutlierThreshold] {
+    delayOutliers(a).map(\.threshold)
+  }
+
+  static func delayOutliers(_ a: Alignment) -> [(
+    threshold: OutlierThreshold, outliers: [(PacketPair, Int64)]
+  )] {
+    var groups: [Int: [(PacketPair, Int64)]] = [:]
+    for pair in a.pairs {
+      let delay = a.oneWayDelay(
+        clientToServer: pair.clientToServer, client: pair.client.timeNanoseconds,
+        server: pair.server.timeNanoseconds)
+      groups[PairKind.allCases.firstIndex(of: pair.kind)! * 2 + (pair.clientToServer ? 0 : 1), default: []]
+        .append((pair, delay))
+    }
+    return groups.sorted { $0.key < $1.key }.compactMap { key, delays in
+      guard delays.count >= outlierMinimumPairs else { return nil }
+      let sorted = delays.map(\.1).sorted()
+      let median = sorted[sorted.count / 2]
+      // In Double: times from a damaged file may be anywhere in Int64's range.
+      let deviations = sorted.map { abs(Double($0) - Double(median)) }.sorted()
+      let mad = deviations[deviations.count / 2]
+      let margin = max(Double(OutlierThreshold.factor) * mad, Double(OutlierThreshold.floorNanoseconds))
+      let limit = Double(median) + margin
+      let threshold = OutlierThreshold(
+        kind: PairKind.allCases[key / 2], clientToServer: key % 2 == 0, pairs: delays.count,
+        medianNanoseconds: median, deviationNanoseconds: Int64(clampingRounded: mad),
+        thresholdNanoseconds: Int64(clampingRounded: limit))
+      return (threshold, delays.filter { Double($0.1) > limit })
+    }
+  }
+}
