@@ -31,6 +31,12 @@ public struct SSHOptions: Sendable {
   /// Set when the jump host was named but cannot be used (e.g. `file:line: ...` of an
   /// inventory `jump:` that does not parse): connecting fails with it, never goes direct.
   public var unusableJump: String?
+  /// Connections a large download may use (`download`): the extra ones are made only when
+  /// they authenticate without a prompt. 1 keeps every download on its session.
+  public var downloadConnections = 2
+  /// False for a connection that must not ask at the terminal (a download's extra
+  /// connection): an encrypted key is used only with a passphrase given or already typed.
+  var mayPrompt = true
 
   public init() {}
 }
@@ -85,6 +91,8 @@ public final class SSHSession: @unchecked Sendable {
   /// After `close()`: every channel of this session is gone with it.
   var isClosed: Bool { closed }
   private var lastKeepalive = Date()
+  /// The target and options `connect` was given: a download's extra connection repeats them.
+  private(set) var origin: (target: SSHTarget, options: SSHOptions)?
 
   // MARK: - connect
 
@@ -117,7 +125,25 @@ public final class SSHSession: @unchecked Sendable {
       tunnel = try JumpTunnel(through: previous, to: endpoint.host, port: endpoint.port)
       socket = tunnel!.localSocket
     }
-    return try SSHSession(socket: socket, tunnel: tunnel, endpoint: endpoint, known: known)
+    let session = try SSHSession(socket: socket, tunnel: tunnel, endpoint: endpoint, known: known)
+    session.origin = (target, options)
+    return session
+  }
+
+  /// Another connection to the same host, for a transfer in parallel: nil when it would need
+  /// a prompt (a passphrase not typed yet), when it fails, or when the host presents a
+  /// different key than this session verified. It records no host key.
+  func companion() -> SSHSession? {
+    guard let origin else { return nil }
+    var options = origin.options
+    options.mayPrompt = false
+    options.acceptNew = false
+    guard let other = try? SSHSession.connect(origin.target, options: options) else { return nil }
+    guard other.hostKey.fingerprint == hostKey.fingerprint else {
+      other.close()
+      return nil
+    }
+    return other
   }
 
   /// Options for a jump hop: the same keys and known_hosts, no further jumps of its own.
