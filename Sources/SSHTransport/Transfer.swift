@@ -103,8 +103,8 @@ extension SSHSession {
   /// or more, so libssh2 keeps 8 MiB of requests in flight). From 32 MiB on, a second
   /// connection to the host helps when it authenticates without a prompt
   /// (`SSHOptions.downloadConnections`): libssh2 1.10 decrypts one 16-byte block per cipher
-  /// call, so one connection is bound to one core; the two fetch 8 MiB pieces in turn into
-  /// the same file. The data goes to `local.partial` first; an existing partial file is
+  /// call, so one connection is bound to one core; the two fetch pieces of 8-32 MiB in turn
+  /// into the same file. The data goes to `local.partial` first; an existing partial file is
   /// resumed. A writer thread writes the data and computes the SHA-256 in file order as the
   /// bytes become contiguous (it first streams a resumed prefix through the hash, never
   /// holding the file in memory), so the reading threads only move bytes off the connections.
@@ -142,8 +142,7 @@ extension SSHSession {
     defer { _ = try? retry("closing \(remote)") { libssh2_sftp_close_handle(handle) } }
     // Without its note (it could not be created) the file must not get holes: one reader.
     let helped = parallel && sink.keepsNote
-    let pieces = DownloadPieces(
-      from: resumedFrom, to: total, pieceSize: helped ? DownloadPieces.pieceSize : total - resumedFrom)
+    let pieces = DownloadPieces(from: resumedFrom, to: total, shared: helped)
     let helper = helped ? DownloadHelper(session: self, remote: remote, pieces: pieces, sink: sink) : nil
     let report: () -> Bool = {
       remoteDigest?.poll()
