@@ -49,6 +49,30 @@ final class DownloadPieces: @unchecked Sendable {
   }
 }
 
+/// The downloads running in this process. A second connection pays off only while a core
+/// would otherwise idle: when two downloads run at once (a capture pulls both sides together)
+/// they already keep two cores decrypting, and a third or fourth connection only adds sshd
+/// sessions and contention.
+enum ActiveDownloads {
+  private static let lock = NSLock()
+  nonisolated(unsafe) private static var running = 0
+
+  /// Counts a download in; the number of others running.
+  static func enter() -> Int {
+    lock.withLock {
+      running += 1
+      return running - 1
+    }
+  }
+
+  static func leave() { lock.withLock { running -= 1 } }
+
+  /// True when `download` is the only one running and the machine has a core to spare.
+  static var alone: Bool {
+    lock.withLock { running == 1 } && ProcessInfo.processInfo.activeProcessorCount > 1
+  }
+}
+
 /// A download's second connection, on its own thread: it connects (never asking at the
 /// terminal), then fetches pieces until none is left or it is stopped. When anything fails
 /// it just ends: its unfinished piece is back in `pieces` for the first connection.
@@ -75,6 +99,8 @@ final class DownloadHelper: @unchecked Sendable {
   private func run(_ session: SSHSession, _ remote: String, _ pieces: DownloadPieces, _ sink: DownloadSink) {
     guard !stopFlag.isSet, let other = session.companion() else { return }
     defer { other.close() }
+    // Another download began while this one connected: it takes the other core.
+    guard ActiveDownloads.alone else { return }
     do throws(SSHError) {
       let sftp = try other.sftp()
       defer { _ = try? other.retry("closing SFTP") { libssh2_sftp_shutdown(sftp) } }

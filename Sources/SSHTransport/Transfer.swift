@@ -102,7 +102,8 @@ extension SSHSession {
   /// Downloads `remote` to `local` with pipelined SFTP reads (each read asks for up to 2 MiB
   /// or more, so libssh2 keeps 8 MiB of requests in flight). From 32 MiB on, a second
   /// connection to the host helps when it authenticates without a prompt
-  /// (`SSHOptions.downloadConnections`): libssh2 1.10 decrypts one 16-byte block per cipher
+  /// (`SSHOptions.downloadConnections`) and no other download runs in this process
+  /// (`ActiveDownloads`): libssh2 1.10 decrypts one 16-byte block per cipher
   /// call, so one connection is bound to one core; the two fetch pieces of 8-32 MiB in turn
   /// into the same file. The data goes to `local.partial` first; an existing partial file is
   /// resumed. A writer thread writes the data and computes the SHA-256 in file order as the
@@ -127,8 +128,11 @@ extension SSHSession {
     defer { Glibc.close(fd) }
     // Resume: keep what an earlier, cut transfer already wrote without a gap.
     let resumedFrom = PartialDownload.resumePoint(fd: fd, partial: partial, total: total)
+    let others = ActiveDownloads.enter()
+    defer { ActiveDownloads.leave() }
     let parallel =
       options.downloadConnections > 1 && total - resumedFrom >= SSHSession.parallelDownloadMinimum
+      && others == 0 && ActiveDownloads.alone
     let sink = DownloadSink(fd: fd, path: partial, resumedFrom: resumedFrom, readers: parallel ? 2 : 1)
     // Everything handed over is written before the file is closed, on every path; what lies
     // beyond the first gap is cut off, so that running it again resumes from a whole prefix.
