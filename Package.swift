@@ -43,12 +43,15 @@ let package = Package(
     .target(name: "Rendering", dependencies: ["SMCWire", "CaptureFiles", "JSON", "Support"]),
     // The merge: pairing outputs, findings, and the writers of every merge output.
     .target(
-      name: "MergePipeline", dependencies: ["SMCWire", "CaptureFiles", "Alignment", "JSON", "Rendering"]),
-    // Process-level helpers every executable uses (standard error, sibling executables); no Foundation.
+      name: "MergePipeline",
+      dependencies: ["SMCWire", "CaptureFiles", "Alignment", "JSON", "Rendering", "Support"]),
+    // Process-level helpers every executable uses (standard error, sibling executables, paths); no Foundation.
     .target(name: "Support"),
     // Runs programs by argument vector with a clean signal mask (no Foundation).
     .target(name: "ChildProcess"),
-    .target(name: "Inventory", dependencies: ["JSON", "AgentProtocol", .product(name: "Yams", package: "Yams")]),
+    .target(
+      name: "Inventory",
+      dependencies: ["JSON", "AgentProtocol", "Support", .product(name: "Yams", package: "Yams")]),
     // A Foundation-free JSON value, parser and writer (the agent must not link Foundation).
     .target(name: "JSON"),
     // Agent protocol messages (JSON Lines).
@@ -60,7 +63,7 @@ let package = Package(
     ),
     .target(name: "Checksum", dependencies: ["CLibCrypto"]),
     // libssh2: sessions, host keys, auth, exec, SFTP, jump hosts, ~/.ssh/config subset.
-    .target(name: "SSHTransport", dependencies: ["CLibSSH2", "Checksum"]),
+    .target(name: "SSHTransport", dependencies: ["CLibSSH2", "Checksum", "Support"]),
     // libpcap live capture into pcapng, and the SMC dump device lifecycle.
     .target(
       name: "LiveCapture",
@@ -70,6 +73,7 @@ let package = Package(
       name: "Orchestration",
       dependencies: [
         "SSHTransport", "Inventory", "AgentProtocol", "Checksum", "MergePipeline", "Alignment", "SMCWire",
+        "Support",
       ]
     ),
     // Network-namespace lab and SMC peer emulator.
@@ -134,7 +138,9 @@ let package = Package(
       dependencies: ["MergePipeline", "Alignment", "SMCWire", "SMCSynthesis", "CaptureFiles", "TestSupport"]),
     .testTarget(
       name: "RenderingTests",
-      dependencies: ["Rendering", "Support", "JSON", "SMCWire", "SMCSynthesis", "CaptureFiles", "TestSupport"]),
+      dependencies: [
+        "Rendering", "Support", "JSON", "SMCWire", "SMCSynthesis", "CaptureFiles", "TestSupport",
+      ]),
     .testTarget(
       name: "AlignmentTests",
       dependencies: [

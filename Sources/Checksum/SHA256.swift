@@ -28,14 +28,19 @@ public struct SHA256: @unchecked Sendable {
 
   public mutating func update(_ bytes: [UInt8]) { bytes.withUnsafeBytes { update($0) } }
 
-  /// The digest as 64 lower-case hex digits.
-  public mutating func finalizeHex() -> String {
+  /// The digest's 32 bytes.
+  public mutating func finalize() -> [UInt8] {
     var digest = [UInt8](repeating: 0, count: 32)
     var length: UInt32 = 0
     EVP_DigestFinal_ex(context.pointer, &digest, &length)
+    return digest
+  }
+
+  /// The digest as 64 lower-case hex digits.
+  public mutating func finalizeHex() -> String {
     let digits: [Character] = Array("0123456789abcdef")
     var out = ""
-    for byte in digest {
+    for byte in finalize() {
       out.append(digits[Int(byte >> 4)])
       out.append(digits[Int(byte & 0xF)])
     }

@@ -34,20 +34,34 @@ struct CopyCommand: ParsableCommand {
     guard remoteSource != remoteDestination else {
       throw ValidationError("exactly one of SOURCE and DESTINATION must be ssh://[user@]host[:port]/PATH")
     }
-    guard let remote = SSHTarget.parse(url: remoteSource ? source : destination), let path = remote.path,
-      path.count > 1
-    else {
-      throw ValidationError("the remote side needs a path: ssh://[user@]host[:port]/PATH")
-    }
-    guard Int(mode, radix: 8) != nil else { throw ValidationError("--mode is octal, e.g. 644") }
+    _ = try remoteEnd()
+    _ = try uploadMode()
     if let expectSHA256, expectSHA256.count != 64 || UInt64(expectSHA256.prefix(16), radix: 16) == nil {
       throw ValidationError("--expect-sha256 takes 64 hex digits")
     }
   }
 
+  /// The ssh:// side of the copy and its path.
+  func remoteEnd() throws -> (target: SSHTarget, path: String) {
+    let remoteSource = source.hasPrefix("ssh://")
+    guard let remote = SSHTarget.parse(url: remoteSource ? source : destination), let path = remote.path,
+      path.count > 1
+    else {
+      throw ValidationError("the remote side needs a path: ssh://[user@]host[:port]/PATH")
+    }
+    return (remote, path)
+  }
+
+  /// `--mode` as a number.
+  func uploadMode() throws -> Int {
+    guard let value = Int(mode, radix: 8) else { throw ValidationError("--mode is octal, e.g. 644") }
+    return value
+  }
+
   func run() throws {
     let remoteSource = source.hasPrefix("ssh://")
-    let remote = SSHTarget.parse(url: remoteSource ? source : destination)!
+    let (remote, remotePath) = try remoteEnd()
+    let uploadMode = try uploadMode()
     let (target, options) = try connection.resolve("ssh://\(remote.description)", inventory: nil)
     let showProgress = isatty(2) == 1
     var lastShown = Date.distantPast
@@ -67,12 +81,12 @@ struct CopyCommand: ParsableCommand {
         var local = destination
         var isDirectory: ObjCBool = false
         if FileManager.default.fileExists(atPath: local, isDirectory: &isDirectory), isDirectory.boolValue {
-          local += "/" + (remote.path! as NSString).lastPathComponent
+          local += "/" + (remotePath as NSString).lastPathComponent
         }
         result = try session.download(
-          remote.path!, to: local, expectedSHA256: expectSHA256?.lowercased(), progress: progress)
+          remotePath, to: local, expectedSHA256: expectSHA256?.lowercased(), progress: progress)
       } else {
-        result = try session.upload(source, to: remote.path!, mode: Int(mode, radix: 8)!, progress: progress)
+        result = try session.upload(source, to: remotePath, mode: uploadMode, progress: progress)
       }
       if showProgress { writeStandardError("\n") }
       let rate = Double(result.bytes - result.resumedFrom) / max(result.seconds, 1e-6) / 1_048_576

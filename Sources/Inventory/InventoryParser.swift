@@ -1,4 +1,5 @@
 import Foundation
+import Support
 import Yams
 
 /// Reads the smcpair inventory format (YAML with `defaults`, `hosts`, `groups`, `pairs`).
@@ -33,7 +34,7 @@ public enum InventoryParser {
     guard let text = String(data: data, encoding: .utf8) else {
       throw InventoryError(SourceLocation(file: path, line: 1, column: 1), "the inventory is not UTF-8 text")
     }
-    return try parse(text, file: path, baseDirectory: (absolute as NSString).deletingLastPathComponent)
+    return try parse(text, file: path, baseDirectory: parentFolder(of: absolute))
   }
 
   /// Parses inventory text; `file` labels locations in errors. Ansible inventories (INI or
@@ -133,7 +134,7 @@ public enum InventoryParser {
     } catch {
       throw yamlError(error, file: path, text: text)
     }
-    let walker = Walker(file: path, base: (absolute as NSString).deletingLastPathComponent)
+    let walker = Walker(file: path, base: parentFolder(of: absolute))
     var pairs: Node?
     for (key, _, value) in try walker.entries(root, what: "the pairs file", allowed: ["pairs"])
     where key == "pairs" {

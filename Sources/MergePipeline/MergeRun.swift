@@ -4,6 +4,7 @@ import Foundation
 import JSON
 import Rendering
 import SMCWire
+import Support
 
 /// The whole of `smcpair merge`: align two captures and write the chosen outputs. Used by
 /// `smcpair merge` and by `smcpair capture` after it pulled both sides.
@@ -178,7 +179,7 @@ public enum MergeRun {
       var folder = out
       while !folder.isEmpty, folder != "/", stat(folder, &info) != 0 {
         missing.append(folder)
-        folder = (folder as NSString).deletingLastPathComponent
+        folder = parentFolder(of: folder)
       }
       for folder in missing.reversed() {
         guard mkdir(folder, 0o700) == 0 || errno == EEXIST else {

@@ -3,6 +3,7 @@ import Checksum
 import Foundation
 import Inventory
 import SSHTransport
+import Support
 
 /// What the preflight found on a host.
 public struct Preflight: Sendable {
@@ -213,7 +214,7 @@ public final class CaptureSide: @unchecked Sendable {
     }
     preflight.agent = remoteDigest == nil ? "deployed" : "upgraded"
     note("\(preflight.agent == "deployed" ? "deploying" : "upgrading") the agent at \(path)")
-    let directory = (path as NSString).deletingLastPathComponent
+    let directory = parentFolder(of: path)
     let step = "deploying the agent"
     if !directory.isEmpty {
       let made = try run(access.privileged(["mkdir", "-p", "--", directory]), step: step)
@@ -350,7 +351,7 @@ public final class CaptureSide: @unchecked Sendable {
     var folder = access.host.agentRoot ?? "/var/lib/smcpair/agent"
     while folder.count > 1 {
       candidates.append(folder)
-      folder = (folder as NSString).deletingLastPathComponent
+      folder = parentFolder(of: folder)
     }
     return candidates + ["/"]
   }

@@ -4,6 +4,7 @@ import Foundation
 import Inventory
 import MergePipeline
 import SSHTransport
+import Support
 
 /// `session.json` in a session folder: what was asked, what each host did, where the files
 /// are. Rewritten (atomically) at every step, so that a coordinator that dies leaves enough
@@ -409,7 +410,7 @@ extension CaptureRun {
       if let text = record.inventory.hosts ?? record.inventory.text {
         inventory = try InventoryParser.parse(
           text, file: path + " (snapshot in session.json)",
-          baseDirectory: (path as NSString).deletingLastPathComponent)
+          baseDirectory: parentFolder(of: path))
       } else {
         inventory = try InventoryParser.load(path: path)
       }

@@ -154,7 +154,9 @@ extension SSHSession {
         }
         if !eofSent {
           let n = input.withUnsafeBytes { raw in
-            libssh2_channel_write_ex(channel, 0, raw.baseAddress! + inputOffset, raw.count - inputOffset)
+            libssh2_channel_write_ex(
+              channel, 0, UnsafeRawBufferPointer(rebasing: raw[inputOffset...]).baseAddress,
+              raw.count - inputOffset)
           }
           if n > 0 {
             inputOffset += n
@@ -170,11 +172,11 @@ extension SSHSession {
         }
         // A zero-byte read is not the end: the channel says when it is.
         if libssh2_channel_eof(channel) != 0 && !progress { break }
-        if let overall, overall.timeIntervalSinceNow <= 0 {
+        if let overall, let seconds = limits.seconds, overall.timeIntervalSinceNow <= 0 {
           abandon(channel)
           throw SSHError(
             .timeout, host: label,
-            "\(purpose): not finished after \(Int(limits.seconds!.rounded())) s (\(received[0] + received[1]) bytes of output so far); the channel was closed. Is a ForceCommand or a login script holding every command?"
+            "\(purpose): not finished after \(Int(seconds.rounded())) s (\(received[0] + received[1]) bytes of output so far); the channel was closed. Is a ForceCommand or a login script holding every command?"
           )
         }
         if progress {

@@ -27,24 +27,23 @@ final class JumpTunnel: @unchecked Sendable {
 
   init(through jump: SSHSession, to host: String, port: Int) throws(SSHError) {
     self.jump = jump
-    var deadline = Date().addingTimeInterval(jump.options.connectTimeout)
-    var opened: OpaquePointer?
-    while opened == nil {
-      opened = libssh2_channel_direct_tcpip_ex(jump.session, host, Int32(port), "127.0.0.1", 22)
-      if opened == nil {
-        let code = jump.lastErrorCode()
-        guard code == LibSSH2.eagain else {
-          throw SSHError(
-            .connect, host: jump.label,
-            "the jump host could not open a connection to \(SSHTarget.label(user: nil, host: host, port: port)): \(SSHSession.error(jump.session, jump.label, "direct-tcpip", code).message)"
-          )
-        }
-        try jump.waitForSocket("opening the tunnel", deadline: deadline)
+    let deadline = Date().addingTimeInterval(jump.options.connectTimeout)
+    let opened: OpaquePointer
+    while true {
+      if let channel = libssh2_channel_direct_tcpip_ex(jump.session, host, Int32(port), "127.0.0.1", 22) {
+        opened = channel
+        break
       }
+      let code = jump.lastErrorCode()
+      guard code == LibSSH2.eagain else {
+        throw SSHError(
+          .connect, host: jump.label,
+          "the jump host could not open a connection to \(SSHTarget.label(user: nil, host: host, port: port)): \(SSHSession.error(jump.session, jump.label, "direct-tcpip", code).message)"
+        )
+      }
+      try jump.waitForSocket("opening the tunnel", deadline: deadline)
     }
-    deadline = Date()
-    _ = deadline
-    channel = opened!
+    channel = opened
     var pair: [Int32] = [-1, -1]
     guard socketpair(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0, &pair) == 0 else {
       libssh2_channel_free(opened)

@@ -1,5 +1,6 @@
 import Checksum
 import Foundation
+import Support
 
 #if canImport(Glibc)
   import Glibc
@@ -261,7 +262,7 @@ public struct KnownHosts: Sendable {
     }
     let line =
       "\(KnownHosts.lookupName(host: host, port: port)) \(keyType) \(Data(key).base64EncodedString())\n"
-    let directory = (path as NSString).deletingLastPathComponent
+    let directory = parentFolder(of: path)
     if !directory.isEmpty {
       try? FileManager.default.createDirectory(
         atPath: directory, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
@@ -289,15 +290,7 @@ public struct KnownHosts: Sendable {
   public static func fingerprint(_ key: [UInt8]) -> String {
     var hasher = SHA256()
     hasher.update(key)
-    let hex = hasher.finalizeHex()
-    var bytes: [UInt8] = []
-    var index = hex.startIndex
-    while index < hex.endIndex {
-      let next = hex.index(index, offsetBy: 2)
-      bytes.append(UInt8(hex[index..<next], radix: 16)!)
-      index = next
-    }
-    var text = Data(bytes).base64EncodedString()
+    var text = Data(hasher.finalize()).base64EncodedString()
     while text.hasSuffix("=") { text.removeLast() }
     return "SHA256:" + text
   }

@@ -1,6 +1,7 @@
 import CLibSSH2
 import Checksum
 import Foundation
+import Support
 
 #if canImport(Glibc)
   import Glibc
@@ -237,21 +238,27 @@ extension SSHSession {
     var deadline = Date().addingTimeInterval(options.inactivityTimeout)
     do throws(SSHError) {
       while at < end {
-        if buffer == nil {
-          buffer = try sink.take()
+        let current: UnsafeMutableRawBufferPointer
+        if let buffer {
+          current = buffer
+        } else {
+          current = try sink.take()
+          buffer = current
           bufferStart = at
         }
         // libssh2 keeps up to 4x the room in requests ahead: a quarter of what is left keeps
         // them inside the range, so nothing past its end is sent, decrypted and dropped when
         // the next piece seeks (at most 3 x 32 KiB at the very end).
         let ahead = Int(clamping: end - at)
-        let room = min(buffer!.count - filled, max(ahead / 4, min(ahead, 32 << 10)))
-        let n = libssh2_sftp_read(handle, buffer!.baseAddress! + filled, room)
+        let room = min(current.count - filled, max(ahead / 4, min(ahead, 32 << 10)))
+        // The sink's buffers are never empty (DownloadSink allocates them), so the slice has a base.
+        let n = libssh2_sftp_read(
+          handle, UnsafeMutableRawBufferPointer(rebasing: current[filled...]).baseAddress, room)
         if n > 0 {
           filled += n
           at += Int64(n)
           // Hand the buffer over while a read can still ask for the full read-ahead.
-          if buffer!.count - filled < DownloadSink.minimumRead || at >= end {
+          if current.count - filled < DownloadSink.minimumRead || at >= end {
             try handOver()
             bufferStart = at
           }
@@ -322,7 +329,7 @@ extension SSHSession {
     let total = Int64(info.st_size)
     let sftp = try self.sftp()
     defer { _ = try? retry("closing SFTP") { libssh2_sftp_shutdown(sftp) } }
-    let directory = (remote as NSString).deletingLastPathComponent
+    let directory = parentFolder(of: remote)
     let temporary =
       (directory.isEmpty ? "" : directory + "/")
       + ".\((remote as NSString).lastPathComponent).smcpair-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
@@ -342,7 +349,10 @@ extension SSHSession {
         buffer.withUnsafeBytes { hasher.update(UnsafeRawBufferPointer(rebasing: $0[0..<n])) }
         var offset = 0
         while offset < n {
-          let w = buffer.withUnsafeBytes { libssh2_sftp_write(handle, $0.baseAddress! + offset, n - offset) }
+          let w = buffer.withUnsafeBytes {
+            libssh2_sftp_write(
+              handle, UnsafeRawBufferPointer(rebasing: $0[offset..<n]).baseAddress, n - offset)
+          }
           if w > 0 {
             offset += w
             sent += Int64(w)
@@ -415,7 +425,8 @@ public enum ParallelHosts {
       thread.start()
     }
     group.wait()
-    return box.results.map { $0! }
+    // Every thread stored its result before leaving the group.
+    return box.results.compactMap { $0 }
   }
 }
 
@@ -567,7 +578,9 @@ final class DownloadSink: @unchecked Sendable {
       var written = 0
       if !failed {
         while written < count {
-          let n = pwrite(fd, buffer.baseAddress! + written, count - written, off_t(offset) + off_t(written))
+          let n = pwrite(
+            fd, UnsafeRawBufferPointer(rebasing: buffer[written..<count]).baseAddress, count - written,
+            off_t(offset) + off_t(written))
           if n < 0 && errno == EINTR { continue }
           guard n > 0 else {
             fail("writing \(path) failed: \(String(cString: strerror(errno)))")

@@ -105,6 +105,22 @@ func json(_ path: String) throws -> [String: Any] {
     #expect(merged["causality_violations"] as? Int == 0)
   }
 
+  /// A one-letter relative `--out` folder (and one below a missing one-letter folder) is
+  /// created, not a crash: Foundation's `deletingLastPathComponent` died on "m" with SIGILL.
+  @Test func oneLetterOutputFoldersAreCreated() throws {
+    let dir = try TemporaryDirectory()
+    let smcpair = try Tools.product("smcpair")
+    try WindowedMerge.sides(dir, connections: 1, messages: 2, size: 100)
+    for out in ["m", "a/b"] {
+      let merge = try Tools.run([
+        "sh", "-c", "cd \"$0\" && \"$1\" merge client.pcapng server.pcapng --out \"$2\" --formats report",
+        dir.path, smcpair, out,
+      ])
+      #expect(merge.status == 0, "\(out): \(merge.stderr)")
+      #expect(FileManager.default.fileExists(atPath: dir.file(out + "/alignment.json")), "\(out)")
+    }
+  }
+
   @Test func usageErrors() throws {
     let smcpair = try Tools.product("smcpair")
     let unknown = try Tools.run([smcpair, "merge", "a", "b", "--out", "/tmp/x", "--formats", "html,svg"])

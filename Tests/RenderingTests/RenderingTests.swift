@@ -157,6 +157,16 @@ import Testing
     #expect(total == 10_000)
   }
 
+  /// As `dirname`, but "" for a bare name; Foundation's `deletingLastPathComponent` died on
+  /// "m" (SIGILL), which made `smcpair merge --out m` crash.
+  @Test(arguments: [
+    ("m", ""), ("ab", ""), ("a/b", "a"), ("a/b/", "a"), ("a//b", "a"), ("/a", "/"), ("/", "/"), ("./m", "."),
+    ("/x/y/z", "/x/y"), ("", ""),
+  ])
+  func parentFoldersAsDirname(path: String, parent: String) {
+    #expect(parentFolder(of: path) == parent)
+  }
+
   @Test func siblingExecutablesSitNextToTheRunningOne() {
     let path = siblingExecutable("smcpair-agent")
     #expect(path.hasSuffix("/smcpair-agent"))
