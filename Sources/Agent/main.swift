@@ -4,6 +4,7 @@
 // No Foundation: the agent ships as one static binary.
 import AgentProtocol
 import LiveCapture
+import Support
 
 #if canImport(Glibc)
   import Glibc
@@ -12,21 +13,11 @@ import LiveCapture
 nonisolated(unsafe) var signalPipe: [Int32] = [-1, -1]
 nonisolated(unsafe) var signalNumber: Int32 = 0
 
-func writeAll(_ fd: Int32, _ text: String) -> Bool {
-  var bytes = Array(text.utf8)
-  var written = 0
-  while written < bytes.count {
-    let n = bytes.withUnsafeMutableBytes { write(fd, $0.baseAddress! + written, $0.count - written) }
-    if n < 0 {
-      if errno == EINTR { continue }
-      return false
-    }
-    written += n
-  }
-  return true
+/// Sends one line (newline added) to a peer: stdout, the session socket or the owning agent.
+/// A failed write is not reported here: a peer that went away shows as the end of its input.
+func sendLine(_ line: String, to fd: Int32) {
+  _ = try? FileDescriptor(rawValue: fd).writeAll(line + "\n")
 }
-
-func standardError(_ text: String) { _ = writeAll(2, text) }
 
 /// Splits a byte stream into lines; lines longer than 1 MiB are dropped and reported.
 struct LineReader {
@@ -41,12 +32,18 @@ struct LineReader {
   /// Reads what is available; returns complete lines (an overlong one as nil).
   mutating func read() -> [String?] {
     var buffer = [UInt8](repeating: 0, count: 65536)
-    let n = buffer.withUnsafeMutableBytes { Glibc.read(fd, $0.baseAddress, $0.count) }
-    if n == 0 || (n < 0 && errno != EINTR && errno != EAGAIN) {
+    let n: Int
+    do {
+      n = try FileDescriptor(rawValue: fd).read(into: &buffer)
+    } catch {
+      // Nothing yet on a non-blocking descriptor; any other error ends the stream.
+      if error != .wouldBlock { closed = true }
+      return []
+    }
+    if n == 0 {
       closed = true
       return []
     }
-    guard n > 0 else { return [] }
     var lines: [String?] = []
     for byte in buffer[0..<n] {
       if byte == 0x0A {
@@ -148,7 +145,7 @@ func serve(root: String) -> Int32 {
     let response =
       line.map { service.respond(to: $0) }
       ?? .failure(id: nil, type: nil, AgentProtocolError(.malformed, "request line longer than 1 MiB"))
-    _ = writeAll(fd, response.line + "\n")
+    sendLine(response.line, to: fd)
     if fd != 1 && response.ok && response.type == "finalize" { finalizedByAttach = true }
     if listener < 0, let session = service.session {
       socketPath = "\(session.folder)/control.sock"
@@ -215,7 +212,7 @@ func serve(root: String) -> Int32 {
 /// not a session name.
 func sessionFolder(root: String, session: String) -> String? {
   guard CapturePlan.validSession(session) else {
-    standardError("smcpair-agent: '\(session)' is not a session name\n")
+    writeStandardError("smcpair-agent: '\(session)' is not a session name\n")
     return nil
   }
   return "\(root)/sessions/\(session)"
@@ -235,14 +232,14 @@ func attach(root: String, session: String) -> Int32 {
       if stdinOpen { fds.append(pollfd(fd: 0, events: Int16(POLLIN), revents: 0)) }
       guard poll(&fds, nfds_t(fds.count), -1) >= 0 || errno == EINTR else { break }
       if fds.count > 1 && fds[1].revents != 0 {
-        for line in input.read() { _ = writeAll(fd, (line ?? "") + "\n") }
+        for line in input.read() { sendLine(line ?? "", to: fd) }
         if input.closed {
           stdinOpen = false
           shutdown(fd, Int32(SHUT_WR))
         }
       }
       if fds[0].revents != 0 {
-        for line in fromAgent.read() { _ = writeAll(1, (line ?? "") + "\n") }
+        for line in fromAgent.read() { sendLine(line ?? "", to: 1) }
         if fromAgent.closed { break }
       }
     }
@@ -255,7 +252,7 @@ func attach(root: String, session: String) -> Int32 {
   while !input.closed {
     var entry = pollfd(fd: 0, events: Int16(POLLIN), revents: 0)
     _ = poll(&entry, 1, -1)
-    for line in input.read() { _ = writeAll(1, offline.respond(to: line ?? "").line + "\n") }
+    for line in input.read() { sendLine(offline.respond(to: line ?? "").line, to: 1) }
   }
   return 0
 }
@@ -269,7 +266,7 @@ func removeSession(root: String, session: String) -> Int32 {
   let fd = connectUnix("\(folder)/control.sock")
   if fd >= 0 {
     close(fd)
-    standardError("smcpair-agent: session \(session) is still owned by a running agent; stop it first\n")
+    writeStandardError("smcpair-agent: session \(session) is still owned by a running agent; stop it first\n")
     return 75
   }
   guard let directory = opendir(folder) else {
@@ -277,14 +274,12 @@ func removeSession(root: String, session: String) -> Int32 {
       print("nothing to remove: \(folder) does not exist")
       return 0
     }
-    standardError("smcpair-agent: cannot open \(folder): \(String(cString: strerror(errno)))\n")
+    writeStandardError("smcpair-agent: cannot open \(folder): \(Errno.current)\n")
     return 74
   }
   var names: [String] = []
   while let entry = readdir(directory) {
-    let name = withUnsafeBytes(of: entry.pointee.d_name) { raw in
-      String(decoding: raw.prefix { $0 != 0 }, as: UTF8.self)
-    }
+    let name = String(cStringField: entry.pointee.d_name)
     if name != "." && name != ".." { names.append(name) }
   }
   closedir(directory)
@@ -294,8 +289,8 @@ func removeSession(root: String, session: String) -> Int32 {
     if unlink("\(folder)/\(name)") == 0 { removed += 1 }
   }
   guard rmdir(folder) == 0 else {
-    standardError(
-      "smcpair-agent: removed \(removed) files but not \(folder): \(String(cString: strerror(errno)))\n")
+    writeStandardError(
+      "smcpair-agent: removed \(removed) files but not \(folder): \(Errno.current)\n")
     return 74
   }
   print("removed \(folder) (\(removed) files)")
@@ -326,7 +321,7 @@ var arguments = Array(CommandLine.arguments.dropFirst())
 var root = defaultRoot()
 if let index = arguments.firstIndex(of: "--root") {
   guard index + 1 < arguments.count else {
-    standardError("smcpair-agent: --root needs a folder\n")
+    writeStandardError("smcpair-agent: --root needs a folder\n")
     exit(64)
   }
   root = arguments[index + 1]
@@ -345,13 +340,13 @@ case nil, "serve":
   exit(serve(root: root))
 case "attach":
   guard arguments.count == 2 else {
-    standardError("smcpair-agent: attach needs a session name\n" + usage)
+    writeStandardError("smcpair-agent: attach needs a session name\n" + usage)
     exit(64)
   }
   exit(attach(root: root, session: arguments[1]))
 case "remove":
   guard arguments.count == 2 else {
-    standardError("smcpair-agent: remove needs a session name\n" + usage)
+    writeStandardError("smcpair-agent: remove needs a session name\n" + usage)
     exit(64)
   }
   exit(removeSession(root: root, session: arguments[1]))
@@ -360,6 +355,6 @@ case "cleanup":
   print(removed.isEmpty ? "nothing to clean up" : "removed \(removed.joined(separator: ", "))")
   exit(0)
 default:
-  standardError("smcpair-agent: unknown argument '\(arguments[0])'; try --help\n")
+  writeStandardError("smcpair-agent: unknown argument '\(arguments[0])'; try --help\n")
   exit(64)
 }
