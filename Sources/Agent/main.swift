@@ -13,55 +13,6 @@ import Support
 nonisolated(unsafe) var signalPipe: [Int32] = [-1, -1]
 nonisolated(unsafe) var signalNumber: Int32 = 0
 
-/// Sends one line (newline added) to a peer: stdout, the session socket or the owning agent.
-/// A failed write is not reported here: a peer that went away shows as the end of its input.
-func sendLine(_ line: String, to fd: Int32) {
-  _ = try? FileDescriptor(rawValue: fd).writeAll(line + "\n")
-}
-
-/// Splits a byte stream into lines; lines longer than 1 MiB are dropped and reported.
-struct LineReader {
-  let fd: Int32
-  var pending: [UInt8] = []
-  var overlong = false
-  var closed = false
-  static let limit = 1 << 20
-
-  init(fd: Int32) { self.fd = fd }
-
-  /// Reads what is available; returns complete lines (an overlong one as nil).
-  mutating func read() -> [String?] {
-    var buffer = [UInt8](repeating: 0, count: 65536)
-    let n: Int
-    do {
-      n = try FileDescriptor(rawValue: fd).read(into: &buffer)
-    } catch {
-      // Nothing yet on a non-blocking descriptor; any other error ends the stream.
-      if error != .wouldBlock { closed = true }
-      return []
-    }
-    if n == 0 {
-      closed = true
-      return []
-    }
-    var lines: [String?] = []
-    for byte in buffer[0..<n] {
-      if byte == 0x0A {
-        lines.append(overlong ? nil : String(decoding: pending, as: UTF8.self))
-        pending.removeAll(keepingCapacity: true)
-        overlong = false
-      } else if !overlong {
-        pending.append(byte)
-        if pending.count > LineReader.limit {
-          overlong = true
-          pending.removeAll()
-        }
-      }
-    }
-    return lines
-  }
-}
-
 func installSignals() {
   // Start from a clean mask: a parent may have blocked signals, and the agent must see them.
   var empty = sigset_t()
@@ -77,53 +28,6 @@ func installSignals() {
       _ = write(signalPipe[1], &byte, 1)
     }
   }
-}
-
-func unixAddress(_ path: String) -> sockaddr_un? {
-  var address = sockaddr_un()
-  address.sun_family = sa_family_t(AF_UNIX)
-  let bytes = Array(path.utf8)
-  guard bytes.count < MemoryLayout.size(ofValue: address.sun_path) else { return nil }
-  withUnsafeMutableBytes(of: &address.sun_path) { raw in
-    for (index, byte) in bytes.enumerated() { raw[index] = byte }
-    raw[bytes.count] = 0
-  }
-  return address
-}
-
-func listen(at path: String) -> Int32 {
-  unlink(path)
-  guard var address = unixAddress(path) else { return -1 }
-  let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0)
-  guard fd >= 0 else { return -1 }
-  _ = fcntl(fd, F_SETFD, FD_CLOEXEC)
-  let bound = withUnsafePointer(to: &address) {
-    $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
-      bind(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size))
-    }
-  }
-  guard bound == 0, Glibc.listen(fd, 4) == 0 else {
-    close(fd)
-    return -1
-  }
-  chmod(path, 0o600)
-  return fd
-}
-
-func connectUnix(_ path: String) -> Int32 {
-  guard var address = unixAddress(path) else { return -1 }
-  let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0)
-  guard fd >= 0 else { return -1 }
-  let connected = withUnsafePointer(to: &address) {
-    $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
-      connect(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size))
-    }
-  }
-  if connected != 0 {
-    close(fd)
-    return -1
-  }
-  return fd
 }
 
 /// The protocol loop on stdin/stdout plus the session socket. Returns the exit status.

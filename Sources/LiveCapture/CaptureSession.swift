@@ -201,21 +201,12 @@ public final class CaptureSession: @unchecked Sendable {
       $0.files = [writer.path]
     }
     stateBox.withLock { $0 = .capturing }
-    let box = Unmanaged.passRetained(ThreadBody { [self] in self.run(writer: writer, started: now) })
-    var created = pthread_t()
-    let result = pthread_create(
-      &created, nil,
-      { argument in
-        // The argument is always `box` (passed just below), never nil.
-        guard let argument else { return nil }
-        Unmanaged<ThreadBody>.fromOpaque(argument).takeRetainedValue().run()
-        return nil
-      }, box.toOpaque())
-    guard result == 0 else {
-      box.release()
+    let created: pthread_t
+    do {
+      created = try CaptureThread.start { [self] in self.run(writer: writer, started: now) }
+    } catch {
       stateBox.withLock { $0 = .stopped }
-      throw AgentProtocolError(
-        .capture, "cannot start the capture thread: \(Errno(rawValue: result))")
+      throw AgentProtocolError(.capture, "cannot start the capture thread: \(error)")
     }
     thread = created
     return now
@@ -350,12 +341,6 @@ public final class CaptureSession: @unchecked Sendable {
     }
     try writer.close()
   }
-}
-
-final class ThreadBody {
-  let body: () -> Void
-  init(_ body: @escaping () -> Void) { self.body = body }
-  func run() { body() }
 }
 
 extension CapturePlan {
