@@ -35,7 +35,7 @@ let package = Package(
     .target(name: "CFileSafety"),
 
     // Pure Swift libraries.
-    .target(name: "CaptureFiles", dependencies: ["CFileSafety"]),
+    .target(name: "CaptureFiles", dependencies: ["CFileSafety", "Support"]),
     .target(name: "SMCWire", dependencies: ["CaptureFiles"]),
     // Cross-side pairing and the clock model with guaranteed bounds.
     .target(name: "Alignment", dependencies: ["SMCWire", "CaptureFiles"]),
@@ -45,10 +45,11 @@ let package = Package(
     .target(
       name: "MergePipeline",
       dependencies: ["SMCWire", "CaptureFiles", "Alignment", "JSON", "Rendering", "Support"]),
-    // Process-level helpers every executable uses (standard error, sibling executables, paths); no Foundation.
+    // The POSIX pieces used in several modules (errno values, file descriptors with EINTR-safe
+    // I/O, the clocks, paths) and process-level helpers (standard error, sibling executables); no Foundation.
     .target(name: "Support"),
     // Runs programs by argument vector with a clean signal mask (no Foundation).
-    .target(name: "ChildProcess"),
+    .target(name: "ChildProcess", dependencies: ["Support"]),
     .target(
       name: "Inventory",
       dependencies: ["JSON", "AgentProtocol", "Support", .product(name: "Yams", package: "Yams")]),
@@ -61,13 +62,15 @@ let package = Package(
       pkgConfig: "libcrypto",
       providers: [.apt(["libssl-dev"])]
     ),
-    .target(name: "Checksum", dependencies: ["CLibCrypto"]),
+    .target(name: "Checksum", dependencies: ["CLibCrypto", "Support"]),
     // libssh2: sessions, host keys, auth, exec, SFTP, jump hosts, ~/.ssh/config subset.
     .target(name: "SSHTransport", dependencies: ["CLibSSH2", "Checksum", "Support"]),
     // libpcap live capture into pcapng, and the SMC dump device lifecycle.
     .target(
       name: "LiveCapture",
-      dependencies: ["CLibPcap", "CLinuxNet", "CaptureFiles", "AgentProtocol", "ChildProcess", "Checksum"]),
+      dependencies: [
+        "CLibPcap", "CLinuxNet", "CaptureFiles", "AgentProtocol", "ChildProcess", "Checksum", "Support",
+      ]),
     // A capture session across hosts: preflight, deploy, arm, workload, stop, pull, merge.
     .target(
       name: "Orchestration",
@@ -79,7 +82,9 @@ let package = Package(
     // Network-namespace lab and SMC peer emulator.
     .target(
       name: "Lab",
-      dependencies: ["ChildProcess", "Inventory", "SMCWire", "SMCSynthesis", "CaptureFiles", "CLinuxNet"]
+      dependencies: [
+        "ChildProcess", "Inventory", "SMCWire", "SMCSynthesis", "CaptureFiles", "CLinuxNet", "Support",
+      ]
     ),
     // Kernel-faithful synthetic SMC conversations (fixtures, benchmark input, lab emulator).
     .target(name: "SMCSynthesis", dependencies: ["SMCWire", "CaptureFiles"]),
@@ -93,7 +98,8 @@ let package = Package(
         "LiveCapture", .product(name: "ArgumentParser", package: "swift-argument-parser"),
       ]
     ),
-    .executableTarget(name: "Agent", dependencies: ["CLibPcap", "LiveCapture", "AgentProtocol", "Checksum"]),
+    .executableTarget(
+      name: "Agent", dependencies: ["CLibPcap", "LiveCapture", "AgentProtocol", "Checksum", "Support"]),
     // Fuzz targets (scripts/fuzz builds them with -sanitize=fuzzer,address and
     // -D SMCPAIR_LIBFUZZER; built normally they replay inputs: the tests replay the corpus).
     .target(name: "FuzzReplay", path: "Sources/FuzzReplay"),
@@ -133,6 +139,8 @@ let package = Package(
     .testTarget(name: "CaptureFilesTests", dependencies: ["CaptureFiles", "TestSupport"]),
     .testTarget(name: "SMCWireTests", dependencies: ["SMCWire", "CaptureFiles", "TestSupport"]),
     .testTarget(name: "InventoryTests", dependencies: ["Inventory"]),
+    // The POSIX pieces: errno text, interrupted and short reads and writes, the clocks.
+    .testTarget(name: "SupportTests", dependencies: ["Support"]),
     .testTarget(
       name: "MergePipelineTests",
       dependencies: ["MergePipeline", "Alignment", "SMCWire", "SMCSynthesis", "CaptureFiles", "TestSupport"]),

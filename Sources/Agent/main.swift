@@ -4,6 +4,7 @@
 // No Foundation: the agent ships as one static binary.
 import AgentProtocol
 import LiveCapture
+import Support
 
 #if canImport(Glibc)
   import Glibc
@@ -11,59 +12,6 @@ import LiveCapture
 
 nonisolated(unsafe) var signalPipe: [Int32] = [-1, -1]
 nonisolated(unsafe) var signalNumber: Int32 = 0
-
-func writeAll(_ fd: Int32, _ text: String) -> Bool {
-  var bytes = Array(text.utf8)
-  var written = 0
-  while written < bytes.count {
-    let n = bytes.withUnsafeMutableBytes { write(fd, $0.baseAddress! + written, $0.count - written) }
-    if n < 0 {
-      if errno == EINTR { continue }
-      return false
-    }
-    written += n
-  }
-  return true
-}
-
-func standardError(_ text: String) { _ = writeAll(2, text) }
-
-/// Splits a byte stream into lines; lines longer than 1 MiB are dropped and reported.
-struct LineReader {
-  let fd: Int32
-  var pending: [UInt8] = []
-  var overlong = false
-  var closed = false
-  static let limit = 1 << 20
-
-  init(fd: Int32) { self.fd = fd }
-
-  /// Reads what is available; returns complete lines (an overlong one as nil).
-  mutating func read() -> [String?] {
-    var buffer = [UInt8](repeating: 0, count: 65536)
-    let n = buffer.withUnsafeMutableBytes { Glibc.read(fd, $0.baseAddress, $0.count) }
-    if n == 0 || (n < 0 && errno != EINTR && errno != EAGAIN) {
-      closed = true
-      return []
-    }
-    guard n > 0 else { return [] }
-    var lines: [String?] = []
-    for byte in buffer[0..<n] {
-      if byte == 0x0A {
-        lines.append(overlong ? nil : String(decoding: pending, as: UTF8.self))
-        pending.removeAll(keepingCapacity: true)
-        overlong = false
-      } else if !overlong {
-        pending.append(byte)
-        if pending.count > LineReader.limit {
-          overlong = true
-          pending.removeAll()
-        }
-      }
-    }
-    return lines
-  }
-}
 
 func installSignals() {
   // Start from a clean mask: a parent may have blocked signals, and the agent must see them.
@@ -80,53 +28,6 @@ func installSignals() {
       _ = write(signalPipe[1], &byte, 1)
     }
   }
-}
-
-func unixAddress(_ path: String) -> sockaddr_un? {
-  var address = sockaddr_un()
-  address.sun_family = sa_family_t(AF_UNIX)
-  let bytes = Array(path.utf8)
-  guard bytes.count < MemoryLayout.size(ofValue: address.sun_path) else { return nil }
-  withUnsafeMutableBytes(of: &address.sun_path) { raw in
-    for (index, byte) in bytes.enumerated() { raw[index] = byte }
-    raw[bytes.count] = 0
-  }
-  return address
-}
-
-func listen(at path: String) -> Int32 {
-  unlink(path)
-  guard var address = unixAddress(path) else { return -1 }
-  let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0)
-  guard fd >= 0 else { return -1 }
-  _ = fcntl(fd, F_SETFD, FD_CLOEXEC)
-  let bound = withUnsafePointer(to: &address) {
-    $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
-      bind(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size))
-    }
-  }
-  guard bound == 0, Glibc.listen(fd, 4) == 0 else {
-    close(fd)
-    return -1
-  }
-  chmod(path, 0o600)
-  return fd
-}
-
-func connectUnix(_ path: String) -> Int32 {
-  guard var address = unixAddress(path) else { return -1 }
-  let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0)
-  guard fd >= 0 else { return -1 }
-  let connected = withUnsafePointer(to: &address) {
-    $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
-      connect(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size))
-    }
-  }
-  if connected != 0 {
-    close(fd)
-    return -1
-  }
-  return fd
 }
 
 /// The protocol loop on stdin/stdout plus the session socket. Returns the exit status.
@@ -148,7 +49,7 @@ func serve(root: String) -> Int32 {
     let response =
       line.map { service.respond(to: $0) }
       ?? .failure(id: nil, type: nil, AgentProtocolError(.malformed, "request line longer than 1 MiB"))
-    _ = writeAll(fd, response.line + "\n")
+    sendLine(response.line, to: fd)
     if fd != 1 && response.ok && response.type == "finalize" { finalizedByAttach = true }
     if listener < 0, let session = service.session {
       socketPath = "\(session.folder)/control.sock"
@@ -215,7 +116,7 @@ func serve(root: String) -> Int32 {
 /// not a session name.
 func sessionFolder(root: String, session: String) -> String? {
   guard CapturePlan.validSession(session) else {
-    standardError("smcpair-agent: '\(session)' is not a session name\n")
+    writeStandardError("smcpair-agent: '\(session)' is not a session name\n")
     return nil
   }
   return "\(root)/sessions/\(session)"
@@ -235,14 +136,14 @@ func attach(root: String, session: String) -> Int32 {
       if stdinOpen { fds.append(pollfd(fd: 0, events: Int16(POLLIN), revents: 0)) }
       guard poll(&fds, nfds_t(fds.count), -1) >= 0 || errno == EINTR else { break }
       if fds.count > 1 && fds[1].revents != 0 {
-        for line in input.read() { _ = writeAll(fd, (line ?? "") + "\n") }
+        for line in input.read() { sendLine(line ?? "", to: fd) }
         if input.closed {
           stdinOpen = false
           shutdown(fd, Int32(SHUT_WR))
         }
       }
       if fds[0].revents != 0 {
-        for line in fromAgent.read() { _ = writeAll(1, (line ?? "") + "\n") }
+        for line in fromAgent.read() { sendLine(line ?? "", to: 1) }
         if fromAgent.closed { break }
       }
     }
@@ -255,7 +156,7 @@ func attach(root: String, session: String) -> Int32 {
   while !input.closed {
     var entry = pollfd(fd: 0, events: Int16(POLLIN), revents: 0)
     _ = poll(&entry, 1, -1)
-    for line in input.read() { _ = writeAll(1, offline.respond(to: line ?? "").line + "\n") }
+    for line in input.read() { sendLine(offline.respond(to: line ?? "").line, to: 1) }
   }
   return 0
 }
@@ -269,7 +170,7 @@ func removeSession(root: String, session: String) -> Int32 {
   let fd = connectUnix("\(folder)/control.sock")
   if fd >= 0 {
     close(fd)
-    standardError("smcpair-agent: session \(session) is still owned by a running agent; stop it first\n")
+    writeStandardError("smcpair-agent: session \(session) is still owned by a running agent; stop it first\n")
     return 75
   }
   guard let directory = opendir(folder) else {
@@ -277,14 +178,12 @@ func removeSession(root: String, session: String) -> Int32 {
       print("nothing to remove: \(folder) does not exist")
       return 0
     }
-    standardError("smcpair-agent: cannot open \(folder): \(String(cString: strerror(errno)))\n")
+    writeStandardError("smcpair-agent: cannot open \(folder): \(Errno.current)\n")
     return 74
   }
   var names: [String] = []
   while let entry = readdir(directory) {
-    let name = withUnsafeBytes(of: entry.pointee.d_name) { raw in
-      String(decoding: raw.prefix { $0 != 0 }, as: UTF8.self)
-    }
+    let name = String(cStringField: entry.pointee.d_name)
     if name != "." && name != ".." { names.append(name) }
   }
   closedir(directory)
@@ -294,8 +193,8 @@ func removeSession(root: String, session: String) -> Int32 {
     if unlink("\(folder)/\(name)") == 0 { removed += 1 }
   }
   guard rmdir(folder) == 0 else {
-    standardError(
-      "smcpair-agent: removed \(removed) files but not \(folder): \(String(cString: strerror(errno)))\n")
+    writeStandardError(
+      "smcpair-agent: removed \(removed) files but not \(folder): \(Errno.current)\n")
     return 74
   }
   print("removed \(folder) (\(removed) files)")
@@ -326,7 +225,7 @@ var arguments = Array(CommandLine.arguments.dropFirst())
 var root = defaultRoot()
 if let index = arguments.firstIndex(of: "--root") {
   guard index + 1 < arguments.count else {
-    standardError("smcpair-agent: --root needs a folder\n")
+    writeStandardError("smcpair-agent: --root needs a folder\n")
     exit(64)
   }
   root = arguments[index + 1]
@@ -345,13 +244,13 @@ case nil, "serve":
   exit(serve(root: root))
 case "attach":
   guard arguments.count == 2 else {
-    standardError("smcpair-agent: attach needs a session name\n" + usage)
+    writeStandardError("smcpair-agent: attach needs a session name\n" + usage)
     exit(64)
   }
   exit(attach(root: root, session: arguments[1]))
 case "remove":
   guard arguments.count == 2 else {
-    standardError("smcpair-agent: remove needs a session name\n" + usage)
+    writeStandardError("smcpair-agent: remove needs a session name\n" + usage)
     exit(64)
   }
   exit(removeSession(root: root, session: arguments[1]))
@@ -360,6 +259,6 @@ case "cleanup":
   print(removed.isEmpty ? "nothing to clean up" : "removed \(removed.joined(separator: ", "))")
   exit(0)
 default:
-  standardError("smcpair-agent: unknown argument '\(arguments[0])'; try --help\n")
+  writeStandardError("smcpair-agent: unknown argument '\(arguments[0])'; try --help\n")
   exit(64)
 }

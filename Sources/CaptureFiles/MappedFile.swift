@@ -1,4 +1,5 @@
 import CFileSafety
+import Support
 
 #if canImport(Glibc)
   import Glibc
@@ -32,7 +33,7 @@ public final class MappedFile: @unchecked Sendable {
     if fd < 0 {
       let err = errno
       throw CaptureFileError(
-        .io, "cannot open: \(String(cString: strerror(err))); check the path and permissions",
+        .io, "cannot open: \(Errno(rawValue: err)); check the path and permissions",
         path: path, systemError: err)
     }
     var info = stat()
@@ -40,7 +41,7 @@ public final class MappedFile: @unchecked Sendable {
       let err = errno
       close(fd)
       throw CaptureFileError(
-        .io, "cannot open: fstat failed: \(String(cString: strerror(err)))", path: path, systemError: err)
+        .io, "cannot open: fstat failed: \(Errno(rawValue: err))", path: path, systemError: err)
     }
     let kind = info.st_mode & S_IFMT
     if kind != S_IFREG {
@@ -72,7 +73,7 @@ public final class MappedFile: @unchecked Sendable {
       let err = errno
       close(fd)
       throw CaptureFileError(
-        .io, "cannot map into memory: \(String(cString: strerror(err)))", path: path, systemError: err)
+        .io, "cannot map into memory: \(Errno(rawValue: err))", path: path, systemError: err)
     }
     _ = madvise(mapped, size, MADV_SEQUENTIAL)
     base = mapped

@@ -1,3 +1,5 @@
+import Support
+
 #if canImport(Glibc)
   import Glibc
 #elseif canImport(Darwin)
@@ -56,7 +58,7 @@ public final class PcapngWriter {
     if fd < 0 {
       let err = errno
       throw CaptureFileError(
-        .io, "cannot create: \(String(cString: strerror(err)))", path: path, systemError: err)
+        .io, "cannot create: \(Errno(rawValue: err))", path: path, systemError: err)
     }
     bufferLimit = bufferSize
     buffer.reserveCapacity(bufferSize + 65_600)
@@ -303,21 +305,12 @@ public final class PcapngWriter {
   public func flush() throws(CaptureFileError) {
     if let failure { throw failure }
     guard fd >= 0 else { return }
-    var written = 0
     let total = buffer.count
     var failure: Int32 = 0
-    buffer.withUnsafeBytes { raw in
-      // An empty buffer may have no base address; it has nothing to write either.
-      guard let base = raw.baseAddress else { return }
-      while written < total {
-        let result = write(fd, base + written, total - written)
-        if result < 0 {
-          if errno == EINTR { continue }
-          failure = errno
-          return
-        }
-        written += result
-      }
+    do {
+      try FileDescriptor(rawValue: fd).writeAll(buffer)
+    } catch {
+      failure = error.rawValue
     }
     if failure != 0 {
       // The buffer holds whole blocks only: cut the file back to where this flush began, so
@@ -326,7 +319,7 @@ public final class PcapngWriter {
       _ = lseek(fd, off_t(bytesWritten), SEEK_SET)
       buffer.removeAll()
     } else {
-      bytesWritten += written
+      bytesWritten += total
       buffer.removeAll(keepingCapacity: true)
       packetsOnDisk = packetCount
     }
@@ -336,7 +329,7 @@ public final class PcapngWriter {
         full ? .diskFull : .io,
         full
           ? "disk full while writing; the file keeps the \(bytesWritten) bytes (every packet block) written before this point"
-          : "write failed: \(String(cString: strerror(failure)))",
+          : "write failed: \(Errno(rawValue: failure))",
         path: path, offset: bytesWritten, salvagedPackets: packetsOnDisk, systemError: failure)
       self.failure = error
       throw error

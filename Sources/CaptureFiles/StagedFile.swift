@@ -1,4 +1,5 @@
 import CFileSafety
+import Support
 
 #if canImport(Glibc)
   import Glibc
@@ -33,23 +34,14 @@ public final class StagedFile {
     let staged = StagedFile(finalPath: finalPath)
     let fd = open(staged.temporaryPath, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o600)
     guard fd >= 0 else { throw staged.failure("cannot create", errno) }
-    let ok = bytes.withUnsafeBytes { raw in
-      // An empty buffer may have no base address; it has nothing to write either.
-      guard let base = raw.baseAddress else { return true }
-      var written = 0
-      while written < raw.count {
-        let n = Glibc.write(fd, base + written, raw.count - written)
-        if n < 0 {
-          if errno == EINTR { continue }
-          return false
-        }
-        written += n
-      }
-      return true
+    let file = FileDescriptor(rawValue: fd)
+    do {
+      try file.writeAll(bytes)
+    } catch {
+      close(fd)
+      throw staged.failure("cannot write", error.rawValue)
     }
-    let err = errno
     close(fd)
-    guard ok else { throw staged.failure("cannot write", err) }
     try staged.commit()
   }
 
@@ -91,7 +83,7 @@ public final class StagedFile {
     discard()
     return CaptureFileError(
       err == ENOSPC || err == EDQUOT ? .diskFull : .io,
-      "\(what) (\(temporaryPath)): \(String(cString: strerror(err)))", path: finalPath, systemError: err)
+      "\(what) (\(temporaryPath)): \(Errno(rawValue: err))", path: finalPath, systemError: err)
   }
 
   deinit { discard() }

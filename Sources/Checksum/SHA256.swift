@@ -1,4 +1,5 @@
 import CLibCrypto
+import Support
 
 #if canImport(Glibc)
   import Glibc
@@ -49,17 +50,12 @@ public struct SHA256: @unchecked Sendable {
 
   /// SHA-256 of a whole file, read in 1 MiB chunks; nil with errno when it cannot be read.
   public static func file(_ path: String) -> String? {
-    let fd = open(path, O_RDONLY | O_CLOEXEC)
-    guard fd >= 0 else { return nil }
-    defer { close(fd) }
+    guard let file = try? FileDescriptor.open(path, O_RDONLY) else { return nil }
+    defer { try? file.close() }
     var hasher = SHA256()
     var buffer = [UInt8](repeating: 0, count: 1 << 20)
     while true {
-      let n = buffer.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
-      if n < 0 {
-        if errno == EINTR { continue }
-        return nil
-      }
+      guard let n = try? file.read(into: &buffer) else { return nil }
       if n == 0 { break }
       buffer.withUnsafeBytes { hasher.update(UnsafeRawBufferPointer(rebasing: $0[0..<n])) }
     }

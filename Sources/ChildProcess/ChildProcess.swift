@@ -1,3 +1,5 @@
+import Support
+
 #if canImport(Glibc)
   import Glibc
 #endif
@@ -66,7 +68,7 @@ public enum ChildProcess {
     var errPipe: [Int32] = [-1, -1]
     var inPipe: [Int32] = [-1, -1]
     guard makePipe(&outPipe), makePipe(&errPipe), makePipe(&inPipe) else {
-      throw ProcessError(command: command, message: "pipe: \(String(cString: strerror(errno)))")
+      throw ProcessError(command: command, message: "pipe: \(Errno.current)")
     }
     var actions = posix_spawn_file_actions_t()
     posix_spawn_file_actions_init(&actions)
@@ -84,29 +86,31 @@ public enum ChildProcess {
     close(outPipe[1])
     close(errPipe[1])
     close(inPipe[0])
-    // Feed stdin (small inputs only; callers pass short texts), then close it.
-    if let stdin {
-      stdin.withUnsafeBytes { raw in
-        var written = 0
-        while written < raw.count {
-          let n = write(inPipe[1], raw.baseAddress! + written, raw.count - written)
-          if n < 0 && errno == EINTR { continue }
-          if n <= 0 { break }
-          written += n
-        }
-      }
-    }
+    // Feed stdin (small inputs only; callers pass short texts), then close it. A child that
+    // does not read it all (closes its stdin) just gets less.
+    if let stdin { try? FileDescriptor(rawValue: inPipe[1]).writeAll(stdin) }
     close(inPipe[1])
 
+    var output = collectOutput(stdout: outPipe[0], stderr: errPipe[0], of: pid, timeout: timeout)
+    let status = waitFor(pid)
+    output.exitCode = status.exitCode
+    output.signal = status.signal
+    return output
+  }
+
+  /// Reads the child's stdout and stderr until both end, killing the child (SIGKILL) when
+  /// `timeout` seconds pass; after the kill, a second without output ends the reading.
+  /// Closes both descriptors.
+  static func collectOutput(stdout: Int32, stderr: Int32, of pid: pid_t, timeout: Double?) -> ProcessOutput {
     var output = ProcessOutput(exitCode: nil, signal: nil, stdout: [], stderr: [], timedOut: false)
-    let deadline = timeout.map { monotonicSeconds() + $0 }
-    var open = [outPipe[0], errPipe[0]]
+    let deadline = timeout.map { SystemClock.monotonicSeconds() + $0 }
+    var open = [stdout, stderr]
     var buffer = [UInt8](repeating: 0, count: 65536)
     while !open.isEmpty {
       var fds = open.map { pollfd(fd: $0, events: Int16(POLLIN), revents: 0) }
       var wait: Int32 = -1
       if let deadline {
-        let left = deadline - monotonicSeconds()
+        let left = deadline - SystemClock.monotonicSeconds()
         if left <= 0 {
           kill(pid, SIGKILL)
           output.timedOut = true
@@ -121,14 +125,11 @@ public enum ChildProcess {
         break
       }
       for entry in fds where entry.revents != 0 {
-        let n = buffer.withUnsafeMutableBytes { read(entry.fd, $0.baseAddress, $0.count) }
-        if n > 0 {
-          if entry.fd == outPipe[0] {
-            output.stdout += buffer[0..<n]
-          } else {
-            output.stderr += buffer[0..<n]
-          }
-        } else if n == 0 || (n < 0 && errno != EINTR && errno != EAGAIN) {
+        switch readSome(entry.fd, into: &buffer) {
+        case .bytes(let n) where entry.fd == stdout: output.stdout += buffer[0..<n]
+        case .bytes(let n): output.stderr += buffer[0..<n]
+        case .nothingYet: break
+        case .ended:
           close(entry.fd)
           open.removeAll { $0 == entry.fd }
         }
@@ -136,10 +137,25 @@ public enum ChildProcess {
       if output.timedOut && ready == 0 { break }
     }
     for fd in open { close(fd) }
-    let status = waitFor(pid)
-    output.exitCode = status.exitCode
-    output.signal = status.signal
     return output
+  }
+
+  /// What one read of a child's output gave.
+  enum ReadResult {
+    case bytes(Int)
+    /// Nothing to read now (a non-blocking descriptor); try again after the next poll.
+    case nothingYet
+    /// End of file, or an error: the descriptor is done.
+    case ended
+  }
+
+  static func readSome(_ fd: Int32, into buffer: inout [UInt8]) -> ReadResult {
+    do {
+      let n = try FileDescriptor(rawValue: fd).read(into: &buffer)
+      return n > 0 ? .bytes(n) : .ended
+    } catch {
+      return error == .wouldBlock ? .nothingYet : .ended
+    }
   }
 
   /// Starts `arguments` in the background with output to files (or /dev/null).
@@ -178,7 +194,7 @@ public enum ChildProcess {
     var toChild: [Int32] = [-1, -1]
     var fromChild: [Int32] = [-1, -1]
     guard makePipe(&toChild), makePipe(&fromChild) else {
-      throw ProcessError(command: command, message: "pipe failed: \(String(cString: strerror(errno)))")
+      throw ProcessError(command: command, message: "pipe failed: \(Errno.current)")
     }
     var actions = posix_spawn_file_actions_t()
     posix_spawn_file_actions_init(&actions)
@@ -227,16 +243,14 @@ public enum ChildProcess {
     var pid: pid_t = 0
     let result = posix_spawn(&pid, path, &actions, &attributes, &cArguments, environ)
     guard result == 0 else {
-      throw SpawnFailure(message: "cannot start: \(String(cString: strerror(result)))")
+      throw SpawnFailure(message: "cannot start: \(Errno(rawValue: result))")
     }
     return pid
   }
 
   static func waitFor(_ pid: pid_t) -> (exitCode: Int32?, signal: Int32?) {
     var status: Int32 = 0
-    while waitpid(pid, &status, 0) < 0 {
-      if errno != EINTR { return (nil, nil) }
-    }
+    guard (try? retryingInterrupts({ waitpid(pid, &status, 0) })) != nil else { return (nil, nil) }
     return decode(status)
   }
 
@@ -244,12 +258,6 @@ public enum ChildProcess {
     let signal = status & 0x7F
     if signal == 0 { return ((status >> 8) & 0xFF, nil) }
     return (nil, signal)
-  }
-
-  static func monotonicSeconds() -> Double {
-    var now = timespec()
-    clock_gettime(CLOCK_MONOTONIC, &now)
-    return Double(now.tv_sec) + Double(now.tv_nsec) / 1e9
   }
 }
 
@@ -284,9 +292,9 @@ public final class RunningProcess: @unchecked Sendable {
   /// Waits up to `seconds` for the child to exit; true when it has.
   @discardableResult
   public func wait(seconds: Double) -> Bool {
-    let deadline = ChildProcess.monotonicSeconds() + seconds
+    let deadline = SystemClock.monotonicSeconds() + seconds
     while !poll() {
-      if ChildProcess.monotonicSeconds() >= deadline { return false }
+      if SystemClock.monotonicSeconds() >= deadline { return false }
       usleep(5_000)
     }
     return true

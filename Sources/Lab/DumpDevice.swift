@@ -1,6 +1,7 @@
 import CLinuxNet
 import Foundation
 import SMCWire
+import Support
 
 /// Writes SMC dump records onto the lab's stand-in dump device the way the kernel writes
 /// them onto `smc-dummyXXXX`: Ethernet (src = dst = the device's own MAC), IPv4 (id 0, TTL 64,
@@ -30,7 +31,7 @@ public final class DumpDevice {
     let result = smcpair_packet_socket_open(name, &ifindex)
     guard result >= 0 else {
       throw LabError(
-        "cannot open a packet socket on \(name): \(String(cString: strerror(-result))) (root needed)")
+        "cannot open a packet socket on \(name): \(Errno(rawValue: -result)) (root needed)")
     }
     fd = result
     index = ifindex
@@ -54,7 +55,7 @@ public final class DumpDevice {
     let sent = frame.withUnsafeBytes { smcpair_packet_send(fd, index, $0.baseAddress, $0.count) }
     guard sent == frame.count else {
       throw LabError(
-        "writing a dump record on \(name) failed: \(sent < 0 ? String(cString: strerror(Int32(-sent))) : "short write")"
+        "writing a dump record on \(name) failed: \(sent < 0 ? Errno(rawValue: Int32(-sent)).description : "short write")"
       )
     }
     recordsWritten += 1

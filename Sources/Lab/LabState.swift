@@ -1,4 +1,5 @@
 import Foundation
+import Support
 
 /// One lab host: a network namespace with sshd and a stand-in SMC dump device.
 public struct LabHost: Codable, Sendable, Equatable {
@@ -77,7 +78,7 @@ public struct LabState: Codable, Sendable, Equatable {
     let temporary = path + ".tmp"
     try data.write(to: URL(fileURLWithPath: temporary))
     guard rename(temporary, path) == 0 else {
-      throw LabError("cannot write \(path): \(String(cString: strerror(errno)))")
+      throw LabError("cannot write \(path): \(Errno.current)")
     }
   }
 }

@@ -1,4 +1,5 @@
 import Foundation
+import Support
 
 #if canImport(Glibc)
   import Glibc
@@ -16,8 +17,8 @@ final class PeerSocket {
 
   deinit { close(fd) }
 
-  static func error(_ what: String) -> LabError {
-    LabError("\(what): \(String(cString: strerror(errno)))")
+  static func error(_ what: String, _ cause: Errno = .current) -> LabError {
+    LabError("\(what): \(cause)")
   }
 
   static func address(_ host: String, _ port: UInt16) throws(LabError) -> sockaddr_in {
@@ -132,18 +133,22 @@ final class PeerSocket {
   }
 
   func writeAll(_ bytes: [UInt8]) throws(LabError) {
+    // withUnsafeBytes rethrows untyped errors: carry the typed one out in a Result.
+    try bytes.withUnsafeBytes { raw in Result { () throws(LabError) in try writeAll(raw) } }.get()
+  }
+
+  private func writeAll(_ raw: UnsafeRawBufferPointer) throws(LabError) {
     var written = 0
-    while written < bytes.count {
+    while written < raw.count {
       try wait(POLLOUT, "sending to the peer")
-      let n = bytes.withUnsafeBytes { raw in
-        let rest = UnsafeRawBufferPointer(rebasing: raw[written...])
-        return send(fd, rest.baseAddress, rest.count, Int32(MSG_NOSIGNAL))
+      let rest = UnsafeRawBufferPointer(rebasing: raw[written...])
+      do {
+        written += try retryingInterrupts { send(fd, rest.baseAddress, rest.count, Int32(MSG_NOSIGNAL)) }
+      } catch  where error == .wouldBlock {
+        continue
+      } catch {
+        throw PeerSocket.error("send", error)
       }
-      if n < 0 {
-        if errno == EINTR || errno == EAGAIN { continue }
-        throw PeerSocket.error("send")
-      }
-      written += n
     }
   }
 
@@ -153,13 +158,18 @@ final class PeerSocket {
     var got = 0
     while got < count {
       try wait(POLLIN, "waiting for the peer")
-      let n = out.withUnsafeMutableBytes { raw in
-        let rest = UnsafeMutableRawBufferPointer(rebasing: raw[got...])
-        return recv(fd, rest.baseAddress, rest.count, 0)
-      }
-      if n < 0 {
-        if errno == EINTR || errno == EAGAIN { continue }
-        throw PeerSocket.error("recv")
+      let n: Int
+      do {
+        n = try out.withUnsafeMutableBytes { raw in
+          let rest = UnsafeMutableRawBufferPointer(rebasing: raw[got...])
+          return Result { () throws(Errno) in
+            try retryingInterrupts { recv(fd, rest.baseAddress, rest.count, 0) }
+          }
+        }.get()
+      } catch  where error == .wouldBlock {
+        continue
+      } catch {
+        throw PeerSocket.error("recv", error)
       }
       if n == 0 {
         if got == 0 { return nil }

@@ -1,4 +1,5 @@
 import Foundation
+import Support
 
 #if canImport(Glibc)
   import Glibc
@@ -23,7 +24,7 @@ public enum TrafficBlaster {
     -> Result
   {
     let fd = socket(AF_INET, Int32(SOCK_DGRAM.rawValue), 0)
-    guard fd >= 0 else { throw LabError("socket: \(String(cString: strerror(errno)))") }
+    guard fd >= 0 else { throw LabError("socket: \(Errno.current)") }
     defer { close(fd) }
     var target = try PeerSocket.address(address, port)
     let connected = withUnsafePointer(to: &target) {
@@ -32,7 +33,7 @@ public enum TrafficBlaster {
       }
     }
     guard connected == 0 else {
-      throw LabError("connect \(address):\(port): \(String(cString: strerror(errno)))")
+      throw LabError("connect \(address):\(port): \(Errno.current)")
     }
     var payload = [UInt8](repeating: 0x5A, count: max(1, size))
     let start = Date()
@@ -50,7 +51,7 @@ public enum TrafficBlaster {
         let n = payload.withUnsafeBytes { send(fd, $0.baseAddress, $0.count, 0) }
         if n < 0 {
           if errno == ENOBUFS || errno == EAGAIN || errno == ECONNREFUSED { continue }
-          throw LabError("send: \(String(cString: strerror(errno)))")
+          throw LabError("send: \(Errno.current)")
         }
         sent += 1
       }

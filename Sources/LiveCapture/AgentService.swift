@@ -1,5 +1,6 @@
 import AgentProtocol
 import Checksum
+import Support
 
 #if canImport(Glibc)
   import Glibc
@@ -44,7 +45,8 @@ public final class AgentService: AgentRequestHandler, @unchecked Sendable {
     case .hello: return hello()
     case .clock:
       return ClockReply(
-        realtimeNanoseconds: Clock.realtimeNanoseconds(), monotonicNanoseconds: Clock.monotonicNanoseconds())
+        realtimeNanoseconds: SystemClock.realtimeNanoseconds(),
+        monotonicNanoseconds: SystemClock.monotonicNanoseconds())
     case .prepare: return try prepare(try CapturePlan(request.body))
     case .start:
       let session = try current("start")
@@ -180,63 +182,8 @@ extension CaptureFileDigest {
   static func of(_ path: String) throws(AgentProtocolError) -> CaptureFileDigest {
     var info = stat()
     guard stat(path, &info) == 0, let digest = SHA256.file(path) else {
-      throw AgentProtocolError(.io, "cannot read \(path): \(String(cString: strerror(errno)))")
+      throw AgentProtocolError(.io, "cannot read \(path): \(Errno.current)")
     }
     return CaptureFileDigest(path: path, size: Int64(info.st_size), sha256: digest)
-  }
-}
-
-/// Root or the two capabilities capture needs.
-public enum Privileges {
-  public static func current() -> HelloReply.Privileges {
-    var effective: UInt64 = 0
-    if let status = FileText.read("/proc/self/status") {
-      for line in status.split(separator: "\n") where line.hasPrefix("CapEff:") {
-        effective = UInt64(line.dropFirst(7).filter { !$0.isWhitespace }, radix: 16) ?? 0
-      }
-    }
-    // CAP_NET_ADMIN = 12, CAP_NET_RAW = 13.
-    return HelloReply.Privileges(
-      root: geteuid() == 0, netRaw: effective & (1 << 13) != 0, netAdmin: effective & (1 << 12) != 0)
-  }
-
-  public static func require() throws(AgentProtocolError) {
-    guard current().sufficient else {
-      throw AgentProtocolError(
-        .privileges,
-        "capturing needs root or CAP_NET_RAW and CAP_NET_ADMIN; run the agent with 'become: sudo' (sudo -n) or grant the capabilities (setcap cap_net_raw,cap_net_admin+ep smcpair-agent)"
-      )
-    }
-  }
-
-  public static func interfaces() -> [String] {
-    guard let directory = opendir("/sys/class/net") else { return [] }
-    defer { closedir(directory) }
-    var names: [String] = []
-    while let entry = readdir(directory) {
-      let name = withUnsafeBytes(of: entry.pointee.d_name) {
-        String(cString: $0.bindMemory(to: CChar.self).baseAddress!)
-      }
-      if !name.hasPrefix(".") { names.append(name) }
-    }
-    return names.sorted()
-  }
-}
-
-/// Small files read whole, without Foundation (the agent ships without it).
-public enum FileText {
-  /// A whole (small) file as text; nil when it cannot be opened.
-  public static func read(_ path: String) -> String? {
-    let fd = open(path, O_RDONLY | O_CLOEXEC)
-    guard fd >= 0 else { return nil }
-    defer { close(fd) }
-    var out: [UInt8] = []
-    var buffer = [UInt8](repeating: 0, count: 4096)
-    while true {
-      let n = buffer.withUnsafeMutableBytes { Glibc.read(fd, $0.baseAddress, $0.count) }
-      if n <= 0 { break }
-      out += buffer[0..<n]
-    }
-    return String(decoding: out, as: UTF8.self)
   }
 }

@@ -1,6 +1,7 @@
 import AgentProtocol
 import CaptureFiles
 import Checksum
+import Support
 import Synchronization
 
 #if canImport(Glibc)
@@ -97,9 +98,10 @@ public final class CaptureSession: @unchecked Sendable {
       detail = "SMC dump off by request"
     case .auto, .required:
       if probe.supported {
-        dump = try SMCDumpDevice.create(probe: probe, root: root)
-        names.append(dump!.name)
-        detail = "capturing SMC dump device \(dump!.name)"
+        let created = try SMCDumpDevice.create(probe: probe, root: root)
+        dump = created
+        names.append(created.name)
+        detail = "capturing SMC dump device \(created.name)"
       } else if plan.smcDump == .required {
         throw AgentProtocolError(.smcDumpUnsupported, probe.detail + "; smc_dump is 'required'")
       } else {
@@ -157,7 +159,7 @@ public final class CaptureSession: @unchecked Sendable {
       for source in opened { source.handle.close() }
       dump?.remove()
       throw AgentProtocolError(
-        .io, "cannot create the session folder \(folder): \(String(cString: strerror(errno)))")
+        .io, "cannot create the session folder \(folder): \(Errno.current)")
     }
   }
 
@@ -185,34 +187,26 @@ public final class CaptureSession: @unchecked Sendable {
       throw AgentProtocolError(.outOfOrder, "start needs a prepared session (this one is \(state.rawValue))")
     }
     guard pipe(&stopPipe) == 0 else {
-      throw AgentProtocolError(.io, "pipe: \(String(cString: strerror(errno)))")
+      throw AgentProtocolError(.io, "pipe: \(Errno.current)")
     }
     let writer: PcapngWriter
     do {
       writer = try openFile(index: 1)
     } catch {
-      throw AgentProtocolError(error.code == .diskFull ? .diskFull : .io, error.description)
+      throw AgentProtocolError(writing: error)
     }
-    let now = Clock.realtimeNanoseconds()
+    let now = SystemClock.realtimeNanoseconds()
     counters.withLock {
       $0.startedNanoseconds = now
       $0.files = [writer.path]
     }
     stateBox.withLock { $0 = .capturing }
-    let box = Unmanaged.passRetained(ThreadBody { [self] in self.run(writer: writer, started: now) })
-    var created = pthread_t()
-    let result = pthread_create(
-      &created, nil,
-      { argument in
-        let body = Unmanaged<ThreadBody>.fromOpaque(argument!).takeRetainedValue()
-        body.run()
-        return nil
-      }, box.toOpaque())
-    guard result == 0 else {
-      box.release()
+    let created: pthread_t
+    do {
+      created = try CaptureThread.start { [self] in self.run(writer: writer, started: now) }
+    } catch {
       stateBox.withLock { $0 = .stopped }
-      throw AgentProtocolError(
-        .capture, "cannot start the capture thread: \(String(cString: strerror(result)))")
+      throw AgentProtocolError(.capture, "cannot start the capture thread: \(error)")
     }
     thread = created
     return now
@@ -255,7 +249,10 @@ public final class CaptureSession: @unchecked Sendable {
       os: AgentInfo.osDescription,
       hardware: AgentInfo.machine, bufferSize: 64 << 10, mode: 0o600)
     for (index, name) in interfaceNames.enumerated() {
-      let handle = sources.first { $0.interface == index }!.handle
+      // `init` opens at least one handle per interface; all of an interface's share its link type.
+      guard let handle = sources.first(where: { $0.interface == index })?.handle else {
+        throw CaptureFileError(.io, "no capture handle for interface \(name)", path: writer.path)
+      }
       try writer.addInterface(
         InterfaceDescription(
           name: name,
@@ -273,137 +270,13 @@ public final class CaptureSession: @unchecked Sendable {
     return writer
   }
 
+  /// The capture thread: captures until stopped (`CaptureLoop`), then records how it ended
+  /// and releases the handles, the dump device and the stop pipe.
   func run(writer initial: PcapngWriter, started: Int64) {
-    var writer = initial
-    var fileIndex = 1
-    let maxDuration =
-      plan.stop.durationSeconds ?? (plan.stop.packets == nil ? CapturePlan.defaultMaxDuration : nil)
-    let maxBytes = plan.stop.bytes ?? CapturePlan.defaultMaxBytes
-    let deadline = maxDuration.map { Clock.monotonicSeconds() + $0 }
-    var fds = sources.map { pollfd(fd: $0.handle.selectableFD, events: Int16(POLLIN), revents: 0) }
-    fds.append(pollfd(fd: stopPipe[0], events: Int16(POLLIN), revents: 0))
-    var lastFlush = Clock.monotonicSeconds()
-    var lastAddresses = lastFlush
-    var packets: Int64 = 0
-    var bytes: Int64 = 0
-    var perInterface = [UInt64](repeating: 0, count: interfaceNames.count)
-    var bytesPerInterface = perInterface
-    var failure: AgentProtocolError?
-    var reason: StopReason?
-    var window = ReorderWindow(sources: sources.count)
-    var outOfOrder = [UInt64](repeating: 0, count: interfaceNames.count)
-    var fileOutOfOrder = outOfOrder
-    var local = LocalAddresses.current()
-
-    func write(
-      _ index: Int, _ ns: Int64, _ length: Int, _ data: UnsafeRawBufferPointer, _ direction: PacketDirection,
-      _ late: Bool
-    ) {
-      guard failure == nil else { return }
-      if late {
-        outOfOrder[index] += 1
-        fileOutOfOrder[index] += 1
-      }
-      do {
-        try writer.writePacket(
-          interface: index, timestampNanoseconds: ns, data: data, originalLength: length, direction: direction
-        )
-        packets += 1
-        bytes += Int64(data.count)
-        perInterface[index] += 1
-        bytesPerInterface[index] += UInt64(data.count)
-        // Rotation is checked per packet: one release can write thousands.
-        if let rotate = plan.rotateBytes, Int64(writer.bytesWritten + writer.bufferedBytes) >= rotate {
-          try finish(writer, started: started, written: perInterface, outOfOrder: fileOutOfOrder)
-          fileOutOfOrder = fileOutOfOrder.map { _ in 0 }
-          fileIndex += 1
-          writer = try openFile(index: fileIndex)
-          let path = writer.path
-          counters.withLock { $0.files.append(path) }
-        }
-      } catch {
-        failure = AgentProtocolError(error.code == .diskFull ? .diskFull : .io, error.description)
-      }
-    }
-
-    /// Copies what `source` has ready into the window; the number read, or -1 on error.
-    func take(_ sourceIndex: Int) -> Int32 {
-      let source = sources[sourceIndex]
-      let linkType = source.handle.linkType
-      return source.handle.dispatch(limit: 4096) { ns, length, data in
-        let direction =
-          if case .byRecordAddresses = source.direction {
-            local.directionOfDumpRecord(data, linkType: linkType)
-          } else {
-            source.direction.of(data, linkType: linkType)
-          }
-        window.add(
-          source: sourceIndex, interface: source.interface, timestamp: ns, originalLength: length, data: data,
-          direction: direction, write: write)
-      }
-    }
-
-    loop: while failure == nil {
-      let ready = poll(&fds, nfds_t(fds.count), 50)
-      if ready < 0 && errno != EINTR {
-        failure = AgentProtocolError(.capture, "poll: \(String(cString: strerror(errno)))")
-        break
-      }
-      if fds[sources.count].revents != 0 { break loop }
-      for index in sources.indices where fds[index].revents != 0 {
-        if take(index) < 0 {
-          let handle = sources[index].handle
-          failure = AgentProtocolError(.capture, "\(handle.interface): \(handle.lastError)")
-          break loop
-        }
-      }
-      window.release(now: Clock.realtimeNanoseconds(), write: write)
-      let now = Clock.monotonicSeconds()
-      if let deadline, now >= deadline { reason = .durationReached; break }
-      if let limit = plan.stop.packets, packets >= limit { reason = .packetCountReached; break }
-      if bytes >= maxBytes { reason = .byteLimitReached; break }
-      let fileSize = Int64(writer.bytesWritten + writer.bufferedBytes)
-      if let limit = plan.stop.maxFileBytes, fileSize >= limit { reason = .fileSizeLimitReached; break }
-      if now - lastFlush >= 0.1 {
-        do {
-          try writer.flush()
-        } catch {
-          failure = AgentProtocolError(error.code == .diskFull ? .diskFull : .io, error.description)
-        }
-        lastFlush = now
-        publish(
-          packets: packets, bytes: bytes, perInterface: perInterface, bytesPerInterface: bytesPerInterface,
-          outOfOrder: outOfOrder)
-      }
-      if now - lastAddresses >= 1 {
-        // Addresses can change during a capture; dump record directions follow them.
-        local = LocalAddresses.current()
-        lastAddresses = now
-      }
-    }
-    // Drain what the kernel already holds (after one block-retire period, so a partly filled
-    // block is handed over too), then everything the window holds, statistics and the end
-    // of the file. Every stop path comes through here; after a write failure nothing more
-    // can be written, but the window is still emptied.
-    if failure == nil {
-      usleep(useconds_t(PcapHandle.retireMilliseconds * 2_500))
-      for index in sources.indices {
-        var rounds = 0
-        while take(index) > 0 && rounds < 64 { rounds += 1 }
-      }
-    }
-    window.release(now: Clock.realtimeNanoseconds(), all: true, write: write)
-    publish(
-      packets: packets, bytes: bytes, perInterface: perInterface, bytesPerInterface: bytesPerInterface,
-      outOfOrder: outOfOrder)
-    do {
-      try finish(writer, started: started, written: perInterface, outOfOrder: fileOutOfOrder)
-    } catch {
-      if failure == nil {
-        failure = AgentProtocolError(error.code == .diskFull ? .diskFull : .io, error.description)
-      }
-    }
-    let end = Clock.realtimeNanoseconds()
+    let (failure, reason) = CaptureLoop(
+      session: self, writer: initial, started: started, stopRequests: stopPipe[0]
+    ).run()
+    let end = SystemClock.realtimeNanoseconds()
     counters.withLock {
       $0.stoppedNanoseconds = end
       if $0.stopReason == nil { $0.stopReason = failure == nil ? (reason ?? .stopped) : .error }
@@ -456,7 +329,7 @@ public final class CaptureSession: @unchecked Sendable {
   func finish(
     _ writer: PcapngWriter, started: Int64, written: [UInt64], outOfOrder: [UInt64]
   ) throws(CaptureFileError) {
-    let now = Clock.realtimeNanoseconds()
+    let now = SystemClock.realtimeNanoseconds()
     let stats = interfaceStatistics()
     for index in interfaceNames.indices {
       let s = stats[index]
@@ -468,51 +341,6 @@ public final class CaptureSession: @unchecked Sendable {
     }
     try writer.close()
   }
-}
-
-final class ThreadBody {
-  let body: () -> Void
-  init(_ body: @escaping () -> Void) { self.body = body }
-  func run() { body() }
-}
-
-/// Clocks, without Foundation.
-public enum Clock {
-  public static func realtimeNanoseconds() -> Int64 {
-    var now = timespec()
-    clock_gettime(CLOCK_REALTIME, &now)
-    return Int64(now.tv_sec) * 1_000_000_000 + Int64(now.tv_nsec)
-  }
-
-  public static func monotonicNanoseconds() -> Int64 {
-    var now = timespec()
-    clock_gettime(CLOCK_MONOTONIC, &now)
-    return Int64(now.tv_sec) * 1_000_000_000 + Int64(now.tv_nsec)
-  }
-
-  public static func monotonicSeconds() -> Double { Double(monotonicNanoseconds()) / 1e9 }
-}
-
-/// Facts about this agent and host, for `hello` and file headers.
-public enum AgentInfo {
-  public static let version = "0.2.0"
-  /// Set at release time; "dev" for local builds.
-  public static let buildID = "dev"
-
-  static func uname() -> utsname {
-    var info = utsname()
-    _ = Glibc.uname(&info)
-    return info
-  }
-
-  static func text<T>(_ field: T) -> String {
-    withUnsafeBytes(of: field) { String(cString: $0.bindMemory(to: CChar.self).baseAddress!) }
-  }
-
-  public static var kernel: String { text(uname().release) }
-  public static var machine: String { text(uname().machine) }
-  public static var hostname: String { text(uname().nodename) }
-  public static var osDescription: String { "\(text(uname().sysname)) \(kernel)" }
 }
 
 extension CapturePlan {

@@ -167,7 +167,8 @@ struct ReorderWindow {
     var best: (Int, Entry)?
     for index in sources.indices {
       guard let entry = sources[index].first else { continue }
-      if best == nil || entry.timestamp < best!.1.timestamp { best = (index, entry) }
+      if let current = best, current.1.timestamp <= entry.timestamp { continue }
+      best = (index, entry)
     }
     return best
   }

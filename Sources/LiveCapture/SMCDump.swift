@@ -1,6 +1,7 @@
 import AgentProtocol
 import CLinuxNet
 import ChildProcess
+import Support
 
 #if canImport(Glibc)
   import Glibc
@@ -81,7 +82,7 @@ public final class SMCDumpDevice: @unchecked Sendable {
     let fd = open(record, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o600)
     guard fd >= 0 else {
       throw AgentProtocolError(
-        .io, "cannot record the dump device in \(record): \(String(cString: strerror(errno)))")
+        .io, "cannot record the dump device in \(record): \(Errno.current)")
     }
     close(fd)
     let device = SMCDumpDevice(name: name, familyID: family, recordPath: record)
@@ -96,7 +97,7 @@ public final class SMCDumpDevice: @unchecked Sendable {
     guard result == 0 else {
       device.remove()
       throw AgentProtocolError(
-        .smcDumpUnsupported, "the kernel refused to dump to \(name): \(String(cString: strerror(-result)))")
+        .smcDumpUnsupported, "the kernel refused to dump to \(name): \(Errno(rawValue: -result))")
     }
     return device
   }
@@ -121,9 +122,7 @@ public final class SMCDumpDevice: @unchecked Sendable {
     guard let directory = opendir(folder) else { return [] }
     var names: [String] = []
     while let entry = readdir(directory) {
-      let name = withUnsafeBytes(of: entry.pointee.d_name) {
-        String(cString: $0.bindMemory(to: CChar.self).baseAddress!)
-      }
+      let name = String(cStringField: entry.pointee.d_name)
       if name.hasPrefix("smc-dummy") { names.append(name) }
     }
     closedir(directory)
