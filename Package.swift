@@ -48,7 +48,8 @@ let package = Package(
     .target(name: "Support"),
     // Runs programs by argument vector with a clean signal mask (no Foundation).
     .target(name: "ChildProcess"),
-    .target(name: "Inventory", dependencies: ["JSON", "AgentProtocol", .product(name: "Yams", package: "Yams")]),
+    .target(
+      name: "Inventory", dependencies: ["JSON", "AgentProtocol", .product(name: "Yams", package: "Yams")]),
     // A Foundation-free JSON value, parser and writer (the agent must not link Foundation).
     .target(name: "JSON"),
     // Agent protocol messages (JSON Lines).
@@ -134,7 +135,9 @@ let package = Package(
       dependencies: ["MergePipeline", "Alignment", "SMCWire", "SMCSynthesis", "CaptureFiles", "TestSupport"]),
     .testTarget(
       name: "RenderingTests",
-      dependencies: ["Rendering", "Support", "JSON", "SMCWire", "SMCSynthesis", "CaptureFiles", "TestSupport"]),
+      dependencies: [
+        "Rendering", "Support", "JSON", "SMCWire", "SMCSynthesis", "CaptureFiles", "TestSupport",
+      ]),
     .testTarget(
       name: "AlignmentTests",
       dependencies: [
@@ -165,6 +168,8 @@ let package = Package(
     // The coordinator's own records (session.json, alignment.json, timeline.jsonl), no lab.
     .testTarget(
       name: "RecordTests", dependencies: ["Orchestration", "MergePipeline", "Alignment", "SSHTransport"]),
+    // The capture's pair state machine and the report's sections, no lab, no sshd.
+    .testTarget(name: "OrchestrationTests", dependencies: ["Orchestration", "MergePipeline"]),
     .testTarget(
       name: "LabTests",
       dependencies: ["SMCWire", "CaptureFiles", "TestSupport", "Inventory", "Coordinator", "Agent"]
