@@ -4,6 +4,17 @@ import SMCWire
 /// What kind of packet a pair is.
 public enum PairKind: String, Sendable, CaseIterable {
   case tcp, clc, cdc, data
+
+  /// The kind's position in `allCases`: its number in pair logs, the HTML page's data and
+  /// per-kind counts.
+  public var index: Int {
+    switch self {
+    case .tcp: 0
+    case .clc: 1
+    case .cdc: 2
+    case .data: 3
+    }
+  }
 }
 
 /// Identity of a packet that both hosts capture: a 64-bit fingerprint of its direction
@@ -311,10 +322,14 @@ public struct PacketKeyer: Sendable {
       hasher.add(UInt64(frame.wirePayloadLength))
       if frame.ipID != 0 { hasher.add(UInt64(frame.ipID)) }
     } else if frame.isUDP, DumpHeaderCalibrator.isDumpRecord(frame.payload) {
-      let paired =
-        layout == nil
-        ? Self.keyByShape(frame.payload, &side, &hasher)
-        : keyByLayout(frame.payload, wireLength: frame.wirePayloadLength, &side, &hasher)
+      let paired: Bool
+      if let layout, let headerLength = layout.headerLength {
+        paired = keyByLayout(
+          layout, headerLength: headerLength, frame.payload, wireLength: frame.wirePayloadLength, &side,
+          &hasher)
+      } else {
+        paired = Self.keyByShape(frame.payload, &side, &hasher)
+      }
       guard paired else { return PacketKey(packet: side, key: nil, role: syn) }
     } else {
       return PacketKey(packet: side, key: nil, role: syn)
@@ -327,17 +342,18 @@ public struct PacketKeyer: Sendable {
   /// With a calibrated layout: CDC records by message (SMC-R) or cursors (SMC-D), data
   /// records by position. False when the record cannot be paired.
   private mutating func keyByLayout(
-    _ payload: UnsafeRawBufferPointer, wireLength: Int, _ side: inout SidePacket, _ hasher: inout FNV
+    _ layout: DumpHeaderLayout, headerLength: Int, _ payload: UnsafeRawBufferPointer, wireLength: Int,
+    _ side: inout SidePacket, _ hasher: inout FNV
   ) -> Bool {
     let stream = Stream(source: side.source, destination: side.destination)
-    switch layout!.classify(payload, wireLength: wireLength, connectionMode: nil) {
+    switch layout.classify(payload, wireLength: wireLength, connectionMode: nil) {
     case .cdc(let message):
       side.kind = .cdc
       streams[stream] = Position(cursor: message.producer, offset: 0)
       if message.mode == .smcR {
         // RWWI records carry a synthesised seqno 0: never paired by it.
         guard message.sequenceNumber != 0 else { return false }
-        hasher.add(payload.slice(layout!.headerLength!, CDCMessage.smcRLength))
+        hasher.add(payload.slice(headerLength, CDCMessage.smcRLength))
       } else {
         for cursor in [message.producer, message.consumer] {
           hasher.add(UInt64(cursor.wrap) << 32 | UInt64(cursor.count))
@@ -351,7 +367,7 @@ public struct PacketKeyer: Sendable {
       hasher.add(position.offset)
       hasher.add(UInt64(length))
       // The content too: a position read one CDC apart on the two hosts must not pair.
-      let body = payload.count - layout!.headerLength!
+      let body = payload.count - headerLength
       hasher.add(payload.slice(payload.count - min(256, body), min(256, body)))
       position.offset += UInt64(length)
       streams[stream] = position

@@ -63,18 +63,27 @@ public struct PairingWalk {
     nextMapped[side] = next[side]?.mapped ?? .max
   }
 
+  /// The side whose current packet comes first on the client clock (the client's on a tie)
+  /// and that packet; nil at the end of both files.
+  private func earliest() -> (side: Int, item: SideFeed.Item)? {
+    switch (next[0], next[1]) {
+    case (nil, nil): nil
+    case (let client?, nil): (0, client)
+    case (nil, let server?): (1, server)
+    case (let client?, let server?): nextMapped[0] <= nextMapped[1] ? (0, client) : (1, server)
+    }
+  }
+
   /// Reads one packet and tells `sink` what follows from it. At the end of both files, gives
   /// up on every packet still waiting and returns false.
   public mutating func advance(_ sink: inout some PairingWalkSink) throws(CaptureFileError) -> Bool {
-    guard next[0] != nil || next[1] != nil else {
+    guard let (side, item) = earliest() else {
       if !finished {
         finished = true
         for side in 0..<2 { giveUp(side, before: .max, &sink) }
       }
       return false
     }
-    let side = next[0] != nil && nextMapped[0] <= nextMapped[1] ? 0 : 1
-    let item = next[side]!
     let mapped = item.mapped
     try load(side)
     now = max(now, mapped)

@@ -19,8 +19,10 @@ struct OnlineHull {
   init(sign: Double) { self.sign = sign }
 
   mutating func add(_ times: PairedTimes) {
-    if origin == nil { origin = times.clientNanoseconds }
-    let x = Double(times.clientNanoseconds &- origin!)
+    // The first pair's client time is the origin of x.
+    let origin = self.origin ?? times.clientNanoseconds
+    self.origin = origin
+    let x = Double(times.clientNanoseconds &- origin)
     let y = sign * Double(times.serverNanoseconds &- times.clientNanoseconds)
     var low = 0
     var high = xs.count
@@ -75,7 +77,9 @@ struct OnlineHull {
 /// later than the window.
 public enum WindowedAligner {
   public static let defaultWindowNanoseconds: Int64 = 2_000_000_000
-  static let prefixLimits = [16_384, 262_144]
+  /// The longest prefix tried for the coarse clock model (a short one first, then this).
+  static let longestPrefix = 262_144
+  static let prefixLimits = [16_384, longestPrefix]
 
   public enum Outcome: Sendable {
     /// `logs` hold every packet's note, per side.
@@ -109,7 +113,7 @@ public enum WindowedAligner {
     }
     guard let coarse else {
       return .needsMemory(
-        reason: "the first \(prefixLimits.last!) packets of the two captures have none in common")
+        reason: "the first \(longestPrefix) packets of the two captures have none in common")
     }
     var walk = try PairingWalk(client: client, server: server, coarse: coarse, window: window, keyers: keyers)
     let paths = ["client", "server"].map { "\(logFolder)/.smcpair-pairing-\(getpid())-\($0)" }
@@ -257,14 +261,14 @@ struct FitSink: PairingWalkSink {
     if let described {
       if let role = described.role { roles.insert(role) }
       note.sourceID = sourceID(described.packet.source.address)
-      note.kind = UInt8(PairKind.allCases.firstIndex(of: described.packet.kind)!)
+      note.kind = UInt8(described.packet.kind.index)
     }
     settling[side].append(frame: packet.frame, note: note, waiting: described?.key != nil)
     flush(side)
   }
 
   mutating func paired(number: Int, client: SidePacket, server: SidePacket) {
-    kinds[PairKind.allCases.firstIndex(of: server.kind)!] += 1
+    kinds[server.kind.index] += 1
     pairs += 1
     flows[
       AddressFlow(source: server.source.address, destination: server.destination.address), default: .init()

@@ -305,124 +305,150 @@ public final class CaptureFileReader {
         continue
       }
       let (type, length) = try blockBounds(at: start)
-      let be = sectionBigEndian
-      let bodyEnd = start + length - 4
       switch type {
       case BlockType.enhancedPacket, BlockType.obsoletePacket:
-        let isEPB = type == BlockType.enhancedPacket
-        guard length >= 32 else {
-          throw CaptureFileError(
-            .corrupt, "packet block is \(length) bytes, shorter than its 32-byte minimum", path: path,
-            offset: start)
-        }
-        let localID =
-          isEPB ? Int(bytes.u32(start + 8, bigEndian: be)) : Int(bytes.u16(start + 8, bigEndian: be))
-        let index = try interfaceIndex(localID, at: start)
-        let high = UInt64(bytes.u32(start + 12, bigEndian: be))
-        let low = UInt64(bytes.u32(start + 16, bigEndian: be))
-        let captured = Int(bytes.u32(start + 20, bigEndian: be))
-        let original = Int(bytes.u32(start + 24, bigEndian: be))
-        let dataStart = start + 28
-        guard captured <= bodyEnd - dataStart else {
-          throw CaptureFileError(
-            .corrupt,
-            "packet block claims \(captured) captured bytes but only has room for \(bodyEnd - dataStart)",
-            path: path, offset: start)
-        }
-        let optionsStart = dataStart + ((captured + 3) & ~3)
-        packetCount += 1
-        offset = start + length
-        return CapturedPacket(
-          frame: packetCount, interface: index,
-          timestampNanoseconds: interfaces[index].nanoseconds(fromUnits: high << 32 | low),
-          originalLength: original, data: bytes.slice(dataStart, captured), fileOffset: start,
-          options: options(optionsStart, end: bodyEnd), optionsBigEndian: be)
+        return try readPacketBlock(at: start, length: length, enhanced: type == BlockType.enhancedPacket)
       case BlockType.simplePacket:
-        guard length >= 16 else {
-          throw CaptureFileError(
-            .corrupt, "simple packet block is \(length) bytes, shorter than 16", path: path, offset: start)
-        }
-        let index = try interfaceIndex(0, at: start)
-        let original = Int(bytes.u32(start + 8, bigEndian: be))
-        let room = bodyEnd - (start + 12)
-        var captured = min(original, room)
-        let snap = Int(interfaces[index].snapLength)
-        if snap > 0 { captured = min(captured, snap) }
-        packetCount += 1
-        offset = start + length
-        // SPBs carry no timestamp.
-        return CapturedPacket(
-          frame: packetCount, interface: index, timestampNanoseconds: 0, originalLength: original,
-          data: bytes.slice(start + 12, captured), fileOffset: start,
-          options: UnsafeRawBufferPointer(start: nil, count: 0), optionsBigEndian: be)
+        return try readSimplePacketBlock(at: start, length: length)
       case BlockType.interfaceDescription:
-        guard length >= 20 else {
-          throw CaptureFileError(
-            .corrupt, "interface description block is \(length) bytes, shorter than 20", path: path,
-            offset: start)
-        }
-        var interface = CaptureInterface(
-          section: sectionCount - 1, localID: interfaces.count - sectionFirstInterface,
-          linkType: LinkType(rawValue: UInt32(bytes.u16(start + 8, bigEndian: be))),
-          snapLength: bytes.u32(start + 12, bigEndian: be))
-        PcapngOptions.forEach(options(start + 16, end: bodyEnd), bigEndian: be) { code, value in
-          switch code {
-          case 2: interface.name = String(decoding: value, as: UTF8.self)
-          case 3: interface.description = String(decoding: value, as: UTF8.self)
-          case 9 where value.count >= 1:
-            let raw = value.u8(0)
-            interface.resolutionIsPowerOfTwo = raw & 0x80 != 0
-            interface.resolutionExponent = raw & 0x7F
-            interface.unitsPerSecond = CaptureInterface.units(
-              raw & 0x7F, powerOfTwo: raw & 0x80 != 0)
-          case 11 where value.count >= 1:
-            // First byte says how the filter is expressed; 0 = libpcap filter string.
-            interface.filter = String(decoding: value.slice(1, value.count - 1), as: UTF8.self)
-          case 12: interface.os = String(decoding: value, as: UTF8.self)
-          case 14 where value.count >= 8:
-            interface.offsetSeconds = Int64(bitPattern: value.u64(0, bigEndian: be))
-          default: break
-          }
-        }
-        interfaces.append(interface)
-        offset = start + length
+        try readInterfaceDescription(at: start, length: length)
       case BlockType.interfaceStatistics:
-        guard length >= 24 else {
-          throw CaptureFileError(
-            .corrupt, "interface statistics block is \(length) bytes, shorter than 24", path: path,
-            offset: start)
-        }
-        let index = try interfaceIndex(Int(bytes.u32(start + 8, bigEndian: be)), at: start)
-        let interface = interfaces[index]
-        let stamp =
-          UInt64(bytes.u32(start + 12, bigEndian: be)) << 32 | UInt64(bytes.u32(start + 16, bigEndian: be))
-        var stats = InterfaceStatistics(timestampNanoseconds: interface.nanoseconds(fromUnits: stamp))
-        PcapngOptions.forEach(options(start + 20, end: bodyEnd), bigEndian: be) { code, value in
-          guard value.count >= 8 else { return }
-          let number: UInt64
-          if code == 2 || code == 3 {
-            number = UInt64(value.u32(0, bigEndian: be)) << 32 | UInt64(value.u32(4, bigEndian: be))
-          } else {
-            number = value.u64(0, bigEndian: be)
-          }
-          switch code {
-          case 2: stats.startNanoseconds = interface.nanoseconds(fromUnits: number)
-          case 3: stats.endNanoseconds = interface.nanoseconds(fromUnits: number)
-          case 4: stats.received = number
-          case 5: stats.interfaceDropped = number
-          case 6: stats.filterAccepted = number
-          case 7: stats.osDropped = number
-          case 8: stats.delivered = number
-          default: break
-          }
-        }
-        interfaces[index].statistics = stats
-        offset = start + length
+        try readInterfaceStatistics(at: start, length: length)
       default:
         skippedBlocks += 1
-        offset = start + length
+      }
+      offset = start + length
+    }
+  }
+
+  /// An enhanced (or obsolete) packet block: the packet with its interface, time and options.
+  @inline(__always)
+  private func readPacketBlock(at start: Int, length: Int, enhanced: Bool) throws(CaptureFileError)
+    -> CapturedPacket
+  {
+    let be = sectionBigEndian
+    let bodyEnd = start + length - 4
+    guard length >= 32 else {
+      throw CaptureFileError(
+        .corrupt, "packet block is \(length) bytes, shorter than its 32-byte minimum", path: path,
+        offset: start)
+    }
+    let localID =
+      enhanced ? Int(bytes.u32(start + 8, bigEndian: be)) : Int(bytes.u16(start + 8, bigEndian: be))
+    let index = try interfaceIndex(localID, at: start)
+    let high = UInt64(bytes.u32(start + 12, bigEndian: be))
+    let low = UInt64(bytes.u32(start + 16, bigEndian: be))
+    let captured = Int(bytes.u32(start + 20, bigEndian: be))
+    let original = Int(bytes.u32(start + 24, bigEndian: be))
+    let dataStart = start + 28
+    guard captured <= bodyEnd - dataStart else {
+      throw CaptureFileError(
+        .corrupt,
+        "packet block claims \(captured) captured bytes but only has room for \(bodyEnd - dataStart)",
+        path: path, offset: start)
+    }
+    let optionsStart = dataStart + ((captured + 3) & ~3)
+    packetCount += 1
+    offset = start + length
+    return CapturedPacket(
+      frame: packetCount, interface: index,
+      timestampNanoseconds: interfaces[index].nanoseconds(fromUnits: high << 32 | low),
+      originalLength: original, data: bytes.slice(dataStart, captured), fileOffset: start,
+      options: options(optionsStart, end: bodyEnd), optionsBigEndian: be)
+  }
+
+  /// A simple packet block: interface 0, no timestamp, captured length from the snap length.
+  private func readSimplePacketBlock(at start: Int, length: Int) throws(CaptureFileError) -> CapturedPacket {
+    let be = sectionBigEndian
+    let bodyEnd = start + length - 4
+    guard length >= 16 else {
+      throw CaptureFileError(
+        .corrupt, "simple packet block is \(length) bytes, shorter than 16", path: path, offset: start)
+    }
+    let index = try interfaceIndex(0, at: start)
+    let original = Int(bytes.u32(start + 8, bigEndian: be))
+    let room = bodyEnd - (start + 12)
+    var captured = min(original, room)
+    let snap = Int(interfaces[index].snapLength)
+    if snap > 0 { captured = min(captured, snap) }
+    packetCount += 1
+    offset = start + length
+    // SPBs carry no timestamp.
+    return CapturedPacket(
+      frame: packetCount, interface: index, timestampNanoseconds: 0, originalLength: original,
+      data: bytes.slice(start + 12, captured), fileOffset: start,
+      options: UnsafeRawBufferPointer(start: nil, count: 0), optionsBigEndian: be)
+  }
+
+  /// An interface description block: a new interface of the current section.
+  private func readInterfaceDescription(at start: Int, length: Int) throws(CaptureFileError) {
+    let be = sectionBigEndian
+    let bodyEnd = start + length - 4
+    guard length >= 20 else {
+      throw CaptureFileError(
+        .corrupt, "interface description block is \(length) bytes, shorter than 20", path: path,
+        offset: start)
+    }
+    var interface = CaptureInterface(
+      section: sectionCount - 1, localID: interfaces.count - sectionFirstInterface,
+      linkType: LinkType(rawValue: UInt32(bytes.u16(start + 8, bigEndian: be))),
+      snapLength: bytes.u32(start + 12, bigEndian: be))
+    PcapngOptions.forEach(options(start + 16, end: bodyEnd), bigEndian: be) { code, value in
+      switch code {
+      case 2: interface.name = String(decoding: value, as: UTF8.self)
+      case 3: interface.description = String(decoding: value, as: UTF8.self)
+      case 9 where value.count >= 1:
+        let raw = value.u8(0)
+        interface.resolutionIsPowerOfTwo = raw & 0x80 != 0
+        interface.resolutionExponent = raw & 0x7F
+        interface.unitsPerSecond = CaptureInterface.units(
+          raw & 0x7F, powerOfTwo: raw & 0x80 != 0)
+      case 11 where value.count >= 1:
+        // First byte says how the filter is expressed; 0 = libpcap filter string.
+        interface.filter = String(decoding: value.slice(1, value.count - 1), as: UTF8.self)
+      case 12: interface.os = String(decoding: value, as: UTF8.self)
+      case 14 where value.count >= 8:
+        interface.offsetSeconds = Int64(bitPattern: value.u64(0, bigEndian: be))
+      default: break
       }
     }
+    interfaces.append(interface)
+  }
+
+  /// An interface statistics block: the counters it carries, kept on its interface.
+  private func readInterfaceStatistics(at start: Int, length: Int) throws(CaptureFileError) {
+    let be = sectionBigEndian
+    let bodyEnd = start + length - 4
+    guard length >= 24 else {
+      throw CaptureFileError(
+        .corrupt, "interface statistics block is \(length) bytes, shorter than 24", path: path,
+        offset: start)
+    }
+    let index = try interfaceIndex(Int(bytes.u32(start + 8, bigEndian: be)), at: start)
+    let interface = interfaces[index]
+    let stamp =
+      UInt64(bytes.u32(start + 12, bigEndian: be)) << 32 | UInt64(bytes.u32(start + 16, bigEndian: be))
+    var stats = InterfaceStatistics(timestampNanoseconds: interface.nanoseconds(fromUnits: stamp))
+    PcapngOptions.forEach(options(start + 20, end: bodyEnd), bigEndian: be) { code, value in
+      guard value.count >= 8 else { return }
+      let number: UInt64
+      if code == 2 || code == 3 {
+        number = UInt64(value.u32(0, bigEndian: be)) << 32 | UInt64(value.u32(4, bigEndian: be))
+      } else {
+        number = value.u64(0, bigEndian: be)
+      }
+      switch code {
+      case 2: stats.startNanoseconds = interface.nanoseconds(fromUnits: number)
+      case 3: stats.endNanoseconds = interface.nanoseconds(fromUnits: number)
+      case 4: stats.received = number
+      case 5: stats.interfaceDropped = number
+      case 6: stats.filterAccepted = number
+      case 7: stats.osDropped = number
+      case 8: stats.delivered = number
+      default: break
+      }
+    }
+    interfaces[index].statistics = stats
   }
 }
 

@@ -177,19 +177,15 @@ public final class PcapngWriter {
     let commentPadded = (commentLength + 3) & ~3
     let optionsLength = 4 + commentPadded + (direction != .unknown ? 8 : 0) + 12 + 4
     let total = 32 + padded + optionsLength
-    let start = buffer.count
-    buffer.append(contentsOf: repeatElement(0, count: total))
-    buffer.withUnsafeMutableBytes { raw in
-      let p = raw.baseAddress! + start
+    appendBlock(length: total) { p in
       Self.storeEPBHead(
         p, total: total, interface: interface, timestampNanoseconds: timestampNanoseconds, data: data,
         originalLength: originalLength)
       var o = 28 + padded
       p.storeBytes(of: UInt16(1), toByteOffset: o, as: UInt16.self)
       p.storeBytes(of: UInt16(commentLength), toByteOffset: o + 2, as: UInt16.self)
-      if let source = commentUTF8.baseAddress, commentLength > 0 {
-        (p + o + 4).copyMemory(from: source, byteCount: commentLength)
-      }
+      UnsafeMutableRawBufferPointer(rebasing: p[(o + 4)...]).copyMemory(
+        from: UnsafeRawBufferPointer(rebasing: commentUTF8[..<commentLength]))
       o += 4 + commentPadded
       if direction != .unknown {
         p.storeBytes(of: UInt16(2), toByteOffset: o, as: UInt16.self)
@@ -199,7 +195,7 @@ public final class PcapngWriter {
       }
       p.storeBytes(of: UInt16(5), toByteOffset: o, as: UInt16.self)
       p.storeBytes(of: UInt16(8), toByteOffset: o + 2, as: UInt16.self)
-      (p + o + 4).copyMemory(from: [packetID], byteCount: 8)
+      p.storeBytes(of: packetID, toByteOffset: o + 4, as: UInt64.self)
       o += 12
       // opt_endofopt (4 zero bytes) is already zero; then the trailing length.
       p.storeBytes(of: UInt32(total), toByteOffset: total - 4, as: UInt32.self)
@@ -208,10 +204,18 @@ public final class PcapngWriter {
     if buffer.count >= bufferLimit { try flush() }
   }
 
+  /// Appends a block of `length` zero bytes and lets `fill` write it in place.
+  @inline(__always)
+  private func appendBlock(length: Int, _ fill: (UnsafeMutableRawBufferPointer) -> Void) {
+    let start = buffer.count
+    buffer.append(contentsOf: repeatElement(0, count: length))
+    buffer.withUnsafeMutableBytes { raw in fill(UnsafeMutableRawBufferPointer(rebasing: raw[start...])) }
+  }
+
   /// The fixed part of an EPB (type, length, interface, timestamp, lengths) and its data.
   @inline(__always)
   private static func storeEPBHead(
-    _ p: UnsafeMutableRawPointer, total: Int, interface: Int, timestampNanoseconds: Int64,
+    _ p: UnsafeMutableRawBufferPointer, total: Int, interface: Int, timestampNanoseconds: Int64,
     data: UnsafeRawBufferPointer, originalLength: Int
   ) {
     let stamp = UInt64(bitPattern: timestampNanoseconds)
@@ -222,9 +226,7 @@ public final class PcapngWriter {
     p.storeBytes(of: UInt32(truncatingIfNeeded: stamp), toByteOffset: 16, as: UInt32.self)
     p.storeBytes(of: UInt32(data.count), toByteOffset: 20, as: UInt32.self)
     p.storeBytes(of: UInt32(truncatingIfNeeded: originalLength), toByteOffset: 24, as: UInt32.self)
-    if let source = data.baseAddress, data.count > 0 {
-      (p + 28).copyMemory(from: source, byteCount: data.count)
-    }
+    UnsafeMutableRawBufferPointer(rebasing: p[28...]).copyMemory(from: data)
   }
 
   /// An EPB without options, or with only `epb_flags` (direction): 32 bytes of header and
@@ -236,10 +238,7 @@ public final class PcapngWriter {
   ) {
     let padded = (data.count + 3) & ~3
     let total = 32 + padded + (direction == .unknown ? 0 : 12)
-    let start = buffer.count
-    buffer.append(contentsOf: repeatElement(0, count: total))
-    buffer.withUnsafeMutableBytes { raw in
-      let p = raw.baseAddress! + start
+    appendBlock(length: total) { p in
       Self.storeEPBHead(
         p, total: total, interface: interface, timestampNanoseconds: timestampNanoseconds, data: data,
         originalLength: originalLength)
@@ -308,8 +307,10 @@ public final class PcapngWriter {
     let total = buffer.count
     var failure: Int32 = 0
     buffer.withUnsafeBytes { raw in
+      // An empty buffer may have no base address; it has nothing to write either.
+      guard let base = raw.baseAddress else { return }
       while written < total {
-        let result = write(fd, raw.baseAddress! + written, total - written)
+        let result = write(fd, base + written, total - written)
         if result < 0 {
           if errno == EINTR { continue }
           failure = errno

@@ -34,9 +34,11 @@ public final class StagedFile {
     let fd = open(staged.temporaryPath, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o600)
     guard fd >= 0 else { throw staged.failure("cannot create", errno) }
     let ok = bytes.withUnsafeBytes { raw in
+      // An empty buffer may have no base address; it has nothing to write either.
+      guard let base = raw.baseAddress else { return true }
       var written = 0
       while written < raw.count {
-        let n = Glibc.write(fd, raw.baseAddress! + written, raw.count - written)
+        let n = Glibc.write(fd, base + written, raw.count - written)
         if n < 0 {
           if errno == EINTR { continue }
           return false

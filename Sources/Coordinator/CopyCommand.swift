@@ -9,7 +9,9 @@ struct CopyCommand: ParsableCommand {
     abstract: "Copy a file from or to a host over SFTP, verified by SHA-256.",
     discussion: """
       Downloads are pipelined, written to LOCAL.partial first, resumed when run again after an \
-      interruption, and checked against the host's sha256sum before LOCAL appears. Uploads are \
+      interruption, and checked against the host's sha256sum before LOCAL appears. From 32 MiB \
+      on, a second connection to the host fetches part of the file when it logs in without a \
+      prompt. Uploads are \
       written under a temporary name and renamed when complete.
 
       Examples:
@@ -75,7 +77,7 @@ struct CopyCommand: ParsableCommand {
       if showProgress { writeStandardError("\n") }
       let rate = Double(result.bytes - result.resumedFrom) / max(result.seconds, 1e-6) / 1_048_576
       print(
-        "\(result.bytes) bytes\(result.resumedFrom > 0 ? " (resumed at \(result.resumedFrom))" : "") in \(String(format: "%.2f", result.seconds)) s (\(String(format: "%.1f", rate)) MiB/s), sha256 \(result.sha256)"
+        "\(result.bytes) bytes\(result.resumedFrom > 0 ? " (resumed at \(result.resumedFrom))" : "") in \(String(format: "%.2f", result.seconds)) s (\(String(format: "%.1f", rate)) MiB/s\(result.connections > 1 ? ", \(result.connections) connections" : "")), sha256 \(result.sha256)"
       )
     } catch {
       if showProgress { writeStandardError("\n") }

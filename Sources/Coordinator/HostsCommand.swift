@@ -69,9 +69,11 @@ struct ConnectionOptions: ParsableArguments {
     if text.hasPrefix("ssh://") {
       throw ValidationError("'\(text)' is not a valid ssh://[user@]host[:port] target")
     }
-    if inventory != nil && !text.contains("@") && !text.contains(".") && !text.contains(":") {
+    if let inventory, !text.contains("@") && !text.contains(".") && !text.contains(":") {
+      // The file as given with -i; the inventory's own path when it came from elsewhere.
+      let file = self.inventory ?? inventory.path
       throw ValidationError(
-        "'\(text)' is not a host of \(self.inventory!); hosts: \(inventory!.hosts.map(\.name).joined(separator: ", "))"
+        "'\(text)' is not a host of \(file); hosts: \(inventory.hosts.map(\.name).joined(separator: ", "))"
       )
     }
     guard let target = SSHTarget.parse(jump: text) else { throw ValidationError("'\(text)' is not a host") }

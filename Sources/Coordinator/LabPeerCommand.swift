@@ -25,6 +25,20 @@ struct LabPeer: ParsableCommand {
   )
 }
 
+/// `ADDRESS:PORT`, as `--connect` and `--to` take it.
+struct AddressAndPort {
+  let address: String
+  let port: UInt16
+
+  /// Nil unless `text` is an address, one colon and a port number.
+  init?(_ text: String) {
+    let parts = text.split(separator: ":")
+    guard parts.count == 2, let port = UInt16(parts[1]) else { return nil }
+    address = String(parts[0])
+    self.port = port
+  }
+}
+
 struct PeerCommonOptions: ParsableArguments {
   @Option(help: "Stand-in dump device to write records on (default: this namespace's smc-dummy*).")
   var dumpDevice: String?
@@ -96,15 +110,27 @@ struct PeerClient: ParsableCommand {
   @Option(help: "Local port of the SMC connection (default: any).") var localPort: UInt16?
   @OptionGroup var common: PeerCommonOptions
 
-  func validate() throws {
-    guard PeerScenario(rawValue: scenario) != nil else {
+  /// The scenario `--scenario` names.
+  func chosenScenario() throws -> PeerScenario {
+    guard let kind = PeerScenario(rawValue: scenario) else {
       throw ValidationError(
         "unknown scenario '\(scenario)'; one of \(PeerScenario.allCases.map(\.rawValue).joined(separator: ", "))"
       )
     }
-    guard connect.split(separator: ":").count == 2, UInt16(connect.split(separator: ":")[1]) != nil else {
+    return kind
+  }
+
+  /// The server `--connect` names.
+  func server() throws -> AddressAndPort {
+    guard let server = AddressAndPort(connect) else {
       throw ValidationError("--connect takes ADDRESS:PORT, e.g. 10.213.1.12:7000")
     }
+    return server
+  }
+
+  func validate() throws {
+    _ = try chosenScenario()
+    _ = try server()
     guard [1, 2].contains(clcVersion) else { throw ValidationError("--clc-version is 1 or 2") }
     if let messages, messages < 1 { throw ValidationError("--messages must be at least 1") }
     if let size, size < 1 || size > 1 << 20 { throw ValidationError("--size must be 1...1048576") }
@@ -117,7 +143,7 @@ struct PeerClient: ParsableCommand {
   }
 
   func run() throws {
-    let kind = PeerScenario(rawValue: scenario)!
+    let kind = try chosenScenario()
     var options = PeerOptions()
     options.scenario = kind
     options.messages = messages ?? kind.defaultMessages
@@ -125,11 +151,11 @@ struct PeerClient: ParsableCommand {
     options.seed = seed
     options.reason = reason
     options.clcVersion = clcVersion
-    let parts = connect.split(separator: ":")
+    let peer = try server()
     let device = try common.device()
     do {
       let report = try PeerEmulator.connect(
-        to: String(parts[0]), port: UInt16(parts[1])!, localPort: localPort, options: options,
+        to: peer.address, port: peer.port, localPort: localPort, options: options,
         dumpDevice: device,
         dumpHeaderLength: common.dumpHeaderLen, timeout: common.timeout)
       print(report)
@@ -150,21 +176,25 @@ struct LabBlast: ParsableCommand {
   @Option(help: "Seconds to send.") var seconds: Double = 5
   @Option(help: "Payload bytes per datagram.") var size = 64
 
+  /// The destination `--to` names.
+  func destination() throws -> AddressAndPort {
+    guard let destination = AddressAndPort(to) else { throw ValidationError("--to takes ADDRESS:PORT") }
+    return destination
+  }
+
   func validate() throws {
-    guard to.split(separator: ":").count == 2, UInt16(to.split(separator: ":")[1]) != nil else {
-      throw ValidationError("--to takes ADDRESS:PORT")
-    }
+    _ = try destination()
     guard rate >= 0, seconds > 0, (1...65000).contains(size) else {
       throw ValidationError("--rate >= 0, --seconds > 0, --size 1...65000")
     }
   }
 
   func run() throws {
-    let parts = to.split(separator: ":")
+    let target = try destination()
     do {
       print(
         try TrafficBlaster.run(
-          to: String(parts[0]), port: UInt16(parts[1])!, rate: rate, seconds: seconds, size: size))
+          to: target.address, port: target.port, rate: rate, seconds: seconds, size: size))
     } catch {
       writeStandardError("smcpair lab blast: \(error.description)\n")
       throw ExitCode(1)

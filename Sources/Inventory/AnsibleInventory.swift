@@ -30,18 +30,19 @@ public enum AnsibleInventory {
     var file: String
     var base: String
     var groups: [String: Group] = ["all": Group()]
-    var hostOrder: [String] = []
+    /// Every host once, in the order first named, with where it was first named.
+    var hostOrder: [(name: String, location: SourceLocation)] = []
+    var hostNames: Set<String> = []
     var hostVars: [String: [String: Value]] = [:]
-    var hostLocation: [String: SourceLocation] = [:]
 
     mutating func addHost(_ name: String, group: String, location: SourceLocation) throws(InventoryError) {
-      if hostLocation[name] == nil {
+      if !hostNames.contains(name) {
         guard hostOrder.count < AnsibleInventory.maximumHosts else {
           throw InventoryError(
             location, "more than \(AnsibleInventory.maximumHosts) hosts; split the inventory")
         }
-        hostOrder.append(name)
-        hostLocation[name] = location
+        hostOrder.append((name, location))
+        hostNames.insert(name)
         hostVars[name] = [:]
       }
       groups[group, default: Group()].hosts.append(name)
@@ -232,13 +233,13 @@ public enum AnsibleInventory {
             try collected.addHost(host, group: name, location: walker.location(keyNode))
             if case .mapping = vars {
               for (variable, value) in try variables(vars, walker) {
-                collected.hostVars[host]![variable] = value
+                collected.hostVars[host, default: [:]][variable] = value
               }
             }
           }
         case "vars":
           for (variable, value) in try variables(value, walker) {
-            collected.groups[name]!.vars[variable] = value
+            collected.groups[name, default: Group()].vars[variable] = value
           }
         case "children":
           if case .scalar = value { continue }
@@ -249,7 +250,7 @@ public enum AnsibleInventory {
               throw walker.fail(
                 keyNode, "group name '\(child)' may use letters, digits, '-', '_' and '.' only")
             }
-            collected.groups[name]!.children.append(child)
+            collected.groups[name, default: Group()].children.append(child)
             try group(child, childNode)
           }
         default: break
@@ -323,22 +324,22 @@ public enum AnsibleInventory {
         "this Ansible inventory names no hosts; add host lines (INI) or 'hosts:' entries (YAML)")
     }
     var hosts: [InventoryHost] = []
-    for name in collected.hostOrder {
+    for (name, location) in collected.hostOrder {
       var vars = collected.groups["all"]?.vars ?? [:]
       let ordered = (groupsOf[name] ?? []).sorted { (depth[$0] ?? 1, $0) < (depth[$1] ?? 1, $1) }
       for group in ordered { vars.merge(collected.groups[group]?.vars ?? [:]) { $1 } }
       vars.merge(collected.hostVars[name] ?? [:]) { $1 }
-      hosts.append(try host(name, vars, collected))
+      hosts.append(try host(name, at: location, vars, collected))
     }
     return Inventory(path: collected.file, hosts: hosts, groups: groups, pairs: [])
   }
 
-  static func host(_ name: String, _ vars: [String: Value], _ collected: Collected) throws(InventoryError)
-    -> InventoryHost
-  {
+  static func host(
+    _ name: String, at location: SourceLocation, _ vars: [String: Value], _ collected: Collected
+  ) throws(InventoryError) -> InventoryHost {
     let walker = Walker(file: collected.file, base: collected.base)
     func value(_ keys: String...) -> Value? { keys.lazy.compactMap { vars[$0] }.first }
-    var host = InventoryHost(name: name, address: name, location: collected.hostLocation[name]!)
+    var host = InventoryHost(name: name, address: name, location: location)
     if let address = value("ansible_host", "ansible_ssh_host") { host.address = address.text }
     if let port = value("ansible_port", "ansible_ssh_port") {
       guard let number = Int(port.text), (1...65535).contains(number) else {

@@ -68,6 +68,45 @@ public struct Lab: Sendable {
     hosts count: Int, layout: LabNetworkLayout = .managementAndData, agentPath: String,
     log: (String) -> Void = { _ in }
   ) throws(LabError) -> LabState {
+    let sshd = try Self.checkPrerequisites(hosts: count)
+    if let existing = state() {
+      if existing.complete && existing.hosts.count == count && existing.layout == layout
+        && health(existing).allSatisfy(\.healthy)
+      {
+        log("lab '\(name)' is already up with \(count) hosts")
+        return existing
+      }
+      log(
+        "lab '\(name)' exists but is incomplete, unhealthy, of another size or layout: taking it down first")
+      try down(log: log)
+    }
+    try makeDirectory(directory)
+    var state = try plan(hosts: count, layout: layout)
+    // Record the plan before touching anything, so `down` can always undo.
+    try save(state)
+
+    try run([
+      "ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "smcpair-lab-\(name)", "-f", state.identity,
+    ])
+    let clientKey = try read("\(state.identity).pub")
+    try wireRootNamespace(state)
+    var knownHosts: [String] = []
+    for index in state.hosts.indices {
+      knownHosts.append(try configureHost(&state.hosts[index], sshd: sshd, clientKey: clientKey))
+      try save(state)
+    }
+    try write(knownHosts.joined(separator: "\n") + "\n", to: state.knownHosts)
+    try expectSSHD(on: state.hosts)
+    try write(inventoryYAML(state, agentPath: agentPath), to: state.inventory)
+    state.complete = true
+    try save(state)
+    log("lab '\(name)' is up: \(count) hosts, inventory \(state.inventory)")
+    return state
+  }
+
+  /// Fails unless `count` hosts are allowed, we are root and the tools are installed; returns
+  /// the path of sshd.
+  static func checkPrerequisites(hosts count: Int) throws(LabError) -> String {
     guard (1...Lab.maximumHosts).contains(count) else {
       throw LabError("--hosts must be between 1 and \(Lab.maximumHosts), not \(count)")
     }
@@ -81,21 +120,14 @@ public struct Lab: Sendable {
     guard let sshd = ChildProcess.locate("/usr/sbin/sshd") else {
       throw LabError("/usr/sbin/sshd is not installed; apt-get install openssh-server")
     }
-    if let existing = state() {
-      if existing.complete && existing.hosts.count == count && existing.layout == layout
-        && health(existing).allSatisfy(\.healthy)
-      {
-        log("lab '\(name)' is already up with \(count) hosts")
-        return existing
-      }
-      log(
-        "lab '\(name)' exists but is incomplete, unhealthy, of another size or layout: taking it down first")
-      try down(log: log)
-    }
-    try makeDirectory(directory)
+    return sshd
+  }
+
+  /// The lab to build: free subnets, and every host's names and addresses (nothing built yet).
+  func plan(hosts count: Int, layout: LabNetworkLayout) throws(LabError) -> LabState {
     let subnet = try chooseSubnet(in: "10.213", for: "lab bridge")
     let dataSubnet = layout == .managementAndData ? try chooseSubnet(in: "10.214", for: "data bridge") : nil
-    var state = LabState(
+    return LabState(
       name: name, directory: directory, bridge: bridge, bridgeAddress: "\(subnet).1", prefixLength: 24,
       dataBridge: dataSubnet == nil ? nil : dataBridge,
       inventory: "\(directory)/inventory.yaml", identity: "\(directory)/id_ed25519",
@@ -108,15 +140,10 @@ public struct Lab: Sendable {
           dumpDevice: Lab.dumpDevice(index), rootLink: rootLink(index),
           directory: "\(directory)/hosts/h\(index)", sshdPID: nil)
       }, complete: false)
-    // Record the plan before touching anything, so `down` can always undo.
-    try save(state)
+  }
 
-    try run([
-      "ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "smcpair-lab-\(name)", "-f", state.identity,
-    ])
-    let clientKey = try read("\(state.identity).pub")
-
-    // Root namespace: the bridge, every namespace and every veth pair, in one batch.
+  /// The root namespace: the bridges, every namespace and every veth pair, in one batch.
+  func wireRootNamespace(_ state: LabState) throws(LabError) {
     var batch = [
       "link add \(bridge) type bridge", "addr add \(state.bridgeAddress)/24 dev \(bridge)",
       "link set \(bridge) up",
@@ -143,44 +170,41 @@ public struct Lab: Sendable {
     for device in [bridge] + (state.dataBridge.map { [$0] } ?? []) {
       _ = try? ChildProcess.run(["sysctl", "-q", "-w", "net.ipv6.conf.\(device).disable_ipv6=1"])
     }
+  }
 
-    var knownHosts: [String] = []
-    for index in state.hosts.indices {
-      let host = state.hosts[index]
-      // IPv6 off first, so no device gets a link-local address (no router solicitations).
-      try run([
-        "ip", "netns", "exec", host.namespace, "sysctl", "-q", "-w", "net.ipv6.conf.all.disable_ipv6=1",
-        "net.ipv6.conf.default.disable_ipv6=1",
-      ])
-      let data =
-        host.dataAddress.map {
-          ["addr add \($0)/24 dev \(Lab.dataInterface)", "link set \(Lab.dataInterface) up"]
-        }
-        ?? []
-      try ipBatch(
-        data + [
-          "addr add \(host.address)/24 dev eth0", "link set eth0 up", "link set lo up",
-          // ifb: frames sent on it are captured once, as outgoing, like the real dummy device.
-          // MTU 65535: data records up to the emulator's 8 KiB record size fit in one frame.
-          "link add \(host.dumpDevice) type ifb", "link set \(host.dumpDevice) mtu 65535",
-          "link set \(host.dumpDevice) up",
-        ], namespace: host.namespace)
-      knownHosts.append(try startSSHD(host: &state.hosts[index], sshd: sshd, clientKey: clientKey))
-      try save(state)
-    }
-    try write(knownHosts.joined(separator: "\n") + "\n", to: state.knownHosts)
-    for host in state.hosts {
+  /// Inside one host's namespace: addresses, the stand-in dump device and sshd; returns the
+  /// host's known_hosts line.
+  func configureHost(_ host: inout LabHost, sshd: String, clientKey: String) throws(LabError) -> String {
+    // IPv6 off first, so no device gets a link-local address (no router solicitations).
+    try run([
+      "ip", "netns", "exec", host.namespace, "sysctl", "-q", "-w", "net.ipv6.conf.all.disable_ipv6=1",
+      "net.ipv6.conf.default.disable_ipv6=1",
+    ])
+    let data =
+      host.dataAddress.map {
+        ["addr add \($0)/24 dev \(Lab.dataInterface)", "link set \(Lab.dataInterface) up"]
+      }
+      ?? []
+    try ipBatch(
+      data + [
+        "addr add \(host.address)/24 dev eth0", "link set eth0 up", "link set lo up",
+        // ifb: frames sent on it are captured once, as outgoing, like the real dummy device.
+        // MTU 65535: data records up to the emulator's 8 KiB record size fit in one frame.
+        "link add \(host.dumpDevice) type ifb", "link set \(host.dumpDevice) mtu 65535",
+        "link set \(host.dumpDevice) up",
+      ], namespace: host.namespace)
+    return try startSSHD(host: &host, sshd: sshd, clientKey: clientKey)
+  }
+
+  /// Fails unless every host's sshd accepts connections (with its log when one does not).
+  func expectSSHD(on hosts: [LabHost]) throws(LabError) {
+    for host in hosts {
       guard TCPProbe.canConnect(to: host.address, port: UInt16(host.port), timeout: 5) else {
         let logText = (try? read("\(host.directory)/sshd.log")) ?? ""
         throw LabError(
           "sshd on \(host.name) (\(host.address)) does not accept connections; its log says: \(logText)")
       }
     }
-    try write(inventoryYAML(state, agentPath: agentPath), to: state.inventory)
-    state.complete = true
-    try save(state)
-    log("lab '\(name)' is up: \(count) hosts, inventory \(state.inventory)")
-    return state
   }
 
   func startSSHD(host: inout LabHost, sshd: String, clientKey: String) throws(LabError) -> String {

@@ -135,8 +135,9 @@ final class PeerSocket {
     var written = 0
     while written < bytes.count {
       try wait(POLLOUT, "sending to the peer")
-      let n = bytes.withUnsafeBytes {
-        send(fd, $0.baseAddress! + written, $0.count - written, Int32(MSG_NOSIGNAL))
+      let n = bytes.withUnsafeBytes { raw in
+        let rest = UnsafeRawBufferPointer(rebasing: raw[written...])
+        return send(fd, rest.baseAddress, rest.count, Int32(MSG_NOSIGNAL))
       }
       if n < 0 {
         if errno == EINTR || errno == EAGAIN { continue }
@@ -152,7 +153,10 @@ final class PeerSocket {
     var got = 0
     while got < count {
       try wait(POLLIN, "waiting for the peer")
-      let n = out.withUnsafeMutableBytes { recv(fd, $0.baseAddress! + got, count - got, 0) }
+      let n = out.withUnsafeMutableBytes { raw in
+        let rest = UnsafeMutableRawBufferPointer(rebasing: raw[got...])
+        return recv(fd, rest.baseAddress, rest.count, 0)
+      }
       if n < 0 {
         if errno == EINTR || errno == EAGAIN { continue }
         throw PeerSocket.error("recv")

@@ -259,7 +259,7 @@ public enum FindingsBuilder {
       let delay = a.oneWayDelay(
         clientToServer: pair.clientToServer, client: pair.client.timeNanoseconds,
         server: pair.server.timeNanoseconds)
-      groups[PairKind.allCases.firstIndex(of: pair.kind)! * 2 + (pair.clientToServer ? 0 : 1), default: []]
+      groups[pair.kind.index * 2 + (pair.clientToServer ? 0 : 1), default: []]
         .append((pair, delay))
     }
     return groups.sorted { $0.key < $1.key }.compactMap { key, delays in

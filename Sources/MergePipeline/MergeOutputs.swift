@@ -225,7 +225,7 @@ struct PairComment {
     bytes.removeAll(keepingCapacity: true)
     bytes += prefix
     TextWriter.decimal(UInt64(note.pairNumber), into: &bytes)
-    if let kind = PairKind.allCases.firstIndex(of: note.kind) { bytes += kindText[kind] }
+    bytes += kindText[note.kind.index]
     bytes += note.clientToServer ? toServerText : toClientText
     if tenths < 0 { bytes.append(UInt8(ascii: "-")) }
     TextWriter.decimal(UInt64(abs(tenths) / 10), into: &bytes)

@@ -33,7 +33,7 @@ extension TimelineHTML {
           connectionIndex[key] = connections.count - 1
           return connections.count - 1
         }()
-      kind.append(String(PairKind.allCases.firstIndex(of: pair.kind)!))
+      kind.append(String(pair.kind.index))
       direction.append(pair.clientToServer ? "1" : "0")
       send.append(String(s &- start))
       receive.append(String(r &- start))

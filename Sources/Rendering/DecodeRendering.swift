@@ -27,6 +27,19 @@ public struct DecodeJSONRenderer {
   }
 
   public mutating func render(_ e: SMCEvent) {
+    renderCommonFields(e)
+    renderKindFields(e)
+    if let note = e.note {
+      sink.append(",\"note\":")
+      sink.appendJSONString(note)
+    }
+    sink.append("}\n")
+    sink.flushIfNeeded()
+  }
+
+  /// The opening brace and the fields every event has: file, frame, time, interface,
+  /// endpoints, kind and (when known) direction.
+  private mutating func renderCommonFields(_ e: SMCEvent) {
     sink.append("{\"file\":")
     sink.append(bytes: fileField)
     sink.append(",\"frame\":")
@@ -58,6 +71,10 @@ public struct DecodeJSONRenderer {
     case .outbound: sink.append(",\"direction\":\"out\"")
     case .unknown: break
     }
+  }
+
+  /// The fields of the event's kind (TCP header, CLC, CDC, data length or LLC type).
+  private mutating func renderKindFields(_ e: SMCEvent) {
     switch e.kind {
     case .tcp:
       if let tcp = e.tcp {
@@ -99,12 +116,6 @@ public struct DecodeJSONRenderer {
         sink.append(l.isResponse ? ",\"response\":true" : ",\"response\":false")
       }
     }
-    if let note = e.note {
-      sink.append(",\"note\":")
-      sink.appendJSONString(note)
-    }
-    sink.append("}\n")
-    sink.flushIfNeeded()
   }
 
   private mutating func renderCLC(_ m: CLCMessage) {
@@ -230,8 +241,9 @@ public struct DecodeTableRenderer {
 
   public mutating func render(_ e: SMCEvent) {
     let time = UTCTime(epochNanoseconds: e.timeNanoseconds)
-    if currentDay == nil || currentDay! != (time.year, time.month, time.day) {
-      currentDay = (time.year, time.month, time.day)
+    let day = (time.year, time.month, time.day)
+    if currentDay.map({ $0 != day }) ?? true {
+      currentDay = day
       sink.append("-- ")
       sink.append(string: time.date)
       sink.append("\n")

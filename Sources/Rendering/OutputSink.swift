@@ -66,12 +66,13 @@ public struct OutputSink {
 
   @inline(__always)
   public mutating func append(raw: UnsafeRawBufferPointer) {
-    guard raw.count > 0 else { return }
+    // An empty buffer may have no base address: nothing to append then.
+    guard let source = raw.baseAddress, raw.count > 0 else { return }
     if !reserve(raw.count) {
       if fd >= 0 && !failed && !writeAll(to: fd, raw) { failed = true }
       return
     }
-    (base + count).update(from: raw.baseAddress!.assumingMemoryBound(to: UInt8.self), count: raw.count)
+    (base + count).update(from: source.assumingMemoryBound(to: UInt8.self), count: raw.count)
     count += raw.count
   }
 
@@ -103,7 +104,7 @@ public struct OutputSink {
   @inline(__always)
   public mutating func appendDecimal(_ value: UInt64) {
     guard reserve(20) else { return }
-    count += TextWriter.writeDecimal(value, to: base + count)
+    count += TextWriter.writeDecimal(value, to: UnsafeMutableRawBufferPointer(start: base + count, count: 20))
   }
 
   public mutating func appendSignedDecimal(_ value: Int64) {

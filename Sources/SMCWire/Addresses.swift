@@ -218,10 +218,10 @@ public enum TextWriter {
     return pairs
   }()
 
-  /// Writes the decimal digits of `value` at `destination` (room for 20 bytes needed) and
-  /// returns how many were written. Two digits per division.
+  /// Writes the decimal digits of `value` at the start of `destination` (room for 20 bytes
+  /// needed) and returns how many were written. Two digits per division.
   @inline(__always)
-  public static func writeDecimal(_ value: UInt64, to destination: UnsafeMutablePointer<UInt8>) -> Int {
+  public static func writeDecimal(_ value: UInt64, to destination: UnsafeMutableRawBufferPointer) -> Int {
     if value < 10 {
       destination[0] = UInt8(truncatingIfNeeded: value) &+ 48
       return 1
@@ -256,7 +256,7 @@ public enum TextWriter {
   public static func decimal(_ value: UInt64, into out: inout [UInt8]) {
     var scratch: (UInt64, UInt64, UInt64) = (0, 0, 0)
     withUnsafeMutableBytes(of: &scratch) { raw in
-      let count = writeDecimal(value, to: raw.baseAddress!.assumingMemoryBound(to: UInt8.self))
+      let count = writeDecimal(value, to: raw)
       out.append(contentsOf: UnsafeRawBufferPointer(rebasing: raw[0..<count]))
     }
   }

@@ -7,6 +7,16 @@ public enum SMCPath: UInt8, Sendable, Equatable {
   case none = 2
   case both = 3
 
+  /// The path in the two low bits of `bits` (every two-bit value names one).
+  public init(lowBitsOf bits: UInt8) {
+    switch bits & 3 {
+    case 0: self = .smcR
+    case 1: self = .smcD
+    case 2: self = .none
+    default: self = .both
+    }
+  }
+
   /// `R`, `D`, `N` (none) or `B` (both).
   public var letter: String {
     switch self {
@@ -152,7 +162,7 @@ public struct CLCMessage: Sendable, Equatable {
     let flags = bytes.u8(7)
     var m = CLCMessage(
       kind: kind, eyecatcherIsSMCD: eye == smcDEyecatcher, length: length, version: flags >> 4,
-      path: SMCPath(rawValue: flags & 3)!, pathV2: SMCPath(rawValue: (flags >> 2) & 3)!,
+      path: SMCPath(lowBitsOf: flags), pathV2: SMCPath(lowBitsOf: flags >> 2),
       // Bits 3-2 of a Proposal are its v2 path, not a First Contact flag.
       firstContact: kind != .proposal && flags & 0x08 != 0)
     let minimum = kind == .decline ? 28 : (kind == .proposal ? 52 : 48)

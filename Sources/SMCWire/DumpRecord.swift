@@ -128,92 +128,119 @@ public struct DumpHeaderCalibrator: Sendable {
     if let overrideLength {
       layout.source = .override
       layout.headerLength = overrideLength
-    } else {
-      let bestR = votesR.indices.max { votesR[$0] < votesR[$1] }!
-      let bestD = votesD.indices.max { votesD[$0] < votesD[$1] }!
-      // FE 2C + exact 48-byte shape is the strong signature; SMC-D's single FE is weaker.
-      if votesR[bestR] > 0 {
-        layout.headerLength = bestR
-      } else if votesD[bestD] > 0 {
-        layout.headerLength = bestD
-      }
-      if layout.headerLength != nil { layout.source = .calibrated }
+    } else if let voted = votedHeaderLength() {
+      layout.source = .calibrated
+      layout.headerLength = voted
     }
     guard let h = layout.headerLength else { return layout }
 
-    let all = cdcLikeSamples + otherSamples
-    var cdc: [Sample] = []
-    var cdcR: [Sample] = []
-    var cdcD: [Sample] = []
-    var other: [Sample] = []
-    for s in all {
-      let body = s.payloadLength - h
-      let hasFE = s.head.count > h && s.head[h] == 0xFE
-      if body == CDCRecord.smcRPayload && hasFE && s.head.count > h + 1 && s.head[h + 1] == 0x2C {
-        cdc.append(s)
-        cdcR.append(s)
-      } else if body == CDCRecord.smcDPayload && hasFE {
-        cdc.append(s)
-        cdcD.append(s)
-      } else {
-        other.append(s)
-      }
-    }
+    let samples = SampleGroups(cdcLike: cdcLikeSamples, other: otherSamples, headerLength: h)
     layout.agreeingRecords =
-      cdcR.isEmpty ? votesD[min(h, votesD.count - 1)] : votesR[min(h, votesR.count - 1)]
-    layout.disagreeingRecords = max(0, cdcLikeSamples.count - cdc.count)
+      samples.cdcR.isEmpty ? votesD[min(h, votesD.count - 1)] : votesR[min(h, votesR.count - 1)]
+    layout.disagreeingRecords = max(0, cdcLikeSamples.count - samples.cdc.count)
+    if let field = Self.lengthField(samples.all, headerLength: h) {
+      layout.lengthFieldOffset = field.offset
+      layout.lengthFieldBigEndian = field.bigEndian
+    }
+    if let field = Self.typeField(samples, headerLength: h, lengthFieldOffset: layout.lengthFieldOffset) {
+      layout.typeFieldOffset = field.offset
+      layout.cdcTypeValue = field.cdcValue
+    }
+    layout.modeFieldOffset = Self.modeField(samples, headerLength: h)
+    return layout
+  }
 
-    // len field: a 16-bit field equal to the UDP payload length on every sample.
-    if !all.isEmpty {
-      search: for k in 4..<max(4, h - 1) {
-        for bigEndian in [true, false] {
-          let fits = all.allSatisfy { s in
-            guard s.head.count >= k + 2 else { return false }
-            let v =
-              bigEndian
-              ? Int(s.head[k]) << 8 | Int(s.head[k + 1]) : Int(s.head[k + 1]) << 8 | Int(s.head[k])
-            return v == s.payloadLength
-          }
-          // A field that is 0 or constant could match by chance only if all lengths are equal.
-          let distinct = Set(all.map(\.payloadLength)).count
-          if fits && (distinct > 1 || all.count == 1 || k == 8) {
-            layout.lengthFieldOffset = k
-            layout.lengthFieldBigEndian = bigEndian
-            break search
-          }
+  /// The header length most votes support (the shortest on a tie): FE 2C + exact 48-byte
+  /// shape is the strong signature, so SMC-R votes win; SMC-D's single FE is weaker. Nil
+  /// without any vote.
+  private func votedHeaderLength() -> Int? {
+    func winner(_ votes: [Int]) -> Int? {
+      guard let best = votes.indices.max(by: { votes[$0] < votes[$1] }), votes[best] > 0 else { return nil }
+      return best
+    }
+    return winner(votesR) ?? winner(votesD)
+  }
+
+  /// The samples sorted by what they are with a header of `headerLength` bytes.
+  struct SampleGroups {
+    let all: [Sample]
+    /// CDC records: SMC-R (`cdcR`) and SMC-D (`cdcD`).
+    private(set) var cdc: [Sample] = []
+    private(set) var cdcR: [Sample] = []
+    private(set) var cdcD: [Sample] = []
+    private(set) var other: [Sample] = []
+
+    init(cdcLike: [Sample], other otherLike: [Sample], headerLength h: Int) {
+      all = cdcLike + otherLike
+      for s in all {
+        let body = s.payloadLength - h
+        let hasFE = s.head.count > h && s.head[h] == 0xFE
+        if body == CDCRecord.smcRPayload && hasFE && s.head.count > h + 1 && s.head[h + 1] == 0x2C {
+          cdc.append(s)
+          cdcR.append(s)
+        } else if body == CDCRecord.smcDPayload && hasFE {
+          cdc.append(s)
+          cdcD.append(s)
+        } else {
+          other.append(s)
         }
       }
     }
+  }
 
-    // type byte: constant on CDC records, different on every other record — except on
-    // records of received SMC-D CDCs, whose body (type byte included) is garbage but for the
-    // cursors: they have the CDC value and a 32-byte body.
-    if !cdc.isEmpty && !other.isEmpty {
-      for j in 4..<h {
-        if let lf = layout.lengthFieldOffset, j == lf || j == lf + 1 { continue }
-        let value = cdc[0].head[j]
-        guard cdc.allSatisfy({ $0.head[j] == value }) else { continue }
-        guard
-          other.allSatisfy({
-            $0.head.count > j && ($0.head[j] != value || $0.payloadLength - h == CDCRecord.smcDPayload)
-          })
-        else { continue }
-        // Some record must tell the type apart.
-        guard other.contains(where: { $0.head[j] != value }) else { continue }
-        layout.typeFieldOffset = j
-        layout.cdcTypeValue = value
-        break
+  /// The len field: a 16-bit field equal to the UDP payload length on every sample.
+  static func lengthField(_ all: [Sample], headerLength h: Int) -> (offset: Int, bigEndian: Bool)? {
+    guard !all.isEmpty else { return nil }
+    for k in 4..<max(4, h - 1) {
+      for bigEndian in [true, false] {
+        let fits = all.allSatisfy { s in
+          guard s.head.count >= k + 2 else { return false }
+          let v =
+            bigEndian
+            ? Int(s.head[k]) << 8 | Int(s.head[k + 1]) : Int(s.head[k + 1]) << 8 | Int(s.head[k])
+          return v == s.payloadLength
+        }
+        // A field that is 0 or constant could match by chance only if all lengths are equal.
+        let distinct = Set(all.map(\.payloadLength)).count
+        if fits && (distinct > 1 || all.count == 1 || k == 8) {
+          return (k, bigEndian)
+        }
       }
     }
+    return nil
+  }
 
-    // mode byte: 1 on SMC-R CDC records and 2 on SMC-D ones, when both are present.
-    if !cdcR.isEmpty && !cdcD.isEmpty {
-      for j in 4..<h where cdcR.allSatisfy({ $0.head[j] == 1 }) && cdcD.allSatisfy({ $0.head[j] == 2 }) {
-        layout.modeFieldOffset = j
-        break
-      }
+  /// The type byte: constant on CDC records, different on every other record — except on
+  /// records of received SMC-D CDCs, whose body (type byte included) is garbage but for the
+  /// cursors: they have the CDC value and a 32-byte body.
+  static func typeField(_ samples: SampleGroups, headerLength h: Int, lengthFieldOffset: Int?)
+    -> (offset: Int, cdcValue: UInt8)?
+  {
+    let cdc = samples.cdc
+    let other = samples.other
+    guard let first = cdc.first, !other.isEmpty else { return nil }
+    for j in 4..<h {
+      if let lf = lengthFieldOffset, j == lf || j == lf + 1 { continue }
+      let value = first.head[j]
+      guard cdc.allSatisfy({ $0.head[j] == value }) else { continue }
+      guard
+        other.allSatisfy({
+          $0.head.count > j && ($0.head[j] != value || $0.payloadLength - h == CDCRecord.smcDPayload)
+        })
+      else { continue }
+      // Some record must tell the type apart.
+      guard other.contains(where: { $0.head[j] != value }) else { continue }
+      return (j, value)
     }
-    return layout
+    return nil
+  }
+
+  /// The mode byte: 1 on SMC-R CDC records and 2 on SMC-D ones, when both are present.
+  static func modeField(_ samples: SampleGroups, headerLength h: Int) -> Int? {
+    let cdcR = samples.cdcR
+    let cdcD = samples.cdcD
+    guard !cdcR.isEmpty && !cdcD.isEmpty else { return nil }
+    return (4..<h).first { j in cdcR.allSatisfy({ $0.head[j] == 1 }) && cdcD.allSatisfy({ $0.head[j] == 2 }) }
   }
 }
 

@@ -38,7 +38,8 @@ struct Authenticator {
       if key.encrypted {
         passphrase =
           options.passphrase ?? ProcessInfo.processInfo.environment["SMCPAIR_KEY_PASSPHRASE"]
-          ?? Passphrases.shared.passphrase(for: file)
+          ?? (options.mayPrompt
+            ? Passphrases.shared.passphrase(for: file) : Passphrases.shared.typed(for: file))
         guard passphrase != nil else {
           tried.append(
             "identity file \(file) (encrypted; set SMCPAIR_KEY_PASSPHRASE or run on a terminal to be asked)")
@@ -128,6 +129,11 @@ final class Passphrases: @unchecked Sendable {
     guard let typed = Passphrases.prompt("Passphrase for \(file): ") else { return nil }
     answers[file] = typed
     return typed
+  }
+
+  /// The answer typed earlier in this run for `file`, without asking.
+  func typed(for file: String) -> String? {
+    lock.withLock { answers[file] }
   }
 
   func forget(_ file: String) {

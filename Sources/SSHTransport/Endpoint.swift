@@ -5,18 +5,30 @@ import Foundation
 #endif
 
 /// Everything needed to reach one host, resolved in one place from the target, the options
-/// and ssh_config: the connection, each jump hop and `hosts trust` all use it.
-struct Endpoint {
-  var host: String
-  var port: Int
-  var user: String
+/// and ssh_config, as `ssh -G` resolves it: the connection, each of its jump hops and `hosts
+/// trust` all use it.
+public struct Endpoint: Sendable {
+  /// The address connected to (the config's `HostName`, else the target's host).
+  public private(set) var host: String
+  public private(set) var port: Int
+  /// The target's user, else the config's `User`, else the local account.
+  public private(set) var user: String
   /// `user@host:port`, IPv6 addresses in brackets.
-  var label: String
+  public private(set) var label: String
   var knownHosts: KnownHosts
   var identityHints: [String]
-  var jumps: [SSHTarget]
+  /// The jump hops, first first, each resolved here too (with the config's settings for its
+  /// own name, and no further hops of its own).
+  public private(set) var hops: [Endpoint]
   /// The options with the config's timeouts and StrictHostKeyChecking applied.
   var options: SSHOptions
+
+  /// Resolves `target` with `options` (and their ssh_config, else `~/.ssh/config`).
+  public static func resolve(_ target: SSHTarget, options: SSHOptions = SSHOptions()) throws(SSHError)
+    -> Endpoint
+  {
+    try Endpoint(target, options: options)
+  }
 
   init(_ target: SSHTarget, options: SSHOptions) throws(SSHError) {
     if let unusable = options.unusableJump {
@@ -48,7 +60,12 @@ struct Endpoint {
     identityHints = settings.identityFiles.map {
       Endpoint.expand($0.replacingOccurrences(of: "%h", with: host), home)
     }
-    jumps = options.proxyJump ?? settings.proxyJump ?? []
+    let hopOptions = SSHSession.withoutJumps(effective)
+    var hops: [Endpoint] = []
+    for hop in options.proxyJump ?? settings.proxyJump ?? [] {
+      hops.append(try Endpoint(hop, options: hopOptions))
+    }
+    self.hops = hops
   }
 
   static func expand(_ path: String, _ home: String) -> String {

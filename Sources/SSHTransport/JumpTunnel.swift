@@ -36,7 +36,7 @@ final class JumpTunnel: @unchecked Sendable {
         guard code == LibSSH2.eagain else {
           throw SSHError(
             .connect, host: jump.label,
-            "the jump host could not open a connection to \(host):\(port): \(SSHSession.error(jump.session, jump.label, "direct-tcpip", code).message)"
+            "the jump host could not open a connection to \(SSHTarget.label(user: nil, host: host, port: port)): \(SSHSession.error(jump.session, jump.label, "direct-tcpip", code).message)"
           )
         }
         try jump.waitForSocket("opening the tunnel", deadline: deadline)

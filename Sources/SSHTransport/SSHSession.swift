@@ -31,6 +31,12 @@ public struct SSHOptions: Sendable {
   /// Set when the jump host was named but cannot be used (e.g. `file:line: ...` of an
   /// inventory `jump:` that does not parse): connecting fails with it, never goes direct.
   public var unusableJump: String?
+  /// Connections a large download may use (`download`): the extra ones are made only when
+  /// they authenticate without a prompt. 1 keeps every download on its session.
+  public var downloadConnections = 2
+  /// False for a connection that must not ask at the terminal (a download's extra
+  /// connection): an encrypted key is used only with a passphrase given or already typed.
+  var mayPrompt = true
 
   public init() {}
 }
@@ -85,6 +91,8 @@ public final class SSHSession: @unchecked Sendable {
   /// After `close()`: every channel of this session is gone with it.
   var isClosed: Bool { closed }
   private var lastKeepalive = Date()
+  /// The target and options `connect` was given: a download's extra connection repeats them.
+  private(set) var origin: (target: SSHTarget, options: SSHOptions)?
 
   // MARK: - connect
 
@@ -97,27 +105,51 @@ public final class SSHSession: @unchecked Sendable {
     // Read known_hosts before any byte goes to the host: an unreadable file or line is a
     // refusal, whatever the host presents.
     let known = try endpoint.knownHosts.entries(host: endpoint.host, port: endpoint.port)
-    var socket: Int32
-    var tunnel: JumpTunnel?
-    if endpoint.jumps.isEmpty {
+    let socket: Int32
+    let tunnel: JumpTunnel?
+    // Each hop is reached through the previous one; the last carries this connection.
+    var previous: SSHSession?
+    for hop in endpoint.hops {
+      let hopKnown = try hop.knownHosts.entries(host: hop.host, port: hop.port)
+      if let through = previous {
+        let hopTunnel = try JumpTunnel(through: through, to: hop.host, port: hop.port)
+        previous = try SSHSession(
+          socket: hopTunnel.localSocket, tunnel: hopTunnel, endpoint: hop, known: hopKnown)
+      } else {
+        let hopSocket = try connectSocket(
+          host: hop.host, port: hop.port, timeout: hop.options.connectTimeout, label: hop.label)
+        previous = try SSHSession(socket: hopSocket, tunnel: nil, endpoint: hop, known: hopKnown)
+      }
+    }
+    if let last = previous {
+      let lastTunnel = try JumpTunnel(through: last, to: endpoint.host, port: endpoint.port)
+      tunnel = lastTunnel
+      socket = lastTunnel.localSocket
+    } else {
+      tunnel = nil
       socket = try connectSocket(
         host: endpoint.host, port: endpoint.port, timeout: endpoint.options.connectTimeout,
         label: endpoint.label)
-    } else {
-      // Each hop is reached through the previous one; the last carries this connection.
-      let hopOptions = withoutJumps(endpoint.options)
-      var previous = try SSHSession.connect(endpoint.jumps[0], options: hopOptions)
-      for hop in endpoint.jumps.dropFirst() {
-        let next = try Endpoint(hop, options: hopOptions)
-        let hopKnown = try next.knownHosts.entries(host: next.host, port: next.port)
-        let hopTunnel = try JumpTunnel(through: previous, to: next.host, port: next.port)
-        previous = try SSHSession(
-          socket: hopTunnel.localSocket, tunnel: hopTunnel, endpoint: next, known: hopKnown)
-      }
-      tunnel = try JumpTunnel(through: previous, to: endpoint.host, port: endpoint.port)
-      socket = tunnel!.localSocket
     }
-    return try SSHSession(socket: socket, tunnel: tunnel, endpoint: endpoint, known: known)
+    let session = try SSHSession(socket: socket, tunnel: tunnel, endpoint: endpoint, known: known)
+    session.origin = (target, options)
+    return session
+  }
+
+  /// Another connection to the same host, for a transfer in parallel: nil when it would need
+  /// a prompt (a passphrase not typed yet), when it fails, or when the host presents a
+  /// different key than this session verified. It records no host key.
+  func companion() -> SSHSession? {
+    guard let origin else { return nil }
+    var options = origin.options
+    options.mayPrompt = false
+    options.acceptNew = false
+    guard let other = try? SSHSession.connect(origin.target, options: options) else { return nil }
+    guard other.hostKey.fingerprint == hostKey.fingerprint else {
+      other.close()
+      return nil
+    }
+    return other
   }
 
   /// Options for a jump hop: the same keys and known_hosts, no further jumps of its own.
@@ -144,7 +176,7 @@ public final class SSHSession: @unchecked Sendable {
   {
     _ = LibSSH2.initialized
     let endpoint = try Endpoint(target, options: options)
-    guard endpoint.jumps.isEmpty else {
+    guard endpoint.hops.isEmpty else {
       throw SSHError(
         .configuration, host: endpoint.label,
         "hosts trust does not go through jump hosts; record the key with ssh or ssh-keyscan on the jump host")

@@ -13,6 +13,8 @@ public struct TransferResult: Sendable {
   public var resumedFrom: Int64
   public var sha256: String
   public var seconds: Double
+  /// Connections that carried the data (2 when a download's second connection helped).
+  public var connections = 1
 }
 
 /// Progress: (bytes done, total). Return false to cancel.
@@ -94,15 +96,23 @@ extension SSHSession {
     return digest
   }
 
-  /// Downloads `remote` to `local` with pipelined SFTP reads (each read asks for 2 MiB or
-  /// more, so libssh2 keeps 8 MiB of requests in flight). The data goes to `local.partial`
-  /// first; an existing partial file is resumed. A writer thread writes the data and
-  /// computes the SHA-256 as it arrives (it first streams a resumed prefix through the hash,
-  /// never holding the file in memory), so this thread only moves bytes off the connection.
-  /// The digest is compared with `expectedSHA256`, or with the host's (`sha256Command`),
-  /// which runs on a second channel during the transfer. On a match the file is renamed to
-  /// `local`; on any failure the partial file keeps every byte that arrived, so running it
-  /// again resumes.
+  /// Downloads of this many bytes or more (still to fetch) may use a second connection.
+  static let parallelDownloadMinimum: Int64 = 32 << 20
+
+  /// Downloads `remote` to `local` with pipelined SFTP reads (each read asks for up to 2 MiB
+  /// or more, so libssh2 keeps 8 MiB of requests in flight). From 32 MiB on, a second
+  /// connection to the host helps when it authenticates without a prompt
+  /// (`SSHOptions.downloadConnections`) and no other download runs in this process
+  /// (`ActiveDownloads`): libssh2 1.10 decrypts one 16-byte block per cipher
+  /// call, so one connection is bound to one core; the two fetch pieces of 8-32 MiB in turn
+  /// into the same file. The data goes to `local.partial` first; an existing partial file is
+  /// resumed. A writer thread writes the data and computes the SHA-256 in file order as the
+  /// bytes become contiguous (it first streams a resumed prefix through the hash, never
+  /// holding the file in memory), so the reading threads only move bytes off the connections.
+  /// The digest is compared with `expectedSHA256`, or with the host's (`sha256Command`), which
+  /// runs on another channel during the transfer. On a match the file is renamed to `local`;
+  /// on any failure the partial file keeps every byte from its start that arrived without a
+  /// gap, so running it again resumes. `progress` counts those bytes.
   public func download(
     _ remote: String, to local: String, expectedSHA256: String? = nil, progress: TransferProgress? = nil
   ) throws(SSHError) -> TransferResult {
@@ -116,31 +126,48 @@ extension SSHSession {
       throw SSHError(.transfer, host: label, "cannot write \(partial): \(String(cString: strerror(errno)))")
     }
     defer { Glibc.close(fd) }
-    // Resume: keep what an earlier, cut transfer already wrote (if it is not longer).
-    var info = stat()
-    var offset: Int64 = fstat(fd, &info) == 0 ? Int64(info.st_size) : 0
-    if offset > total {
-      offset = 0
-      ftruncate(fd, 0)
+    // Resume: keep what an earlier, cut transfer already wrote without a gap.
+    let resumedFrom = PartialDownload.resumePoint(fd: fd, partial: partial, total: total)
+    let others = ActiveDownloads.enter()
+    defer { ActiveDownloads.leave() }
+    let parallel =
+      options.downloadConnections > 1 && total - resumedFrom >= SSHSession.parallelDownloadMinimum
+      && others == 0 && ActiveDownloads.alone
+    let sink = DownloadSink(fd: fd, path: partial, resumedFrom: resumedFrom, readers: parallel ? 2 : 1)
+    // Everything handed over is written before the file is closed, on every path; what lies
+    // beyond the first gap is cut off, so that running it again resumes from a whole prefix.
+    defer {
+      sink.finish()
+      sink.keepContiguous()
     }
-    let resumedFrom = offset
-    let sink = DownloadSink(fd: fd, path: partial, resumedFrom: offset)
-    // Everything handed over is written before the file is closed, on every path.
-    defer { sink.finish() }
     // The host checksums its copy meanwhile, on its own channel.
     let remoteDigest = expectedSHA256 == nil ? try RemoteDigest(session: self, path: remote) : nil
     let handle = try openRemote(sftp, remote, flags: UInt(LIBSSH2_FXF_READ), mode: 0)
     defer { _ = try? retry("closing \(remote)") { libssh2_sftp_close_handle(handle) } }
-    var position = offset
-    let report: (Int64) -> Bool = { at in
+    // Without its note (it could not be created) the file must not get holes: one reader.
+    let helped = parallel && sink.keepsNote
+    let pieces = DownloadPieces(from: resumedFrom, to: total, shared: helped)
+    let helper = helped ? DownloadHelper(session: self, remote: remote, pieces: pieces, sink: sink) : nil
+    let report: () -> Bool = {
       remoteDigest?.poll()
-      return progress?(at, total) ?? true
+      return progress?(sink.contiguousBytes, total) ?? true
     }
-    guard try fetch(handle, remote, from: offset, to: total, sink: sink, position: &position, report: report)
-    else {
+    var completed: Bool
+    do throws(SSHError) {
+      completed = try fetch(handle, remote, pieces: pieces, sink: sink, report: report)
+      helper?.join()
+      // Pieces the helper gave up on (its connection failed) are fetched here.
+      if completed { completed = try fetch(handle, remote, pieces: pieces, sink: sink, report: report) }
+    } catch {
+      helper?.stop()
+      throw error
+    }
+    helper?.stop()
+    guard completed else {
       throw SSHError(
         .cancelled, host: label,
-        "download of \(remote) cancelled at \(position) of \(total) bytes; run it again to resume")
+        "download of \(remote) cancelled at \(sink.contiguousBytes) of \(total) bytes; run it again to resume"
+      )
     }
     sink.finish()
     guard sink.contiguousBytes == total else {
@@ -152,12 +179,39 @@ extension SSHSession {
     let expected: String
     if let expectedSHA256 {
       expected = expectedSHA256
+    } else if let remoteDigest {
+      expected = try remoteDigest.result()
     } else {
-      expected = try remoteDigest!.result()
+      expected = ""
     }
     try accept(partial, as: local, remote: remote, digest: digest, expected: expected)
     return TransferResult(
-      bytes: total, resumedFrom: resumedFrom, sha256: digest, seconds: Date().timeIntervalSince(started))
+      bytes: total, resumedFrom: resumedFrom, sha256: digest, seconds: Date().timeIntervalSince(started),
+      connections: helper?.helped == true ? 2 : 1)
+  }
+
+  /// Fetches pieces from `pieces` until none is left; a piece not finished (a failure, or
+  /// `report` returning false) goes back. False when `report` stopped it.
+  func fetch(
+    _ handle: OpaquePointer, _ remote: String, pieces: DownloadPieces, sink: DownloadSink,
+    report: () -> Bool
+  ) throws(SSHError) -> Bool {
+    while let piece = pieces.take() {
+      var position = piece.lowerBound
+      do throws(SSHError) {
+        let whole = try fetch(
+          handle, remote, from: piece.lowerBound, to: piece.upperBound, sink: sink, position: &position,
+          report: { _ in report() })
+        if !whole {
+          pieces.giveBack(position..<piece.upperBound)
+          return false
+        }
+      } catch {
+        pieces.giveBack(position..<piece.upperBound)
+        throw error
+      }
+    }
+    return true
   }
 
   /// Reads `[from, to)` of an open remote file into `sink`'s buffers; `position` says how far
@@ -187,8 +241,11 @@ extension SSHSession {
           buffer = try sink.take()
           bufferStart = at
         }
-        // Never past the range: near its end, libssh2 asks for less ahead.
-        let room = min(buffer!.count - filled, Int(end - at))
+        // libssh2 keeps up to 4x the room in requests ahead: a quarter of what is left keeps
+        // them inside the range, so nothing past its end is sent, decrypted and dropped when
+        // the next piece seeks (at most 3 x 32 KiB at the very end).
+        let ahead = Int(clamping: end - at)
+        let room = min(buffer!.count - filled, max(ahead / 4, min(ahead, 32 << 10)))
         let n = libssh2_sftp_read(handle, buffer!.baseAddress! + filled, room)
         if n > 0 {
           filled += n
@@ -365,10 +422,11 @@ public enum ParallelHosts {
 /// The writing and hashing half of a download, on its own thread: it writes each buffer
 /// the reading thread hands over at its offset, and hashes the file in order as it becomes
 /// contiguous (straight from the buffer when it is next in line, else from the file: a
-/// resumed prefix is streamed 1 MiB at a time). Four 4 MiB buffers circulate, so memory
-/// stays at 16 MiB whatever the file's size, and no byte is copied on the way from libssh2
-/// to the file. Written ranges need not arrive in order (`islands`), so a reader for another
-/// part of the file could share it.
+/// resumed prefix is streamed 1 MiB at a time). Four 4 MiB buffers circulate (two more per
+/// extra reader), so memory stays at 16-24 MiB whatever the file's size, and no byte is
+/// copied on the way from libssh2 to the file. Written ranges need not arrive in order
+/// (`islands`): with several readers, a note beside the file (`PartialDownload`) says how
+/// many bytes from the start are whole, should smcpair be killed with holes in the file.
 final class DownloadSink: @unchecked Sendable {
   static let bufferSize = 4 << 20
   /// A read is given at least this much room: libssh2 1.10 keeps 4x the room in requests in
@@ -388,12 +446,18 @@ final class DownloadSink: @unchecked Sendable {
   private var contiguous: Int64
   /// Written ranges beyond `contiguous` (none while one reader fetches in order).
   private var islands: [(Int64, Int64)] = []
+  /// The note of whole bytes (several readers only; -1 without).
+  private let noteFd: Int32
+  private let notePath: String
 
-  init(fd: Int32, path: String, resumedFrom: Int64) {
+  init(fd: Int32, path: String, resumedFrom: Int64, readers: Int = 1) {
     self.fd = fd
     self.path = path
     contiguous = resumedFrom
-    for _ in 0..<4 {
+    notePath = PartialDownload.notePath(path)
+    noteFd = readers > 1 ? open(notePath, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o600) : -1
+    PartialDownload.write(noteFd, resumedFrom)
+    for _ in 0..<(4 + 2 * max(0, readers - 1)) {
       let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: DownloadSink.bufferSize, alignment: 64)
       all.append(buffer)
       free.append(buffer)
@@ -404,7 +468,22 @@ final class DownloadSink: @unchecked Sendable {
     thread.start()
   }
 
-  deinit { for buffer in all { buffer.deallocate() } }
+  deinit {
+    for buffer in all { buffer.deallocate() }
+    if noteFd >= 0 { Glibc.close(noteFd) }
+  }
+
+  /// After `finish`: cuts the file after its whole prefix (nothing beyond a gap is kept, so a
+  /// resumed download never trusts a hole) and removes the note.
+  func keepContiguous() {
+    let whole = contiguousBytes
+    var info = stat()
+    if fstat(fd, &info) == 0 && Int64(info.st_size) > whole { ftruncate(fd, off_t(whole)) }
+    if noteFd >= 0 { unlink(notePath) }
+  }
+
+  /// True when the note of whole bytes is kept (the file may then be written out of order).
+  var keepsNote: Bool { noteFd >= 0 }
 
   var contiguousBytes: Int64 { condition.withLock { contiguous } }
 
@@ -504,10 +583,13 @@ final class DownloadSink: @unchecked Sendable {
       }
       condition.lock()
       free.append(buffer)
+      let before = contiguous
       if written > 0 { mark(offset, offset + Int64(written)) }
       let target = contiguous
       condition.broadcast()
       condition.unlock()
+      // Written after the data it counts: the note never claims a byte not in the file.
+      if target != before { PartialDownload.write(noteFd, target) }
       hash(upTo: target)
     }
   }

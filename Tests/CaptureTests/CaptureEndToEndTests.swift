@@ -207,13 +207,21 @@ import Testing
     #expect(process.wait(seconds: 10) == 130)
     let stderr = env.runErrors
     #expect(stderr.contains("smcpair sessions resume"), "\(stderr)")
+    // Whether an agent still captures now depends on whether the first Ctrl-C's stop reached
+    // it before the second ended the run (50 ms on a loaded machine): either way it keeps its
+    // files for `resume`, and only this session's two agents may be left.
     usleep(300_000)
-    #expect(env.agentProcesses().count == 2, "the agents should still capture: \(env.agentProcesses())")
+    #expect(env.agentProcesses().count <= 2, "\(env.agentProcesses())")
     let folder = try #require(env.sessionFolders().first)
     let id = (folder as NSString).lastPathComponent
     let resumed = try Tools.run([env.smcpair, "sessions", "resume", id, "--out", env.sessions])
     #expect(resumed.status == 0, "\(resumed.stdout)\n\(resumed.stderr)")
-    #expect(try env.record(folder)["state"] as? String == "complete")
+    let record = try env.record(folder)
+    #expect(record["state"] as? String == "complete")
+    for role in ["client", "server"] {
+      let files = record.object("sides").object(role)["files"] as? [Any] ?? []
+      #expect(!files.isEmpty, "\(role): nothing collected")
+    }
     #expect(env.agentsGone().isEmpty, "agents left: \(env.agentProcesses())")
   }
 }

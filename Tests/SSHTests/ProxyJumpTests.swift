@@ -76,6 +76,70 @@ import Testing
     #expect(viaInventory.stderr.contains("not a valid ssh://"), "\(viaInventory.stderr)")
   }
 
+  /// The target and every hop resolve to the user, address and port `ssh -G` gives (a hop
+  /// as `ssh -J` runs it: `ssh -l USER -p PORT HOST`, reading the config for its own name):
+  /// a hop's user is its own, else its config `User`, else the local account (never root by
+  /// default); IPv6 addresses are bracketed in every label.
+  @Test func targetAndHopsResolveAsSSHMinusG() throws {
+    let dir = try TemporaryDirectory()
+    let path = dir.file("config")
+    try """
+    Host target
+      HostName fd00::5
+      ProxyJump jumpbox,alice@[fd00::7]:2222,plainhop
+    Host jumpbox
+      HostName 10.1.2.3
+      User bob
+      Port 2201
+    Host plainhop
+      HostName fd00::9
+    Host *
+      GlobalKnownHostsFile /dev/null
+
+    """.write(toFile: path, atomically: true, encoding: .utf8)
+    var options = SSHOptions()
+    options.config = SSHConfig(path: path)
+    let endpoint = try Endpoint.resolve(SSHTarget(host: "target"), options: options)
+    func oracle(_ arguments: [String]) throws -> (user: String, host: String, port: Int) {
+      let result = try Tools.run(["ssh", "-F", path, "-G"] + arguments)
+      #expect(result.status == 0, "\(result.stderr)")
+      var settings: [String: String] = [:]
+      for line in result.stdout.split(separator: "\n") {
+        let words = line.split(separator: " ", maxSplits: 1).map(String.init)
+        if words.count == 2 && settings[words[0]] == nil { settings[words[0]] = words[1] }
+      }
+      return (settings["user"] ?? "", settings["hostname"] ?? "", Int(settings["port"] ?? "") ?? 0)
+    }
+    let target = try oracle(["target"])
+    #expect(endpoint.user == target.user && endpoint.host == target.host && endpoint.port == target.port)
+    #expect(endpoint.label == "\(target.user)@[fd00::5]:22")
+    let hops = [["jumpbox"], ["-l", "alice", "-p", "2222", "fd00::7"], ["plainhop"]]
+    #expect(endpoint.hops.count == hops.count)
+    var labels: [String] = []
+    for (hop, arguments) in zip(endpoint.hops, hops) {
+      let expected = try oracle(arguments)
+      #expect(hop.user == expected.user, "\(arguments)")
+      #expect(hop.host == expected.host, "\(arguments)")
+      #expect(hop.port == expected.port, "\(arguments)")
+      labels.append(SSHTarget.label(user: expected.user, host: expected.host, port: expected.port))
+    }
+    #expect(endpoint.hops.map(\.label) == labels)
+    #expect(labels == ["bob@10.1.2.3:2201", "alice@[fd00::7]:2222", "\(target.user)@[fd00::9]:22"])
+  }
+
+  /// A jump host that cannot reach an IPv6 target names it in brackets.
+  @Test func aHopNamesAnIPv6TargetInBrackets() throws {
+    let lab = try TestLab(hosts: 1, tag: "k")
+    var options = lab.options()
+    options.proxyJump = [lab.target(0)]
+    let error = #expect(throws: SSHError.self) {
+      _ = try SSHSession.connect(SSHTarget(user: "root", host: "fd00::dead", port: 2222), options: options)
+    }
+    #expect(
+      error?.message.contains("could not open a connection to [fd00::dead]:2222") == true,
+      "\(String(describing: error))")
+  }
+
   @Test func sshConfigTokensAsOpenSSH() throws {
     let config = SSHConfig(
       text:
