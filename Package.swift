@@ -179,6 +179,10 @@ let package = Package(
     // The coordinator's own records (session.json, alignment.json, timeline.jsonl), no lab.
     .testTarget(
       name: "RecordTests", dependencies: ["Orchestration", "MergePipeline", "Alignment", "SSHTransport"]),
+    // The capture's pair state machine and the report's sections, no lab, no sshd.
+    .testTarget(name: "OrchestrationTests", dependencies: ["Orchestration", "MergePipeline"]),
+    // JSONValue's parser and writer.
+    .testTarget(name: "JSONTests", dependencies: ["JSON"]),
     .testTarget(
       name: "LabTests",
       dependencies: ["SMCWire", "CaptureFiles", "TestSupport", "Inventory", "Coordinator", "Agent"]

@@ -157,12 +157,8 @@ struct JSONParser {
     case UInt8(ascii: "{"):
       position += 1
       var fields: [(String, JSONValue)] = []
-      skipSpace()
-      if position < bytes.count, bytes[position] == UInt8(ascii: "}") {
-        position += 1
-        return .object(fields)
-      }
-      while true {
+      if closes(UInt8(ascii: "}")) { return .object(fields) }
+      repeat {
         skipSpace()
         guard position < bytes.count, bytes[position] == UInt8(ascii: "\"") else {
           throw error("expected a key")
@@ -174,36 +170,16 @@ struct JSONParser {
         }
         position += 1
         fields.append((key, try value(depth: depth + 1)))
-        skipSpace()
-        guard position < bytes.count else { throw error("unexpected end in an object") }
-        if bytes[position] == UInt8(ascii: ",") {
-          position += 1
-          continue
-        }
-        guard bytes[position] == UInt8(ascii: "}") else { throw error("expected ',' or '}'") }
-        position += 1
-        return .object(fields)
-      }
+      } while try nextItem(closing: UInt8(ascii: "}"), in: "an object")
+      return .object(fields)
     case UInt8(ascii: "["):
       position += 1
       var items: [JSONValue] = []
-      skipSpace()
-      if position < bytes.count, bytes[position] == UInt8(ascii: "]") {
-        position += 1
-        return .array(items)
-      }
-      while true {
+      if closes(UInt8(ascii: "]")) { return .array(items) }
+      repeat {
         items.append(try value(depth: depth + 1))
-        skipSpace()
-        guard position < bytes.count else { throw error("unexpected end in an array") }
-        if bytes[position] == UInt8(ascii: ",") {
-          position += 1
-          continue
-        }
-        guard bytes[position] == UInt8(ascii: "]") else { throw error("expected ',' or ']'") }
-        position += 1
-        return .array(items)
-      }
+      } while try nextItem(closing: UInt8(ascii: "]"), in: "an array")
+      return .array(items)
     case UInt8(ascii: "\""):
       return .string(try string())
     case UInt8(ascii: "t"):
@@ -218,6 +194,27 @@ struct JSONParser {
     default:
       return try number()
     }
+  }
+
+  /// An empty object or array: `closing` right after the opening bracket (consumed).
+  mutating func closes(_ closing: UInt8) -> Bool {
+    skipSpace()
+    guard position < bytes.count, bytes[position] == closing else { return false }
+    position += 1
+    return true
+  }
+
+  /// After an item of `container` (an object or array): true at a comma (another item
+  /// follows), false at `closing`; both consumed.
+  mutating func nextItem(closing: UInt8, in container: String) throws(JSONError) -> Bool {
+    skipSpace()
+    guard position < bytes.count else { throw error("unexpected end in \(container)") }
+    let byte = bytes[position]
+    guard byte == UInt8(ascii: ",") || byte == closing else {
+      throw error("expected ',' or '\(Character(Unicode.Scalar(closing)))'")
+    }
+    position += 1
+    return byte == UInt8(ascii: ",")
   }
 
   mutating func literal(_ word: String) throws(JSONError) {

@@ -12,8 +12,10 @@ public enum MergeRun {
   public struct Result: Sendable {
     public var alignment: Alignment
     public var findings: [Finding]
+    /// report.md's sections.
+    public var reportSections: MergeReport
     /// report.md's text (also printed by `smcpair merge`).
-    public var report: String
+    public var report: String { reportSections.text }
 
     /// Whether the clocks were aligned at all: false when the captures share no packet or
     /// no shared packet's direction can be told (the outputs are written, without bounds).
@@ -76,6 +78,8 @@ public enum MergeRun {
   }
 
   /// Aligns `client` and `server` and writes alignment.json plus `formats` into `out`.
+  /// `captureGaps` are what only a capture knows (a side's capture ending early): report.md
+  /// says them in its own section.
   ///
   /// With `formats` just pcapng, the captures are paired by two windowed walks (memory
   /// follows `window`, not the files: `WindowedAligner`), unless the walk cannot be trusted to
@@ -84,7 +88,7 @@ public enum MergeRun {
     client: String, server: String, out: String, clientName: String = "client", serverName: String = "server",
     formats: MergeFormats = .all, referenceIsServer: Bool = false, clientAddresses: Set<IPAddress> = [],
     probe: ClockProbe? = nil, window: Int64 = WindowedAligner.defaultWindowNanoseconds,
-    allowSwapped: Bool = false
+    allowSwapped: Bool = false, captureGaps: [String] = []
   ) throws -> Result {
     try checkDistinct(client: client, server: server)
     // Inputs that cannot be opened or are not captures are told before the folder is touched.
@@ -105,8 +109,9 @@ public enum MergeRun {
           MergeOutputs.alignmentJSON(
             alignment, client: client, server: server, clientName: clientName, serverName: serverName),
           to: out + "/alignment.json")
-        let report = reportText(alignment, findings: [], delays: delays, client: client, server: server)
-        return Result(alignment: alignment, findings: [], report: report)
+        var report = MergeReport(alignment, findings: [], delays: delays, client: client, server: server)
+        report.captureGaps = captureGaps
+        return Result(alignment: alignment, findings: [], reportSections: report)
       case .needsMemory(let reason):
         fallback = reason
       }
@@ -142,18 +147,19 @@ public enum MergeRun {
             clientToServer: direction, client: $0.client.timeNanoseconds, server: $0.server.timeNanoseconds)
         }, clientToServer: direction)
     }
-    let report = reportText(
+    var report = MergeReport(
       alignment, findings: findings, delays: delays, thresholds: FindingsBuilder.outlierThresholds(alignment),
       client: client, server: server)
+    report.captureGaps = captureGaps
     if formats.contains(.report) {
-      try StagedFile.write(report, to: out + "/report.md")
+      try report.write(into: out)
     }
     // Last: its presence says every output of this run is complete.
     try StagedFile.write(
       MergeOutputs.alignmentJSON(
         alignment, client: client, server: server, clientName: clientName, serverName: serverName),
       to: out + "/alignment.json")
-    return Result(alignment: alignment, findings: findings, report: report)
+    return Result(alignment: alignment, findings: findings, reportSections: report)
   }
 
   /// An output folder that cannot be used: said before anything is read.
@@ -196,68 +202,5 @@ public enum MergeRun {
           "cannot replace \(out)/alignment.json: \(String(cString: strerror(errno))); check the folder's permissions"
       )
     }
-  }
-
-  static func reportText(
-    _ a: Alignment, findings: [Finding], delays: [DelaySummary], thresholds: [OutlierThreshold] = [],
-    client: String, server: String
-  ) -> String {
-    func us(_ ns: Double) -> String { ns.isFinite ? String(format: "%.1f us", ns / 1000) : "unbounded" }
-    var lines = [
-      "# smcpair merge", "",
-      "client: \(client) (\(a.clientPackets) packets), server: \(server) (\(a.serverPackets) packets)",
-      "pairs: "
-        + PairKind.allCases.map { "\($0.rawValue) \(a.pairsByKind[$0, default: 0])" }.joined(separator: ", "),
-      "clock: server = client \(String(format: "%+.0f", a.model.offsetNanoseconds)) ns (bounds \(us(a.model.offsetLower - a.model.offsetNanoseconds)) .. \(a.model.offsetUpper.isFinite ? "+" : "")\(us(a.model.offsetUpper - a.model.offsetNanoseconds))), skew \(String(format: "%+.3f", a.model.skewPPM)) ppm, verdict \(a.verdict.rawValue)",
-      "causality violations after alignment: \(a.causalityViolations)",
-    ]
-    if a.segments.count > 1 {
-      for (index, segment) in a.segments.enumerated() {
-        lines.append(
-          "  segment \(index + 1): \(segment.pairs) pairs, offset \(String(format: "%+.0f", segment.model.offsetNanoseconds)) ns"
-        )
-      }
-    }
-    for summary in delays {
-      lines.append(
-        "one-way delay \(summary.clientToServer ? "client->server" : "server->client"): min \(us(Double(summary.minimum))), median \(summary.medianApproximate ? "~" : "")\(us(Double(summary.median))), max \(us(Double(summary.maximum))) (\(summary.count) pairs)"
-      )
-    }
-    if let window = a.window {
-      lines.append(
-        "paired within a \(String(format: "%g", Double(window.windowNanoseconds) / 1e9)) s window: at most \(window.mostWaiting) packets waiting; without a copy on the other side: client \(window.unpairedClient), server \(window.unpairedServer)"
-      )
-    }
-    for decision in a.hosts.decisions { lines.append("direction: \(decision.explanation)") }
-    for address in a.hosts.unusedGiven {
-      lines.append("warning: --client-address \(address) is in no packet both captures share: not used")
-    }
-    if !a.aligned {
-      lines.append(
-        a.verdict == .cannotTell
-          ? "verdict: cannot tell: the captures share packets, but nothing tells which side sent them; no bounds are given"
-          : "verdict: not aligned: the two captures share no packet (are they of the same conversation?)")
-    }
-    if !thresholds.isEmpty {
-      lines.append(
-        "delay outliers: above median + max(\(OutlierThreshold.factor) MAD, \(OutlierThreshold.floorNanoseconds / 1000) us), per kind and direction:"
-      )
-      for threshold in thresholds { lines.append("  \(threshold.text)") }
-    }
-    for warning in a.warnings { lines.append("warning: \(warning)") }
-    lines += ["", "## Findings", ""]
-    if findings.isEmpty { lines.append("none") }
-    var byKind: [Finding.Kind: [Finding]] = [:]
-    for finding in findings { byKind[finding.kind, default: []].append(finding) }
-    for kind in Finding.Kind.allCases {
-      guard let list = byKind[kind] else { continue }
-      lines.append("- \(kind.rawValue): \(list.count)")
-      for finding in list.prefix(5) {
-        let seen = finding.side == "both" ? "seen on both sides" : "in the \(finding.side)'s capture"
-        lines.append("  - \(seen), \(finding.connection): \(finding.message)")
-      }
-      if list.count > 5 { lines.append("  - ... \(list.count - 5) more in timeline.jsonl") }
-    }
-    return lines.joined(separator: "\n") + "\n"
   }
 }

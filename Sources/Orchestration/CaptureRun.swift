@@ -51,27 +51,6 @@ public struct CaptureOptions: Sendable {
 /// Which end of a pair a host is: the one `Side` type (the name CaptureSide.swift uses).
 public typealias SideRole = Side
 
-/// Where a pair is in its capture: session.json's `state`, `smcpair sessions list`.
-public enum PairState: String, Sendable, Codable, CaseIterable {
-  case preflight, arming, capturing, stopping, pulling, complete, partial, failed
-
-  /// The states a pair may go to from this one. A resumed session starts again at
-  /// `stopping` (from a fresh `preflight`): its agents are stopped, pulled and merged.
-  public func canMove(to next: PairState) -> Bool {
-    switch (self, next) {
-    case (.preflight, .arming), (.preflight, .failed), (.preflight, .stopping): true
-    case (.arming, .capturing), (.arming, .failed): true
-    case (.capturing, .stopping): true
-    case (.stopping, .pulling): true
-    case (.pulling, .complete), (.pulling, .partial), (.pulling, .failed): true
-    default: false
-    }
-  }
-
-  /// Nothing more happens to the pair in this run.
-  public var isFinal: Bool { self == .complete || self == .partial || self == .failed }
-}
-
 /// One client/server pair through a capture.
 public final class PairCapture: @unchecked Sendable {
   public let name: String
@@ -83,7 +62,11 @@ public final class PairCapture: @unchecked Sendable {
   /// `OUT/<UTC time>-<pair>`.
   public let folder: String
   public var id: String { (folder as NSString).lastPathComponent }
-  public private(set) var state = PairState.preflight
+  /// The pair's steps; `CaptureRun` tells it every event (`handle(_:)`).
+  public private(set) var machine: PairStateMachine
+  public var state: PairState { machine.state }
+  /// An event the pair's state did not allow (a bug in the run's order), told and kept.
+  public internal(set) var stateError: PairStateError?
   public internal(set) var stopReason: String?
   public internal(set) var probe: ClockProbe?
   public internal(set) var merge: MergeRun.Result?
@@ -119,6 +102,7 @@ public final class PairCapture: @unchecked Sendable {
     self.dumpFilter = dumpFilter
     self.interfaces = interfaces
     self.folder = folder
+    self.machine = PairStateMachine(pair: name)
   }
 
   /// Both sides' captures are complete and merged.
@@ -132,10 +116,14 @@ public final class PairCapture: @unchecked Sendable {
   /// The side playing `role`.
   public func side(_ role: Side) -> CaptureSide { role == .client ? client : server }
 
-  /// Moves the pair to `next` (an allowed step: `PairState.canMove(to:)`).
-  func move(to next: PairState) {
-    assert(state.canMove(to: next), "pair \(name): \(state) cannot go to \(next)")
-    state = next
+  /// Tells the pair's state machine `event`; returns the action the run must take.
+  func handle(_ event: PairEvent) throws(PairStateError) -> PairAction {
+    do {
+      return try machine.handle(event)
+    } catch {
+      stateError = stateError ?? error
+      throw error
+    }
   }
 }
 
@@ -215,19 +203,41 @@ public final class CaptureRun: @unchecked Sendable {
 
   var allSides: [CaptureSide] { pairs.flatMap(\.sides) }
 
-  func pair(of side: CaptureSide) -> PairCapture { pairs.first { $0.sides.contains { $0 === side } }! }
-
   /// Runs `step` on every side at once (one thread each); a failure is recorded on its side.
   func eachSide(
     _ sides: [CaptureSide], _ step: @escaping @Sendable (CaptureSide) throws(CaptureFailure) -> Void
   ) {
-    _ = ParallelHosts.map(sides) { side in
+    eachSide(of: pairs, where: { side in sides.contains { $0 === side } }) { _, side throws(CaptureFailure) in
+      try step(side)
+    }
+  }
+
+  /// Runs `step` on the sides of `pairs` that `include` chooses, all at once (one thread
+  /// each), with the side's pair; a failure is recorded on its side.
+  func eachSide(
+    of pairs: [PairCapture], where include: (CaptureSide) -> Bool = { _ in true },
+    _ step: @escaping @Sendable (PairCapture, CaptureSide) throws(CaptureFailure) -> Void
+  ) {
+    let chosen = pairs.flatMap { pair in pair.sides.filter(include).map { (pair, $0) } }
+    _ = ParallelHosts.map(chosen) { pair, side in
       do throws(CaptureFailure) {
-        try step(side)
+        try step(pair, side)
       } catch {
         side.fail(error)
       }
       return 0
+    }
+  }
+
+  /// Tells `pair` `event` and returns the action to take. An event its state does not
+  /// allow is a bug in this run's order: told (with the pair's name), kept on the pair
+  /// (the run then ends with a non-zero status), and the pair stays where it was (nil).
+  func take(_ event: PairEvent, _ pair: PairCapture) -> PairAction? {
+    do throws(PairStateError) {
+      return try pair.handle(event)
+    } catch {
+      events.line("error: \(error)")
+      return nil
     }
   }
 
@@ -248,8 +258,7 @@ public final class CaptureRun: @unchecked Sendable {
     //    passed, while slower hosts are still being checked; nothing captures yet, and a
     //    prepared session is released when its agent's control connection closes.
     let agent = options.agent
-    eachSide(allSides) { side throws(CaptureFailure) in
-      let pair = self.pair(of: side)
+    eachSide(of: pairs) { pair, side throws(CaptureFailure) in
       try side.prepareHost(localAgent: agent, smcDump: side.access.host.smcDump)
       try side.prepare(
         CapturePlan(
@@ -264,9 +273,9 @@ public final class CaptureRun: @unchecked Sendable {
       return 1
     }
     // 2. Start every side.
-    for pair in pairs { pair.move(to: .arming) }
-    eachSide(allSides) { side throws(CaptureFailure) in try side.start() }
-    if allSides.contains(where: { $0.failure != nil }) {
+    let starting = pairs.filter { take(.preflightPassed, $0) == .startSides }
+    eachSide(of: starting) { _, side throws(CaptureFailure) in try side.start() }
+    if allSides.contains(where: { $0.failure != nil }) || starting.count < pairs.count {
       // One side could not start: stop and finalize the ones that did, leave nothing running.
       eachSide(allSides.filter { $0.failure == nil }) { side throws(CaptureFailure) in
         defer { side.close() }
@@ -275,13 +284,14 @@ public final class CaptureRun: @unchecked Sendable {
       abandon("a host could not start capturing")
       return 1
     }
-    armedAt = Date()
+    let armed = Date()
+    armedAt = armed
     for pair in pairs {
-      pair.move(to: .capturing)
+      _ = take(.armed, pair)
       write(pair)
     }
     events.line(
-      "capturing on both sides (\(pairs.count) pair\(pairs.count == 1 ? "" : "s"), armed in \(String(format: "%.2f", armedAt!.timeIntervalSince(startedAt))) s); Ctrl-C stops"
+      "capturing on both sides (\(pairs.count) pair\(pairs.count == 1 ? "" : "s"), armed in \(String(format: "%.2f", armed.timeIntervalSince(startedAt))) s); Ctrl-C stops"
     )
     // 3. Coarse clock probe (used only if no packet is seen on both sides).
     _ = ParallelHosts.map(allSides) { side in
@@ -341,23 +351,27 @@ public final class CaptureRun: @unchecked Sendable {
     var lastProgress = Date.distantPast
     while pairs.contains(where: { $0.state == .capturing }) {
       if interrupts() > 0 {
-        for pair in pairs where pair.state == .capturing { stopPair(pair, reason: "stopped by Ctrl-C") }
+        for pair in pairs where pair.state == .capturing {
+          stopPair(pair, .stopRequested(reason: "stopped by Ctrl-C"))
+        }
         events.line("stopping both sides (Ctrl-C again aborts and leaves the agents to their limits)")
         break
       }
       for pair in pairs where pair.state == .capturing {
         for side in pair.sides { side.poll() }
-        if let lost = pair.sides.first(where: { $0.endedEarly != nil }) {
+        if let lost = pair.sides.first(where: { $0.endedEarly != nil }), let early = lost.endedEarly {
           stopPair(
-            pair, reason: "\(lost.role.rawValue) \(lost.name) was lost while capturing: \(lost.endedEarly!)")
+            pair,
+            .sideStopped(reason: "\(lost.role.rawValue) \(lost.name) was lost while capturing: \(early)"))
           continue
         }
         if let stopped = pair.sides.first(where: { $0.progress.state != .capturing }) {
           stopPair(
             pair,
-            reason:
-              "\(stopped.role.rawValue) stopped: \(stopped.progress.stopReason?.description ?? stopped.progress.state.rawValue)"
-          )
+            .sideStopped(
+              reason:
+                "\(stopped.role.rawValue) stopped: \(stopped.progress.stopReason?.description ?? stopped.progress.state.rawValue)"
+            ))
           continue
         }
         // A workload's pid goes into session.json as soon as it is known, so that a resume
@@ -369,10 +383,11 @@ public final class CaptureRun: @unchecked Sendable {
         // The workload's end stops the pair (the client's, or the server's when alone).
         let deciding = pair.workloads[.client] ?? pair.workloads[.server]
         if let deciding, deciding.finished {
-          if pair.workloadEndedAt == nil { pair.workloadEndedAt = Date() }
+          let endedAt = pair.workloadEndedAt ?? Date()
+          pair.workloadEndedAt = endedAt
           // A short grace so the last packets reach both captures.
-          if Date().timeIntervalSince(pair.workloadEndedAt!) > 0.5 {
-            stopPair(pair, reason: "workload ended (\(deciding.outcome))")
+          if Date().timeIntervalSince(endedAt) > 0.5 {
+            stopPair(pair, .stopRequested(reason: "workload ended (\(deciding.outcome))"))
           }
         }
       }
@@ -384,8 +399,10 @@ public final class CaptureRun: @unchecked Sendable {
     }
   }
 
-  func stopPair(_ pair: PairCapture, reason: String) {
-    pair.move(to: .stopping)
+  /// Stops `pair` for `event` (a side stopped, Ctrl-C, the workload's end): the reason is
+  /// recorded and told; `finish` stops and finalizes its sides.
+  func stopPair(_ pair: PairCapture, _ event: PairEvent) {
+    guard case .stopSides(let reason)? = take(event, pair) else { return }
     pair.stopReason = reason
     events.line("\(pair.name): \(reason)")
   }
@@ -399,13 +416,15 @@ public final class CaptureRun: @unchecked Sendable {
     }
     eachSide(allSides.filter { !$0.pulledBefore }) { side throws(CaptureFailure) in try side.stopAndFinalize()
     }
+    var pulling: [PairCapture] = []
     for pair in pairs {
-      pair.move(to: .pulling)
+      if take(.finalized, pair) == .pull { pulling.append(pair) }
       write(pair)
     }
-    eachSide(allSides.filter { !$0.remoteFiles.isEmpty && !$0.pulledBefore }) { side throws(CaptureFailure) in
+    eachSide(of: pulling, where: { !$0.remoteFiles.isEmpty && !$0.pulledBefore }) {
+      pair, side throws(CaptureFailure) in
       defer { side.close() }
-      try side.pull(into: self.pair(of: side).folder) { done, total in
+      try side.pull(into: pair.folder) { done, total in
         self.events.transfer(side, done, total)
         return true
       }
@@ -419,8 +438,8 @@ public final class CaptureRun: @unchecked Sendable {
     for side in allSides { side.close() }
     var status: Int32 = 0
     for pair in pairs {
-      mergePair(pair)
-      if !pair.complete { status = 2 }
+      if pair.state == .pulling { mergePair(pair) }
+      if !pair.complete || pair.stateError != nil { status = 2 }
       write(pair)
     }
     return status
@@ -433,32 +452,36 @@ public final class CaptureRun: @unchecked Sendable {
       while !workload.finished && Date() < deadline { Thread.sleep(forTimeInterval: 0.05) }
     }
     guard let client = pair.client.localFiles.first, let server = pair.server.localFiles.first else {
-      pair.move(to: pair.partial ? .partial : .failed)
-      pair.mergeError = "only one side's capture was pulled; nothing to merge"
+      if case .recordNoMerge(let reason)? = take(.pullFailed(anything: pair.partial), pair) {
+        pair.mergeError = reason
+      }
       return
     }
+    guard take(.pulled, pair) == .merge else { return }
     do {
       // No client addresses: the address smcpair logs in to is often not the one the traffic
       // uses (management network vs RoCE subnet), so the merge infers the client from the
       // traffic itself.
       pair.merge = try MergeRun.run(
         client: client, server: server, out: pair.folder, clientName: pair.client.name,
-        serverName: pair.server.name, formats: options.formats, probe: pair.probe, allowSwapped: true)
-      pair.move(to: pair.complete ? .complete : .partial)
-      if !pair.complete { appendGapNote(pair) }
+        serverName: pair.server.name, formats: options.formats, probe: pair.probe, allowSwapped: true,
+        captureGaps: captureGaps(pair))
+      _ = take(.merged(complete: pair.complete), pair)
       // Everything here derives from packet payloads: owner-only, like the captures.
       for name in (try? FileManager.default.contentsOfDirectory(atPath: pair.folder)) ?? [] {
         chmod("\(pair.folder)/\(name)", 0o600)
       }
     } catch {
-      pair.mergeError = "\(error)"
-      pair.move(to: .partial)
+      if case .recordMergeError(let text)? = take(.mergeFailed(error: "\(error)"), pair) {
+        pair.mergeError = text
+      }
     }
   }
 
-  /// report.md says which side's capture ends early, and from when the other side is alone.
-  func appendGapNote(_ pair: PairCapture) {
-    var lines = ["", "## Capture gaps", ""]
+  /// What report.md's "Capture gaps" says: which side's capture ends early, and from when
+  /// the other side is alone; empty when both captures are whole (no section then).
+  func captureGaps(_ pair: PairCapture) -> [String] {
+    var lines: [String] = []
     for side in pair.sides {
       if let early = side.endedEarly {
         lines.append(
@@ -467,12 +490,7 @@ public final class CaptureRun: @unchecked Sendable {
       }
       if let failure = side.failure { lines.append("- \(side.role.rawValue) (\(side.name)): \(failure)") }
     }
-    let path = "\(pair.folder)/report.md"
-    if let handle = FileHandle(forWritingAtPath: path) {
-      handle.seekToEndOfFile()
-      handle.write(Data((lines.joined(separator: "\n") + "\n").utf8))
-      handle.closeFile()
-    }
+    return lines
   }
 
   /// Before anything captured: close every agent (a prepared session is released when its
@@ -480,8 +498,7 @@ public final class CaptureRun: @unchecked Sendable {
   func abandon(_ why: String) {
     for side in allSides { side.close() }
     for pair in pairs {
-      pair.move(to: .failed)
-      pair.stopReason = why
+      if case .closeAgents(let reason)? = take(.abandoned(why: why), pair) { pair.stopReason = reason }
       write(pair)
     }
   }

@@ -484,7 +484,7 @@ extension CaptureRun {
         }
       }
     }
-    for pair in pairs { pair.move(to: .stopping) }
+    for pair in pairs { _ = take(.resumed, pair) }
     return finish()
   }
 }

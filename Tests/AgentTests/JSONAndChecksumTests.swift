@@ -4,47 +4,6 @@ import Foundation
 import TestSupport
 import Testing
 
-@Suite struct AgentJSON {
-  @Test func roundTripsValues() throws {
-    let text = #"{"a":1,"b":[true,false,null],"c":"x\"y\\z\n\u00e9\ud83d\ude00","d":-2.5,"e":{},"f":[]}"#
-    let value = try JSONValue.parse(text)
-    #expect(value["a"]?.int == 1)
-    #expect(value["b"]?.array?.count == 3)
-    #expect(value["c"]?.string == "x\"y\\z\né😀")
-    #expect(value["d"]?.double == -2.5)
-    #expect(try JSONValue.parse(value.description) == value)
-    // Foundation agrees with what we write.
-    let foundation = try JSONSerialization.jsonObject(with: Data(value.description.utf8)) as? [String: Any]
-    #expect(foundation?["c"] as? String == "x\"y\\z\né😀")
-  }
-
-  @Test func errorsNameTheByteOffset() {
-    for (text, offset) in [
-      ("{\"a\":}", 5), ("[1,2", 4), ("{\"a\" 1}", 5), ("tru", 0), ("\"abc", 4), ("{} x", 3),
-    ] {
-      do {
-        _ = try JSONValue.parse(text)
-        Issue.record("\(text) parsed")
-      } catch {
-        #expect(error.offset == offset, "\(text): \(error)")
-      }
-    }
-  }
-
-  @Test func hostileInputIsRejectedNotFatal() {
-    #expect(throws: JSONError.self) { try JSONValue.parse(String(repeating: "[", count: 100_000)) }
-    #expect(throws: JSONError.self) { try JSONValue.parse("\"\u{01}\"") }
-    #expect(throws: JSONError.self) { try JSONValue.parse("\"\\ud800\\u0041\"") }
-    var rng = SystemRandomNumberGenerator()
-    for _ in 0..<2000 {
-      let bytes = (0..<Int.random(in: 0..<40, using: &rng)).map { _ in
-        "{}[]\":,0123456789-eE.truefalsnl\\u ".randomElement(using: &rng)!
-      }
-      _ = try? JSONValue.parse(String(bytes))
-    }
-  }
-}
-
 @Suite struct ProtocolMessages {
   @Test func requestsAreCheckedFieldByField() throws {
     let ok = try AgentRequest.parse(#"{"v":2,"id":7,"type":"status"}"#)
