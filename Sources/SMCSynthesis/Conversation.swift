@@ -283,23 +283,32 @@ struct SMCDataPhase {
   mutating func exchange(_ run: inout SynthesisRun, _ emit: (SyntheticFrame) throws -> Void) rethrows {
     let delay = spec.oneWayDelayNanoseconds
     for index in 0..<spec.messages {
-      let last = index == spec.messages - 1
-      let receiveTime = run.now + delay
-      try sendMessage(index, last: last, at: isClient ? run.now : receiveTime, emit)
-      // Server consumes and answers with a consumer-cursor update.
-      run.now = receiveTime + delay
-      try answer(last: last, at: isClient ? run.now + delay : run.now, emit)
-      run.now += delay + spec.gapNanoseconds
+      // A message larger than the peer's ring goes in ring-sized writes, each waiting for the
+      // consumer's update, as a kernel sender must (it may never run the producer past the
+      // consumer).
+      var left = UInt32(spec.messageSize)
+      repeat {
+        let size = min(left, ringSize)
+        left -= size
+        let last = index == spec.messages - 1 && left == 0
+        let receiveTime = run.now + delay
+        try sendMessage(index, size: size, last: last, at: isClient ? run.now : receiveTime, emit)
+        // Server consumes and answers with a consumer-cursor update.
+        run.now = receiveTime + delay
+        try answer(size: size, last: last, at: isClient ? run.now + delay : run.now, emit)
+        run.now += delay + (left == 0 ? spec.gapNanoseconds : 0)
+      } while left > 0
     }
   }
 
-  /// The client produces messageSize bytes into the server's RMBE (data records split at the
-  /// ring end and at the maximum record size), then its CDC; `time` is when this host sees it.
+  /// The client produces `size` bytes (at most the ring) into the server's RMBE (data records
+  /// split at the ring end and at the maximum record size), then its CDC; `time` is when this
+  /// host sees it.
   mutating func sendMessage(
-    _ index: Int, last: Bool, at time: Int64, _ emit: (SyntheticFrame) throws -> Void
+    _ index: Int, size: UInt32, last: Bool, at time: Int64, _ emit: (SyntheticFrame) throws -> Void
   ) rethrows {
-    let chunks = chunks(from: clientProducer.count)
-    Self.advance(&clientProducer, by: UInt32(spec.messageSize), ringSize: ringSize)
+    let chunks = chunks(of: size, from: clientProducer.count)
+    Self.advance(&clientProducer, by: size, ringSize: ringSize)
     clientCDCSeq &+= 1  // 16-bit: 0xFFFF is followed by 0, as in the kernel
     let cdc = CDCMessage(
       mode: mode, sequenceNumber: mode == .smcR ? clientCDCSeq : nil,
@@ -314,9 +323,11 @@ struct SMCDataPhase {
 }
 
 extension SMCDataPhase {
-  /// The server's consumer-cursor update for the message it consumed.
-  mutating func answer(last: Bool, at time: Int64, _ emit: (SyntheticFrame) throws -> Void) rethrows {
-    Self.advance(&serverConsumer, by: UInt32(spec.messageSize), ringSize: ringSize)
+  /// The server's consumer-cursor update for the `size` bytes it consumed.
+  mutating func answer(
+    size: UInt32, last: Bool, at time: Int64, _ emit: (SyntheticFrame) throws -> Void
+  ) rethrows {
+    Self.advance(&serverConsumer, by: size, ringSize: ringSize)
     serverCDCSeq &+= 1
     let reply = CDCMessage(
       mode: mode, sequenceNumber: mode == .smcR ? serverCDCSeq : nil,
@@ -358,9 +369,9 @@ extension SMCDataPhase {
     return message.encodeSMCD()
   }
 
-  /// The data record sizes of one message written from ring position `position`.
-  func chunks(from position: UInt32) -> [UInt32] {
-    var remaining = UInt32(spec.messageSize)
+  /// The data record sizes of one write of `size` bytes from ring position `position`.
+  func chunks(of size: UInt32, from position: UInt32) -> [UInt32] {
+    var remaining = size
     var chunks: [UInt32] = []
     var position = position
     while remaining > 0 {

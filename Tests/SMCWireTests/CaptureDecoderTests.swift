@@ -174,3 +174,43 @@ struct PcapngWriterRaw {
 #if canImport(Glibc)
   import Glibc
 #endif
+
+/// A message larger than the peer's ring goes in ring-sized writes, each acknowledged by the
+/// consumer, as a kernel sender must: the producer never runs past the consumer (the
+/// synthesiser used to crash with an arithmetic overflow on such a size).
+@Suite struct LargeMessages {
+  @Test(arguments: [Scenario.smcD(version: 1), .smcR(version: 1)])
+  func messagesLargerThanTheRingAreWrittenInRingSizedPieces(scenario: Scenario) throws {
+    var spec = ConversationSpec(
+      scenario: scenario, client: Endpoint(IPAddress(ipv4: 0x0A00_0001), 41000),
+      server: Endpoint(IPAddress(ipv4: 0x0A00_0002), 7000))
+    spec.messages = 2
+    spec.messageSize = 200_000
+    let dir = try TemporaryDirectory()
+    let path = dir.file("big.pcapng")
+    let writer = try PcapngWriter(path: path, application: "t")
+    try writer.addInterface(InterfaceDescription(name: "eth0", linkType: .ethernet))
+    try writer.addInterface(InterfaceDescription(name: "smc-dummy0001", linkType: .ethernet))
+    try ConversationSynthesizer(spec: spec, side: .client).generate { frame in
+      try writer.writePacket(
+        interface: frame.interface, timestampNanoseconds: frame.timeNanoseconds, bytes: frame.bytes,
+        direction: frame.direction)
+    }
+    try writer.close()
+    let decoder = try CaptureDecoder(path: path, options: DecodeOptions())
+    var data = 0
+    var producers: [CDCCursor] = []
+    var consumers: [CDCCursor] = []
+    try decoder.run { event in
+      if event.kind == .data { data += event.dataLength ?? 0 }
+      guard let cdc = event.cdc else { return }
+      if event.source.port == 41000 { producers.append(cdc.producer) } else { consumers.append(cdc.consumer) }
+    }
+    #expect(data == 400_000)
+    // Each write is acknowledged before the next: the producer is never ahead of the last
+    // consumer update by more than one ring, so pieces equal acknowledgements.
+    #expect(producers.count == consumers.count)
+    #expect(producers.count > 2)
+    #expect(producers == consumers)
+  }
+}
