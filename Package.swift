@@ -102,7 +102,7 @@ let package = Package(
       name: "Agent", dependencies: ["CLibPcap", "LiveCapture", "AgentProtocol", "Checksum", "Support"]),
     // Fuzz targets (scripts/fuzz builds them with -sanitize=fuzzer,address and
     // -D SMCPAIR_LIBFUZZER; built normally they replay inputs: the tests replay the corpus).
-    .target(name: "FuzzReplay", path: "Sources/FuzzReplay"),
+    .target(name: "FuzzReplay", dependencies: ["Support"], path: "Sources/FuzzReplay"),
     .executableTarget(
       name: "fuzz-capture-file",
       dependencies: ["FuzzReplay", "CaptureFiles", "SMCWire", "Alignment", "MergePipeline", "Rendering"],

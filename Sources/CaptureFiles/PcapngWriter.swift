@@ -174,16 +174,15 @@ public final class PcapngWriter {
   ) throws(CaptureFileError) {
     precondition(interface >= 0 && interface < interfaceCount, "unknown interface \(interface)")
     if let failure { throw failure }
-    let padded = (data.count + 3) & ~3
     let commentLength = min(commentUTF8.count, 65_535)
     let commentPadded = (commentLength + 3) & ~3
     let optionsLength = 4 + commentPadded + (direction != .unknown ? 8 : 0) + 12 + 4
-    let total = 32 + padded + optionsLength
-    appendBlock(length: total) { p in
-      Self.storeEPBHead(
-        p, total: total, interface: interface, timestampNanoseconds: timestampNanoseconds, data: data,
-        originalLength: originalLength)
-      var o = 28 + padded
+    appendEPB(
+      interface: interface, timestampNanoseconds: timestampNanoseconds, data: data,
+      originalLength: originalLength,
+      optionsLength: optionsLength
+    ) { p, start in
+      var o = start
       p.storeBytes(of: UInt16(1), toByteOffset: o, as: UInt16.self)
       p.storeBytes(of: UInt16(commentLength), toByteOffset: o + 2, as: UInt16.self)
       UnsafeMutableRawBufferPointer(rebasing: p[(o + 4)...]).copyMemory(
@@ -198,9 +197,7 @@ public final class PcapngWriter {
       p.storeBytes(of: UInt16(5), toByteOffset: o, as: UInt16.self)
       p.storeBytes(of: UInt16(8), toByteOffset: o + 2, as: UInt16.self)
       p.storeBytes(of: packetID, toByteOffset: o + 4, as: UInt64.self)
-      o += 12
-      // opt_endofopt (4 zero bytes) is already zero; then the trailing length.
-      p.storeBytes(of: UInt32(total), toByteOffset: total - 4, as: UInt32.self)
+      // opt_endofopt (4 zero bytes) is already zero.
     }
     packetCount += 1
     if buffer.count >= bufferLimit { try flush() }
@@ -212,6 +209,25 @@ public final class PcapngWriter {
     let start = buffer.count
     buffer.append(contentsOf: repeatElement(0, count: length))
     buffer.withUnsafeMutableBytes { raw in fill(UnsafeMutableRawBufferPointer(rebasing: raw[start...])) }
+  }
+
+  /// Appends an EPB with `optionsLength` bytes of options: header, data and trailing length
+  /// are written here, `fillOptions` writes the options from the offset it is given (the
+  /// block starts zeroed, so opt_endofopt costs nothing).
+  @inline(__always)
+  private func appendEPB(
+    interface: Int, timestampNanoseconds: Int64, data: UnsafeRawBufferPointer, originalLength: Int,
+    optionsLength: Int, _ fillOptions: (UnsafeMutableRawBufferPointer, Int) -> Void
+  ) {
+    let padded = (data.count + 3) & ~3
+    let total = 32 + padded + optionsLength
+    appendBlock(length: total) { p in
+      Self.storeEPBHead(
+        p, total: total, interface: interface, timestampNanoseconds: timestampNanoseconds, data: data,
+        originalLength: originalLength)
+      fillOptions(p, 28 + padded)
+      p.storeBytes(of: UInt32(total), toByteOffset: total - 4, as: UInt32.self)
+    }
   }
 
   /// The fixed part of an EPB (type, length, interface, timestamp, lengths) and its data.
@@ -238,19 +254,16 @@ public final class PcapngWriter {
     interface: Int, timestampNanoseconds: Int64, data: UnsafeRawBufferPointer, originalLength: Int,
     direction: PacketDirection = .unknown
   ) {
-    let padded = (data.count + 3) & ~3
-    let total = 32 + padded + (direction == .unknown ? 0 : 12)
-    appendBlock(length: total) { p in
-      Self.storeEPBHead(
-        p, total: total, interface: interface, timestampNanoseconds: timestampNanoseconds, data: data,
-        originalLength: originalLength)
-      if direction != .unknown {
-        // epb_flags (code 2, length 4), then opt_endofopt (already zero).
-        p.storeBytes(of: UInt16(2), toByteOffset: 28 + padded, as: UInt16.self)
-        p.storeBytes(of: UInt16(4), toByteOffset: 30 + padded, as: UInt16.self)
-        p.storeBytes(of: UInt32(direction.rawValue), toByteOffset: 32 + padded, as: UInt32.self)
-      }
-      p.storeBytes(of: UInt32(total), toByteOffset: total - 4, as: UInt32.self)
+    appendEPB(
+      interface: interface, timestampNanoseconds: timestampNanoseconds, data: data,
+      originalLength: originalLength,
+      optionsLength: direction == .unknown ? 0 : 12
+    ) { p, start in
+      guard direction != .unknown else { return }
+      // epb_flags (code 2, length 4), then opt_endofopt (already zero).
+      p.storeBytes(of: UInt16(2), toByteOffset: start, as: UInt16.self)
+      p.storeBytes(of: UInt16(4), toByteOffset: start + 2, as: UInt16.self)
+      p.storeBytes(of: UInt32(direction.rawValue), toByteOffset: start + 4, as: UInt32.self)
     }
   }
 

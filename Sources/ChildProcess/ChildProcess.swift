@@ -64,34 +64,15 @@ public enum ChildProcess {
       throw ProcessError(
         command: command, message: "\(arguments.first ?? "") is not installed (not found on PATH)")
     }
-    var outPipe: [Int32] = [-1, -1]
-    var errPipe: [Int32] = [-1, -1]
-    var inPipe: [Int32] = [-1, -1]
-    guard makePipe(&outPipe), makePipe(&errPipe), makePipe(&inPipe) else {
-      throw ProcessError(command: command, message: "pipe: \(Errno.current)")
-    }
-    var actions = posix_spawn_file_actions_t()
-    posix_spawn_file_actions_init(&actions)
-    defer { posix_spawn_file_actions_destroy(&actions) }
-    posix_spawn_file_actions_adddup2(&actions, inPipe[0], 0)
-    posix_spawn_file_actions_adddup2(&actions, outPipe[1], 1)
-    posix_spawn_file_actions_adddup2(&actions, errPipe[1], 2)
-    let pid: pid_t
-    do {
-      pid = try spawn(path, arguments, actions: &actions)
-    } catch {
-      for fd in outPipe + errPipe + inPipe { close(fd) }
-      throw ProcessError(command: command, message: error.message)
-    }
-    close(outPipe[1])
-    close(errPipe[1])
-    close(inPipe[0])
+    let (pid, ends) = try spawnPiped(
+      path, arguments, command: command, streams: [0, 1, 2], pipeFailure: "pipe:")
+    let (input, childStdout, childStderr) = (ends[0], ends[1], ends[2])
     // Feed stdin (small inputs only; callers pass short texts), then close it. A child that
     // does not read it all (closes its stdin) just gets less.
-    if let stdin { try? FileDescriptor(rawValue: inPipe[1]).writeAll(stdin) }
-    close(inPipe[1])
+    if let stdin { try? FileDescriptor(rawValue: input).writeAll(stdin) }
+    close(input)
 
-    var output = collectOutput(stdout: outPipe[0], stderr: errPipe[0], of: pid, timeout: timeout)
+    var output = collectOutput(stdout: childStdout, stderr: childStderr, of: pid, timeout: timeout)
     let status = waitFor(pid)
     output.exitCode = status.exitCode
     output.signal = status.signal
@@ -191,26 +172,43 @@ public enum ChildProcess {
       throw ProcessError(
         command: command, message: "\(arguments.first ?? "") is not installed (not found on PATH)")
     }
-    var toChild: [Int32] = [-1, -1]
-    var fromChild: [Int32] = [-1, -1]
-    guard makePipe(&toChild), makePipe(&fromChild) else {
-      throw ProcessError(command: command, message: "pipe failed: \(Errno.current)")
+    let (pid, ends) = try spawnPiped(
+      path, arguments, command: command, streams: [0, 1], pipeFailure: "pipe failed:")
+    return (RunningProcess(pid: pid, command: command), ends[0], ends[1])
+  }
+
+  /// Spawns `path` with a pipe on each of the child's `streams` (0 stdin, 1 stdout, 2 stderr);
+  /// the pid and the parent's end of each pipe, in the order of `streams`. The child's ends
+  /// are closed here. `pipeFailure` starts the message when a pipe cannot be made.
+  static func spawnPiped(
+    _ path: String, _ arguments: [String], command: String, streams: [Int32], pipeFailure: String
+  ) throws(ProcessError) -> (pid: pid_t, ends: [Int32]) {
+    var pipes: [[Int32]] = []
+    for _ in streams {
+      var pipe: [Int32] = [-1, -1]
+      guard makePipe(&pipe) else {
+        let error = Errno.current
+        for fd in pipes.joined() { close(fd) }
+        throw ProcessError(command: command, message: "\(pipeFailure) \(error)")
+      }
+      pipes.append(pipe)
     }
+    // The child reads its stdin from a pipe's read end and writes the others into write ends.
+    let childEnds = zip(streams, pipes).map { stream, pipe in stream == 0 ? pipe[0] : pipe[1] }
+    let parentEnds = zip(streams, pipes).map { stream, pipe in stream == 0 ? pipe[1] : pipe[0] }
     var actions = posix_spawn_file_actions_t()
     posix_spawn_file_actions_init(&actions)
     defer { posix_spawn_file_actions_destroy(&actions) }
-    posix_spawn_file_actions_adddup2(&actions, toChild[0], 0)
-    posix_spawn_file_actions_adddup2(&actions, fromChild[1], 1)
+    for (stream, end) in zip(streams, childEnds) { posix_spawn_file_actions_adddup2(&actions, end, stream) }
     let pid: pid_t
     do {
       pid = try spawn(path, arguments, actions: &actions)
     } catch {
-      for fd in toChild + fromChild { close(fd) }
+      for fd in pipes.joined() { close(fd) }
       throw ProcessError(command: command, message: error.message)
     }
-    close(toChild[0])
-    close(fromChild[1])
-    return (RunningProcess(pid: pid, command: command), toChild[1], fromChild[0])
+    for end in childEnds { close(end) }
+    return (pid, parentEnds)
   }
 
   struct SpawnFailure: Error { var message: String }

@@ -1,3 +1,5 @@
+import Support
+
 #if canImport(Glibc)
   import Glibc
 #endif
@@ -60,17 +62,10 @@ public enum FuzzReplay {
     return out.sorted()
   }
 
+  /// The whole file; nil when it cannot be opened or read.
   static func read(_ path: String) -> [UInt8]? {
-    let fd = open(path, O_RDONLY | O_CLOEXEC)
-    guard fd >= 0 else { return nil }
-    defer { close(fd) }
-    var out: [UInt8] = []
-    var buffer = [UInt8](repeating: 0, count: 65536)
-    while true {
-      let n = buffer.withUnsafeMutableBytes { Glibc.read(fd, $0.baseAddress, $0.count) }
-      if n < 0 { return nil }
-      if n == 0 { return out }
-      out += buffer[0..<n]
-    }
+    guard let fd = try? FileDescriptor.open(path, O_RDONLY) else { return nil }
+    defer { try? fd.close() }
+    return try? fd.readToEnd(chunk: 65536)
   }
 }

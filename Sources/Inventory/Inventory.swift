@@ -1,3 +1,5 @@
+import Support
+
 // The SMC dump setting is shared with the agent protocol (a plan carries it to the agent);
 // inventory users get it with this import.
 @_exported import enum AgentProtocol.SMCDumpSetting
@@ -163,7 +165,7 @@ public struct InventoryError: Error, CustomStringConvertible, Sendable, Equatabl
   static func unreadable(_ what: String, path: String, errno err: Int32) -> InventoryError {
     InventoryError(
       SourceLocation(file: path, line: 0, column: 0),
-      "cannot read \(what) \(path): \(String(cString: strerror(err)))", systemError: err)
+      "cannot read \(what) \(path): \(Errno(rawValue: err))", systemError: err)
   }
 
   /// `file:line:column: message`, or just the message when the file could not be read.

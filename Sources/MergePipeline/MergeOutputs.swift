@@ -2,6 +2,7 @@ import Alignment
 import CaptureFiles
 import Foundation
 import SMCWire
+import Support
 
 /// Writes the outputs of `smcpair merge`: merged.pcapng, timeline.jsonl and alignment.json
 /// (always).
@@ -32,7 +33,7 @@ public enum MergeOutputs {
       let file = FileHandle(forWritingAtPath: staged.temporaryPath)
     else {
       throw CaptureFileError(
-        .io, "cannot create (\(staged.temporaryPath)): \(String(cString: strerror(errno)))", path: path)
+        .io, "cannot create (\(staged.temporaryPath)): \(Errno.current)", path: path)
     }
     defer { try? file.close() }
     var out = TimelineWriter(capacity: 1 << 20 + 4096)

@@ -190,7 +190,7 @@ public enum MergeRun {
       for folder in missing.reversed() {
         guard mkdir(folder, 0o700) == 0 || errno == EEXIST else {
           throw OutputFolderError(
-            description: "cannot create the output folder \(folder): \(String(cString: strerror(errno)))")
+            description: "cannot create the output folder \(folder): \(Errno.current)")
         }
         _ = chmod(folder, 0o700)
       }
@@ -199,7 +199,7 @@ public enum MergeRun {
     if unlink(out + "/alignment.json") != 0 && errno != ENOENT {
       throw OutputFolderError(
         description:
-          "cannot replace \(out)/alignment.json: \(String(cString: strerror(errno))); check the folder's permissions"
+          "cannot replace \(out)/alignment.json: \(Errno.current); check the folder's permissions"
       )
     }
   }

@@ -534,7 +534,7 @@ public final class CaptureSide: @unchecked Sendable {
     let fd = open(partial, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o600)
     guard fd >= 0 else {
       throw SSHError(
-        .transfer, host: ssh.label, "cannot write \(partial): \(String(cString: strerror(errno)))")
+        .transfer, host: ssh.label, "cannot write \(partial): \(Errno.current)")
     }
     defer { Glibc.close(fd) }
     var hasher = SHA256()

@@ -277,7 +277,7 @@ public struct SessionRecord: Codable, Sendable, Equatable {
         atPath: temporary, contents: data, attributes: [.posixPermissions: 0o600])
     else { return "cannot write \(temporary) (disk full, or the folder is gone or read-only?)" }
     guard rename(temporary, path) == 0 else {
-      return "cannot rename \(temporary) to session.json: \(String(cString: strerror(errno)))"
+      return "cannot rename \(temporary) to session.json: \(Errno.current)"
     }
     return nil
   }

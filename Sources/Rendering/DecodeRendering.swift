@@ -196,24 +196,22 @@ public struct DecodeJSONRenderer {
     sink.append(",\"cons_count\":")
     sink.appendDecimal(UInt64(c.consumer.count))
     sink.append(",\"flags\":[")
-    var first = true
-    for (flag, name) in CDCProducerFlags.namesInOrder where c.producerFlags.contains(flag) {
-      if !first { sink.append(",") }
-      first = false
-      sink.append("\"")
-      sink.append(string: name)
-      sink.append("\"")
-    }
+    appendNames(CDCProducerFlags.namesInOrder) { c.producerFlags.contains($0) }
     sink.append("],\"conn_state\":[")
-    first = true
-    for (flag, name) in CDCConnectionState.namesInOrder where c.connectionState.contains(flag) {
+    appendNames(CDCConnectionState.namesInOrder) { c.connectionState.contains($0) }
+    sink.append("]")
+  }
+
+  /// Appends the names of the set flags as JSON strings separated by commas, in the order given.
+  private mutating func appendNames<Flag>(_ namesInOrder: [(Flag, String)], isSet: (Flag) -> Bool) {
+    var first = true
+    for (flag, name) in namesInOrder where isSet(flag) {
       if !first { sink.append(",") }
       first = false
       sink.append("\"")
       sink.append(string: name)
       sink.append("\"")
     }
-    sink.append("]")
   }
 }
 

@@ -79,6 +79,14 @@ public struct ConnectionRecord: Sendable {
     lastNanoseconds = time
   }
 
+  /// Takes `client` and `server` as the roles unless a message already settled them (a SYN
+  /// names the client for certain; later messages only fill in what is missing).
+  mutating func assumeRoles(client: Endpoint, server: Endpoint) {
+    guard self.client == nil else { return }
+    self.client = client
+    self.server = server
+  }
+
   /// True when the capture shows anything SMC about this connection.
   public var isSMCRelated: Bool {
     clientOfferedSMC || serverOfferedSMC || clcMessages > 0 || cdcRecords > 0 || dataRecords > 0
@@ -155,10 +163,7 @@ public struct ConnectionTable: Sendable {
         record.clientOfferedSMC = record.clientOfferedSMC || tcp.smcOption
       } else if tcp.flags.contains(.syn) {
         record.synAckSeen = true
-        if record.client == nil {
-          record.client = dst
-          record.server = src
-        }
+        record.assumeRoles(client: dst, server: src)
         record.serverOfferedSMC = record.serverOfferedSMC || tcp.smcOption
       }
       record.plainTCPPayloadBytes += plainBytes
@@ -179,28 +184,19 @@ public struct ConnectionTable: Sendable {
       switch m.kind {
       case .proposal:
         record.proposalSeen = true
-        if record.client == nil {
-          record.client = src
-          record.server = dst
-        }
+        record.assumeRoles(client: src, server: dst)
       case .accept:
         record.acceptSeen = true
         record.mode = m.mode
         record.serverAlertToken = m.alertToken
         record.bufferSizeServer = m.bufferSize
-        if record.client == nil {
-          record.client = dst
-          record.server = src
-        }
+        record.assumeRoles(client: dst, server: src)
       case .confirm:
         record.confirmSeen = true
         record.mode = record.mode ?? m.mode
         record.clientAlertToken = m.alertToken
         record.bufferSizeClient = m.bufferSize
-        if record.client == nil {
-          record.client = src
-          record.server = dst
-        }
+        record.assumeRoles(client: src, server: dst)
       case .decline:
         record.declineSeen = true
         record.declineCode = m.diagnosis

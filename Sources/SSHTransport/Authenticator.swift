@@ -1,5 +1,6 @@
 import CLibSSH2
 import Foundation
+import Support
 
 #if canImport(Glibc)
   import Glibc
@@ -162,8 +163,7 @@ final class Passphrases: @unchecked Sendable {
     var bytes: [UInt8] = []
     var byte: UInt8 = 0
     while true {
-      let n = read(tty, &byte, 1)
-      if n < 0 && errno == EINTR { continue }
+      let n = (try? retryingInterrupts { read(tty, &byte, 1) }) ?? -1
       guard n == 1, byte != 0x0A, byte != 0x0D else { break }
       bytes.append(byte)
     }

@@ -52,6 +52,13 @@ public struct CommandLimits: Sendable {
   }
 }
 
+/// The stdin still to send to a running command, and whether its end has been sent.
+struct PendingInput {
+  var bytes: [UInt8]
+  var offset = 0
+  var eofSent = false
+}
+
 extension SSHSession {
   func openChannel(_ what: String, until: Date? = nil) throws(SSHError) -> OpaquePointer {
     let deadline = earliest(Date().addingTimeInterval(options.inactivityTimeout), until)
@@ -105,102 +112,155 @@ extension SSHSession {
     let channel = try openChannel("\(purpose): opening a channel", until: overall)
     defer { if !broken { libssh2_channel_free(channel) } }
     do throws(SSHError) {
-      var deadline = earliest(Date().addingTimeInterval(options.inactivityTimeout), overall)
-      _ = try SSHSession.retry(
-        session, socket, label, "\(purpose): starting", deadline: &deadline, refresh: false
-      ) {
-        libssh2_channel_process_startup(channel, "exec", 4, command, UInt32(command.utf8.count))
-      }
-      var input = stdin ?? []
-      var inputOffset = 0
-      var eofSent = false
-      if input.isEmpty {
-        _ = try SSHSession.retry(
-          session, socket, label, "\(purpose): closing stdin", deadline: &deadline, refresh: false
-        ) {
-          libssh2_channel_send_eof(channel)
-        }
-        eofSent = true
-      }
-      var received = [0, 0]
-      let caps = [limits.stdout, limits.stderr]
-      var buffer = [UInt8](repeating: 0, count: 256 * 1024)
-      deadline = Date().addingTimeInterval(options.inactivityTimeout)
-      while true {
-        var progress = false
-        for stream: Int32 in [0, 1] {
-          while true {
-            let n = buffer.withUnsafeMutableBytes {
-              libssh2_channel_read_ex(channel, stream, $0.baseAddress, $0.count)
-            }
-            if n > 0 {
-              received[Int(stream)] += n
-              if let cap = caps[Int(stream)], received[Int(stream)] > cap {
-                abandon(channel)
-                throw SSHError(
-                  .outputLimit, host: label,
-                  "\(purpose): the host sent more than \(CommandLimits.describe(cap)) on \(stream == 0 ? "stdout" : "stderr"); the channel was closed. Is a ForceCommand or a login script printing on every command?"
-                )
-              }
-              if stream == 0 { onStdout(buffer[0..<n]) } else { onStderr(buffer[0..<n]) }
-              progress = true
-              continue
-            }
-            if n < 0 && Int32(n) != LibSSH2.eagain {
-              throw SSHSession.error(session, label, "\(purpose): reading the output", Int32(n))
-            }
-            break
-          }
-        }
-        if !eofSent {
-          let n = input.withUnsafeBytes { raw in
-            libssh2_channel_write_ex(
-              channel, 0, UnsafeRawBufferPointer(rebasing: raw[inputOffset...]).baseAddress,
-              raw.count - inputOffset)
-          }
-          if n > 0 {
-            inputOffset += n
-            progress = true
-          } else if n < 0 && Int32(n) != LibSSH2.eagain {
-            throw SSHSession.error(session, label, "\(purpose): writing the input", Int32(n))
-          }
-          if inputOffset >= input.count {
-            _ = try retry("closing stdin") { libssh2_channel_send_eof(channel) }
-            eofSent = true
-            input = []
-          }
-        }
-        // A zero-byte read is not the end: the channel says when it is.
-        if libssh2_channel_eof(channel) != 0 && !progress { break }
-        if let overall, let seconds = limits.seconds, overall.timeIntervalSinceNow <= 0 {
-          abandon(channel)
-          throw SSHError(
-            .timeout, host: label,
-            "\(purpose): not finished after \(Int(seconds.rounded())) s (\(received[0] + received[1]) bytes of output so far); the channel was closed. Is a ForceCommand or a login script holding every command?"
-          )
-        }
-        if progress {
-          deadline = Date().addingTimeInterval(options.inactivityTimeout)
-        } else {
-          try waitForSocket("\(purpose): waiting for the output", deadline: earliest(deadline, overall))
-        }
-      }
-      // The exit status is known only after close + wait_closed.
-      deadline = earliest(Date().addingTimeInterval(options.inactivityTimeout), overall.map { $0 + 5 })
-      _ = try SSHSession.retry(
-        session, socket, label, "\(purpose): closing the channel", deadline: &deadline, refresh: false
-      ) {
-        libssh2_channel_close(channel)
-      }
-      _ = try SSHSession.retry(
-        session, socket, label, "\(purpose): closing the channel", deadline: &deadline, refresh: false
-      ) {
-        libssh2_channel_wait_closed(channel)
-      }
+      var input = try start(command, on: channel, purpose: purpose, stdin: stdin ?? [], overall: overall)
+      try exchange(
+        on: channel, purpose: purpose, input: &input, limits: limits, overall: overall,
+        onStdout: onStdout, onStderr: onStderr)
+      try closeForExitStatus(channel, purpose: purpose, overall: overall)
     } catch {
       if error.code == .timeout && !broken { abandon(channel) }
       throw error
     }
+    return exitOutcome(of: channel)
+  }
+
+  /// Starts `command` on `channel`; a command given no input has its stdin closed at once.
+  private func start(
+    _ command: String, on channel: OpaquePointer, purpose: String, stdin: [UInt8], overall: Date?
+  ) throws(SSHError) -> PendingInput {
+    var deadline = earliest(Date().addingTimeInterval(options.inactivityTimeout), overall)
+    _ = try SSHSession.retry(
+      session, socket, label, "\(purpose): starting", deadline: &deadline, refresh: false
+    ) {
+      libssh2_channel_process_startup(channel, "exec", 4, command, UInt32(command.utf8.count))
+    }
+    var input = PendingInput(bytes: stdin)
+    if stdin.isEmpty {
+      _ = try SSHSession.retry(
+        session, socket, label, "\(purpose): closing stdin", deadline: &deadline, refresh: false
+      ) {
+        libssh2_channel_send_eof(channel)
+      }
+      input.eofSent = true
+    }
+    return input
+  }
+
+  /// Reads stdout and stderr and writes the input until the channel ends, within `limits`:
+  /// both streams are read in every round so a command writing megabytes to either never stalls.
+  private func exchange(
+    on channel: OpaquePointer, purpose: String, input: inout PendingInput, limits: CommandLimits,
+    overall: Date?, onStdout: (ArraySlice<UInt8>) -> Void, onStderr: (ArraySlice<UInt8>) -> Void
+  ) throws(SSHError) {
+    var received = [0, 0]
+    let caps = [limits.stdout, limits.stderr]
+    var buffer = [UInt8](repeating: 0, count: 256 * 1024)
+    var deadline = Date().addingTimeInterval(options.inactivityTimeout)
+    while true {
+      var progress = false
+      for stream: Int32 in [0, 1] {
+        let index = Int(stream)
+        let read = try drain(
+          stream, of: channel, into: &buffer, received: &received[index], cap: caps[index], purpose: purpose
+        ) { chunk in
+          if stream == 0 { onStdout(chunk) } else { onStderr(chunk) }
+        }
+        if read { progress = true }
+      }
+      if try feed(&input, to: channel, purpose: purpose) { progress = true }
+      // A zero-byte read is not the end: the channel says when it is.
+      if libssh2_channel_eof(channel) != 0 && !progress { break }
+      if let overall, let seconds = limits.seconds, overall.timeIntervalSinceNow <= 0 {
+        abandon(channel)
+        throw SSHError(
+          .timeout, host: label,
+          "\(purpose): not finished after \(Int(seconds.rounded())) s (\(received[0] + received[1]) bytes of output so far); the channel was closed. Is a ForceCommand or a login script holding every command?"
+        )
+      }
+      if progress {
+        deadline = Date().addingTimeInterval(options.inactivityTimeout)
+      } else {
+        try waitForSocket("\(purpose): waiting for the output", deadline: earliest(deadline, overall))
+      }
+    }
+  }
+
+  /// Hands `deliver` everything `stream` (0 stdout, 1 stderr) has now; true when anything came.
+  /// Past `cap` bytes in all the channel is closed and the command fails with `output-limit`.
+  private func drain(
+    _ stream: Int32, of channel: OpaquePointer, into buffer: inout [UInt8], received: inout Int, cap: Int?,
+    purpose: String, deliver: (ArraySlice<UInt8>) -> Void
+  ) throws(SSHError) -> Bool {
+    var progress = false
+    while true {
+      let n = buffer.withUnsafeMutableBytes {
+        libssh2_channel_read_ex(channel, stream, $0.baseAddress, $0.count)
+      }
+      if n > 0 {
+        received += n
+        if let cap, received > cap {
+          abandon(channel)
+          throw SSHError(
+            .outputLimit, host: label,
+            "\(purpose): the host sent more than \(CommandLimits.describe(cap)) on \(stream == 0 ? "stdout" : "stderr"); the channel was closed. Is a ForceCommand or a login script printing on every command?"
+          )
+        }
+        deliver(buffer[0..<n])
+        progress = true
+        continue
+      }
+      if n < 0 && Int32(n) != LibSSH2.eagain {
+        throw SSHSession.error(session, label, "\(purpose): reading the output", Int32(n))
+      }
+      return progress
+    }
+  }
+
+  /// Writes what the channel takes of the pending input and closes stdin once all of it is
+  /// sent; true when anything was written.
+  private func feed(_ input: inout PendingInput, to channel: OpaquePointer, purpose: String) throws(SSHError)
+    -> Bool
+  {
+    guard !input.eofSent else { return false }
+    var progress = false
+    let offset = input.offset
+    let n = input.bytes.withUnsafeBytes { raw in
+      libssh2_channel_write_ex(
+        channel, 0, UnsafeRawBufferPointer(rebasing: raw[offset...]).baseAddress, raw.count - offset)
+    }
+    if n > 0 {
+      input.offset += n
+      progress = true
+    } else if n < 0 && Int32(n) != LibSSH2.eagain {
+      throw SSHSession.error(session, label, "\(purpose): writing the input", Int32(n))
+    }
+    if input.offset >= input.bytes.count {
+      _ = try retry("closing stdin") { libssh2_channel_send_eof(channel) }
+      input.eofSent = true
+      input.bytes = []
+    }
+    return progress
+  }
+
+  /// Closes the channel and waits for the host to close its end: the exit status is known
+  /// only after close + wait_closed.
+  private func closeForExitStatus(_ channel: OpaquePointer, purpose: String, overall: Date?) throws(SSHError)
+  {
+    var deadline = earliest(Date().addingTimeInterval(options.inactivityTimeout), overall.map { $0 + 5 })
+    _ = try SSHSession.retry(
+      session, socket, label, "\(purpose): closing the channel", deadline: &deadline, refresh: false
+    ) {
+      libssh2_channel_close(channel)
+    }
+    _ = try SSHSession.retry(
+      session, socket, label, "\(purpose): closing the channel", deadline: &deadline, refresh: false
+    ) {
+      libssh2_channel_wait_closed(channel)
+    }
+  }
+
+  /// How the command on a closed channel ended: the signal that ended it, else its exit status.
+  private func exitOutcome(of channel: OpaquePointer) -> (exitStatus: Int32?, signal: String?) {
     var signalName: UnsafeMutablePointer<CChar>?
     var signalLength = 0
     _ = libssh2_channel_get_exit_signal(channel, &signalName, &signalLength, nil, nil, nil, nil)

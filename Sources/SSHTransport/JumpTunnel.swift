@@ -1,5 +1,6 @@
 import CLibSSH2
 import Foundation
+import Support
 
 #if canImport(Glibc)
   import Glibc
@@ -47,7 +48,7 @@ final class JumpTunnel: @unchecked Sendable {
     var pair: [Int32] = [-1, -1]
     guard socketpair(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0, &pair) == 0 else {
       libssh2_channel_free(opened)
-      throw SSHError(.connect, host: jump.label, "socketpair: \(String(cString: strerror(errno)))")
+      throw SSHError(.connect, host: jump.label, "socketpair: \(Errno.current)")
     }
     for fd in pair { _ = fcntl(fd, F_SETFD, FD_CLOEXEC) }
     _ = fcntl(pair[1], F_SETFL, fcntl(pair[1], F_GETFL) | O_NONBLOCK)
@@ -97,11 +98,15 @@ final class JumpTunnel: @unchecked Sendable {
         break
       }
       if !toLocal.isEmpty {
-        let n = toLocal.withUnsafeBytes { send(pumpSocket, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
-        if n > 0 {
+        let sent = toLocal.withUnsafeBytes { raw in
+          Result { () throws(Errno) in
+            try retryingInterrupts { send(pumpSocket, raw.baseAddress, raw.count, Int32(MSG_NOSIGNAL)) }
+          }
+        }
+        if case .success(let n) = sent, n > 0 {
           toLocal.removeFirst(n)
           progress = true
-        } else if n < 0 && errno != EAGAIN && errno != EINTR {
+        } else if case .failure(let error) = sent, error != .wouldBlock {
           break
         }
       }

@@ -94,30 +94,17 @@ public struct KnownHosts: Sendable {
 
   /// The file's bytes; nil when it does not exist (OpenSSH skips missing files).
   static func read(_ path: String, host: String) throws(SSHError) -> [UInt8]? {
-    let fd = open(path, O_RDONLY | O_CLOEXEC)
-    if fd < 0 {
-      if errno == ENOENT { return nil }
+    do throws(Errno) {
+      let fd = try FileDescriptor.open(path, O_RDONLY)
+      defer { try? fd.close() }
+      return try fd.readToEnd(chunk: 65536)
+    } catch {
+      if error == .noSuchFileOrDirectory { return nil }
       throw SSHError(
         .knownHostsUnreadable, host: host,
-        "cannot read known_hosts file \(path): \(String(cString: strerror(errno))); refusing rather than treating the host as unknown"
+        "cannot read known_hosts file \(path): \(error); refusing rather than treating the host as unknown"
       )
     }
-    defer { close(fd) }
-    var bytes: [UInt8] = []
-    var chunk = [UInt8](repeating: 0, count: 65536)
-    while true {
-      let n = chunk.withUnsafeMutableBytes { Glibc.read(fd, $0.baseAddress, $0.count) }
-      if n < 0 && errno == EINTR { continue }
-      if n < 0 {
-        throw SSHError(
-          .knownHostsUnreadable, host: host,
-          "cannot read known_hosts file \(path): \(String(cString: strerror(errno))); refusing rather than treating the host as unknown"
-        )
-      }
-      if n == 0 { break }
-      bytes += chunk[0..<n]
-    }
-    return bytes
   }
 
   /// Parses one file's bytes: the entries whose host patterns match `name` (already a
@@ -271,7 +258,7 @@ public struct KnownHosts: Sendable {
     guard fd >= 0 else {
       throw SSHError(
         .hostKeyUnknown, host: host,
-        "cannot write \(path) to record the host key: \(String(cString: strerror(errno)))")
+        "cannot write \(path) to record the host key: \(Errno.current)")
     }
     defer { close(fd) }
     var bytes = Array(line.utf8)
@@ -282,7 +269,7 @@ public struct KnownHosts: Sendable {
     }
     let written = bytes.withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
     guard written == bytes.count else {
-      throw SSHError(.hostKeyUnknown, host: host, "cannot write \(path): \(String(cString: strerror(errno)))")
+      throw SSHError(.hostKeyUnknown, host: host, "cannot write \(path): \(Errno.current)")
     }
   }
 

@@ -1,5 +1,6 @@
 import CLibSSH2
 import Foundation
+import Support
 
 #if canImport(Glibc)
   import Glibc
@@ -385,9 +386,11 @@ public final class SSHSession: @unchecked Sendable {
     guard left > 0 else {
       throw SSHError(.timeout, host: label, "\(what) timed out")
     }
-    let ready = poll(&entry, 1, Int32(min(left, 1.0) * 1000) + 1)
-    if ready < 0 && errno != EINTR {
-      throw SSHError(.disconnected, host: label, "\(what): \(String(cString: strerror(errno)))")
+    let milliseconds = Int32(min(left, 1.0) * 1000) + 1
+    do {
+      _ = try retryingInterrupts { poll(&entry, 1, milliseconds) }
+    } catch {
+      throw SSHError(.disconnected, host: label, "\(what): \(error)")
     }
   }
 
@@ -460,12 +463,12 @@ public final class SSHSession: @unchecked Sendable {
           var length = socklen_t(MemoryLayout<Int32>.size)
           getsockopt(fd, SOL_SOCKET, SO_ERROR, &soError, &length)
           if soError == 0 { return fd }
-          lastError = String(cString: strerror(soError))
+          lastError = Errno(rawValue: soError).description
         } else {
           lastError = "no answer within \(Int(timeout)) s"
         }
       } else {
-        lastError = String(cString: strerror(errno))
+        lastError = Errno.current.description
       }
       Glibc.close(fd)
     }

@@ -124,7 +124,7 @@ extension SSHSession {
     let partial = local + ".partial"
     let fd = open(partial, O_RDWR | O_CREAT | O_CLOEXEC, 0o600)
     guard fd >= 0 else {
-      throw SSHError(.transfer, host: label, "cannot write \(partial): \(String(cString: strerror(errno)))")
+      throw SSHError(.transfer, host: label, "cannot write \(partial): \(Errno.current)")
     }
     defer { Glibc.close(fd) }
     // Resume: keep what an earlier, cut transfer already wrote without a gap.
@@ -309,7 +309,7 @@ extension SSHSession {
     }
     guard rename(partial, local) == 0 else {
       throw SSHError(
-        .transfer, host: label, "cannot rename \(partial) to \(local): \(String(cString: strerror(errno)))")
+        .transfer, host: label, "cannot rename \(partial) to \(local): \(Errno.current)")
     }
   }
 
@@ -319,53 +319,24 @@ extension SSHSession {
     throws(SSHError) -> TransferResult
   {
     let started = Date()
-    let fd = open(local, O_RDONLY | O_CLOEXEC)
-    guard fd >= 0 else {
-      throw SSHError(.transfer, host: label, "cannot read \(local): \(String(cString: strerror(errno)))")
+    let fd: FileDescriptor
+    do { fd = try FileDescriptor.open(local, O_RDONLY) } catch {
+      throw SSHError(.transfer, host: label, "cannot read \(local): \(error)")
     }
-    defer { Glibc.close(fd) }
+    defer { try? fd.close() }
     var info = stat()
-    fstat(fd, &info)
+    fstat(fd.rawValue, &info)
     let total = Int64(info.st_size)
     let sftp = try self.sftp()
     defer { _ = try? retry("closing SFTP") { libssh2_sftp_shutdown(sftp) } }
-    let directory = parentFolder(of: remote)
-    let temporary =
-      (directory.isEmpty ? "" : directory + "/")
-      + ".\((remote as NSString).lastPathComponent).smcpair-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
+    let temporary = SSHSession.temporaryName(next: remote)
     let handle = try openRemote(
       sftp, temporary, flags: UInt(LIBSSH2_FXF_WRITE | LIBSSH2_FXF_CREAT | LIBSSH2_FXF_TRUNC), mode: mode)
-    var hasher = SHA256()
-    var sent: Int64 = 0
-    var buffer = [UInt8](repeating: 0, count: 1 << 20)
-    var deadline = Date().addingTimeInterval(options.inactivityTimeout)
+    let sent: Int64
+    let digest: String
     do throws(SSHError) {
-      while true {
-        let n = buffer.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
-        if n < 0 {
-          throw SSHError(.transfer, host: label, "reading \(local): \(String(cString: strerror(errno)))")
-        }
-        if n == 0 { break }
-        buffer.withUnsafeBytes { hasher.update(UnsafeRawBufferPointer(rebasing: $0[0..<n])) }
-        var offset = 0
-        while offset < n {
-          let w = buffer.withUnsafeBytes {
-            libssh2_sftp_write(
-              handle, UnsafeRawBufferPointer(rebasing: $0[offset..<n]).baseAddress, n - offset)
-          }
-          if w > 0 {
-            offset += w
-            sent += Int64(w)
-            deadline = Date().addingTimeInterval(options.inactivityTimeout)
-          } else if Int32(w) == LibSSH2.eagain {
-            try waitForSocket("uploading \(local)", deadline: deadline)
-          } else {
-            throw sftpError(sftp, "writing", temporary)
-          }
-        }
-        if let progress, !progress(sent, total) {
-          throw SSHError(.cancelled, host: label, "upload of \(local) cancelled")
-        }
+      (sent, digest) = try copy(fd, named: local, to: handle, sftp: sftp, temporary: temporary) { sent in
+        progress.map { $0(sent, total) } ?? true
       }
       _ = try retry("closing \(temporary)") { libssh2_sftp_close_handle(handle) }
     } catch {
@@ -375,6 +346,62 @@ extension SSHSession {
       }
       throw error
     }
+    try moveIntoPlace(sftp, temporary, as: remote)
+    try setMode(sftp, remote, mode)
+    return TransferResult(
+      bytes: sent, resumedFrom: 0, sha256: digest, seconds: Date().timeIntervalSince(started))
+  }
+
+  /// A name next to `remote` that no other upload (from this or another process) picks.
+  static func temporaryName(next remote: String) -> String {
+    let directory = parentFolder(of: remote)
+    return (directory.isEmpty ? "" : directory + "/")
+      + ".\((remote as NSString).lastPathComponent).smcpair-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
+  }
+
+  /// Copies the local file `fd` to the open remote `handle`, hashing as it goes; the bytes
+  /// sent and their SHA-256. `keepGoing` sees the bytes sent after each piece; false cancels.
+  private func copy(
+    _ fd: FileDescriptor, named local: String, to handle: OpaquePointer, sftp: OpaquePointer,
+    temporary: String,
+    keepGoing: (Int64) -> Bool
+  ) throws(SSHError) -> (sent: Int64, sha256: String) {
+    var hasher = SHA256()
+    var sent: Int64 = 0
+    var buffer = [UInt8](repeating: 0, count: 1 << 20)
+    var deadline = Date().addingTimeInterval(options.inactivityTimeout)
+    while true {
+      let n: Int
+      do { n = try fd.read(into: &buffer) } catch {
+        throw SSHError(.transfer, host: label, "reading \(local): \(error)")
+      }
+      if n == 0 { break }
+      buffer.withUnsafeBytes { hasher.update(UnsafeRawBufferPointer(rebasing: $0[0..<n])) }
+      var offset = 0
+      while offset < n {
+        let w = buffer.withUnsafeBytes {
+          libssh2_sftp_write(
+            handle, UnsafeRawBufferPointer(rebasing: $0[offset..<n]).baseAddress, n - offset)
+        }
+        if w > 0 {
+          offset += w
+          sent += Int64(w)
+          deadline = Date().addingTimeInterval(options.inactivityTimeout)
+        } else if Int32(w) == LibSSH2.eagain {
+          try waitForSocket("uploading \(local)", deadline: deadline)
+        } else {
+          throw sftpError(sftp, "writing", temporary)
+        }
+      }
+      if !keepGoing(sent) {
+        throw SSHError(.cancelled, host: label, "upload of \(local) cancelled")
+      }
+    }
+    return (sent, hasher.finalizeHex())
+  }
+
+  /// Renames the finished `temporary` to `remote`, replacing what is there.
+  private func moveIntoPlace(_ sftp: OpaquePointer, _ temporary: String, as remote: String) throws(SSHError) {
     let flags = Int(LIBSSH2_SFTP_RENAME_OVERWRITE | LIBSSH2_SFTP_RENAME_ATOMIC | LIBSSH2_SFTP_RENAME_NATIVE)
     do throws(SSHError) {
       _ = try retry("renaming \(temporary) to \(remote)") {
@@ -389,14 +416,16 @@ extension SSHSession {
           sftp, temporary, UInt32(temporary.utf8.count), remote, UInt32(remote.utf8.count), 0)
       }
     }
+  }
+
+  /// Sets the permission bits of `remote` to `mode` (the host's umask may have narrowed them).
+  private func setMode(_ sftp: OpaquePointer, _ remote: String, _ mode: Int) throws(SSHError) {
     var attributes = LIBSSH2_SFTP_ATTRIBUTES()
     attributes.flags = UInt(LIBSSH2_SFTP_ATTR_PERMISSIONS)
     attributes.permissions = UInt(mode)
     _ = try retry("setting the mode of \(remote)") {
       libssh2_sftp_stat_ex(sftp, remote, UInt32(remote.utf8.count), LIBSSH2_SFTP_SETSTAT, &attributes)
     }
-    return TransferResult(
-      bytes: sent, resumedFrom: 0, sha256: hasher.finalizeHex(), seconds: Date().timeIntervalSince(started))
   }
 }
 
@@ -538,6 +567,32 @@ final class DownloadSink: @unchecked Sendable {
     return failure == nil ? hex : nil
   }
 
+  /// Writes `count` bytes of `buffer` at `offset` in the file; the bytes written, fewer after
+  /// a failure (which `fail` records).
+  private func write(_ buffer: UnsafeMutableRawBufferPointer, count: Int, at offset: Int64) -> Int {
+    var written = 0
+    while written < count {
+      let n: Int
+      do {
+        n = try retryingInterrupts {
+          pwrite(
+            fd, UnsafeRawBufferPointer(rebasing: buffer[written..<count]).baseAddress, count - written,
+            off_t(offset) + off_t(written))
+        }
+      } catch {
+        fail("writing \(path) failed: \(error)")
+        return written
+      }
+      // A write that takes nothing of a non-empty rest makes no progress: stop as a failure.
+      guard n > 0 else {
+        fail("writing \(path) failed: \(Errno.ioError)")
+        return written
+      }
+      written += n
+    }
+    return written
+  }
+
   private func work() {
     var hasher = SHA256()
     var hashed: Int64 = 0
@@ -546,10 +601,17 @@ final class DownloadSink: @unchecked Sendable {
     /// Hashes `[hashed, target)` from the file (written already).
     func hash(upTo target: Int64) {
       while hashed < target {
-        let n = pread(fd, chunk.baseAddress, min(chunk.count, Int(target - hashed)), off_t(hashed))
-        if n < 0 && errno == EINTR { continue }
+        let n: Int
+        do {
+          n = try retryingInterrupts {
+            pread(fd, chunk.baseAddress, min(chunk.count, Int(target - hashed)), off_t(hashed))
+          }
+        } catch {
+          fail("cannot read \(path) back: \(error)")
+          return
+        }
         guard n > 0 else {
-          fail("cannot read \(path) back: \(n < 0 ? String(cString: strerror(errno)) : "it got shorter")")
+          fail("cannot read \(path) back: it got shorter")
           return
         }
         hasher.update(UnsafeRawBufferPointer(rebasing: chunk[0..<n]))
@@ -577,17 +639,7 @@ final class DownloadSink: @unchecked Sendable {
       condition.unlock()
       var written = 0
       if !failed {
-        while written < count {
-          let n = pwrite(
-            fd, UnsafeRawBufferPointer(rebasing: buffer[written..<count]).baseAddress, count - written,
-            off_t(offset) + off_t(written))
-          if n < 0 && errno == EINTR { continue }
-          guard n > 0 else {
-            fail("writing \(path) failed: \(String(cString: strerror(errno)))")
-            break
-          }
-          written += n
-        }
+        written = write(buffer, count: count, at: offset)
         // Next in line: hash it from the buffer, before the buffer is reused.
         if offset == hashed && written > 0 {
           hasher.update(UnsafeRawBufferPointer(rebasing: buffer[0..<written]))
