@@ -87,7 +87,7 @@ let package = Package(
       ]
     ),
     // Kernel-faithful synthetic SMC conversations (fixtures, benchmark input, lab emulator).
-    .target(name: "SMCSynthesis", dependencies: ["SMCWire", "CaptureFiles"]),
+    .target(name: "SMCSynthesis", dependencies: ["SMCWire", "CaptureFiles", "Alignment"]),
 
     // Executables: thin.
     .executableTarget(

@@ -21,14 +21,14 @@ public struct LoggedNote: Sendable, Equatable {
 
 /// The two per-side note files of a windowed walk and the source addresses they refer to.
 public struct PairLogs: Sendable {
-  public var paths: [String]
+  public var paths: PerSide<String>
   public var sources: [IPAddress]
 
   /// Deletes both files.
   public func remove() {
-    for path in paths {
-      try? FileManager.default.removeItem(atPath: path)
-      TemporaryFiles.forget(path)
+    for side in Side.allCases {
+      try? FileManager.default.removeItem(atPath: paths[side])
+      TemporaryFiles.forget(paths[side])
     }
   }
 }

@@ -110,7 +110,7 @@ public struct PacketPairing {
   /// overrides the direction evidence for the addresses it names.
   public static func pair(
     client: String, server: String, clientAddresses: Set<IPAddress> = [], limit: Int = .max,
-    keyers: [PacketKeyer]? = nil, observer: (any PairingWalkObserver)? = nil
+    keyers: PerSide<PacketKeyer>? = nil, observer: (any PairingWalkObserver)? = nil
   )
     throws(CaptureFileError)
     -> PacketPairing
@@ -128,7 +128,7 @@ public struct PacketPairing {
     var chains = FingerprintChains(minimumCapacity: estimate)
     var roles: Set<HandshakeRole> = []
     (pairing.clientPackets, pairing.clientStart) = try walk(
-      client, keyer: keyers?[0], limit: limit, observer: observer
+      client, keyer: keyers?.client, limit: limit, observer: observer
     ) {
       packet, key, role in
       if let role { roles.insert(role) }
@@ -144,7 +144,7 @@ public struct PacketPairing {
     var flows: [AddressFlow: FlowEvidence] = [:]
     var unpairedServer: [SidePacket] = []
     (pairing.serverPackets, _) = try walk(
-      server, keyer: keyers?[1], limit: limit, isServer: true, observer: observer
+      server, keyer: keyers?.server, limit: limit, side: .server, observer: observer
     ) {
       packet, key, role in
       if let role { roles.insert(role) }
@@ -191,13 +191,13 @@ public struct PacketPairing {
   /// when it cannot be paired) and the handshake role it shows (SYN, SYN-ACK, CLC Proposal);
   /// returns how many packets it read and the time of the first.
   static func walk(
-    _ path: String, keyer: PacketKeyer?, limit: Int = .max, isServer: Bool = false,
+    _ path: String, keyer: PacketKeyer?, limit: Int = .max, side: Side = .client,
     observer: (any PairingWalkObserver)? = nil, _ body: (SidePacket, UInt64?, HandshakeRole?) -> Void
   ) throws(CaptureFileError) -> (packets: Int, start: Int64?) {
     var keyer = if let keyer { keyer } else { try PacketKeyer.calibrated(path: path) }
     // In time order: data record positions follow the CDC records before them in time.
     let reader = try TimeOrderedPackets(path: path)
-    observer?.walkBegins(path: path, isServer: isServer, format: reader.reader.format, layout: keyer.layout)
+    observer?.walkBegins(path: path, side: side, format: reader.reader.format, layout: keyer.layout)
     var read = 0
     var start: Int64?
     while read < limit, let packet = try reader.next() {
@@ -218,7 +218,7 @@ public struct PacketPairing {
 /// other per-packet work — the merge's findings — needs no second read of the files.
 public protocol PairingWalkObserver: AnyObject {
   /// A side's walk starts; `layout` is the dump header calibrated on the file's start.
-  func walkBegins(path: String, isServer: Bool, format: CaptureFormat, layout: DumpHeaderLayout?)
+  func walkBegins(path: String, side: Side, format: CaptureFormat, layout: DumpHeaderLayout?)
   func observe(_ packet: CapturedPacket, linkType: LinkType)
   /// The side's file is read; `interfaces` hold the statistics blocks after its last packet.
   func walkEnds(interfaces: [CaptureInterface])

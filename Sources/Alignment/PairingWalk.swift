@@ -4,13 +4,13 @@ import SMCWire
 /// What a `PairingWalk` tells as it reads: every packet, every pair it makes and every
 /// pairable packet it gives up on (its partner did not come within the window).
 public protocol PairingWalkSink {
-  /// A packet was read from `side` (0 client, 1 server); `described` is nil when its frame
-  /// cannot be decoded, its `key` nil when it cannot be paired.
-  mutating func read(side: Int, packet: CapturedPacket, described: PacketKey?)
+  /// A packet was read from `side`; `described` is nil when its frame cannot be decoded, its
+  /// `key` nil when it cannot be paired.
+  mutating func read(side: Side, packet: CapturedPacket, described: PacketKey?)
   /// The `number`-th pair (1-based, in the order the walk makes them).
   mutating func paired(number: Int, client: SidePacket, server: SidePacket)
   /// A pairable packet that stays unpaired.
-  mutating func unpaired(side: Int, packet: SidePacket)
+  mutating func unpaired(side: Side, packet: SidePacket)
 }
 
 /// Pairs two captures while reading them together, in one time order, keeping only the
@@ -35,42 +35,43 @@ public struct PairingWalk {
   /// Most packets waiting at once (both sides).
   public private(set) var mostPending = 0
 
-  private var feeds: [SideFeed]
-  private var next: [SideFeed.Item?] = [nil, nil]
-  private var nextMapped: [Int64] = [.max, .max]
+  private var feeds: PerSide<SideFeed>
+  private var next = PerSide<SideFeed.Item?>(repeating: nil)
+  private var nextMapped = PerSide<Int64>(repeating: .max)
   private var now = Int64.min
-  private var queues = [PendingQueue(), PendingQueue()]
-  private var tables = [FingerprintChains(), FingerprintChains()]
-  private var givenUp = [GivenUpKeys(), GivenUpKeys()]
+  private var queues = PerSide(repeating: PendingQueue())
+  private var tables = PerSide(repeating: FingerprintChains())
+  private var givenUp = PerSide(repeating: GivenUpKeys())
   private var finished = false
 
   /// `coarse` maps server times onto the client clock; `window` is in nanoseconds; `keyers`
-  /// (client, server) key each side's packets.
-  public init(client: String, server: String, coarse: ClockModel, window: Int64, keyers: [PacketKeyer])
-    throws(CaptureFileError)
-  {
+  /// key each side's packets.
+  public init(
+    client: String, server: String, coarse: ClockModel, window: Int64, keyers: PerSide<PacketKeyer>
+  ) throws(CaptureFileError) {
     self.window = window
-    feeds = [
-      try SideFeed(path: client, isServer: false, coarse: coarse, keyer: keyers[0]),
-      try SideFeed(path: server, isServer: true, coarse: coarse, keyer: keyers[1]),
-    ]
-    for side in 0..<2 { try load(side) }
+    let paths = PerSide(client: client, server: server)
+    feeds = try PerSide.each { side throws(CaptureFileError) in
+      try SideFeed(path: paths[side], side: side, coarse: coarse, keyer: keyers[side])
+    }
+    for side in Side.allCases { try load(side) }
   }
 
   /// Makes the next packet of `side` current (nil at its end).
-  private mutating func load(_ side: Int) throws(CaptureFileError) {
+  private mutating func load(_ side: Side) throws(CaptureFileError) {
     next[side] = try feeds[side].next()
     nextMapped[side] = next[side]?.mapped ?? .max
   }
 
   /// The side whose current packet comes first on the client clock (the client's on a tie)
   /// and that packet; nil at the end of both files.
-  private func earliest() -> (side: Int, item: SideFeed.Item)? {
-    switch (next[0], next[1]) {
+  private func earliest() -> (side: Side, item: SideFeed.Item)? {
+    switch (next.client, next.server) {
     case (nil, nil): nil
-    case (let client?, nil): (0, client)
-    case (nil, let server?): (1, server)
-    case (let client?, let server?): nextMapped[0] <= nextMapped[1] ? (0, client) : (1, server)
+    case (let client?, nil): (.client, client)
+    case (nil, let server?): (.server, server)
+    case (let client?, let server?):
+      nextMapped.client <= nextMapped.server ? (.client, client) : (.server, server)
     }
   }
 
@@ -80,7 +81,7 @@ public struct PairingWalk {
     guard let (side, item) = earliest() else {
       if !finished {
         finished = true
-        for side in 0..<2 { giveUp(side, before: .max, &sink) }
+        for side in Side.allCases { giveUp(side, before: .max, &sink) }
       }
       return false
     }
@@ -93,15 +94,15 @@ public struct PairingWalk {
       match(side, described.packet, key: key, mapped: mapped, &sink)
     }
     let limit = now > Int64.min + window ? now - window : Int64.min
-    giveUp(0, before: limit, &sink)
-    giveUp(1, before: limit, &sink)
+    giveUp(.client, before: limit, &sink)
+    giveUp(.server, before: limit, &sink)
     return true
   }
 
   private mutating func match(
-    _ side: Int, _ packet: SidePacket, key: UInt64, mapped: Int64, _ sink: inout some PairingWalkSink
+    _ side: Side, _ packet: SidePacket, key: UInt64, mapped: Int64, _ sink: inout some PairingWalkSink
   ) {
-    let other = 1 - side
+    let other = side.other
     if let seq = takeFirst(other, key) {
       queues[other].settle(seq)
       let partner = queues[other][seq].packet
@@ -114,7 +115,7 @@ public struct PairingWalk {
         return
       }
       pairsMade += 1
-      if side == 0 {
+      if side == .client {
         sink.paired(number: pairsMade, client: packet, server: partner)
       } else {
         sink.paired(number: pairsMade, client: partner, server: packet)
@@ -127,19 +128,19 @@ public struct PairingWalk {
     }
     let seq = queues[side].append(PendingPacket(key: key, packet: packet, mappedTime: mapped))
     if let previous = tables[side].append(key, seq) { queues[side][previous].next = seq }
-    mostPending = max(mostPending, queues[0].waiting + queues[1].waiting)
+    mostPending = max(mostPending, queues.client.waiting + queues.server.waiting)
   }
 
   /// Gives up on the packets of `side` waiting since before `limit` (oldest first).
   /// Removes and returns the oldest waiting packet of `side` with fingerprint `key`.
-  private mutating func takeFirst(_ side: Int, _ key: UInt64) -> Int? {
+  private mutating func takeFirst(_ side: Side, _ key: UInt64) -> Int? {
     guard let slot = tables[side].slot(of: key) else { return nil }
     let first = tables[side].first(at: slot)
     tables[side].replaceFirst(at: slot, with: queues[side][first].next)
     return first
   }
 
-  private mutating func giveUp(_ side: Int, before limit: Int64, _ sink: inout some PairingWalkSink) {
+  private mutating func giveUp(_ side: Side, before limit: Int64, _ sink: inout some PairingWalkSink) {
     while let front = queues[side].front {
       if front.settled {
         queues[side].popFront()

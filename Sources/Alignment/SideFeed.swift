@@ -39,7 +39,7 @@ public struct SideFeed {
   /// described for pairing; with `coarse`, a server's times are mapped onto the client clock.
   /// Packets come in time order within `order` (`TimeOrderedPackets.fileOrder`: as written).
   public init(
-    path: String, isServer: Bool = false, coarse: ClockModel? = nil, keyer: PacketKeyer? = nil,
+    path: String, side: Side = .client, coarse: ClockModel? = nil, keyer: PacketKeyer? = nil,
     order: TimeOrderedPackets.Window = .standard
   )
     throws(CaptureFileError)
@@ -50,9 +50,9 @@ public struct SideFeed {
     // reading thread has finished.
     reading = Reading(channel, reader)
     let thread = Thread {
-      Self.read(reader.reader, isServer: isServer, coarse: coarse, keyer: keyer, into: channel)
+      Self.read(reader.reader, side: side, coarse: coarse, keyer: keyer, into: channel)
     }
-    thread.name = "smcpair-read-\(isServer ? "server" : "client")"
+    thread.name = "smcpair-read-\(side.rawValue)"
     thread.start()
   }
 
@@ -79,7 +79,7 @@ public struct SideFeed {
   }
 
   private static func read(
-    _ reader: TimeOrderedPackets, isServer: Bool, coarse: ClockModel?, keyer: PacketKeyer?,
+    _ reader: TimeOrderedPackets, side: Side, coarse: ClockModel?, keyer: PacketKeyer?,
     into channel: Channel
   ) {
     var keyer = keyer
@@ -97,7 +97,7 @@ public struct SideFeed {
         guard let packet = try reader.next() else { break }
         let described = keyer?.describe(packet, linkType: reader.interfaces[packet.interface].linkType)
         let mapped =
-          isServer
+          side == .server
           ? coarse?.clientTime(atServer: packet.timestampNanoseconds) ?? packet.timestampNanoseconds
           : packet.timestampNanoseconds
         items.append(Item(packet: packet, described: described, mapped: mapped))

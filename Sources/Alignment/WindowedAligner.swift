@@ -92,7 +92,8 @@ public enum WindowedAligner {
     client: String, server: String, clientAddresses: Set<IPAddress> = [],
     window: Int64 = defaultWindowNanoseconds, logFolder: String
   ) throws(CaptureFileError) -> Outcome {
-    let keyers = [try PacketKeyer.calibrated(path: client), try PacketKeyer.calibrated(path: server)]
+    let keyers = PerSide(
+      client: try PacketKeyer.calibrated(path: client), server: try PacketKeyer.calibrated(path: server))
     var coarse: ClockModel?
     for limit in prefixLimits {
       let prefix = try PacketPairing.pair(
@@ -116,12 +117,12 @@ public enum WindowedAligner {
         reason: "the first \(longestPrefix) packets of the two captures have none in common")
     }
     var walk = try PairingWalk(client: client, server: server, coarse: coarse, window: window, keyers: keyers)
-    let paths = ["client", "server"].map { "\(logFolder)/.smcpair-pairing-\(getpid())-\($0)" }
-    var sink = FitSink(logs: [try PairLogWriter(path: paths[0]), try PairLogWriter(path: paths[1])])
+    let paths = PerSide.each { side in "\(logFolder)/.smcpair-pairing-\(getpid())-\(side.rawValue)" }
+    var sink = FitSink(logs: try paths.map { path throws(CaptureFileError) in try PairLogWriter(path: path) })
     do throws(CaptureFileError) {
       while try walk.advance(&sink) {}
       if let failure = sink.failure { throw failure }
-      for log in sink.logs { try log.close() }
+      for side in Side.allCases { try sink.logs[side].close() }
     } catch {
       PairLogs(paths: paths, sources: []).remove()
       throw error
@@ -168,12 +169,12 @@ public enum WindowedAligner {
         ClockSegment(
           startClientNanoseconds: .min, endClientNanoseconds: .max, pairs: sink.pairs, model: fit.model)
       ],
-      pairsByKind: byKind, pairs: [], clientPackets: sink.packets[0], serverPackets: sink.packets[1],
+      pairsByKind: byKind, pairs: [], clientPackets: sink.packets.client, serverPackets: sink.packets.server,
       causalityViolations: 0, hosts: hosts, warnings: warnings + hosts.warnings)
     alignment.sameTimePairs = sink.sameTimePairs
     alignment.window = PairingWindowUse(
-      windowNanoseconds: window, mostWaiting: walk.mostPending, unpairedClient: sink.unpaired[0],
-      unpairedServer: sink.unpaired[1])
+      windowNanoseconds: window, mostWaiting: walk.mostPending, unpairedClient: sink.unpaired.client,
+      unpairedServer: sink.unpaired.server)
     return .aligned(alignment, logs: logs)
   }
 }
@@ -209,20 +210,20 @@ struct FitSink: PairingWalkSink {
   var flows: [AddressFlow: FlowEvidence] = [:]
   var sameTimePairs = 0
   var kinds = [Int](repeating: 0, count: PairKind.allCases.count)
-  var packets = [0, 0]
-  var unpaired = [0, 0]
+  var packets = PerSide(repeating: 0)
+  var unpaired = PerSide(repeating: 0)
   var pairs = 0
   /// Time of the client capture's first packet (the model's reference).
   var clientStart: Int64?
   var sources: [IPAddress] = []
   private var sourceIDs: [IPAddress: UInt16] = [:]
   private var lastSource: (IPAddress, UInt16)?
-  var settling = [SettlingNotes(), SettlingNotes()]
-  let logs: [PairLogWriter]
+  var settling = PerSide(repeating: SettlingNotes())
+  let logs: PerSide<PairLogWriter>
   /// The first failure writing a log, or too many source addresses.
   var failure: CaptureFileError?
 
-  init(logs: [PairLogWriter]) {
+  init(logs: PerSide<PairLogWriter>) {
     self.logs = logs
   }
 
@@ -238,13 +239,13 @@ struct FitSink: PairingWalkSink {
     } else {
       id = LoggedNote.noSource
       failure =
-        failure ?? CaptureFileError(.unsupported, "more than 65,535 source addresses", path: logs[0].path)
+        failure ?? CaptureFileError(.unsupported, "more than 65,535 source addresses", path: logs.client.path)
     }
     lastSource = (address, id)
     return id
   }
 
-  private mutating func flush(_ side: Int) {
+  private mutating func flush(_ side: Side) {
     while let note = settling[side].popSettled() {
       do throws(CaptureFileError) {
         try logs[side].append(note)
@@ -254,9 +255,9 @@ struct FitSink: PairingWalkSink {
     }
   }
 
-  mutating func read(side: Int, packet: CapturedPacket, described: PacketKey?) {
+  mutating func read(side: Side, packet: CapturedPacket, described: PacketKey?) {
     packets[side] += 1
-    if side == 0 && clientStart == nil { clientStart = packet.timestampNanoseconds }
+    if side == .client && clientStart == nil { clientStart = packet.timestampNanoseconds }
     var note = LoggedNote()
     if let described {
       if let role = described.role { roles.insert(role) }
@@ -275,10 +276,10 @@ struct FitSink: PairingWalkSink {
     ]
     .add(client: client, server: server)
     if client.timeNanoseconds == server.timeNanoseconds { sameTimePairs += 1 }
-    settling[0].settle(frame: client.frame, pairNumber: number, partnerTime: server.timeNanoseconds)
-    settling[1].settle(frame: server.frame, pairNumber: number, partnerTime: client.timeNanoseconds)
-    flush(0)
-    flush(1)
+    settling.client.settle(frame: client.frame, pairNumber: number, partnerTime: server.timeNanoseconds)
+    settling.server.settle(frame: server.frame, pairNumber: number, partnerTime: client.timeNanoseconds)
+    flush(.client)
+    flush(.server)
   }
 
   /// The hull vertices of every pair, directed by the decided hosts.
@@ -288,7 +289,7 @@ struct FitSink: PairingWalkSink {
     }
   }
 
-  mutating func unpaired(side: Int, packet: SidePacket) {
+  mutating func unpaired(side: Side, packet: SidePacket) {
     unpaired[side] += 1
     settling[side].settle(frame: packet.frame, pairNumber: 0, partnerTime: 0)
     flush(side)

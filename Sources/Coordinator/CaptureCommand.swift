@@ -312,6 +312,14 @@ final class CaptureDisplay: Sendable {
     return "\(bytes) B"
   }
 
+  /// "h1: eth0 1.2 MiB, smc-dummy0 3.4 MiB": what a side wrote per interface, by its last
+  /// status; nil before the agent told any.
+  static func bytesPerInterface(host: String, _ interfaces: [(name: String, bytes: UInt64)]) -> String? {
+    guard !interfaces.isEmpty else { return nil }
+    return "\(host): "
+      + interfaces.map { "\($0.name) \(size(Int64(clamping: $0.bytes)))" }.joined(separator: ", ")
+  }
+
   func summary(_ run: CaptureRun, status: Int32) {
     if terminal && !quiet { say("") }
     if json {
@@ -328,6 +336,11 @@ final class CaptureDisplay: Sendable {
         if let early = side.endedEarly { line += " — ENDED EARLY: \(early)" }
         if let failure = side.failure { line += " — FAILED: \(failure.step): \(failure.message)" }
         print(line)
+        if let written = Self.bytesPerInterface(
+          host: side.name, side.progress.interfaces.map { ($0.name, $0.bytes) })
+        {
+          print("    " + written)
+        }
       }
       for workload in pair.workloadResults where !workload.outcome.succeeded {
         print("  \(workload.role.rawValue) workload: \(workload.outcome) (output in \(workload.log))")
@@ -399,6 +412,7 @@ struct CaptureSummary: Encodable {
       for side in pair.sides {
         sides[side.role] = SideSummary(
           host: side.name, packets: side.progress.packets, bytes: side.progress.bytes,
+          interfaces: side.progress.interfaces.map { InterfaceBytes(name: $0.name, bytes: $0.bytes) },
           drops: side.progress.drops, files: side.localFiles, endedEarly: side.endedEarly,
           error: side.failure?.description)
       }
@@ -419,6 +433,8 @@ struct CaptureSummary: Encodable {
     var host: String
     var packets: Int64
     var bytes: Int64
+    /// Bytes written per capture interface, by the agent's last status.
+    var interfaces: [InterfaceBytes]
     var drops: Int64
     /// The pulled files' paths.
     var files: [String]
@@ -426,10 +442,15 @@ struct CaptureSummary: Encodable {
     var error: String?
 
     enum CodingKeys: String, CodingKey {
-      case host, packets, bytes, drops, files
+      case host, packets, bytes, interfaces, drops, files
       case endedEarly = "ended_early"
       case error
     }
+  }
+
+  struct InterfaceBytes: Encodable {
+    var name: String
+    var bytes: UInt64
   }
 
   struct WorkloadSummary: Encodable {

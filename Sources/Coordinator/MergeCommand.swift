@@ -75,7 +75,7 @@ struct MergeCommand: ParsableCommand {
     } catch {
       throw ValidationError(error.description)
     }
-    guard reference == "client" || reference == "server" else {
+    guard Side(rawValue: reference) != nil else {
       throw ValidationError("--reference is client or server")
     }
     guard pairingWindow.isFinite, pairingWindow > 0, pairingWindow <= 3600 else {
@@ -93,7 +93,7 @@ struct MergeCommand: ParsableCommand {
       let result = try MergeRun.run(
         client: client, server: server, out: out, clientName: clientName, serverName: serverName,
         formats: try MergeFormats(parsing: formats),
-        referenceIsServer: reference == "server",
+        reference: Side(rawValue: reference) ?? .client,
         clientAddresses: addresses, window: Int64(pairingWindow * 1e9))
       print(result.report)
       if !result.aligned { throw ExitCode(3) }

@@ -42,9 +42,9 @@ struct TimelineCommand: ParsableCommand {
       throw ExitCode(1)
     }
     // The hosts' names; an alignment.json this smcpair cannot read leaves the roles' names.
-    var names = ("client", "server")
+    var names = PerSide(client: Side.client.rawValue, server: Side.server.rawValue)
     if let alignment = try? RecordCoding.read(AlignmentRecord.self, path: directory + "/alignment.json") {
-      names = (alignment.clientName, alignment.serverName)
+      names = PerSide(client: alignment.clientName, server: alignment.serverName)
     }
     let records: [TimelineRecord]
     do {
@@ -56,8 +56,8 @@ struct TimelineCommand: ParsableCommand {
     var out: [String] = []
     let width = 44
     out.append(
-      "time (ms)      " + names.0.padding(toLength: 10, withPad: " ", startingAt: 0)
-        + String(repeating: " ", count: width - 10) + names.1 + "   delay")
+      "time (ms)      " + names.client.padding(toLength: 10, withPad: " ", startingAt: 0)
+        + String(repeating: " ", count: width - 10) + names.server + "   delay")
     // Everything on one axis, sorted by send time (findings by their time).
     var entries: [(Int64, Int, String)] = []
     let start =

@@ -18,8 +18,8 @@ public struct Finding: Sendable {
   }
 
   public var kind: Kind
-  /// `client` or `server`: whose capture shows it; `both` for what needs both (delays).
-  public var side: String
+  /// Whose capture shows it; `both` for what needs both captures (delays).
+  public var side: SeenOn
   public var timeNanoseconds: Int64?
   public var connection: String
   public var message: String
@@ -49,7 +49,7 @@ public struct OutlierThreshold: Sendable {
 public final class CaptureFindingsObserver: PairingWalkObserver {
   /// Per side (client first, as the walk reads them), in the order the events came.
   private(set) var sides: [[Finding]] = []
-  private var side = "client"
+  private var side = Side.client
   private var decoder: OnePassCaptureDecoder?
   private var checks = EventChecks()
   /// This side's findings so far, with the connection of each TCP retransmission (kept only
@@ -58,8 +58,8 @@ public final class CaptureFindingsObserver: PairingWalkObserver {
 
   public init() {}
 
-  public func walkBegins(path: String, isServer: Bool, format: CaptureFormat, layout: DumpHeaderLayout?) {
-    side = isServer ? "server" : "client"
+  public func walkBegins(path: String, side: Side, format: CaptureFormat, layout: DumpHeaderLayout?) {
+    self.side = side
     decoder = OnePassCaptureDecoder(
       path: path, format: format, layout: layout ?? DumpHeaderLayout(source: .unknown))
     checks = EventChecks()
@@ -76,7 +76,7 @@ public final class CaptureFindingsObserver: PairingWalkObserver {
     var found = pending.compactMap { finding, connection in
       connection.map { decoder.isSMCRelated($0) } ?? true ? finding : nil
     }
-    if side == "client" { found += FindingsBuilder.fallbacks(decoder.connections, side: side) }
+    if side == .client { found += FindingsBuilder.fallbacks(decoder.connections, side: side) }
     found += FindingsBuilder.captureDrops(interfaces, side: side)
     sides.append(found)
     self.decoder = nil
@@ -100,7 +100,7 @@ struct EventChecks {
   var lastCursor: [String: UInt64] = [:]
   var segments: [String: Int] = [:]
 
-  mutating func check(_ event: SMCEvent, side: String) -> [Finding] {
+  mutating func check(_ event: SMCEvent, side: Side) -> [Finding] {
     let flow = "\(event.source) -> \(event.destination)"
     var findings: [Finding] = []
     if let cdc = event.cdc {
@@ -111,7 +111,7 @@ struct EventChecks {
     return findings
   }
 
-  private mutating func checkSeqno(_ cdc: CDCMessage, _ event: SMCEvent, flow: String, side: String)
+  private mutating func checkSeqno(_ cdc: CDCMessage, _ event: SMCEvent, flow: String, side: Side)
     -> Finding?
   {
     guard let seq = cdc.sequenceNumber, seq != 0 else { return nil }
@@ -119,19 +119,19 @@ struct EventChecks {
     guard let previous = lastSeqno[flow] else { return nil }
     if seq == previous {
       return Finding(
-        kind: .seqnoDuplicate, side: side, timeNanoseconds: event.timeNanoseconds, connection: flow,
+        kind: .seqnoDuplicate, side: .side(side), timeNanoseconds: event.timeNanoseconds, connection: flow,
         message:
           "CDC seqno \(seq) appears twice (frame \(event.frame)); a re-sent failed post shows this way on the sender"
       )
     }
     guard seq != previous &+ 1 && Int16(bitPattern: seq &- previous) > 0 else { return nil }
     return Finding(
-      kind: .seqnoGap, side: side, timeNanoseconds: event.timeNanoseconds, connection: flow,
+      kind: .seqnoGap, side: .side(side), timeNanoseconds: event.timeNanoseconds, connection: flow,
       message:
         "CDC seqno jumps from \(previous) to \(seq) (frame \(event.frame)): \(seq &- previous &- 1) missing")
   }
 
-  private mutating func checkCursor(_ cdc: CDCMessage, _ event: SMCEvent, flow: String, side: String)
+  private mutating func checkCursor(_ cdc: CDCMessage, _ event: SMCEvent, flow: String, side: Side)
     -> Finding?
   {
     let cursor = UInt64(cdc.producer.wrap) << 32 | UInt64(cdc.producer.count)
@@ -139,13 +139,13 @@ struct EventChecks {
     lastCursor[flow] = max(cursor, previous ?? 0)
     guard let previous, cursor < previous, cdc.producer.wrap != 0 || cursor != 0 else { return nil }
     return Finding(
-      kind: .cursorRegression, side: side, timeNanoseconds: event.timeNanoseconds, connection: flow,
+      kind: .cursorRegression, side: .side(side), timeNanoseconds: event.timeNanoseconds, connection: flow,
       message:
         "producer cursor steps back from \(previous >> 32):\(previous & 0xFFFF_FFFF) to \(cdc.producer.wrap):\(cdc.producer.count) (frame \(event.frame)); a link failover re-sends this way"
     )
   }
 
-  private mutating func checkRetransmission(_ event: SMCEvent, flow: String, side: String) -> Finding? {
+  private mutating func checkRetransmission(_ event: SMCEvent, flow: String, side: Side) -> Finding? {
     guard event.kind == .tcp, let tcp = event.tcp,
       event.tcpPayloadLength > 0 || tcp.flags.contains(.syn) || tcp.flags.contains(.fin)
     else { return nil }
@@ -153,7 +153,7 @@ struct EventChecks {
     segments[key, default: 0] += 1
     guard segments[key] == 2 else { return nil }
     return Finding(
-      kind: .tcpRetransmission, side: side, timeNanoseconds: event.timeNanoseconds, connection: flow,
+      kind: .tcpRetransmission, side: .side(side), timeNanoseconds: event.timeNanoseconds, connection: flow,
       message:
         "TCP segment seq \(tcp.sequence) (\(event.tcpPayloadLength) bytes) sent again (frame \(event.frame))")
   }
@@ -180,7 +180,7 @@ public enum FindingsBuilder {
       guard let sentHere = a.hosts.fromClient(packet.source.address) else { continue }
       findings.append(
         Finding(
-          kind: sentHere ? .cdcNotReceived : .cdcNotSent, side: "client",
+          kind: sentHere ? .cdcNotReceived : .cdcNotSent, side: .side(.client),
           timeNanoseconds: packet.timeNanoseconds,
           connection: "\(packet.source) -> \(packet.destination)",
           message: sentHere
@@ -192,7 +192,7 @@ public enum FindingsBuilder {
       let sentHere = !fromClient
       findings.append(
         Finding(
-          kind: sentHere ? .cdcNotReceived : .cdcNotSent, side: "server",
+          kind: sentHere ? .cdcNotReceived : .cdcNotSent, side: .side(.server),
           timeNanoseconds: packet.timeNanoseconds,
           connection: "\(packet.source) -> \(packet.destination)",
           message: sentHere
@@ -203,14 +203,14 @@ public enum FindingsBuilder {
   }
 
   /// Connections that fell back to TCP (declined, or inferred).
-  static func fallbacks(_ connections: [ConnectionRecord], side: String) -> [Finding] {
+  static func fallbacks(_ connections: [ConnectionRecord], side: Side) -> [Finding] {
     connections.compactMap { connection in
       guard case .fallback(let code, let inferred, let detail) = connection.outcome else { return nil }
       let name =
         connection.client.flatMap { c in connection.server.map { "\(c) -> \($0)" } }
         ?? connection.key.description
       return Finding(
-        kind: connection.declineSeen ? .declined : .fallback, side: side,
+        kind: connection.declineSeen ? .declined : .fallback, side: .side(side),
         timeNanoseconds: connection.firstNanoseconds, connection: name,
         message:
           "fell back to TCP: \(detail)\(code.map { " (\(DeclineReason.hexCode($0)))" } ?? "")\(inferred ? ", inferred" : "")"
@@ -219,12 +219,12 @@ public enum FindingsBuilder {
   }
 
   /// Interfaces whose statistics count dropped packets.
-  static func captureDrops(_ interfaces: [CaptureInterface], side: String) -> [Finding] {
+  static func captureDrops(_ interfaces: [CaptureInterface], side: Side) -> [Finding] {
     interfaces.compactMap { interface in
       let dropped = (interface.statistics?.interfaceDropped ?? 0) + (interface.statistics?.osDropped ?? 0)
       guard dropped > 0 else { return nil }
       return Finding(
-        kind: .captureDrops, side: side, timeNanoseconds: interface.statistics?.timestampNanoseconds,
+        kind: .captureDrops, side: .side(side), timeNanoseconds: interface.statistics?.timestampNanoseconds,
         connection: interface.name ?? "?",
         message:
           "\(dropped) packets were dropped while capturing \(interface.name ?? "an interface"): the timeline has gaps there"
@@ -237,7 +237,7 @@ public enum FindingsBuilder {
     delayOutliers(a).flatMap { threshold, outliers in
       outliers.map { pair, delay in
         Finding(
-          kind: .delayOutlier, side: "both", timeNanoseconds: pair.client.timeNanoseconds,
+          kind: .delayOutlier, side: .both, timeNanoseconds: pair.client.timeNanoseconds,
           connection: "\(pair.client.source) -> \(pair.client.destination)",
           message:
             "one-way delay \(delay / 1000) us against a median of \(threshold.medianNanoseconds / 1000) us for \(pair.kind.rawValue) \(pair.clientToServer ? "client->server" : "server->client") (threshold \(threshold.thresholdNanoseconds / 1000) us; client frame \(pair.client.frame))"

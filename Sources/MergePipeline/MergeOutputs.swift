@@ -7,13 +7,6 @@ import Support
 /// Writes the outputs of `smcpair merge`: merged.pcapng, timeline.jsonl and alignment.json
 /// (always).
 public enum MergeOutputs {
-  /// One packet of either side, with its time on the reference clock.
-  struct Entry {
-    var aligned: Double
-    var side: Int  // 0 client, 1 server
-    var frame: Int
-  }
-
   /// `alignment.json`: offset (server − client) and bounds in ns at the start of the client
   /// capture, skew in ppm, pairs per kind, causality violations, verdict, segments, warnings.
   public static func alignmentJSON(
@@ -80,12 +73,12 @@ public enum MergeOutputs {
   /// interfaces are added as they appear. The pairs come from `a.pairs`.
   public static func writeMergedPcapng(
     _ a: Alignment, client: String, server: String, clientName: String, serverName: String, to path: String,
-    referenceIsServer: Bool = false
+    reference: Side = .client
   ) throws(CaptureFileError) {
     var notes = ListedPairNotes(a)
     try writeMerged(
       a, client: client, server: server, clientName: clientName, serverName: serverName, to: path,
-      referenceIsServer: referenceIsServer, notes: &notes)
+      reference: reference, notes: &notes)
   }
 
   /// The same file as `writeMergedPcapng`, with the pairs read from the note files of a
@@ -93,19 +86,19 @@ public enum MergeOutputs {
   /// into `a` and returns the one-way delays per direction.
   public static func writeMergedPcapng(
     _ a: inout Alignment, logs: PairLogs, client: String, server: String, clientName: String,
-    serverName: String, to path: String, referenceIsServer: Bool = false
+    serverName: String, to path: String, reference: Side = .client
   ) throws(CaptureFileError) -> [DelaySummary] {
     var notes = try LoggedPairNotes(a, logs: logs)
     try writeMerged(
       a, client: client, server: server, clientName: clientName, serverName: serverName, to: path,
-      referenceIsServer: referenceIsServer, notes: &notes)
+      reference: reference, notes: &notes)
     a.causalityViolations = notes.causalityViolations
     return notes.delays.compactMap { $0.summary() }
   }
 
   static func writeMerged(
     _ a: Alignment, client: String, server: String, clientName: String, serverName: String, to path: String,
-    referenceIsServer: Bool, notes: inout some PairNotes
+    reference: Side, notes: inout some PairNotes
   ) throws(CaptureFileError) {
     // Written under a temporary name, renamed when complete: a merge killed midway leaves no
     // merged.pcapng that looks whole.
@@ -117,24 +110,23 @@ public enum MergeOutputs {
       mode: 0o600)
     // Each side is read on its own thread, ahead of the writer, in file order: the pairing
     // notes are in frame order.
-    var feeds = [
-      try SideFeed(path: client, order: .fileOrder),
-      try SideFeed(path: server, isServer: true, order: .fileOrder),
-    ]
-    var interfaces = MergedInterfaces(names: [clientName, serverName])
-    func alignedTime(_ packet: CapturedPacket, side: Int) -> Int64 {
-      if referenceIsServer {
-        return side == 1 ? packet.timestampNanoseconds : a.serverTime(atClient: packet.timestampNanoseconds)
-      }
-      return side == 0 ? packet.timestampNanoseconds : a.clientTime(atServer: packet.timestampNanoseconds)
+    let paths = PerSide(client: client, server: server)
+    var feeds = try PerSide.each { side throws(CaptureFileError) in
+      try SideFeed(path: paths[side], side: side, order: .fileOrder)
     }
-    var next: [CapturedPacket?] = [try feeds[0].next()?.packet, try feeds[1].next()?.packet]
-    var nextTime: [Int64] = next.enumerated().map { side, packet in
-      packet.map { alignedTime($0, side: side) } ?? .max
+    var interfaces = MergedInterfaces(names: PerSide(client: clientName, server: serverName))
+    func alignedTime(_ packet: CapturedPacket, side: Side) -> Int64 {
+      guard side != reference else { return packet.timestampNanoseconds }
+      return reference == .server
+        ? a.serverTime(atClient: packet.timestampNanoseconds)
+        : a.clientTime(atServer: packet.timestampNanoseconds)
     }
+    var next = PerSide(client: try feeds.client.next()?.packet, server: try feeds.server.next()?.packet)
+    var nextTime = PerSide.each { side in next[side].map { alignedTime($0, side: side) } ?? .max }
     var comment = PairComment()
-    while next[0] != nil || next[1] != nil {
-      let side = next[0] != nil && (next[1] == nil || nextTime[0] <= nextTime[1]) ? 0 : 1
+    while next.client != nil || next.server != nil {
+      let side: Side =
+        next.client != nil && (next.server == nil || nextTime.client <= nextTime.server) ? .client : .server
       guard let packet = next[side] else { break }
       let note = try notes.note(
         side: side, packet: packet, linkType: feeds[side].interfaces[packet.interface].linkType)
@@ -184,24 +176,24 @@ public enum MergeOutputs {
 /// as they first appear.
 struct MergedInterfaces {
   /// The client's and the server's host names.
-  let names: [String]
+  let names: PerSide<String>
   /// Per side: the merged interface id of each of the capture's interfaces (-1: not yet).
-  private var ids: [[Int]] = [[], []]
+  private var ids = PerSide<[Int]>(repeating: [])
 
-  init(names: [String]) { self.names = names }
+  init(names: PerSide<String>) { self.names = names }
 
-  func known(side: Int, local: Int) -> Int? {
+  func known(side: Side, local: Int) -> Int? {
     local < ids[side].count && ids[side][local] >= 0 ? ids[side][local] : nil
   }
 
-  mutating func add(side: Int, local: Int, _ interface: CaptureInterface, to writer: PcapngWriter)
+  mutating func add(side: Side, local: Int, _ interface: CaptureInterface, to writer: PcapngWriter)
     throws(CaptureFileError) -> Int
   {
     while ids[side].count <= local { ids[side].append(-1) }
     let id = try writer.addInterface(
       InterfaceDescription(
         name: "\(names[side]):\(interface.name ?? "if\(local)")",
-        description: side == 0 ? "client" : "server", linkType: interface.linkType,
+        description: side.rawValue, linkType: interface.linkType,
         snapLength: interface.snapLength))
     ids[side][local] = id
     return id
@@ -245,15 +237,15 @@ struct PacketNote {
   var direction = PacketDirection.unknown
 
   /// Outbound when the packet left the host whose capture it is in, by the decided hosts.
-  static func direction(source: IPAddress, side: Int, hosts: HostAddresses) -> PacketDirection {
+  static func direction(source: IPAddress, side: Side, hosts: HostAddresses) -> PacketDirection {
     guard let fromClient = hosts.fromClient(source) else { return .unknown }
-    return fromClient == (side == 0) ? .outbound : .inbound
+    return fromClient == (side == .client) ? .outbound : .inbound
   }
 }
 
 /// Gives the note of each packet, asked side by side in file order.
 protocol PairNotes {
-  mutating func note(side: Int, packet: CapturedPacket, linkType: LinkType) throws(CaptureFileError)
+  mutating func note(side: Side, packet: CapturedPacket, linkType: LinkType) throws(CaptureFileError)
     -> PacketNote
 }
 
@@ -261,20 +253,20 @@ protocol PairNotes {
 struct ListedPairNotes: PairNotes {
   let alignment: Alignment
   /// Pair index per frame (frames are 1-based and dense), per side.
-  var pairOfFrame: [[Int32]] = [[], []]
+  var pairOfFrame: PerSide<[Int32]>
 
   init(_ a: Alignment) {
     alignment = a
-    for (side, count) in [a.clientPackets, a.serverPackets].enumerated() {
-      pairOfFrame[side] = [Int32](repeating: -1, count: count + 1)
-    }
+    pairOfFrame = PerSide(
+      client: [Int32](repeating: -1, count: a.clientPackets + 1),
+      server: [Int32](repeating: -1, count: a.serverPackets + 1))
     for (index, pair) in a.pairs.enumerated() {
-      if pair.client.frame < pairOfFrame[0].count { pairOfFrame[0][pair.client.frame] = Int32(index) }
-      if pair.server.frame < pairOfFrame[1].count { pairOfFrame[1][pair.server.frame] = Int32(index) }
+      if pair.client.frame < pairOfFrame.client.count { pairOfFrame.client[pair.client.frame] = Int32(index) }
+      if pair.server.frame < pairOfFrame.server.count { pairOfFrame.server[pair.server.frame] = Int32(index) }
     }
   }
 
-  func note(side: Int, packet: CapturedPacket, linkType: LinkType) -> PacketNote {
+  func note(side: Side, packet: CapturedPacket, linkType: LinkType) -> PacketNote {
     var note = PacketNote()
     if !alignment.hosts.client.isEmpty || !alignment.hosts.server.isEmpty {
       let frame = FrameDecoder.decode(packet.data, linkType: linkType)
@@ -299,7 +291,7 @@ struct ListedPairNotes: PairNotes {
 struct LoggedPairNotes: PairNotes {
   let alignment: Alignment
   let logs: PairLogs
-  let readers: [PairLogReader]
+  let readers: PerSide<PairLogReader>
   /// Per source id: is it a client address? (nil: undecided)
   let fromClient: [Bool?]
   var causalityViolations = 0
@@ -309,11 +301,11 @@ struct LoggedPairNotes: PairNotes {
   init(_ a: Alignment, logs: PairLogs) throws(CaptureFileError) {
     alignment = a
     self.logs = logs
-    readers = [try PairLogReader(path: logs.paths[0]), try PairLogReader(path: logs.paths[1])]
+    readers = try logs.paths.map { path throws(CaptureFileError) in try PairLogReader(path: path) }
     fromClient = logs.sources.map { a.hosts.fromClient($0) }
   }
 
-  mutating func note(side: Int, packet: CapturedPacket, linkType: LinkType) throws(CaptureFileError)
+  mutating func note(side: Side, packet: CapturedPacket, linkType: LinkType) throws(CaptureFileError)
     -> PacketNote
   {
     guard let logged = readers[side].next() else {
@@ -324,16 +316,16 @@ struct LoggedPairNotes: PairNotes {
     var note = PacketNote()
     guard logged.sourceID != LoggedNote.noSource else { return note }
     guard let client = fromClient[Int(logged.sourceID)] else { return note }
-    note.direction = client == (side == 0) ? .outbound : .inbound
+    note.direction = client == (side == .client) ? .outbound : .inbound
     guard logged.pairNumber > 0 else { return note }
     note.pairNumber = Int(logged.pairNumber)
     note.kind = PairKind.allCases[Int(logged.kind)]
     note.clientToServer = client
     let (c, s) =
-      side == 0
+      side == .client
       ? (packet.timestampNanoseconds, logged.partnerTime) : (logged.partnerTime, packet.timestampNanoseconds)
     note.delay = alignment.oneWayDelay(clientToServer: client, client: c, server: s)
-    if side == 0 {
+    if side == .client {
       // Each pair once.
       if alignment.violatesCausality(clientToServer: client, client: c, server: s) {
         causalityViolations += 1

@@ -102,7 +102,11 @@ extension MergeReport {
       guard let list = byKind[kind] else { continue }
       lines.append("- \(kind.rawValue): \(list.count)")
       for finding in list.prefix(5) {
-        let seen = finding.side == "both" ? "seen on both sides" : "in the \(finding.side)'s capture"
+        let seen =
+          switch finding.side {
+          case .both: "seen on both sides"
+          case .side(let side): "in the \(side.rawValue)'s capture"
+          }
         lines.append("  - \(seen), \(finding.connection): \(finding.message)")
       }
       if list.count > 5 { lines.append("  - ... \(list.count - 5) more in timeline.jsonl") }

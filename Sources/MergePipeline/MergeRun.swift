@@ -29,14 +29,14 @@ public enum MergeRun {
 
   /// Refuses the same capture given twice (one path, or the same bytes).
   static func checkDistinct(client: String, server: String) throws(Refusal) {
-    let paths = [client, server].map { path in
+    let paths = PerSide(client: client, server: server).map { path in
       path.withCString { p -> String in
         guard let resolved = realpath(p, nil) else { return path }
         defer { free(resolved) }
         return String(cString: resolved)
       }
     }
-    if paths[0] == paths[1] {
+    if paths.client == paths.server {
       throw Refusal(
         description:
           "\(client) and \(server) are the same file (one capture given twice): give the client's capture and the server's"
@@ -86,7 +86,7 @@ public enum MergeRun {
   /// find every pair; then, and for the other outputs (which show every pair), in memory.
   public static func run(
     client: String, server: String, out: String, clientName: String = "client", serverName: String = "server",
-    formats: MergeFormats = .all, referenceIsServer: Bool = false, clientAddresses: Set<IPAddress> = [],
+    formats: MergeFormats = .all, reference: Side = .client, clientAddresses: Set<IPAddress> = [],
     probe: ClockProbe? = nil, window: Int64 = WindowedAligner.defaultWindowNanoseconds,
     allowSwapped: Bool = false, captureGaps: [String] = []
   ) throws -> Result {
@@ -104,7 +104,7 @@ public enum MergeRun {
         try checkPairing(&alignment, client: client, server: server, allowSwapped: allowSwapped)
         let delays = try MergeOutputs.writeMergedPcapng(
           &alignment, logs: logs, client: client, server: server, clientName: clientName,
-          serverName: serverName, to: out + "/merged.pcapng", referenceIsServer: referenceIsServer)
+          serverName: serverName, to: out + "/merged.pcapng", reference: reference)
         try StagedFile.write(
           MergeOutputs.alignmentJSON(
             alignment, client: client, server: server, clientName: clientName, serverName: serverName),
@@ -129,7 +129,7 @@ public enum MergeRun {
     if formats.contains(.pcapng) {
       try MergeOutputs.writeMergedPcapng(
         alignment, client: client, server: server, clientName: clientName, serverName: serverName,
-        to: out + "/merged.pcapng", referenceIsServer: referenceIsServer)
+        to: out + "/merged.pcapng", reference: reference)
     }
     let findings = observed.map { FindingsBuilder.build(alignment, observed: $0) } ?? []
     if formats.contains(.jsonl) {

@@ -43,7 +43,7 @@ extension TimelineHTML {
     let marks = findings.compactMap { finding -> String? in
       guard let time = finding.timeNanoseconds else { return nil }
       return
-        "[\(time &- start),\(jsonString(finding.side)),\(jsonString(finding.kind.rawValue)),\(jsonString(finding.message))]"
+        "[\(time &- start),\(jsonString(finding.side.name)),\(jsonString(finding.kind.rawValue)),\(jsonString(finding.message))]"
     }
     let data = """
       {"start":\(start),"client":\(jsonString(clientName)),"server":\(jsonString(serverName)),

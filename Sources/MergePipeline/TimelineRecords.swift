@@ -119,7 +119,7 @@ public enum SeenOn: Sendable, Equatable, Codable {
   case side(Side)
   case both
 
-  /// From `Finding.side` (`client`, `server`, `both`); nil for any other text.
+  /// From its name in the records (`client`, `server`, `both`); nil for any other text.
   public init?(_ text: String) {
     if text == "both" {
       self = .both
@@ -130,6 +130,7 @@ public enum SeenOn: Sendable, Equatable, Codable {
     }
   }
 
+  /// The name written in the records: `client`, `server` or `both`.
   public var name: String {
     switch self {
     case .side(let side): side.rawValue
@@ -179,7 +180,7 @@ public struct TimelineFinding: Codable, Sendable, Equatable {
   /// The record of `finding` (its side text is one of client, server, both).
   public init(_ finding: Finding) {
     self.init(
-      finding: finding.kind, side: SeenOn(finding.side) ?? .both, connection: finding.connection,
+      finding: finding.kind, side: finding.side, connection: finding.connection,
       message: finding.message, timeNanoseconds: finding.timeNanoseconds)
   }
 }

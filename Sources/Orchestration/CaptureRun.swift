@@ -48,9 +48,6 @@ public struct CaptureOptions: Sendable {
   public static let defaultDuration = 30.0
 }
 
-/// Which end of a pair a host is: the one `Side` type (the name CaptureSide.swift uses).
-public typealias SideRole = Side
-
 /// One client/server pair through a capture.
 public final class PairCapture: @unchecked Sendable {
   public let name: String
@@ -58,7 +55,7 @@ public final class PairCapture: @unchecked Sendable {
   public let server: CaptureSide
   public let filter: String
   public let dumpFilter: String
-  public let interfaces: (client: [String], server: [String])
+  public let interfaces: PerSide<[String]>
   /// `OUT/<UTC time>-<pair>`.
   public let folder: String
   public var id: String { (folder as NSString).lastPathComponent }
@@ -92,7 +89,7 @@ public final class PairCapture: @unchecked Sendable {
 
   init(
     name: String, client: CaptureSide, server: CaptureSide, filter: String, dumpFilter: String,
-    interfaces: ([String], [String]),
+    interfaces: PerSide<[String]>,
     folder: String
   ) {
     self.name = name
@@ -195,7 +192,8 @@ public final class CaptureRun: @unchecked Sendable {
         PairCapture(
           name: pair.name, client: client, server: server, filter: options.filter ?? pair.filter ?? "",
           dumpFilter: options.dumpFilter ?? DumpFilter.derive(options.filter ?? pair.filter ?? ""),
-          interfaces: (pair.interfaces ?? clientHost.nics, pair.interfaces ?? serverHost.nics),
+          interfaces: PerSide(
+            client: pair.interfaces ?? clientHost.nics, server: pair.interfaces ?? serverHost.nics),
           folder: resume?.folder ?? "\(options.out)/\(id)"))
     }
     self.pairs = made
@@ -263,7 +261,7 @@ public final class CaptureRun: @unchecked Sendable {
       try side.prepare(
         CapturePlan(
           session: side.remoteSession,
-          interfaces: side.role == .client ? pair.interfaces.client : pair.interfaces.server,
+          interfaces: pair.interfaces[side.role],
           filter: pair.filter, stop: self.options.stop, smcDump: side.access.host.smcDump,
           dumpFilter: pair.dumpFilter))
     }

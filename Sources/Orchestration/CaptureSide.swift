@@ -1,4 +1,5 @@
 import AgentProtocol
+import Alignment
 import Checksum
 import Foundation
 import Inventory
@@ -52,7 +53,7 @@ public struct SideProgress: Sendable {
 /// One host of one pair through a capture: connect, preflight, deploy, arm, watch, stop,
 /// pull. Its methods run on one thread at a time (the libssh2 session is not thread-safe).
 public final class CaptureSide: @unchecked Sendable {
-  public let role: SideRole
+  public let role: Side
   public let access: HostAccess
   /// The agent's session name (unique per pair and side; lab hosts share a file system).
   public let remoteSession: String
@@ -81,7 +82,7 @@ public final class CaptureSide: @unchecked Sendable {
   var ssh: SSHSession?
   var agent: RemoteAgent?
 
-  public init(role: SideRole, access: HostAccess, remoteSession: String) {
+  public init(role: Side, access: HostAccess, remoteSession: String) {
     self.role = role
     self.access = access
     self.remoteSession = remoteSession

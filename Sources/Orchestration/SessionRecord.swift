@@ -138,12 +138,7 @@ public struct SessionRecord: Codable, Sendable, Equatable {
   }
 
   /// Both sides, by role.
-  public struct Sides: Codable, Sendable, Equatable {
-    public var client: SideEntry
-    public var server: SideEntry
-
-    public subscript(role: Side) -> SideEntry { role == .client ? client : server }
-  }
+  public typealias Sides = PerSide<SideEntry>
 
   /// One host of the pair.
   public struct SideEntry: Codable, Sendable, Equatable {
@@ -477,7 +472,7 @@ extension CaptureRun {
     }
     for pair in pairs {
       for (role, orphan) in pair.orphanWorkloads {
-        let side = role == .client ? pair.client : pair.server
+        let side = pair.side(role)
         guard let ssh = try? side.session("ending the workload left running") else { continue }
         if Workload.terminate(pid: orphan.pid, tag: orphan.tag, using: ssh) {
           side.note("ended the \(role.rawValue) workload left running (process group \(orphan.pid))")

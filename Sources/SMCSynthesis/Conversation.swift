@@ -1,3 +1,4 @@
+import Alignment
 import CaptureFiles
 import SMCWire
 
@@ -11,11 +12,6 @@ public enum Scenario: Sendable, Equatable {
   case decline(code: UInt32, version: UInt8)
   /// The server's SYN-ACK carries no SMC option; plain TCP follows.
   case peerNoSMC
-}
-
-/// Which host's captures to synthesize.
-public enum Side: String, Sendable {
-  case client, server
 }
 
 /// Deterministic pseudo-random numbers (SplitMix64), so fixtures are reproducible.

@@ -1,5 +1,6 @@
 // smcpair-synth: writes kernel-faithful synthetic SMC captures (one host's view) for
 // fixtures and benchmarks. Not a user tool; see scripts/bench.
+import Alignment
 import ArgumentParser
 import CaptureFiles
 import SMCSynthesis
@@ -91,7 +92,7 @@ struct Synth: ParsableCommand {
       spec.seed = seed &+ UInt64(index)
       spec.receivedSMCDGarbage = receivedSmcdGarbage
       var last = start
-      try ConversationSynthesizer(spec: spec, side: side == "client" ? .client : .server).generate { frame in
+      try ConversationSynthesizer(spec: spec, side: Side(rawValue: side) ?? .client).generate { frame in
         last = max(last, frame.timeNanoseconds)
         if cooked {
           let bytes = FrameBuilder.sll2(
@@ -108,7 +109,7 @@ struct Synth: ParsableCommand {
       }
       // The next connection starts after this one ended on both hosts, so a client and a
       // server file written with the same options share one timeline.
-      let otherSide: Side = side == "client" ? .server : .client
+      let otherSide = (Side(rawValue: side) ?? .client).other
       ConversationSynthesizer(spec: spec, side: otherSide).generate { frame in
         last = max(last, frame.timeNanoseconds)
       }

@@ -16,6 +16,14 @@ import Testing
     let summary = try env.summary(result)
     let pair = try #require((summary["pairs"] as? [[String: Any]])?.first)
     #expect(pair["state"] as? String == "complete")
+    // Each side's bytes, per capture interface, add up to the side's total.
+    for role in ["client", "server"] {
+      let side = pair.object("sides").object(role)
+      let interfaces = try #require(side["interfaces"] as? [[String: Any]], "\(side)")
+      #expect(!interfaces.isEmpty && interfaces.allSatisfy { ($0["name"] as? String)?.isEmpty == false })
+      let total = interfaces.reduce(0) { $0 + (($1["bytes"] as? Int) ?? 0) }
+      #expect(total > 0 && total == side["bytes"] as? Int, "\(side)")
+    }
     let alignment = pair.object("alignment")
     #expect(alignment["verdict"] as? String == "bounded")
     #expect((alignment.number("offset_lower_ns") ?? 1) <= 0)
@@ -191,6 +199,15 @@ import Testing
     let text = env.runOutput
     #expect(status == 0, "\(text)")
     #expect(text.contains("stopped by Ctrl-C"))
+    // Under each side's summary line ("  client h1: ..."), the bytes it wrote per interface.
+    let lines = text.split(separator: "\n").map(String.init)
+    for role in ["client", "server"] {
+      let at = try #require(lines.firstIndex { $0.hasPrefix("  \(role) ") }, "\(text)")
+      let host = lines[at].split(separator: " ").dropFirst().first.map(String.init) ?? "?"
+      let written = at + 1 < lines.count ? lines[at + 1] : ""
+      #expect(
+        written.hasPrefix("    \(host) ") && (written.hasSuffix(" B") || written.hasSuffix("iB")), "\(text)")
+    }
     let folder = try #require(env.sessionFolders().first)
     #expect(try env.record(folder)["state"] as? String == "complete")
     #expect(env.agentsGone().isEmpty)

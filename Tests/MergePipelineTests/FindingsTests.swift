@@ -10,7 +10,7 @@ import Testing
 /// One host's view of several conversations, with `tamper` applied to the frames (in the
 /// order they are written: frame n is element n - 1).
 func writeCapture(
-  _ scenarios: [Scenario], side: SMCSynthesis.Side, to path: String, messages: Int = 6,
+  _ scenarios: [Scenario], side: Side, to path: String, messages: Int = 6,
   tamper: ([SyntheticFrame]) -> [SyntheticFrame] = { $0 }
 ) throws {
   var frames: [SyntheticFrame] = []
@@ -41,18 +41,18 @@ func writeCapture(
 
 /// The findings one capture shows on its own, the way they were made before the pairing walk
 /// gathered them: a full two-pass decode of the file.
-func twoPassFindings(_ path: String, side: String) throws -> [Finding] {
+func twoPassFindings(_ path: String, side: Side) throws -> [Finding] {
   let decoder = try CaptureDecoder(path: path)
   var checks = EventChecks()
   var findings: [Finding] = []
   try decoder.run { findings += checks.check($0, side: side) }
-  if side == "client" { findings += FindingsBuilder.fallbacks(decoder.summary.connections, side: side) }
+  if side == .client { findings += FindingsBuilder.fallbacks(decoder.summary.connections, side: side) }
   return findings + FindingsBuilder.captureDrops(decoder.summary.interfaces, side: side)
 }
 
 func describe(_ findings: [Finding]) -> [String] {
   findings.map {
-    "\($0.kind.rawValue) \($0.side) \($0.timeNanoseconds ?? -1) \($0.connection): \($0.message)"
+    "\($0.kind.rawValue) \($0.side.name) \($0.timeNanoseconds ?? -1) \($0.connection): \($0.message)"
   }
 }
 
@@ -105,9 +105,10 @@ func describe(_ findings: [Finding]) -> [String] {
     let observed = CaptureFindingsObserver()
     let alignment = try Aligner.align(client: client, server: server, observer: observed)
     #expect(observed.sides.count == 2)
-    let expected = [try twoPassFindings(client, side: "client"), try twoPassFindings(server, side: "server")]
-    #expect(describe(observed.sides.first ?? []) == describe(expected[0]))
-    #expect(describe(observed.sides.last ?? []) == describe(expected[1]))
+    let expected = PerSide(
+      client: try twoPassFindings(client, side: .client), server: try twoPassFindings(server, side: .server))
+    #expect(describe(observed.sides.first ?? []) == describe(expected.client))
+    #expect(describe(observed.sides.last ?? []) == describe(expected.server))
 
     let findings = FindingsBuilder.build(alignment, observed: observed)
     let kinds = Set(findings.map(\.kind))
@@ -116,7 +117,7 @@ func describe(_ findings: [Finding]) -> [String] {
     }
     // The dropped record is missing from one side, whichever host sent it.
     #expect(kinds.contains(.cdcNotSent) || kinds.contains(.cdcNotReceived))
-    #expect(findings.filter { $0.kind == .declined }.allSatisfy { $0.side == "client" })
+    #expect(findings.filter { $0.kind == .declined }.allSatisfy { $0.side == .side(.client) })
     let times = findings.map { $0.timeNanoseconds ?? 0 }
     #expect(times == times.sorted())
   }

@@ -261,12 +261,23 @@ import Testing
 }
 
 @Suite struct Sides {
-  @Test func indexAndKeys() throws {
-    #expect(
-      Side.allCases.map(\.index) == [0, 1] && Side.allCases.map { Side(index: $0.index) } == Side.allCases)
+  @Test func otherAndKeys() throws {
+    #expect(Side.allCases == [.client, .server])
     #expect(Side.client.other == .server && Side.server.other == .client)
     // Keys of a JSON object, not a list of alternating keys and values.
     let text = String(decoding: try RecordCoding.encoder().encode([Side.server: 1]), as: UTF8.self)
     #expect(text == #"{"server":1}"#)
+  }
+
+  @Test func perSideIsAddressedBySideAndWrittenByName() throws {
+    var counts = PerSide(repeating: [Int]())
+    counts[.server].append(7)
+    counts[.client] += [1, 2]
+    #expect(counts.client == [1, 2] && counts.server == [7])
+    #expect(PerSide.each { $0.rawValue } == PerSide(client: "client", server: "server"))
+    #expect(counts.map(\.count) == PerSide(client: 2, server: 1))
+    let text = String(decoding: try RecordCoding.encoder().encode(counts), as: UTF8.self)
+    #expect(text == #"{"client":[1,2],"server":[7]}"#)
+    #expect(try RecordCoding.decode(PerSide<[Int]>.self, from: Data(text.utf8), path: "t.json") == counts)
   }
 }

@@ -1,3 +1,4 @@
+import Alignment
 import CaptureFiles
 import SMCSynthesis
 import SMCWire
