@@ -18,6 +18,25 @@ extension SFTPTransfers {
     (try? FileManager.default.attributesOfItem(atPath: path)[.size] as? NSNumber)?.int64Value
   }
 
+  /// Downloads `remote` to `local` and, once more than `bytes` have arrived, kills every
+  /// sshd process serving the lab host's connections: the download must fail.
+  static func cutDownload(_ lab: TestLab, _ remote: String, to local: String, after bytes: Int64) throws {
+    let session = try SSHSession.connect(lab.target(0), options: lab.options())
+    defer { session.close() }
+    let listener = try #require(lab.sshdPID(0))
+    var cut = false
+    let broken = #expect(throws: SSHError.self) {
+      _ = try session.download(remote, to: local) { done, _ in
+        if done > bytes && !cut {
+          cut = true
+          _ = try? Tools.run(["pkill", "-KILL", "-P", "\(listener)"])
+        }
+        return true
+      }
+    }
+    #expect(broken != nil)
+  }
+
   @Test func twoConnectionsPullTheRightBytesAndResume() throws {
     let lab = try TestLab(hosts: 1, tag: "p")
     let dir = try TemporaryDirectory()
@@ -60,20 +79,7 @@ extension SFTPTransfers {
     // Cut both connections mid-way (kill every sshd serving them): the partial file keeps a
     // whole prefix of the host's bytes, no note, and running it again resumes from there.
     let resumed = dir.file("resumed.bin")
-    let cutSession = try SSHSession.connect(lab.target(0), options: lab.options())
-    let listener = try #require(lab.sshdPID(0))
-    var cut = false
-    let broken = #expect(throws: SSHError.self) {
-      _ = try cutSession.download(remote, to: resumed) { done, _ in
-        if done > 30_000_000 && !cut {
-          cut = true
-          _ = try? Tools.run(["pkill", "-KILL", "-P", "\(listener)"])
-        }
-        return true
-      }
-    }
-    #expect(broken != nil)
-    cutSession.close()
+    try Self.cutDownload(lab, remote, to: resumed, after: 30_000_000)
     let partial = try #require(Self.size(resumed + ".partial"))
     #expect(partial >= 30_000_000 && partial < 120_000_000)
     #expect(!FileManager.default.fileExists(atPath: resumed + ".partial.done"))

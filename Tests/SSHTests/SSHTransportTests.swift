@@ -311,20 +311,7 @@ func keygen(_ path: String, type: String, passphrase: String = "") throws {
 
     // Cut the connection mid-transfer (kill the sshd process serving it), then resume.
     let resumed = dir.file("resumed.bin")
-    let cutSession = try SSHSession.connect(lab.target(0), options: lab.options())
-    let listener = try #require(lab.sshdPID(0))
-    var cut = false
-    let broken = #expect(throws: SSHError.self) {
-      _ = try cutSession.download(remote, to: resumed) { done, _ in
-        if done > 60_000_000 && !cut {
-          cut = true
-          _ = try? Tools.run(["pkill", "-KILL", "-P", "\(listener)"])
-        }
-        return true
-      }
-    }
-    #expect(broken != nil)
-    cutSession.close()
+    try Self.cutDownload(lab, remote, to: resumed, after: 60_000_000)
     let partial =
       (try FileManager.default.attributesOfItem(atPath: resumed + ".partial")[.size] as? NSNumber)?.int64Value
       ?? 0
