@@ -361,10 +361,7 @@ public final class CaptureFileReader {
   private func readSimplePacketBlock(at start: Int, length: Int) throws(CaptureFileError) -> CapturedPacket {
     let be = sectionBigEndian
     let bodyEnd = start + length - 4
-    guard length >= 16 else {
-      throw CaptureFileError(
-        .corrupt, "simple packet block is \(length) bytes, shorter than 16", path: path, offset: start)
-    }
+    try requireLength(length, atLeast: 16, "simple packet block", at: start)
     let index = try interfaceIndex(0, at: start)
     let original = Int(bytes.u32(start + 8, bigEndian: be))
     let room = bodyEnd - (start + 12)
@@ -380,15 +377,20 @@ public final class CaptureFileReader {
       options: UnsafeRawBufferPointer(start: nil, count: 0), optionsBigEndian: be)
   }
 
+  /// Throws the byte-offset error for a `block` of `length` bytes shorter than `minimum`.
+  private func requireLength(_ length: Int, atLeast minimum: Int, _ block: String, at start: Int)
+    throws(CaptureFileError)
+  {
+    guard length < minimum else { return }
+    throw CaptureFileError(
+      .corrupt, "\(block) is \(length) bytes, shorter than \(minimum)", path: path, offset: start)
+  }
+
   /// An interface description block: a new interface of the current section.
   private func readInterfaceDescription(at start: Int, length: Int) throws(CaptureFileError) {
     let be = sectionBigEndian
     let bodyEnd = start + length - 4
-    guard length >= 20 else {
-      throw CaptureFileError(
-        .corrupt, "interface description block is \(length) bytes, shorter than 20", path: path,
-        offset: start)
-    }
+    try requireLength(length, atLeast: 20, "interface description block", at: start)
     var interface = CaptureInterface(
       section: sectionCount - 1, localID: interfaces.count - sectionFirstInterface,
       linkType: LinkType(rawValue: UInt32(bytes.u16(start + 8, bigEndian: be))),
@@ -419,11 +421,7 @@ public final class CaptureFileReader {
   private func readInterfaceStatistics(at start: Int, length: Int) throws(CaptureFileError) {
     let be = sectionBigEndian
     let bodyEnd = start + length - 4
-    guard length >= 24 else {
-      throw CaptureFileError(
-        .corrupt, "interface statistics block is \(length) bytes, shorter than 24", path: path,
-        offset: start)
-    }
+    try requireLength(length, atLeast: 24, "interface statistics block", at: start)
     let index = try interfaceIndex(Int(bytes.u32(start + 8, bigEndian: be)), at: start)
     let interface = interfaces[index]
     let stamp =

@@ -7,18 +7,26 @@ import Testing
 /// An encrypted key for several hosts checked at once: one prompt on the terminal (the other
 /// hosts wait for it), echo off, the answer used for every host.
 @Suite(.serialized) struct PassphrasePrompt {
+  /// An ed25519 key encrypted with `passphrase`, added to the lab hosts' authorized_keys.
+  static func encryptedKey(
+    in dir: TemporaryDirectory, passphrase: String, authorizedOn lab: TestLab, hosts: Range<Int>
+  ) throws -> String {
+    let key = dir.file("id_encrypted")
+    try keygen(key, type: "ed25519", passphrase: passphrase)
+    let publicKey = try String(contentsOfFile: key + ".pub", encoding: .utf8)
+    for index in hosts {
+      let authorized = try String(contentsOfFile: lab.authorizedKeys(index), encoding: .utf8)
+      try (authorized + publicKey).write(toFile: lab.authorizedKeys(index), atomically: true, encoding: .utf8)
+    }
+    return key
+  }
+
   @Test func oneSilentPromptForSeveralHosts() throws {
     let lab = try TestLab(hosts: 2, tag: "p")
     let smcpair = try Tools.product("smcpair")
     let dir = try TemporaryDirectory()
-    let key = dir.file("id_encrypted")
     let passphrase = "tr0ub4dor-\(getpid())"
-    try keygen(key, type: "ed25519", passphrase: passphrase)
-    let publicKey = try String(contentsOfFile: key + ".pub", encoding: .utf8)
-    for index in 0..<2 {
-      let authorized = try String(contentsOfFile: lab.authorizedKeys(index), encoding: .utf8)
-      try (authorized + publicKey).write(toFile: lab.authorizedKeys(index), atomically: true, encoding: .utf8)
-    }
+    let key = try Self.encryptedKey(in: dir, passphrase: passphrase, authorizedOn: lab, hosts: 0..<2)
     let driver = try Self.writeDriver(in: dir)
     let run = try Tools.run([
       "python3", driver, passphrase, smcpair, "hosts", "check", "ssh://root@\(lab.status.hosts[0].address)",
@@ -69,12 +77,8 @@ import Testing
     let lab = try TestLab(hosts: 1, tag: "q")
     let smcpair = try Tools.product("smcpair")
     let dir = try TemporaryDirectory()
-    let key = dir.file("id_encrypted")
     let passphrase = "c0rrect-h0rse-\(getpid())"
-    try keygen(key, type: "ed25519", passphrase: passphrase)
-    let publicKey = try String(contentsOfFile: key + ".pub", encoding: .utf8)
-    let authorized = try String(contentsOfFile: lab.authorizedKeys(0), encoding: .utf8)
-    try (authorized + publicKey).write(toFile: lab.authorizedKeys(0), atomically: true, encoding: .utf8)
+    let key = try Self.encryptedKey(in: dir, passphrase: passphrase, authorizedOn: lab, hosts: 0..<1)
     let remote = dir.file("remote.bin")
     #expect(try Tools.run(["sh", "-c", "head -c 48000000 /dev/urandom > \(remote)"]).status == 0)
     let expected = try Tools.run(["sha256sum", remote]).stdout.split(separator: " ").first.map(String.init)
