@@ -374,6 +374,12 @@ public struct EventDescriber {
     let span =
       UInt32(truncatingIfNeeded: payload) &+ (flags.contains(.syn) ? 1 : 0) &+ (flags.contains(.fin) ? 1 : 0)
     let end = header.sequence &+ span
+    let reverse = Direction(source: direction.destination, destination: direction.source)
+    if flags.contains(.syn) && !flags.contains(.ack) {
+      // A new connection: both rings start at cursor 0.
+      producer[direction] = CDCCursor(wrap: 0, count: 0)
+      producer[reverse] = CDCCursor(wrap: 0, count: 0)
+    }
     if flags.contains(.syn) || tcp[direction] == nil {
       // A SYN starts the direction again (a new connection on the same ports).
       if flags.contains(.syn), let old = tcp[direction], old.base == header.sequence {
@@ -388,7 +394,6 @@ public struct EventDescriber {
       tcp[direction] = state
     }
     if let state = tcp[direction] { description.seqRelative = header.sequence &- state.base }
-    let reverse = Direction(source: direction.destination, destination: direction.source)
     if flags.contains(.ack), let peer = tcp[reverse] {
       description.ackRelative = header.acknowledgment &- peer.base
     }
