@@ -190,7 +190,12 @@ struct TimelineLadder {
       if case .finding(let finding) = record, keeps(finding) { return finding }
       return nil
     }
-    let start = pairs.map(\.sendNanoseconds).min() ?? findings.compactMap(\.timeNanoseconds).min() ?? 0
+    // Time counts from the first message of the whole timeline, filtered or not.
+    let start =
+      records.compactMap { record -> Int64? in
+        if case .pair(let pair) = record { return pair.sendNanoseconds }
+        return nil
+      }.min() ?? findings.compactMap(\.timeNanoseconds).min() ?? 0
     // Connections numbered as they first appear.
     var numbers: [String: Int] = [:]
     var legend: [String] = []
