@@ -44,7 +44,8 @@ public enum TimelineRecord: Sendable, Equatable {
 /// The first line: what the file is and which version of this schema it follows.
 public struct TimelineHeader: Codable, Sendable, Equatable {
   public static let formatName = "smcpair-timeline"
-  /// 1: header, pairs, findings (the fields of docs/formats.md).
+  /// 1: header, pairs, findings (the fields of docs/formats.md). The pair lines' decode fields
+  /// were added within version 1: optional keys an older reader ignores.
   public static let currentVersion = 1
   public var format = formatName
   public var version = currentVersion

@@ -182,11 +182,7 @@ public struct EventDescription: Sendable, Equatable {
     string("clc_path_v2", clcPathV2)
     string("clc_type", clcType)
     int("clc_version", clcVersion)
-    if let connectionState {
-      body(
-        "conn_state",
-        .strings(CDCConnectionState.namesInOrder.filter { connectionState.contains($0.0) }.map(\.1)))
-    }
+    if let connectionState { body("conn_state", .strings(Self.names(connectionState))) }
     int("cons_count", consumer?.count)
     int("cons_wrap", consumer?.wrap)
     if let declineCode {
@@ -201,7 +197,7 @@ public struct EventDescription: Sendable, Equatable {
     if let tcpFlags {
       body("flags", .string(tcpFlags.letters))
     } else if let cdcFlags {
-      body("flags", .strings(CDCProducerFlags.namesInOrder.filter { cdcFlags.contains($0.0) }.map(\.1)))
+      body("flags", .strings(Self.names(cdcFlags)))
     }
     string("ism_gid", ismGID)
     int("length", length)
@@ -227,6 +223,15 @@ public struct EventDescription: Sendable, Equatable {
     bool("smc_option", smcOption)
     if tcpRetransmission { body("tcp_retransmission", .bool(true)) }
     int("token", token)
+  }
+
+  /// The names of the set flags, in the documented order (most CDC messages have none: no list is built).
+  static func names(_ flags: CDCProducerFlags) -> [String] {
+    flags.isEmpty ? [] : CDCProducerFlags.namesInOrder.filter { flags.contains($0.0) }.map(\.1)
+  }
+
+  static func names(_ state: CDCConnectionState) -> [String] {
+    state.isEmpty ? [] : CDCConnectionState.namesInOrder.filter { state.contains($0.0) }.map(\.1)
   }
 
   /// Appends `,"name":value` for every member, in `forEachMember` order.

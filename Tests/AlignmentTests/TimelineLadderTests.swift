@@ -115,6 +115,20 @@ import Testing
       pairs.contains { $0["range_end_count"] as? Int == 2000 && $0["range_start_count"] as? Int == 1000 })
   }
 
+  /// A timeline.jsonl written before pair lines carried decode fields still draws: kind and ports.
+  @Test func anOlderFileDrawsKindAndPorts() throws {
+    let dir = try TemporaryDirectory()
+    let file = dir.file("old.jsonl")
+    try Data(
+      (#"{"findings":0,"format":"smcpair-timeline","pairs":1,"version":1}"# + "\n"
+        + #"{"client_frame":1,"delay_ns":25000,"direction":"client->server","dst":"10.0.0.2:8000","kind":"tcp","receive_ns":25000,"send_ns":0,"server_frame":1,"src":"10.0.0.1:32768"}"#
+        + "\n").utf8
+    ).write(to: URL(fileURLWithPath: file))
+    let result = try Self.timeline([file])
+    #expect(result.status == 0, "\(result.stderr)")
+    #expect(result.stdout.contains("|- tcp 32768>8000 -"), "\(result.stdout)")
+  }
+
   @Test func folderOrFileAndLayersInAnyCase() throws {
     let dir = try TemporaryDirectory()
     let out = try Self.merged(dir)
