@@ -379,25 +379,39 @@ public struct TimelineWriter {
 }
 
 /// The described events of the client capture that the next pairs may need: those at or after
-/// the next pair's time, by frame (a frame can carry a TCP segment and the CLC messages it
-/// completes). The timeline writer forgets them as its pairs move on, so few are held.
+/// the next pair's time, in the order they were decoded (time order), so forgetting the older
+/// ones is a move of the start. The timeline writer forgets them as its pairs move on, so few
+/// are held.
 struct PairDescriptions {
-  private var byFrame: [Int: (time: Int64, events: [EventDescription])] = [:]
+  private var kept: [(frame: Int, time: Int64, event: EventDescription)] = []
+  /// Where the events still needed start in `kept`.
+  private var start = 0
 
   mutating func keep(_ description: EventDescription, frame: Int, time: Int64) {
-    byFrame[frame, default: (time, [])].events.append(description)
+    kept.append((frame, time, description))
   }
 
   /// The description of a pair's client copy: the frame's event of the pair's kind, else its
-  /// first (a segment that begins a CLC message is a TCP segment to the decoder).
-  mutating func take(frame: Int, kind: PairKind) -> EventDescription? {
-    guard let events = byFrame[frame]?.events else { return nil }
-    return events.first { $0.kind == kind.eventKind } ?? events.first
+  /// first (a frame can carry a TCP segment and the CLC messages it completes; a segment that
+  /// begins a CLC message is a TCP segment to the decoder).
+  func take(frame: Int, kind: PairKind) -> EventDescription? {
+    var first: EventDescription?
+    for index in start..<kept.count where kept[index].frame == frame {
+      if kept[index].event.kind == kind.eventKind { return kept[index].event }
+      if first == nil { first = kept[index].event }
+    }
+    return first
   }
 
   /// Drops the events older than `time`: no pair left needs them.
   mutating func forget(before time: Int64) {
-    guard byFrame.contains(where: { $0.value.time < time }) else { return }
-    byFrame = byFrame.filter { $0.value.time >= time }
+    while start < kept.count && kept[start].time < time { start += 1 }
+    if start == kept.count {
+      kept.removeAll(keepingCapacity: true)
+      start = 0
+    } else if start >= 1024 && start * 2 >= kept.count {
+      kept.removeFirst(start)
+      start = 0
+    }
   }
 }
