@@ -360,7 +360,7 @@ public struct TimelineWriter {
       if let name, !(member < name) { return }
       if bytes.last != UInt8(ascii: "{") { bytes.append(UInt8(ascii: ",")) }
       bytes.append(UInt8(ascii: "\""))
-      bytes += member.utf8
+      EventDescription.appendName(member, into: &bytes)
       bytes += #"":"#.utf8
       value.write(into: &bytes)
       next += 1

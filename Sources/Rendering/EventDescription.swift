@@ -238,10 +238,17 @@ public struct EventDescription: Sendable, Equatable {
   public func appendMembers(into bytes: inout [UInt8]) {
     forEachMember { key, value in
       bytes += #",""#.utf8
-      bytes += key.utf8
+      Self.appendName(key, into: &bytes)
       bytes += #"":"#.utf8
       value.write(into: &bytes)
     }
+  }
+
+  /// Appends a member's name: the names are literals, whose bytes are copied whole (appending a
+  /// string's UTF-8 view goes byte by byte).
+  public static func appendName(_ name: String, into bytes: inout [UInt8]) {
+    let copied: Void? = name.utf8.withContiguousStorageIfAvailable { bytes.append(contentsOf: $0) }
+    if copied == nil { bytes += name.utf8 }
   }
 }
 
