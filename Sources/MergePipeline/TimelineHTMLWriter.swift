@@ -65,7 +65,7 @@ public struct TimelineHTMLClock: Sendable {
 }
 
 /// Writes `timeline.html` while the paired events come, in any order: the page's head first,
-/// then the events in chunks of `chunkEvents` (a columnar binary table, base64, described in
+/// then the events in chunks of `chunkEvents` (a columnar binary table, deflated, in base64:
 /// docs/formats.md), then the findings, clock model and the page's program at `finish`.
 /// Memory holds one chunk and the connection names, never the whole capture.
 public final class TimelineHTMLWriter {
@@ -141,8 +141,9 @@ public final class TimelineHTMLWriter {
 
   private func flushChunk() throws(CaptureFileError) {
     guard chunk.count > 0 else { return }
-    try emit(TimelineHTML.chunkOpening(base: chunk.base, count: chunk.count))
-    try emit(bytes: chunk.base64())
+    let columns = chunk.columns()
+    try emit(TimelineHTML.chunkOpening(base: chunk.base, count: chunk.count, bytes: columns.count))
+    try emit(bytes: Base64.encode(FixedHuffmanDeflate.compress(columns)))
     try emit(TimelineHTML.chunkClosing)
     chunk.removeAll()
   }
@@ -207,65 +208,77 @@ public final class TimelineHTMLWriter {
   }
 }
 
-/// One chunk's columns, kept until the chunk is written (layout in docs/formats.md).
+/// One chunk's columns, kept until the chunk is written (layout in docs/formats.md). Times and
+/// frames are stored as differences, which repeat, so that the chunk compresses well.
 struct EventChunk {
   private(set) var count = 0
-  /// The first event's send time: the others are stored as offsets from it.
+  /// The first event's send time: the chunk's times count from it.
   private(set) var base: Int64 = 0
-  private var send: [Double] = []
-  private var receive: [Double] = []
-  private var delay: [Float] = []
+  private var previousSend: Int64 = 0
+  private var previousClientFrame: UInt32 = 0
+  private var sendStep: [Double] = []
+  private var receiveAfterSend: [Double] = []
+  private var delayCorrection: [Double] = []
   private var uncertainty: [Float] = []
   private var lane: [UInt32] = []
-  private var clientFrame: [UInt32] = []
-  private var serverFrame: [UInt32] = []
-  private var labelEnd: [UInt32] = []
+  private var clientFrameStep: [UInt32] = []
+  private var serverFrameAfterClient: [UInt32] = []
+  private var labelLength: [UInt32] = []
   private var kind: [UInt8] = []
   private var labels: [UInt8] = []
 
   mutating func append(_ event: TimelineHTMLEvent, connection: Int) {
-    if count == 0 { base = event.sendNanoseconds }
+    if count == 0 {
+      base = event.sendNanoseconds
+      previousSend = base
+      previousClientFrame = 0
+    }
     count += 1
-    send.append(Double(event.sendNanoseconds &- base))
-    receive.append(Double(event.receiveNanoseconds &- base))
-    delay.append(Float(event.delayNanoseconds))
+    let flight = event.receiveNanoseconds &- event.sendNanoseconds
+    sendStep.append(Double(event.sendNanoseconds &- previousSend))
+    receiveAfterSend.append(Double(flight))
+    delayCorrection.append(Double(event.delayNanoseconds &- flight))
+    previousSend = event.sendNanoseconds
     uncertainty.append(event.delayUncertaintyNanoseconds.map(Float.init) ?? .nan)
     lane.append(UInt32(clamping: connection))
-    clientFrame.append(UInt32(clamping: event.clientFrame))
-    serverFrame.append(UInt32(clamping: event.serverFrame))
+    let clientFrame = UInt32(clamping: event.clientFrame)
+    clientFrameStep.append(clientFrame &- previousClientFrame)
+    serverFrameAfterClient.append(UInt32(clamping: event.serverFrame) &- clientFrame)
+    previousClientFrame = clientFrame
+    let before = labels.count
     labels.append(contentsOf: event.label.utf8)
-    labelEnd.append(UInt32(clamping: labels.count))
+    labelLength.append(UInt32(clamping: labels.count - before))
     kind.append(UInt8(truncatingIfNeeded: event.kind.index) | (event.clientToServer ? 0x80 : 0))
   }
 
   mutating func removeAll() {
     count = 0
-    send.removeAll(keepingCapacity: true)
-    receive.removeAll(keepingCapacity: true)
-    delay.removeAll(keepingCapacity: true)
+    sendStep.removeAll(keepingCapacity: true)
+    receiveAfterSend.removeAll(keepingCapacity: true)
+    delayCorrection.removeAll(keepingCapacity: true)
     uncertainty.removeAll(keepingCapacity: true)
     lane.removeAll(keepingCapacity: true)
-    clientFrame.removeAll(keepingCapacity: true)
-    serverFrame.removeAll(keepingCapacity: true)
-    labelEnd.removeAll(keepingCapacity: true)
+    clientFrameStep.removeAll(keepingCapacity: true)
+    serverFrameAfterClient.removeAll(keepingCapacity: true)
+    labelLength.removeAll(keepingCapacity: true)
     kind.removeAll(keepingCapacity: true)
     labels.removeAll(keepingCapacity: true)
   }
 
-  /// The columns, little-endian, widest first (so every column is aligned to its width), in base64.
-  func base64() -> [UInt8] {
+  /// The columns, little-endian, widest first (so every column is aligned to its width).
+  func columns() -> [UInt8] {
     var raw: [UInt8] = []
     raw.reserveCapacity(count * 41 + labels.count)
-    for v in send { Self.put(v.bitPattern, into: &raw) }
-    for v in receive { Self.put(v.bitPattern, into: &raw) }
-    for v in delay { Self.put(v.bitPattern, into: &raw) }
+    for column in [sendStep, receiveAfterSend, delayCorrection] {
+      for v in column { Self.put(v.bitPattern, into: &raw) }
+    }
     for v in uncertainty { Self.put(v.bitPattern, into: &raw) }
-    for column in [lane, clientFrame, serverFrame, labelEnd] {
+    for column in [lane, clientFrameStep, serverFrameAfterClient, labelLength] {
       for v in column { Self.put(v, into: &raw) }
     }
     raw.append(contentsOf: kind)
     raw.append(contentsOf: labels)
-    return Base64.encode(raw)
+    return raw
   }
 
   private static func put<T: FixedWidthInteger>(_ value: T, into raw: inout [UInt8]) {

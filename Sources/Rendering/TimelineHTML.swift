@@ -45,10 +45,11 @@ public enum TimelineHTML {
 
     """#
 
-  /// The opening tag of one chunk of events: `base` is the nanosecond time its offsets count
-  /// from (decimal text: it does not fit a JavaScript number), `count` its number of events.
-  public static func chunkOpening(base: Int64, count: Int) -> String {
-    "<script type=\"application/x-smcpair-events\" data-base=\"\(base)\" data-count=\"\(count)\">"
+  /// The opening tag of one chunk of events: `base` is the nanosecond time its times count
+  /// from (decimal text: it does not fit a JavaScript number), `count` its number of events,
+  /// `bytes` the length of its columns before compression.
+  public static func chunkOpening(base: Int64, count: Int, bytes: Int) -> String {
+    "<script type=\"application/x-smcpair-events\" data-base=\"\(base)\" data-count=\"\(count)\" data-bytes=\"\(bytes)\">"
   }
 
   /// Closes a chunk opened with `chunkOpening`.
@@ -69,6 +70,8 @@ public enum TimelineHTML {
 
   static let program = #"""
     "use strict";
+    // Where the time to the first complete render goes (dataset: parse, decode, index, draw).
+    const started = performance.now();
     const M = JSON.parse(document.getElementById("timeline-meta").textContent);
     const body = document.body, canvas = document.getElementById("c"), ctx = canvas.getContext("2d");
     const $ = id => document.getElementById(id);
@@ -79,24 +82,62 @@ public enum TimelineHTML {
     let n = 0, base = null;
     for (const el of chunks) { n += +el.dataset.count; const b = BigInt(el.dataset.base); if (base === null || b < base) base = b; }
     if (base === null) base = 0n;
-    const send = new Float64Array(n), recv = new Float64Array(n), delay = new Float32Array(n), unc = new Float32Array(n);
+    const send = new Float64Array(n), recv = new Float64Array(n), delay = new Float64Array(n), unc = new Float32Array(n);
     const lane = new Uint32Array(n), cframe = new Uint32Array(n), sframe = new Uint32Array(n), kind = new Uint8Array(n);
     const labelStart = new Uint32Array(n + 1), labelParts = [];
     let labelTotal = 0, at = 0;
+    // Raw DEFLATE with the fixed Huffman code (all the writer makes), unpacked synchronously.
+    const fixedLit = new Uint16Array(512), fixedDist = new Uint8Array(32);
+    {
+      const rev = (v, bits) => { let r = 0; for (let b = 0; b < bits; b++) { r = r << 1 | v & 1; v >>= 1; } return r; };
+      const put = (sym, code, bits) => { const r = rev(code, bits); for (let x = r; x < 512; x += 1 << bits) fixedLit[x] = sym << 4 | bits; };
+      for (let s = 0; s < 288; s++) s < 144 ? put(s, 0x30 + s, 8) : s < 256 ? put(s, 0x190 + s - 144, 9) : s < 280 ? put(s, s - 256, 7) : put(s, 0xC0 + s - 280, 8);
+      for (let d = 0; d < 32; d++) fixedDist[rev(d, 5)] = d;
+    }
+    const lenBase = Int32Array.of(3,4,5,6,7,8,9,10,11,13,15,17,19,23,27,31,35,43,51,59,67,83,99,115,131,163,195,227,258), lenExtra = Int32Array.of(0,0,0,0,0,0,0,0,1,1,1,1,2,2,2,2,3,3,3,3,4,4,4,4,5,5,5,5,0);
+    const distBase = Int32Array.of(1,2,3,4,5,7,9,13,17,25,33,49,65,97,129,193,257,385,513,769,1025,1537,2049,3073,4097,6145,8193,12289,16385,24577), distExtra = Int32Array.of(0,0,0,0,1,1,2,2,3,3,4,4,5,5,6,6,7,7,8,8,9,9,10,10,11,11,12,12,13,13);
+    function inflateFixed(src, size) {
+      const out = new Uint8Array(size), n = src.length;
+      let p = 0, buf = 0, cnt = 0, o = 0, last = 0;
+      // The bit buffer keeps 24 to 31 bits: enough for a length or a distance with its extra bits.
+      while (!last) {
+        while (cnt < 24) { buf |= (p < n ? src[p++] : 0) << cnt; cnt += 8; }
+        last = buf & 1; if ((buf >>> 1 & 3) !== 1) throw new Error("timeline.html: a chunk is not fixed-Huffman deflate"); buf >>>= 3; cnt -= 3;
+        for (;;) {
+          while (cnt < 24) { buf |= (p < n ? src[p++] : 0) << cnt; cnt += 8; }
+          const e = fixedLit[buf & 511], bits = e & 15, sym = e >> 4; buf >>>= bits; cnt -= bits;
+          if (sym < 256) { out[o++] = sym; continue; }
+          if (sym === 256) break;
+          const li = sym - 257, le = lenExtra[li], len = lenBase[li] + (buf & ((1 << le) - 1)); buf >>>= le; cnt -= le;
+          while (cnt < 24) { buf |= (p < n ? src[p++] : 0) << cnt; cnt += 8; }
+          const di = fixedDist[buf & 31]; buf >>>= 5; cnt -= 5;
+          const de = distExtra[di], dist = distBase[di] + (buf & ((1 << de) - 1)); buf >>>= de; cnt -= de;
+          if (dist >= len && len > 16) { out.copyWithin(o, o - dist, o - dist + len); o += len; }
+          else for (let k = 0; k < len; k++, o++) out[o] = out[o - dist];
+        }
+      }
+      if (o !== size) throw new Error("timeline.html: a chunk unpacks to " + o + " bytes, not " + size);
+      return out;
+    }
     for (const el of chunks) {
       const c = +el.dataset.count, shift = Number(BigInt(el.dataset.base) - base);
-      const raw = fromBase64(el.textContent), buf = raw.buffer, o = raw.byteOffset;
-      const s64 = new Float64Array(buf, o, c), r64 = new Float64Array(buf, o + 8 * c, c), ends = new Uint32Array(buf, o + 36 * c, c);
-      for (let i = 0; i < c; i++) { send[at + i] = s64[i] + shift; recv[at + i] = r64[i] + shift; labelStart[at + i + 1] = labelTotal + ends[i]; }
-      delay.set(new Float32Array(buf, o + 16 * c, c), at); unc.set(new Float32Array(buf, o + 20 * c, c), at);
-      lane.set(new Uint32Array(buf, o + 24 * c, c), at); cframe.set(new Uint32Array(buf, o + 28 * c, c), at);
-      sframe.set(new Uint32Array(buf, o + 32 * c, c), at); kind.set(new Uint8Array(buf, o + 40 * c, c), at);
-      const text = new Uint8Array(buf, o + 41 * c, raw.length - 41 * c);
+      const raw = inflateFixed(fromBase64(el.textContent), +el.dataset.bytes), buf = raw.buffer;
+      const step = new Float64Array(buf, 0, c), flight = new Float64Array(buf, 8 * c, c), fix = new Float64Array(buf, 16 * c, c);
+      const fstep = new Uint32Array(buf, 32 * c, c), fserver = new Uint32Array(buf, 36 * c, c), lens = new Uint32Array(buf, 40 * c, c);
+      let t = shift, f = 0, l = labelTotal;
+      for (let i = 0; i < c; i++) {
+        t += step[i]; send[at + i] = t; recv[at + i] = t + flight[i]; delay[at + i] = flight[i] + fix[i];
+        f = (f + fstep[i]) >>> 0; cframe[at + i] = f; sframe[at + i] = (f + fserver[i]) >>> 0;
+        l += lens[i]; labelStart[at + i + 1] = l;
+      }
+      unc.set(new Float32Array(buf, 24 * c, c), at); lane.set(new Uint32Array(buf, 28 * c, c), at); kind.set(new Uint8Array(buf, 44 * c, c), at);
+      const text = new Uint8Array(buf, 45 * c, raw.length - 45 * c);
       labelParts.push(text); labelTotal += text.length; at += c;
     }
     const labels = new Uint8Array(labelTotal);
     { let p = 0; for (const part of labelParts) { labels.set(part, p); p += part.length; } labelParts.length = 0; }
     const utf8 = new TextDecoder();
+    const decoded = performance.now();
     const label = i => utf8.decode(labels.subarray(labelStart[i], labelStart[i + 1]));
     const L = M.connections.length;
     // ---- indexes: events by send-time bucket (a counting sort: events come in any order) ----
@@ -123,6 +164,7 @@ public enum TimelineHTML {
       sample.sort(); d50 = Math.max(1, sample[k >> 1]); d99 = Math.max(d50 * 1.5, sample[Math.floor(k * 0.99)]);
     }
     const findings = M.findings.map((f, i) => ({ ...f, i, t: f.time_ns === null ? null : Number(BigInt(f.time_ns) - base) }));
+    const indexed = performance.now();
     // ---- view state ----
     const kindNames = M.kinds, colors = ["#6b7280", "#7c3aed", "#2563eb", "#059669"];
     const shown = [true, true, true, true];
@@ -402,6 +444,10 @@ public enum TimelineHTML {
     }
     window.addEventListener("hashchange", applyHash);
     applyHash();
-    body.dataset.renderMs = String(Math.round(performance.now()));
+    {
+      const done = performance.now();
+      Object.assign(body.dataset, { parseMs: String(Math.round(started)), decodeMs: String(Math.round(decoded - started)),
+        indexMs: String(Math.round(indexed - decoded)), drawMs: String(Math.round(done - indexed)), renderMs: String(Math.round(done)) });
+    }
     """#
 }

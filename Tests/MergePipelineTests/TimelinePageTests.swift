@@ -60,19 +60,33 @@ struct SyntheticTimeline {
 }
 
 @Suite struct TimelineHTMLWriting {
+  /// Raw DEFLATE unpacked by zlib (through Python): the writer's stream is standard DEFLATE.
+  static func inflate(_ data: Data) throws -> Data {
+    let result = try Tools.run(
+      [
+        try Tools.require("python3"), "-c",
+        "import sys, zlib; sys.stdout.buffer.write(zlib.decompress(sys.stdin.buffer.read(), -15))",
+      ], stdin: data)
+    #expect(result.status == 0, "\(result.stderr)")
+    return result.stdoutData
+  }
+
   /// The chunk's columns, read back as docs/formats.md describes them.
   @Test func aChunkHoldsEveryColumnLittleEndianAfterItsBase() throws {
     let timeline = SyntheticTimeline(connections: 2, perConnection: 8)
     let writer = TimelineHTMLWriter()
-    let events = [timeline.event(1, 7), timeline.event(0, 0), timeline.event(1, 3)]
+    var events = [timeline.event(1, 7), timeline.event(0, 0), timeline.event(1, 3)]
+    events[2].delayNanoseconds += 5  // a delay that is not receive − send is kept as given
     for event in events { try writer.append(event) }
     try writer.finish(findings: timeline.findings, clock: nil, clientName: "c<1>", serverName: "s")
     let page = writer.finishedPage()
-    let opening =
-      #"<script type="application/x-smcpair-events" data-base="\#(events[0].sendNanoseconds)" data-count="3">"#
-    let body = try #require(page.firstRange(of: opening).map { page[$0.upperBound...].prefix { $0 != "<" } })
-    let raw = try #require(Data(base64Encoded: String(body)))
     let n = 3
+    let labelBytes = events.map(\.label.utf8.count).reduce(0, +)
+    let opening =
+      #"<script type="application/x-smcpair-events" data-base="\#(events[0].sendNanoseconds)" data-count="3" data-bytes="\#(45 * n + labelBytes)">"#
+    let body = try #require(page.firstRange(of: opening).map { page[$0.upperBound...].prefix { $0 != "<" } })
+    let raw = try Self.inflate(try #require(Data(base64Encoded: String(body))))
+    try #require(raw.count == 45 * n + labelBytes)
     func f64(_ column: Int, _ i: Int) -> Double {
       Double(
         bitPattern: raw.withUnsafeBytes {
@@ -82,19 +96,23 @@ struct SyntheticTimeline {
     func u32(_ offset: Int, _ i: Int) -> UInt32 {
       raw.withUnsafeBytes { $0.loadUnaligned(fromByteOffset: offset * n + i * 4, as: UInt32.self) }
     }
+    var send = events[0].sendNanoseconds
+    var clientFrame: UInt32 = 0
     for (i, event) in events.enumerated() {
-      #expect(f64(0, i) == Double(event.sendNanoseconds - events[0].sendNanoseconds))
-      #expect(f64(1, i) == Double(event.receiveNanoseconds - events[0].sendNanoseconds))
-      #expect(Float(bitPattern: u32(16, i)) == Float(event.delayNanoseconds))
-      #expect(Float(bitPattern: u32(20, i)) == 800)
-      #expect(u32(28, i) == UInt32(event.clientFrame) && u32(32, i) == UInt32(event.serverFrame))
-      #expect(raw[40 * n + i] == UInt8(event.kind.index) | (event.clientToServer ? 0x80 : 0))
+      send += Int64(f64(0, i))
+      #expect(send == event.sendNanoseconds)
+      #expect(send + Int64(f64(1, i)) == event.receiveNanoseconds)
+      #expect(Int64(f64(1, i) + f64(2, i)) == event.delayNanoseconds)
+      #expect(Float(bitPattern: u32(24, i)) == 800)
+      clientFrame &+= u32(32, i)
+      #expect(
+        clientFrame == UInt32(event.clientFrame) && clientFrame &+ u32(36, i) == UInt32(event.serverFrame))
+      #expect(u32(40, i) == UInt32(event.label.utf8.count))
+      #expect(raw[44 * n + i] == UInt8(event.kind.index) | (event.clientToServer ? 0x80 : 0))
     }
     // Lanes in order of first appearance.
-    #expect([u32(24, 0), u32(24, 1), u32(24, 2)] == [0, 1, 0])
-    let labels = String(decoding: raw[(41 * n)...], as: UTF8.self)
-    #expect(labels == events.map(\.label).joined())
-    #expect(u32(36, 2) == UInt32(labels.utf8.count))
+    #expect([u32(28, 0), u32(28, 1), u32(28, 2)] == [0, 1, 0])
+    #expect(String(decoding: raw[(45 * n)...], as: UTF8.self) == events.map(\.label).joined())
     // Metadata: connections, findings matched to lanes by their flow text, names escaped.
     // `<` is escaped in the page's JSON, so no text can close its script.
     let keys = [1, 0].map { "\"" + timeline.key($0).replacingOccurrences(of: "<", with: "\\u003c") + "\"" }
@@ -103,6 +121,15 @@ struct SyntheticTimeline {
     #expect(page.contains(#""client":"c\u003c1>""#))
     #expect(page.contains(#""model":null"#))
     #expect(!page.contains("http://") && !page.contains("https://"), "self-contained: no network access")
+  }
+
+  @Test func deflateRoundTripsThroughZlib() throws {
+    var bytes: [UInt8] = Array("CDC #5 prod 0:1200 cons 0:600 ".utf8)
+    for i in 0..<70_000 { bytes.append(UInt8(truncatingIfNeeded: i &* 2_654_435_761 >> 13)) }
+    bytes += [UInt8](repeating: 7, count: 1000) + Array("CDC #5 prod 0:1200".utf8)
+    for input in [[], [1], [1, 2, 3, 1, 2, 3, 1, 2, 3], bytes] {
+      #expect(try Self.inflate(Data(FixedHuffmanDeflate.compress(input))) == Data(input))
+    }
   }
 
   @Test func base64MatchesFoundationForEveryTailLength() {
@@ -124,7 +151,7 @@ struct SyntheticTimeline {
     let size = try #require(
       try FileManager.default.attributesOfItem(atPath: dir.file(staged[0]))[.size] as? NSNumber
     ).intValue
-    #expect(size > TimelineHTMLWriter.chunkEvents * 41 * 4 / 3, "the first chunk is on disk: \(size) bytes")
+    #expect(size > TimelineHTMLWriter.chunkEvents * 4, "the first chunk is on disk: \(size) bytes")
     try writer.finish(findings: [], clock: nil, clientName: "c", serverName: "s")
     let page = try String(contentsOfFile: path, encoding: .utf8)
     #expect(page.components(separatedBy: " data-count=").count == 3, "two chunks")
