@@ -227,6 +227,8 @@ public enum TimelineHTML {
       drawAxis(w, h);
       drawnArrows = [];
       let labelsDrawn = 0, densityEvents = 0;
+      // Arrows and marks stay inside the plot: above it are the column names.
+      ctx.save(); ctx.beginPath(); ctx.rect(AX + 1, TOP - 2, w - AX, plotH(h) + 4); ctx.clip();
       if (count > ARROWS) {
         view = "density";
         densityEvents = drawDensity(left, rows, dpr);
@@ -237,6 +239,7 @@ public enum TimelineHTML {
         $("status").textContent = count + " events in view";
       }
       drawFindings(w, h, left);
+      ctx.restore();
       ctx.fillStyle = "#111"; ctx.font = "bold 13px system-ui"; ctx.textAlign = "center"; ctx.textBaseline = "alphabetic";
       const [xc, xs] = columns(w);
       if (view === "arrows") { ctx.fillText(M.client + " (client)", xc, 16); ctx.fillText(M.server + " (server)", xs, 16); }
