@@ -243,7 +243,7 @@ public enum TimelineHTML {
       ctx.fillStyle = "#111"; ctx.font = "bold 13px system-ui"; ctx.textAlign = "center"; ctx.textBaseline = "alphabetic";
       const [xc, xs] = columns(w);
       if (view === "arrows") { ctx.fillText(M.client + " (client)", xc, 16); ctx.fillText(M.server + " (server)", xs, 16); }
-      else { ctx.fillText(focus >= 0 ? M.connections[focus] : L + " connections: one lane each" + (densityLanes < L ? " (" + Math.ceil(L / densityLanes) + " per lane)" : ""), (left + right) / 2, 16); }
+      else { ctx.fillText(focus >= 0 ? M.connections[focus] : L + " connections" + (densityLanes < L ? " in " + densityLanes + " lanes (up to " + Math.ceil(L / densityLanes) + " per lane)" : ": one lane each"), (left + right) / 2, 16); }
       ctx.font = "11px system-ui"; ctx.fillStyle = "#6b7280";
       ctx.fillText(view === "arrows" ? (focus >= 0 ? M.connections[focus] : "all connections") : "shade: events per row · colour: one-way delay (blue typical " + formatDuration(d50) + ", orange ≥ " + formatDuration(d99) + ") · red: finding", (left + right) / 2, 32);
       Object.assign(body.dataset, { view, lanes: "2", connectionLanes: String(view === "density" ? densityLanes : 0), arrows: String(drawnArrows.length),
@@ -304,7 +304,7 @@ public enum TimelineHTML {
         const y = yOf(f.t, h);
         ctx.fillStyle = "#dc2626";
         if (view === "arrows") { const x = f.side === "server" ? xs : f.side === "client" ? xc : (xc + xs) / 2; ctx.beginPath(); ctx.arc(x, y, f.i === selected ? 6 : 4, 0, 7); ctx.fill(); }
-        else if (f.lane >= 0 && (focus < 0 || f.lane === focus)) { const l = focus >= 0 ? 0 : Math.floor(f.lane * densityLanes / Math.max(1, L)); ctx.fillRect(left + l * laneWidth - 1, y - 1.5, Math.max(3, laneWidth + 2), 3); }
+        else if (f.lane >= 0 && (focus < 0 || f.lane === focus)) { const l = focus >= 0 ? 0 : Math.floor(f.lane * densityLanes / Math.max(1, L)); ctx.fillRect(left + l * laneWidth, y - 1, Math.max(2, laneWidth - (laneWidth > 3 ? 1 : 0)), 2); }
         else ctx.fillRect(left, y - 0.5, w - 8 - left, 1);
         if (f.i === selected) {
           ctx.strokeStyle = "#dc2626"; ctx.setLineDash([5, 4]); ctx.lineWidth = 1; ctx.beginPath(); ctx.moveTo(AX, y); ctx.lineTo(w - 8, y); ctx.stroke(); ctx.setLineDash([]);
@@ -395,6 +395,7 @@ public enum TimelineHTML {
       $("search").addEventListener("keydown", e => { if (e.key === "Enter") { e.preventDefault(); if (e.target.value === lastQuery && hits.length) nextHit(); else { lastQuery = e.target.value; search(lastQuery); } } e.stopPropagation(); });
     }
     let lastQuery = "";
+    const controlled = performance.now();
     window.addEventListener("keydown", e => {
       if (e.ctrlKey || e.metaKey || e.altKey) return;
       const k = e.key;
@@ -450,7 +451,8 @@ public enum TimelineHTML {
     {
       const done = performance.now();
       Object.assign(body.dataset, { parseMs: String(Math.round(started)), decodeMs: String(Math.round(decoded - started)),
-        indexMs: String(Math.round(indexed - decoded)), drawMs: String(Math.round(done - indexed)), renderMs: String(Math.round(done)) });
+        indexMs: String(Math.round(indexed - decoded)), controlsMs: String(Math.round(controlled - indexed)),
+        drawMs: String(Math.round(done - controlled)), renderMs: String(Math.round(done)) });
     }
     """#
 }
