@@ -289,6 +289,57 @@ struct SyntheticTimeline {
     #expect(finding.colours >= 10 && finding.inked > 0.01)
   }
 
+  /// Keys, the findings list and a click on a lane, driven from a page that holds the timeline
+  /// in a frame.
+  @Test func keysFindingsListAndLaneClicksNavigate() throws {
+    let dir = try TemporaryDirectory()
+    let page = dir.file("timeline.html")
+    try SyntheticTimeline(connections: 20, perConnection: 300).write(to: page)
+    let driver = dir.file("driver.html")
+    try """
+    <!doctype html><html><body><pre id="r">pending</pre>
+    <iframe id="f" src="file://\(page)" style="width:1400px;height:900px"></iframe>
+    <script>
+    const f = document.getElementById("f");
+    f.onload = () => {
+      const w = f.contentWindow, d = w.document, s = () => Object.assign({}, d.body.dataset), key = k => w.dispatchEvent(new w.KeyboardEvent("keydown", {key: k}));
+      const r = {start: s()};
+      key("n"); key("n"); r.twoNext = s();
+      key("p"); r.back = s();
+      d.querySelector('#findings li[data-i="7"]').click(); r.listed = s();
+      key("0"); r.fit = s();
+      const c = d.getElementById("c"), box = c.getBoundingClientRect(), lane = (box.width - 84 - 16) / 20;
+      c.dispatchEvent(new w.MouseEvent("click", {clientX: box.left + 84 + 8 + lane * 4.5, clientY: box.top + 300, bubbles: true})); r.lane = s();
+      key("+"); r.zoomed = s();
+      document.getElementById("r").textContent = JSON.stringify(r);
+    };
+    </script></body></html>
+    """.write(toFile: driver, atomically: true, encoding: .utf8)
+    let dom = try chromium([
+      "--allow-file-access-from-files", "--virtual-time-budget=30000", "--window-size=1500,1000",
+      "--dump-dom",
+      "file://\(driver)",
+    ])
+    let text = try #require(
+      dom.stdout.firstRange(of: "<pre id=\"r\">").map { dom.stdout[$0.upperBound...].prefix { $0 != "<" } },
+      "\(dom.stderr.suffix(2000))")
+    let result = try #require(
+      try JSONSerialization.jsonObject(
+        with: Data(String(text).replacingOccurrences(of: "&quot;", with: "\"").utf8))
+        as? [String: [String: String]], "\(text)")
+    #expect(result["start"]?["selectedFinding"] == "-1" && result["start"]?["view"] == "density", "\(result)")
+    #expect(result["twoNext"]?["selectedFinding"] == "1" && result["twoNext"]?["focus"] == "1", "\(result)")
+    #expect(result["back"]?["selectedFinding"] == "0" && result["back"]?["view"] == "arrows", "\(result)")
+    #expect(result["listed"]?["selectedFinding"] == "7" && result["listed"]?["focus"] == "7", "\(result)")
+    #expect(result["fit"]?["focus"] == "-1" && result["fit"]?["view"] == "density", "\(result)")
+    #expect(
+      result["lane"]?["focus"] == "4" && result["lane"]?["visible"] == "300",
+      "a lane click fits its connection")
+    #expect(
+      result["zoomed"]?["focus"] == "4" && (Int(result["zoomed"]?["visible"] ?? "") ?? 0) < 300, "\(result)")
+    #expect(!dom.stderr.contains("Uncaught"))
+  }
+
   /// Search by frame number, CDC seqno and label text, through the address.
   @Test func searchFindsFramesSeqnosAndLabels() throws {
     let dir = try TemporaryDirectory()
