@@ -49,7 +49,8 @@ public struct PairTimes: Sendable {
       }
       body(
         LoggedPair(
-          clientTime: clientTime, serverTime: serverTime, clientFrame: Int(frame), kind: PairKind.allCases[kind],
+          clientTime: clientTime, serverTime: serverTime, clientFrame: Int(frame),
+          kind: PairKind.allCases[kind],
           flow: Int(flow)))
       offset += Self.recordSize
       if offset & ((1 << 22) - 1) == 0 { file.releasePages(before: offset) }
@@ -73,7 +74,8 @@ final class PairTimesWriter {
     guard FileManager.default.createFile(atPath: path, contents: nil, attributes: [.posixPermissions: 0o600]),
       let handle = FileHandle(forWritingAtPath: path)
     else {
-      throw CaptureFileError(.io, "cannot create a temporary pairing file; check the output folder", path: path)
+      throw CaptureFileError(
+        .io, "cannot create a temporary pairing file; check the output folder", path: path)
     }
     self.handle = handle
     buffer.reserveCapacity(1 << 20)

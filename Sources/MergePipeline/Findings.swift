@@ -294,7 +294,8 @@ public enum FindingsBuilder {
     var limits = [Double](repeating: .infinity, count: groups)
     for group in 0..<groups where ranks[group] >= 0 {
       guard let median = medians[group], let mad = deviations[group] else { continue }
-      let margin = max(Double(OutlierThreshold.factor) * Double(mad), Double(OutlierThreshold.floorNanoseconds))
+      let margin = max(
+        Double(OutlierThreshold.factor) * Double(mad), Double(OutlierThreshold.floorNanoseconds))
       limits[group] = Double(median) + margin
       thresholds[group] = OutlierThreshold(
         kind: PairKind.allCases[group / 2], clientToServer: group % 2 == 0, pairs: counts[group],

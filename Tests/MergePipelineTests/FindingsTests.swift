@@ -186,7 +186,8 @@ func describe(_ findings: [Finding]) -> [String] {
       [Int64.min, Int64.max, 0, -1, 1],
       Array(repeating: 42, count: 300_000),
     ]
-    let ranks = values.map { $0.count / 2 } + [Int](repeating: -1, count: GroupSelection.groups - values.count)
+    let ranks =
+      values.map { $0.count / 2 } + [Int](repeating: -1, count: GroupSelection.groups - values.count)
     let selected = GroupSelection.select(ranks: ranks) { add in
       for (group, list) in values.enumerated() { for v in list { add(group, v) } }
     }
