@@ -28,7 +28,7 @@ public struct Alignment: Sendable {
   public var undirectedPairs = 0
   /// Pairs whose two copies have the same timestamp (all of them: one capture twice).
   public var sameTimePairs = 0
-  /// Pairable packets only one side captured.
+  /// Pairable packets only one side captured (after a windowed walk: the CDC ones only).
   public var unpairedClient: [SidePacket] = []
   public var unpairedServer: [SidePacket] = []
   /// Set when the pairs were made by a windowed walk (and `pairs` is empty).

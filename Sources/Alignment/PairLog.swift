@@ -23,12 +23,14 @@ public struct LoggedNote: Sendable, Equatable {
 public struct PairLogs: Sendable {
   public var paths: PerSide<String>
   public var sources: [IPAddress]
+  /// Every pair with both times, when the walk was asked to keep them.
+  public var pairs: PairTimes?
 
-  /// Deletes both files.
+  /// Deletes the files.
   public func remove() {
-    for side in Side.allCases {
-      try? FileManager.default.removeItem(atPath: paths[side])
-      TemporaryFiles.forget(paths[side])
+    for path in [paths.client, paths.server] + (pairs.map { [$0.path] } ?? []) {
+      try? FileManager.default.removeItem(atPath: path)
+      TemporaryFiles.forget(path)
     }
   }
 }

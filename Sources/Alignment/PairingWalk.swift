@@ -45,14 +45,17 @@ public struct PairingWalk {
   private var finished = false
 
   /// `coarse` maps server times onto the client clock; `window` is in nanoseconds; `keyers`
-  /// key each side's packets.
+  /// key each side's packets; `observers` see every packet of their side (on its reading
+  /// thread).
   public init(
-    client: String, server: String, coarse: ClockModel, window: Int64, keyers: PerSide<PacketKeyer>
+    client: String, server: String, coarse: ClockModel, window: Int64, keyers: PerSide<PacketKeyer>,
+    observers: PerSide<(any PairingWalkObserver)?> = PerSide(repeating: nil)
   ) throws(CaptureFileError) {
     self.window = window
     let paths = PerSide(client: client, server: server)
     feeds = try PerSide.each { side throws(CaptureFileError) in
-      try SideFeed(path: paths[side], side: side, coarse: coarse, keyer: keyers[side])
+      try SideFeed(
+        path: paths[side], side: side, coarse: coarse, keyer: keyers[side], observer: observers[side])
     }
     for side in Side.allCases { try load(side) }
   }

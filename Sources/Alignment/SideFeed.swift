@@ -38,19 +38,24 @@ public struct SideFeed {
   /// Opens `path` (errors are thrown here) and starts reading it. With a `keyer`, packets are
   /// described for pairing; with `coarse`, a server's times are mapped onto the client clock.
   /// Packets come in time order within `order` (`TimeOrderedPackets.fileOrder`: as written).
+  /// An `observer` sees every packet on the reading thread (and nothing else until the feed
+  /// has handed out its last packet).
   public init(
     path: String, side: Side = .client, coarse: ClockModel? = nil, keyer: PacketKeyer? = nil,
-    order: TimeOrderedPackets.Window = .standard
+    order: TimeOrderedPackets.Window = .standard, observer: (any PairingWalkObserver)? = nil
   )
     throws(CaptureFileError)
   {
     let reader = UncheckedReader(reader: try TimeOrderedPackets(path: path, window: order))
+    let observing = UncheckedObserver(observer: observer)
+    observer?.walkBegins(path: path, side: side, format: reader.reader.reader.format, layout: keyer?.layout)
     let channel = Channel()
     // The feed keeps the reader (its mapping) alive: packets point into it after the
     // reading thread has finished.
     reading = Reading(channel, reader)
     let thread = Thread {
-      Self.read(reader.reader, side: side, coarse: coarse, keyer: keyer, into: channel)
+      Self.read(
+        reader.reader, side: side, coarse: coarse, keyer: keyer, observer: observing.observer, into: channel)
     }
     thread.name = "smcpair-read-\(side.rawValue)"
     thread.start()
@@ -80,7 +85,7 @@ public struct SideFeed {
 
   private static func read(
     _ reader: TimeOrderedPackets, side: Side, coarse: ClockModel?, keyer: PacketKeyer?,
-    into channel: Channel
+    observer: (any PairingWalkObserver)?, into channel: Channel
   ) {
     var keyer = keyer
     var items: [Item] = []
@@ -94,8 +99,13 @@ public struct SideFeed {
     }
     while true {
       do throws(CaptureFileError) {
-        guard let packet = try reader.next() else { break }
-        let described = keyer?.describe(packet, linkType: reader.interfaces[packet.interface].linkType)
+        guard let packet = try reader.next() else {
+          observer?.walkEnds(interfaces: reader.interfaces)
+          break
+        }
+        let linkType = reader.interfaces[packet.interface].linkType
+        observer?.observe(packet, linkType: linkType)
+        let described = keyer?.describe(packet, linkType: linkType)
         let mapped =
           side == .server
           ? coarse?.clientTime(atServer: packet.timestampNanoseconds) ?? packet.timestampNanoseconds
@@ -128,6 +138,12 @@ public struct SideFeed {
 
   private struct UncheckedReader: @unchecked Sendable {  // used by the reading thread only
     let reader: TimeOrderedPackets
+  }
+
+  /// The observer, handed to the reading thread; its owner reads it only after the last
+  /// batch (the channel's lock orders the two).
+  private struct UncheckedObserver: @unchecked Sendable {
+    let observer: (any PairingWalkObserver)?
   }
 
   /// A bounded queue of batches between the reading thread and its consumer.

@@ -87,10 +87,14 @@ public enum WindowedAligner {
     case needsMemory(reason: String)
   }
 
-  /// `logFolder` receives the two note files (`PairLogs`); the caller removes them.
+  /// `logFolder` receives the two note files (`PairLogs`) and, with `keepPairs`, a file of
+  /// every pair's times (`PairLogs.pairs`); the caller removes them. `observers` see every
+  /// packet of their side. The unpaired packets kept in the alignment are the CDC ones
+  /// (what findings need), not every one.
   public static func align(
     client: String, server: String, clientAddresses: Set<IPAddress> = [],
-    window: Int64 = defaultWindowNanoseconds, logFolder: String
+    window: Int64 = defaultWindowNanoseconds, logFolder: String, keepPairs: Bool = false,
+    observers: PerSide<(any PairingWalkObserver)?> = PerSide(repeating: nil)
   ) throws(CaptureFileError) -> Outcome {
     let keyers = PerSide(
       client: try PacketKeyer.calibrated(path: client), server: try PacketKeyer.calibrated(path: server))
@@ -116,18 +120,23 @@ public enum WindowedAligner {
       return .needsMemory(
         reason: "the first \(longestPrefix) packets of the two captures have none in common")
     }
-    var walk = try PairingWalk(client: client, server: server, coarse: coarse, window: window, keyers: keyers)
+    var walk = try PairingWalk(
+      client: client, server: server, coarse: coarse, window: window, keyers: keyers, observers: observers)
     let paths = PerSide.each { side in "\(logFolder)/.smcpair-pairing-\(getpid())-\(side.rawValue)" }
     var sink = FitSink(logs: try paths.map { path throws(CaptureFileError) in try PairLogWriter(path: path) })
+    if keepPairs {
+      sink.pairTimes = try PairTimesWriter(path: "\(logFolder)/.smcpair-pairing-\(getpid())-pairs")
+    }
     do throws(CaptureFileError) {
       while try walk.advance(&sink) {}
       if let failure = sink.failure { throw failure }
       for side in Side.allCases { try sink.logs[side].close() }
+      try sink.pairTimes?.close()
     } catch {
-      PairLogs(paths: paths, sources: []).remove()
+      PairLogs(paths: paths, sources: [], pairs: sink.pairTimes?.times).remove()
       throw error
     }
-    let logs = PairLogs(paths: paths, sources: sink.sources)
+    let logs = PairLogs(paths: paths, sources: sink.sources, pairs: sink.pairTimes?.times)
     let outcome = fit(sink, walk: walk, window: window, given: clientAddresses, logs: logs)
     if case .needsMemory = outcome { logs.remove() }
     return outcome
@@ -172,6 +181,8 @@ public enum WindowedAligner {
       pairsByKind: byKind, pairs: [], clientPackets: sink.packets.client, serverPackets: sink.packets.server,
       causalityViolations: 0, hosts: hosts, warnings: warnings + hosts.warnings)
     alignment.sameTimePairs = sink.sameTimePairs
+    alignment.unpairedClient = sink.unpairedCDC.client
+    alignment.unpairedServer = sink.unpairedCDC.server
     alignment.window = PairingWindowUse(
       windowNanoseconds: window, mostWaiting: walk.mostPending, unpairedClient: sink.unpaired.client,
       unpairedServer: sink.unpaired.server)
@@ -220,6 +231,10 @@ struct FitSink: PairingWalkSink {
   private var lastSource: (IPAddress, UInt16)?
   var settling = PerSide(repeating: SettlingNotes())
   let logs: PerSide<PairLogWriter>
+  /// Every pair's times, when kept.
+  var pairTimes: PairTimesWriter?
+  /// CDC records only one side has (findings name each).
+  var unpairedCDC = PerSide<[SidePacket]>(repeating: [])
   /// The first failure writing a log, or too many source addresses.
   var failure: CaptureFileError?
 
@@ -276,6 +291,13 @@ struct FitSink: PairingWalkSink {
     ]
     .add(client: client, server: server)
     if client.timeNanoseconds == server.timeNanoseconds { sameTimePairs += 1 }
+    if let pairTimes {
+      do throws(CaptureFileError) {
+        try pairTimes.append(client: client, server: server)
+      } catch {
+        failure = failure ?? error
+      }
+    }
     settling.client.settle(frame: client.frame, pairNumber: number, partnerTime: server.timeNanoseconds)
     settling.server.settle(frame: server.frame, pairNumber: number, partnerTime: client.timeNanoseconds)
     flush(.client)
@@ -291,6 +313,7 @@ struct FitSink: PairingWalkSink {
 
   mutating func unpaired(side: Side, packet: SidePacket) {
     unpaired[side] += 1
+    if packet.kind == .cdc { unpairedCDC[side].append(packet) }
     settling[side].settle(frame: packet.frame, pairNumber: 0, partnerTime: 0)
     flush(side)
   }

@@ -167,8 +167,25 @@ public enum FindingsBuilder {
 
   /// Every finding, in time order.
   public static func build(_ a: Alignment, observed: CaptureFindingsObserver) -> [Finding] {
-    let findings = unpairedCDC(a) + observed.sides.joined() + delayOutlierFindings(a)
-    return findings.sorted { ($0.timeNanoseconds ?? 0) < ($1.timeNanoseconds ?? 0) }
+    combine(
+      unpairedCDC(a) + observed.sides.joined()
+        + delayOutlierFindings(delayOutliers(ListedPairDelays(alignment: a))))
+  }
+
+  /// Every finding of a windowed walk, in time order: `observed` are its two sides'
+  /// observers, `logged` the pairs it logged (read in passes, not held).
+  public static func build(_ a: Alignment, observed: PerSide<CaptureFindingsObserver>, logged: PairTimes)
+    throws(CaptureFileError) -> (findings: [Finding], thresholds: [OutlierThreshold])
+  {
+    let outliers = try delayOutliers(LoggedPairDelays(a, logged: logged))
+    let findings = combine(
+      unpairedCDC(a) + observed.client.sides.joined() + observed.server.sides.joined()
+        + delayOutlierFindings(outliers))
+    return (findings, outliers.map(\.threshold))
+  }
+
+  private static func combine(_ findings: [Finding]) -> [Finding] {
+    findings.sorted { ($0.timeNanoseconds ?? 0) < ($1.timeNanoseconds ?? 0) }
   }
 
   /// CDC records only one side has: only when the captures share packets at all (else they
@@ -233,49 +250,65 @@ public enum FindingsBuilder {
   }
 
   /// Pairs whose one-way delay is an outlier for their kind and direction.
-  static func delayOutlierFindings(_ a: Alignment) -> [Finding] {
-    delayOutliers(a).flatMap { threshold, outliers in
-      outliers.map { pair, delay in
+  static func delayOutlierFindings(_ outliers: [(threshold: OutlierThreshold, outliers: [DelayedPair])])
+    -> [Finding]
+  {
+    outliers.flatMap { threshold, outliers in
+      outliers.map { pair in
         Finding(
-          kind: .delayOutlier, side: .both, timeNanoseconds: pair.client.timeNanoseconds,
-          connection: "\(pair.client.source) -> \(pair.client.destination)",
+          kind: .delayOutlier, side: .both, timeNanoseconds: pair.clientTime,
+          connection: "\(pair.source) -> \(pair.destination)",
           message:
-            "one-way delay \(delay / 1000) us against a median of \(threshold.medianNanoseconds / 1000) us for \(pair.kind.rawValue) \(pair.clientToServer ? "client->server" : "server->client") (threshold \(threshold.thresholdNanoseconds / 1000) us; client frame \(pair.client.frame))"
+            "one-way delay \(pair.delay / 1000) us against a median of \(threshold.medianNanoseconds / 1000) us for \(pair.kind.rawValue) \(pair.clientToServer ? "client->server" : "server->client") (threshold \(threshold.thresholdNanoseconds / 1000) us; client frame \(pair.clientFrame))"
         )
       }
     }
   }
 
-  /// Per kind and direction with enough pairs: the threshold and the pairs above it.
+  /// Per kind and direction with enough pairs: the threshold.
   public static func outlierThresholds(_ a: Alignment) -> [OutlierThreshold] {
-    delayOutliers(a).map(\.threshold)
+    delayOutliers(ListedPairDelays(alignment: a)).map(\.threshold)
   }
 
-  static func delayOutliers(_ a: Alignment) -> [(
-    threshold: OutlierThreshold, outliers: [(PacketPair, Int64)]
+  /// Per kind and direction with enough pairs: the threshold and the pairs above it. The
+  /// median and the median absolute deviation are exact (`GroupSelection`); the pairs are
+  /// read in five passes, none held.
+  static func delayOutliers<Delays: PairDelays>(_ delays: Delays) throws(Delays.Failure) -> [(
+    threshold: OutlierThreshold, outliers: [DelayedPair]
   )] {
-    var groups: [Int: [(PacketPair, Int64)]] = [:]
-    for pair in a.pairs {
-      let delay = a.oneWayDelay(
-        clientToServer: pair.clientToServer, client: pair.client.timeNanoseconds,
-        server: pair.server.timeNanoseconds)
-      groups[pair.kind.index * 2 + (pair.clientToServer ? 0 : 1), default: []]
-        .append((pair, delay))
+    let groups = GroupSelection.groups
+    var counts = [Int](repeating: 0, count: groups)
+    try delays.forEach { counts[$0.group] += 1 }
+    let ranks = counts.map { $0 >= outlierMinimumPairs ? $0 / 2 : -1 }
+    let medians = try GroupSelection.select(ranks: ranks) { (add) throws(Delays.Failure) in
+      try delays.forEach { add($0.group, $0.delay) }
     }
-    return groups.sorted { $0.key < $1.key }.compactMap { key, delays in
-      guard delays.count >= outlierMinimumPairs else { return nil }
-      let sorted = delays.map(\.1).sorted()
-      let median = sorted[sorted.count / 2]
-      // In Double: times from a damaged file may be anywhere in Int64's range.
-      let deviations = sorted.map { abs(Double($0) - Double(median)) }.sorted()
-      let mad = deviations[deviations.count / 2]
-      let margin = max(Double(OutlierThreshold.factor) * mad, Double(OutlierThreshold.floorNanoseconds))
-      let limit = Double(median) + margin
-      let threshold = OutlierThreshold(
-        kind: PairKind.allCases[key / 2], clientToServer: key % 2 == 0, pairs: delays.count,
-        medianNanoseconds: median, deviationNanoseconds: Int64(clampingRounded: mad),
-        thresholdNanoseconds: Int64(clampingRounded: limit))
-      return (threshold, delays.filter { Double($0.1) > limit })
+    // Deviations as magnitudes: times from a damaged file may be anywhere in Int64's range.
+    let deviations = try GroupSelection.select(ranks: ranks) { (add) throws(Delays.Failure) in
+      try delays.forEach { pair in
+        guard let median = medians[pair.group] else { return }
+        add(pair.group, Int64(clamping: (pair.delay &- median).magnitude))
+      }
+    }
+    var thresholds = [OutlierThreshold?](repeating: nil, count: groups)
+    var limits = [Double](repeating: .infinity, count: groups)
+    for group in 0..<groups where ranks[group] >= 0 {
+      guard let median = medians[group], let mad = deviations[group] else { continue }
+      let margin = max(
+        Double(OutlierThreshold.factor) * Double(mad), Double(OutlierThreshold.floorNanoseconds))
+      limits[group] = Double(median) + margin
+      thresholds[group] = OutlierThreshold(
+        kind: PairKind.allCases[group / 2], clientToServer: group % 2 == 0, pairs: counts[group],
+        medianNanoseconds: median, deviationNanoseconds: mad,
+        thresholdNanoseconds: Int64(clampingRounded: Double(median) + margin))
+    }
+    var outliers = [[DelayedPair]](repeating: [], count: groups)
+    try delays.forEach { pair in
+      guard Double(pair.delay) > limits[pair.group] else { return }
+      outliers[pair.group].append(pair)
+    }
+    return (0..<groups).compactMap { group in
+      thresholds[group].map { ($0, outliers[group]) }
     }
   }
 }

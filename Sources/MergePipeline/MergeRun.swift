@@ -137,8 +137,8 @@ public enum MergeRun {
         alignment, findings: findings, client: client, to: out + "/timeline.jsonl")
     }
     if formats.contains(.html) {
-      try StagedFile.write(
-        TimelineHTML.render(alignment, findings: findings, clientName: clientName, serverName: serverName),
+      try TimelineHTML.write(
+        alignment, findings: findings, clientName: clientName, serverName: serverName,
         to: out + "/timeline.html")
     }
     let delays = [true, false].compactMap { direction in

@@ -1,61 +1,58 @@
 import Alignment
-import Foundation
+import CaptureFiles
 import Rendering
 import SMCWire
 
-/// The data `timeline.html` shows: every pair's send and receive on the reference clock, its
-/// connection, kind and frames, the findings as marks, and the clock model.
+/// `timeline.html` from an in-memory alignment: every pair's send and receive on the reference
+/// clock, its connection, kind, frames and label, then the findings and the clock model, all
+/// through `TimelineHTMLWriter` (the same writer a streaming merge feeds).
 extension TimelineHTML {
-  /// `timeline.html` for `a` and its `findings`.
+  /// Writes `timeline.html` for `a` and its `findings` to `path`.
+  public static func write(
+    _ a: Alignment, findings: [Finding], clientName: String, serverName: String, to path: String
+  ) throws(CaptureFileError) {
+    let writer = try TimelineHTMLWriter(path: path)
+    try feed(a, findings: findings, clientName: clientName, serverName: serverName, into: writer)
+  }
+
+  /// The page for `a` and its `findings`, in memory (small timelines, fuzzing).
   public static func render(_ a: Alignment, findings: [Finding], clientName: String, serverName: String)
     -> String
   {
-    let start =
-      a.pairs.map { min($0.client.timeNanoseconds, a.clientTime(atServer: $0.server.timeNanoseconds)) }.min()
-      ?? 0
-    var connections: [String] = []
-    var connectionIndex: [String: Int] = [:]
-    var kind: [String] = []
-    var direction: [String] = []
-    var send: [String] = []
-    var receive: [String] = []
-    var conn: [String] = []
-    var frames: [String] = []
-    for pair in a.pairs {
-      let serverOnClient = a.clientTime(atServer: pair.server.timeNanoseconds)
-      let s = pair.clientToServer ? pair.client.timeNanoseconds : serverOnClient
-      let r = pair.clientToServer ? serverOnClient : pair.client.timeNanoseconds
-      let key = ConnectionKey(pair.client.source, pair.client.destination).description
-      let index =
-        connectionIndex[key]
-        ?? {
-          connections.append(key)
-          connectionIndex[key] = connections.count - 1
-          return connections.count - 1
-        }()
-      kind.append(String(pair.kind.index))
-      direction.append(pair.clientToServer ? "1" : "0")
-      send.append(String(s &- start))
-      receive.append(String(r &- start))
-      conn.append(String(index))
-      frames.append("\(pair.client.frame),\(pair.server.frame)")
-    }
-    let marks = findings.compactMap { finding -> String? in
-      guard let time = finding.timeNanoseconds else { return nil }
-      return
-        "[\(time &- start),\(jsonString(finding.side.name)),\(jsonString(finding.kind.rawValue)),\(jsonString(finding.message))]"
-    }
-    let data = """
-      {"start":\(start),"client":\(jsonString(clientName)),"server":\(jsonString(serverName)),
-      "kinds":["tcp","clc","cdc","data"],"connections":[\(connections.map(jsonString).joined(separator: ","))],
-      "kind":[\(kind.joined(separator: ","))],"dir":[\(direction.joined(separator: ","))],
-      "send":[\(send.joined(separator: ","))],"recv":[\(receive.joined(separator: ","))],
-      "conn":[\(conn.joined(separator: ","))],"frames":[\(frames.map { "[\($0)]" }.joined(separator: ","))],
-      "marks":[\(marks.joined(separator: ","))],
-      "model":{"offset_ns":\(finite(a.model.offsetNanoseconds)),"lower_ns":\(finite(a.model.offsetLower)),"upper_ns":\(finite(a.model.offsetUpper)),"skew_ppm":\(finite(a.model.skewPPM)),"verdict":\(jsonString(a.verdict.rawValue))}}
-      """
-    return page(embedding: data)
+    let writer = TimelineHTMLWriter()
+    // A memory writer has no file to fail on.
+    try? feed(a, findings: findings, clientName: clientName, serverName: serverName, into: writer)
+    return writer.finishedPage()
   }
 
-  static func finite(_ v: Double) -> String { v.isFinite ? String(format: "%.1f", v) : "null" }
+  static func feed(
+    _ a: Alignment, findings: [Finding], clientName: String, serverName: String,
+    into writer: TimelineHTMLWriter
+  ) throws(CaptureFileError) {
+    let halfWidth = (a.model.offsetUpper - a.model.offsetLower) / 2
+    let uncertainty = halfWidth.isFinite ? Int64(clampingRounded: halfWidth) : nil
+    // Key texts repeat on every packet of a connection: made once per connection.
+    var keys: [ConnectionKey: String] = [:]
+    for pair in a.pairs {
+      let serverOnClient = a.clientTime(atServer: pair.server.timeNanoseconds)
+      let send = pair.clientToServer ? pair.client.timeNanoseconds : serverOnClient
+      let receive = pair.clientToServer ? serverOnClient : pair.client.timeNanoseconds
+      let key = ConnectionKey(pair.client.source, pair.client.destination)
+      let keyText = keys[key] ?? key.description
+      keys[key] = keyText
+      try writer.append(
+        TimelineHTMLEvent(
+          sendNanoseconds: send, receiveNanoseconds: receive, kind: pair.kind,
+          clientToServer: pair.clientToServer,
+          connection: keyText, clientFrame: pair.client.frame, serverFrame: pair.server.frame,
+          delayNanoseconds: receive &- send, delayUncertaintyNanoseconds: uncertainty,
+          label: "\(pair.kind.rawValue) \(pair.client.source.port)>\(pair.client.destination.port)"))
+    }
+    try writer.finish(
+      findings: findings,
+      clock: TimelineHTMLClock(
+        offsetNanoseconds: a.model.offsetNanoseconds, offsetLowerNanoseconds: a.model.offsetLower,
+        offsetUpperNanoseconds: a.model.offsetUpper, skewPPM: a.model.skewPPM, verdict: a.verdict.rawValue),
+      clientName: clientName, serverName: serverName)
+  }
 }

@@ -122,3 +122,78 @@ func describe(_ findings: [Finding]) -> [String] {
     #expect(times == times.sorted())
   }
 }
+
+/// A windowed walk (memory flat in the number of pairs) finds what pairing in memory finds:
+/// the same per-capture findings, CDC records one side lacks and delay outliers with the
+/// same thresholds.
+@Suite struct WindowedFindings {
+  @Test func equalTheFindingsOfPairingInMemory() throws {
+    let dir = try TemporaryDirectory()
+    let plain = dir.file("plain.pcapng")
+    // One conversation: `writeCapture` starts each next one after its side's last frame,
+    // which differs between the sides (a clock step for the windowed walk).
+    let scenarios: [Scenario] = [.smcR(version: 2)]
+    try writeCapture(scenarios, side: .client, to: plain, messages: 40)
+    let marks = try FindingsFromThePairingWalk().landmarks(plain)
+    try #require(marks.cdc.count >= 8)
+    let dropped = marks.cdc[3] - 1
+    let client = dir.file("client.pcapng")
+    let server = dir.file("server.pcapng")
+    try writeCapture(scenarios, side: .client, to: client, messages: 40) { frames in
+      frames.enumerated().filter { $0.offset != dropped }.map(\.element)
+    }
+    // Two dump records the server received arrive 40 ms late: outliers for their kind and
+    // direction (a late receive keeps the clock model feasible).
+    try writeCapture(scenarios, side: .server, to: server, messages: 40) { frames in
+      let received = frames.indices.filter { frames[$0].interface == 1 && frames[$0].direction == .inbound }
+      let late = Set([received[5], received[11]])
+      return frames.enumerated().map { index, frame in
+        var frame = frame
+        if late.contains(index) { frame.timeNanoseconds += 40_000_000 }
+        return frame
+      }
+    }
+
+    let observed = CaptureFindingsObserver()
+    let inMemory = try Aligner.align(client: client, server: server, observer: observed)
+    let expected = FindingsBuilder.build(inMemory, observed: observed)
+
+    let observers = PerSide(client: CaptureFindingsObserver(), server: CaptureFindingsObserver())
+    let outcome = try WindowedAligner.align(
+      client: client, server: server, logFolder: dir.path, keepPairs: true,
+      observers: PerSide(client: observers.client, server: observers.server))
+    guard case .aligned(let windowed, let logs) = outcome else {
+      Issue.record("the windowed walk did not align: \(outcome)")
+      return
+    }
+    defer { logs.remove() }
+    let pairs = try #require(logs.pairs)
+    #expect(pairs.count == inMemory.pairCount)
+    let found = try FindingsBuilder.build(windowed, observed: observers, logged: pairs)
+    #expect(found.findings.contains { $0.kind == .delayOutlier }, "\(describe(found.findings))")
+    #expect(found.findings.contains { $0.kind == .cdcNotSent || $0.kind == .cdcNotReceived })
+    #expect(describe(found.findings) == describe(expected))
+    #expect(
+      found.thresholds.map(\.text) == FindingsBuilder.outlierThresholds(inMemory).map(\.text))
+  }
+
+  /// The k-th smallest value per group, exact, against sorting.
+  @Test func groupSelectionIsExact() {
+    var generator = SystemRandomNumberGenerator()
+    let values: [[Int64]] = [
+      (0..<5000).map { _ in Int64.random(in: -1_000_000...50_000_000, using: &generator) },
+      (0..<999).map { _ in Int64.random(in: 0...100, using: &generator) },
+      [Int64.min, Int64.max, 0, -1, 1],
+      Array(repeating: 42, count: 300_000),
+    ]
+    let ranks =
+      values.map { $0.count / 2 } + [Int](repeating: -1, count: GroupSelection.groups - values.count)
+    let selected = GroupSelection.select(ranks: ranks) { add in
+      for (group, list) in values.enumerated() { for v in list { add(group, v) } }
+    }
+    for (group, list) in values.enumerated() {
+      #expect(selected[group] == list.sorted()[list.count / 2], "group \(group)")
+    }
+    #expect(selected[values.count] == nil)
+  }
+}

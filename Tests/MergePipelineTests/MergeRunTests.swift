@@ -23,8 +23,8 @@ import Testing
       #expect(FileManager.default.fileExists(atPath: dir.file("out/\(name)")), "\(name) missing")
     }
     let html = try String(contentsOfFile: dir.file("out/timeline.html"), encoding: .utf8)
-    #expect(html.contains(#""marks":[["#))
-    #expect(!html.contains("/*DATA*/"))
+    #expect(html.contains(#""findings":[{"kind":"declined","side":"#))
+    #expect(html.contains(#"data-count=""#), "the paired events are in the page")
   }
 
   @Test func refusesOneCaptureGivenTwice() throws {

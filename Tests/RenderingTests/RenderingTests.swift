@@ -73,10 +73,11 @@ import Testing
 
 @Suite struct TimelinePageEmbedding {
   @Test func dataCannotCloseTheScript() {
-    let page = TimelineHTML.page(embedding: #"{"message":"</script><b>"}"#)
-    #expect(page.contains(#"{"message":"<\/script><b>"}"#))
-    #expect(!page.contains("/*DATA*/"))
-    #expect(page.hasPrefix("<!doctype html>"))
+    let ending = TimelineHTML.ending(metadata: #"{"message":"</script><b>"}"#)
+    #expect(ending.contains(#"{"message":"<\/script><b>"}"#))
+    #expect(!ending.contains(#"</script><b>"#))
+    #expect(TimelineHTML.head.hasPrefix("<!doctype html>"))
+    #expect(ending.hasSuffix("</body></html>\n"))
   }
 
   @Test func stringsForTheScriptEscapeAngleBrackets() {
