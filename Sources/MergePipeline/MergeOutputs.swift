@@ -1,6 +1,7 @@
 import Alignment
 import CaptureFiles
 import Foundation
+import Rendering
 import SMCWire
 import Support
 
@@ -19,8 +20,10 @@ public enum MergeOutputs {
   }
 
   /// timeline.jsonl: a header line, one paired message per line (times on the reference
-  /// clock), then one finding per line (`TimelineRecord`); written in chunks.
-  static func writeTimeline(_ a: Alignment, findings: [Finding], to path: String) throws {
+  /// clock, and what the client's copy is: `decode --json`'s fields), then one finding per line
+  /// (`TimelineRecord`); written in chunks. The client capture is decoded again alongside the
+  /// pairs (both in client time order), so only the events at the next pair's time are held.
+  static func writeTimeline(_ a: Alignment, findings: [Finding], client: String?, to path: String) throws {
     let staged = StagedFile(finalPath: path)
     guard FileManager.default.createFile(atPath: staged.temporaryPath, contents: nil),
       let file = FileHandle(forWritingAtPath: staged.temporaryPath)
@@ -46,18 +49,48 @@ public enum MergeOutputs {
       names[endpoint] = text
       return text
     }
-    for pair in a.pairs {
-      let serverOnClient = a.clientTime(atServer: pair.server.timeNanoseconds)
-      out.append(
-        TimelinePair(
-          clientFrame: pair.client.frame, serverFrame: pair.server.frame, kind: pair.kind,
-          direction: pair.clientToServer ? .clientToServer : .serverToClient, src: name(pair.client.source),
-          dst: name(pair.client.destination),
-          sendNanoseconds: pair.clientToServer ? pair.client.timeNanoseconds : serverOnClient,
-          receiveNanoseconds: pair.clientToServer ? serverOnClient : pair.client.timeNanoseconds,
-          delayUncertaintyNanoseconds: uncertainty))
-      try flushIfLarge()
+    var descriptions = PairDescriptions()
+    var written = 0
+    /// Writes the pairs whose client copy is older than `time` (all when nil): every event of
+    /// their frames has been decoded by then.
+    func writePairs(before time: Int64?) throws {
+      while written < a.pairs.count {
+        let pair = a.pairs[written]
+        if let time, pair.client.timeNanoseconds >= time { break }
+        let serverOnClient = a.clientTime(atServer: pair.server.timeNanoseconds)
+        out.append(
+          TimelinePair(
+            clientFrame: pair.client.frame, serverFrame: pair.server.frame, kind: pair.kind,
+            direction: pair.clientToServer ? .clientToServer : .serverToClient, src: name(pair.client.source),
+            dst: name(pair.client.destination),
+            sendNanoseconds: pair.clientToServer ? pair.client.timeNanoseconds : serverOnClient,
+            receiveNanoseconds: pair.clientToServer ? serverOnClient : pair.client.timeNanoseconds,
+            delayUncertaintyNanoseconds: uncertainty,
+            event: descriptions.take(frame: pair.client.frame, kind: pair.kind)))
+        written += 1
+        try flushIfLarge()
+      }
+      descriptions.forget(before: written < a.pairs.count ? a.pairs[written].client.timeNanoseconds : .max)
     }
+    // A client capture that cannot be decoded again leaves the pairs undescribed.
+    if let client, let decoder = try? CaptureDecoder(path: client) {
+      var describer = EventDescriber()
+      var failure: (any Error)?
+      try? decoder.run { event in
+        let description = describer.describe(event)
+        guard failure == nil else { return }
+        do {
+          try writePairs(before: event.timeNanoseconds)
+        } catch {
+          failure = error
+        }
+        if written < a.pairs.count, event.timeNanoseconds >= a.pairs[written].client.timeNanoseconds {
+          descriptions.keep(description, frame: event.frame, time: event.timeNanoseconds)
+        }
+      }
+      if let failure { throw failure }
+    }
+    try writePairs(before: nil)
     for finding in findings {
       try out.append(TimelineFinding(finding))
       try flushIfLarge()

@@ -133,7 +133,8 @@ public enum MergeRun {
     }
     let findings = observed.map { FindingsBuilder.build(alignment, observed: $0) } ?? []
     if formats.contains(.jsonl) {
-      try MergeOutputs.writeTimeline(alignment, findings: findings, to: out + "/timeline.jsonl")
+      try MergeOutputs.writeTimeline(
+        alignment, findings: findings, client: client, to: out + "/timeline.jsonl")
     }
     if formats.contains(.html) {
       try TimelineHTML.write(

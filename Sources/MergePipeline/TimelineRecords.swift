@@ -1,6 +1,7 @@
 import Alignment
 import Foundation
 import JSON
+import Rendering
 import SMCWire
 
 /// The lines of `timeline.jsonl` as records: the merge writes them, `smcpair timeline` reads
@@ -43,7 +44,8 @@ public enum TimelineRecord: Sendable, Equatable {
 /// The first line: what the file is and which version of this schema it follows.
 public struct TimelineHeader: Codable, Sendable, Equatable {
   public static let formatName = "smcpair-timeline"
-  /// 1: header, pairs, findings (the fields of docs/formats.md).
+  /// 1: header, pairs, findings (the fields of docs/formats.md). The pair lines' decode fields
+  /// were added within version 1: optional keys an older reader ignores.
   public static let currentVersion = 1
   public var format = formatName
   public var version = currentVersion
@@ -68,7 +70,8 @@ public enum TimelineDirection: String, Codable, Sendable {
   public init(sender: Side) { self = sender == .client ? .clientToServer : .serverToClient }
 }
 
-/// One message both captures hold, its times on the reference clock.
+/// One message both captures hold, its times on the reference clock, and what it is: the
+/// fields `decode --json` writes for the client's copy (`EventDescription`), in the same names.
 public struct TimelinePair: Codable, Sendable, Equatable {
   public var clientFrame: Int
   public var serverFrame: Int
@@ -83,6 +86,8 @@ public struct TimelinePair: Codable, Sendable, Equatable {
   public var delayNanoseconds: Int64
   /// Half the width of the clock offset's bounds; absent when unbounded.
   public var delayUncertaintyNanoseconds: Int64?
+  /// The client copy decoded; nil when the decoder made no event of it (or the file predates it).
+  public var event: EventDescription?
 
   enum CodingKeys: String, CodingKey {
     case clientFrame = "client_frame"
@@ -97,7 +102,8 @@ public struct TimelinePair: Codable, Sendable, Equatable {
   public init(
     clientFrame: Int, serverFrame: Int, kind: PairKind, direction: TimelineDirection, src: String,
     dst: String,
-    sendNanoseconds: Int64, receiveNanoseconds: Int64, delayUncertaintyNanoseconds: Int64?
+    sendNanoseconds: Int64, receiveNanoseconds: Int64, delayUncertaintyNanoseconds: Int64?,
+    event: EventDescription? = nil
   ) {
     self.clientFrame = clientFrame
     self.serverFrame = serverFrame
@@ -109,6 +115,102 @@ public struct TimelinePair: Codable, Sendable, Equatable {
     self.receiveNanoseconds = receiveNanoseconds
     self.delayNanoseconds = receiveNanoseconds &- sendNanoseconds
     self.delayUncertaintyNanoseconds = delayUncertaintyNanoseconds
+    self.event = event
+  }
+
+  public init(from decoder: any Decoder) throws {
+    let container = try decoder.container(keyedBy: CodingKeys.self)
+    clientFrame = try container.decode(Int.self, forKey: .clientFrame)
+    serverFrame = try container.decode(Int.self, forKey: .serverFrame)
+    kind = try container.decode(PairKind.self, forKey: .kind)
+    direction = try container.decode(TimelineDirection.self, forKey: .direction)
+    src = try container.decode(String.self, forKey: .src)
+    dst = try container.decode(String.self, forKey: .dst)
+    sendNanoseconds = try container.decode(Int64.self, forKey: .sendNanoseconds)
+    receiveNanoseconds = try container.decode(Int64.self, forKey: .receiveNanoseconds)
+    delayNanoseconds = try container.decode(Int64.self, forKey: .delayNanoseconds)
+    delayUncertaintyNanoseconds = try container.decodeIfPresent(
+      Int64.self, forKey: .delayUncertaintyNanoseconds)
+    event = try EventDescription(
+      kind: kind.eventKind, reading: DecoderMembers(container: try decoder.container(keyedBy: MemberKey.self))
+    )
+  }
+
+  public func encode(to encoder: any Encoder) throws {
+    var container = encoder.container(keyedBy: CodingKeys.self)
+    try container.encode(clientFrame, forKey: .clientFrame)
+    try container.encode(serverFrame, forKey: .serverFrame)
+    try container.encode(kind, forKey: .kind)
+    try container.encode(direction, forKey: .direction)
+    try container.encode(src, forKey: .src)
+    try container.encode(dst, forKey: .dst)
+    try container.encode(sendNanoseconds, forKey: .sendNanoseconds)
+    try container.encode(receiveNanoseconds, forKey: .receiveNanoseconds)
+    try container.encode(delayNanoseconds, forKey: .delayNanoseconds)
+    try container.encodeIfPresent(delayUncertaintyNanoseconds, forKey: .delayUncertaintyNanoseconds)
+    guard let event else { return }
+    var members = encoder.container(keyedBy: MemberKey.self)
+    var failure: (any Error)?
+    event.forEachMember { key, value in
+      guard failure == nil else { return }
+      do {
+        let key = MemberKey(key)
+        switch value {
+        case .int(let number): try members.encode(number, forKey: key)
+        case .string(let text): try members.encode(text, forKey: key)
+        case .bool(let flag): try members.encode(flag, forKey: key)
+        case .strings(let texts): try members.encode(texts, forKey: key)
+        }
+      } catch {
+        failure = error
+      }
+    }
+    if let failure { throw failure }
+  }
+}
+
+extension PairKind {
+  /// The decoder's kind of event for a pair of this kind.
+  var eventKind: SMCEvent.Kind {
+    switch self {
+    case .tcp: .tcp
+    case .clc: .clc
+    case .cdc: .cdc
+    case .data: .data
+    }
+  }
+}
+
+/// A description member's name as a coding key.
+struct MemberKey: CodingKey {
+  var stringValue: String
+  var intValue: Int? { nil }
+  init(_ name: String) { stringValue = name }
+  init?(stringValue: String) { self.stringValue = stringValue }
+  init?(intValue: Int) { nil }
+}
+
+/// A record's description members, read from its decoder.
+struct DecoderMembers: EventMemberSource {
+  let container: KeyedDecodingContainer<MemberKey>
+
+  func int(_ key: String) throws -> Int64? {
+    try container.decodeIfPresent(Int64.self, forKey: MemberKey(key))
+  }
+  func string(_ key: String) throws -> String? {
+    try container.decodeIfPresent(String.self, forKey: MemberKey(key))
+  }
+  func bool(_ key: String) throws -> Bool? {
+    try container.decodeIfPresent(Bool.self, forKey: MemberKey(key))
+  }
+  func strings(_ key: String) throws -> [String]? {
+    try container.decodeIfPresent([String].self, forKey: MemberKey(key))
+  }
+  func lettersOrNames(_ key: String) throws -> (letters: String?, names: [String]?) {
+    if let letters = try? container.decodeIfPresent(String.self, forKey: MemberKey(key)) {
+      return (letters, nil)
+    }
+    return (nil, try strings(key))
   }
 }
 
@@ -186,12 +288,15 @@ public struct TimelineFinding: Codable, Sendable, Equatable {
 }
 
 /// Writes timeline records as JSON Lines. Pair lines (a million is common) are written as
-/// bytes, the same bytes `RecordCoding.encoder()` gives (keys sorted; a test holds them
-/// equal), with each endpoint's quoted text made once; the few other lines go through the
-/// encoder.
+/// bytes, the same bytes `RecordCoding.encoder()` gives (keys sorted, the description's members
+/// among the pairing fields; a test holds them equal), with each endpoint's quoted text made
+/// once; the few other lines go through the encoder.
 public struct TimelineWriter {
   public private(set) var bytes: [UInt8] = []
   private var quoted: [String: [UInt8]] = [:]
+  /// The current pair's description members and how many of them are written.
+  private var described: [(String, EventFieldValue)] = []
+  private var next = 0
   private let encoder = RecordCoding.encoder()
 
   public init(capacity: Int = 0) { bytes.reserveCapacity(capacity) }
@@ -208,29 +313,58 @@ public struct TimelineWriter {
   }
 
   public mutating func append(_ pair: TimelinePair) {
-    bytes += #"{"client_frame":"#.utf8
+    described.removeAll(keepingCapacity: true)
+    pair.event?.forEachMember { described.append(($0, $1)) }
+    next = 0
+    bytes.append(UInt8(ascii: "{"))
+    key("client_frame")
     TextWriter.signedDecimal(Int64(pair.clientFrame), into: &bytes)
-    bytes += #","delay_ns":"#.utf8
+    key("delay_ns")
     TextWriter.signedDecimal(pair.delayNanoseconds, into: &bytes)
     if let uncertainty = pair.delayUncertaintyNanoseconds {
-      bytes += #","delay_uncertainty_ns":"#.utf8
+      key("delay_uncertainty_ns")
       TextWriter.signedDecimal(uncertainty, into: &bytes)
     }
-    bytes += #","direction":"#.utf8
+    key("direction")
     appendQuoted(pair.direction.rawValue)
-    bytes += #","dst":"#.utf8
+    key("dst")
     appendQuoted(pair.dst)
-    bytes += #","kind":"#.utf8
+    key("kind")
     appendQuoted(pair.kind.rawValue)
-    bytes += #","receive_ns":"#.utf8
+    key("receive_ns")
     TextWriter.signedDecimal(pair.receiveNanoseconds, into: &bytes)
-    bytes += #","send_ns":"#.utf8
+    key("send_ns")
     TextWriter.signedDecimal(pair.sendNanoseconds, into: &bytes)
-    bytes += #","server_frame":"#.utf8
+    key("server_frame")
     TextWriter.signedDecimal(Int64(pair.serverFrame), into: &bytes)
-    bytes += #","src":"#.utf8
+    key("src")
     appendQuoted(pair.src)
+    describedMembers(before: nil)
     bytes += "}\n".utf8
+  }
+
+  /// Writes `"name":` of a pairing field, after the description members whose names sort before
+  /// it (the encoder sorts every key of the line together).
+  private mutating func key(_ name: String) {
+    describedMembers(before: name)
+    if bytes.last != UInt8(ascii: "{") { bytes.append(UInt8(ascii: ",")) }
+    bytes.append(UInt8(ascii: "\""))
+    bytes += name.utf8
+    bytes += #"":"#.utf8
+  }
+
+  /// Writes the description members not yet written whose names sort before `name` (all when nil).
+  private mutating func describedMembers(before name: String?) {
+    while next < described.count {
+      let (member, value) = described[next]
+      if let name, !(member < name) { return }
+      if bytes.last != UInt8(ascii: "{") { bytes.append(UInt8(ascii: ",")) }
+      bytes.append(UInt8(ascii: "\""))
+      EventDescription.appendName(member, into: &bytes)
+      bytes += #"":"#.utf8
+      value.write(into: &bytes)
+      next += 1
+    }
   }
 
   private mutating func appendQuoted(_ text: String) {
@@ -241,5 +375,43 @@ public struct TimelineWriter {
     let done = Array(JSONValue.quoted(text).utf8)
     quoted[text] = done
     bytes += done
+  }
+}
+
+/// The described events of the client capture that the next pairs may need: those at or after
+/// the next pair's time, in the order they were decoded (time order), so forgetting the older
+/// ones is a move of the start. The timeline writer forgets them as its pairs move on, so few
+/// are held.
+struct PairDescriptions {
+  private var kept: [(frame: Int, time: Int64, event: EventDescription)] = []
+  /// Where the events still needed start in `kept`.
+  private var start = 0
+
+  mutating func keep(_ description: EventDescription, frame: Int, time: Int64) {
+    kept.append((frame, time, description))
+  }
+
+  /// The description of a pair's client copy: the frame's event of the pair's kind, else its
+  /// first (a frame can carry a TCP segment and the CLC messages it completes; a segment that
+  /// begins a CLC message is a TCP segment to the decoder).
+  func take(frame: Int, kind: PairKind) -> EventDescription? {
+    var first: EventDescription?
+    for index in start..<kept.count where kept[index].frame == frame {
+      if kept[index].event.kind == kind.eventKind { return kept[index].event }
+      if first == nil { first = kept[index].event }
+    }
+    return first
+  }
+
+  /// Drops the events older than `time`: no pair left needs them.
+  mutating func forget(before time: Int64) {
+    while start < kept.count && kept[start].time < time { start += 1 }
+    if start == kept.count {
+      kept.removeAll(keepingCapacity: true)
+      start = 0
+    } else if start >= 1024 && start * 2 >= kept.count {
+      kept.removeFirst(start)
+      start = 0
+    }
   }
 }

@@ -6,6 +6,10 @@ public struct DecodeJSONRenderer {
   public var sink: OutputSink
   private var fileField: [UInt8]
   private var interfaceFields: [[UInt8]] = []
+  /// The conversation so far: relative sequence numbers, retransmissions, data ranges.
+  private var describer = EventDescriber()
+  /// The kind fields of the current event (kept to reuse its capacity).
+  private var memberBytes: [UInt8] = []
 
   public init(sink: OutputSink, file: String) {
     self.sink = sink
@@ -15,9 +19,6 @@ public struct DecodeJSONRenderer {
   }
 
   /// Sets the interface names (call once interfaces are known).
-  /// tcpdump-style flag letters for every value of the flags byte, built once.
-  static let flagLetters: [[UInt8]] = (0..<256).map { Array(TCPFlags(rawValue: UInt16($0)).letters.utf8) }
-
   public mutating func setInterfaces(_ names: [String]) {
     interfaceFields = names.map { name in
       var scratch = OutputSink(fd: -1)
@@ -28,11 +29,7 @@ public struct DecodeJSONRenderer {
 
   public mutating func render(_ e: SMCEvent) {
     renderCommonFields(e)
-    renderKindFields(e)
-    if let note = e.note {
-      sink.append(",\"note\":")
-      sink.appendJSONString(note)
-    }
+    renderKindFields(describer.describe(e))
     sink.append("}\n")
     sink.flushIfNeeded()
   }
@@ -73,145 +70,16 @@ public struct DecodeJSONRenderer {
     }
   }
 
-  /// The fields of the event's kind (TCP header, CLC, CDC, data length or LLC type).
-  private mutating func renderKindFields(_ e: SMCEvent) {
-    switch e.kind {
-    case .tcp:
-      if let tcp = e.tcp {
-        sink.append(",\"flags\":\"")
-        sink.append(bytes: Self.flagLetters[Int(tcp.flags.rawValue & 0xFF)])
-        sink.append("\",\"seq\":")
-        sink.appendDecimal(UInt64(tcp.sequence))
-        sink.append(",\"ack\":")
-        sink.appendDecimal(UInt64(tcp.acknowledgment))
-        sink.append(",\"payload_length\":")
-        sink.appendDecimal(UInt64(e.tcpPayloadLength))
-        sink.append(tcp.smcOption ? ",\"smc_option\":true" : ",\"smc_option\":false")
-      }
-    case .clc:
-      if let m = e.clc { renderCLC(m) }
-      if e.retransmission { sink.append(",\"retransmission\":true") }
-    case .cdc:
-      if let c = e.cdc {
-        renderCDC(c)
-      } else if let mode = e.mode {
-        sink.append(mode == .smcR ? ",\"mode\":\"R\"" : ",\"mode\":\"D\"")
-      }
-    case .data:
-      if let mode = e.mode {
-        sink.append(mode == .smcR ? ",\"mode\":\"R\"" : ",\"mode\":\"D\"")
-      } else {
-        sink.append(",\"mode\":null")
-      }
-      sink.append(",\"length\":")
-      if let length = e.dataLength {
-        sink.appendDecimal(UInt64(length))
-      } else {
-        sink.append("null")
-      }
-    case .llc:
-      if let l = e.llc {
-        sink.append(",\"llc_type\":")
-        sink.appendJSONString(l.name)
-        sink.append(l.isResponse ? ",\"response\":true" : ",\"response\":false")
-      }
+  /// The fields of the event's kind, from its description (the same members timeline.jsonl
+  /// writes). A data record always says its mode and length, `null` when unknown.
+  private mutating func renderKindFields(_ description: EventDescription) {
+    memberBytes.removeAll(keepingCapacity: true)
+    description.appendMembers(into: &memberBytes)
+    if description.kind == .data {
+      if description.mode == nil { memberBytes += #","mode":null"#.utf8 }
+      if description.length == nil { memberBytes += #","length":null"#.utf8 }
     }
-  }
-
-  private mutating func renderCLC(_ m: CLCMessage) {
-    sink.append(",\"clc_type\":\"")
-    sink.append(string: m.kind.name)
-    sink.append("\",\"clc_version\":")
-    sink.appendDecimal(UInt64(m.version))
-    sink.append(",\"clc_path\":\"")
-    sink.append(string: m.path.letter)
-    sink.append("\"")
-    if m.kind == .proposal && m.version >= 2 {
-      sink.append(",\"clc_path_v2\":\"")
-      sink.append(string: m.pathV2.letter)
-      sink.append("\"")
-    }
-    sink.append(",\"eyecatcher\":\"")
-    sink.append(m.eyecatcherIsSMCD ? "SMCD\"" : "SMCR\"")
-    sink.append(",\"length\":")
-    sink.appendDecimal(UInt64(m.length))
-    sink.append(m.firstContact ? ",\"first_contact\":true" : ",\"first_contact\":false")
-    if let peer = m.peerID {
-      sink.append(",\"peer_id\":\"")
-      sink.appendHex(peer, minimumDigits: 16)
-      sink.append("\"")
-    }
-    if let token = m.alertToken {
-      sink.append(",\"alert_token\":")
-      sink.appendDecimal(UInt64(token))
-    }
-    if let qp = m.qpNumber {
-      sink.append(",\"qp_number\":")
-      sink.appendDecimal(UInt64(qp))
-    }
-    if m.rmbeSizeCode != nil, let size = m.bufferSize {
-      sink.append(",\"rmbe_size\":")
-      sink.appendDecimal(UInt64(size))
-    }
-    if let gid = m.ismGID {
-      sink.append(",\"ism_gid\":\"")
-      sink.appendHex(gid, minimumDigits: 16)
-      sink.append("\"")
-    }
-    if let token = m.dmbToken {
-      sink.append(",\"dmb_token\":\"")
-      sink.appendHex(token, minimumDigits: 16)
-      sink.append("\"")
-    }
-    if m.dmbeSizeCode != nil, let size = m.bufferSize {
-      sink.append(",\"dmbe_size\":")
-      sink.appendDecimal(UInt64(size))
-    }
-    if let code = m.diagnosis {
-      sink.append(",\"decline_code\":\"0x")
-      sink.appendHex(UInt64(code), minimumDigits: 8)
-      sink.append("\",\"decline_reason\":\"")
-      sink.append(string: DeclineReason.name(code))
-      sink.append("\"")
-      sink.append(m.firstContact ? ",\"out_of_sync\":true" : ",\"out_of_sync\":false")
-    }
-  }
-
-  private mutating func renderCDC(_ c: CDCMessage) {
-    sink.append(c.mode == .smcR ? ",\"mode\":\"R\"" : ",\"mode\":\"D\"")
-    if let seq = c.sequenceNumber {
-      sink.append(",\"seqno\":")
-      sink.appendDecimal(UInt64(seq))
-    }
-    if let token = c.token {
-      sink.append(",\"token\":")
-      sink.appendDecimal(UInt64(token))
-    }
-    sink.append(",\"prod_wrap\":")
-    sink.appendDecimal(UInt64(c.producer.wrap))
-    sink.append(",\"prod_count\":")
-    sink.appendDecimal(UInt64(c.producer.count))
-    sink.append(",\"cons_wrap\":")
-    sink.appendDecimal(UInt64(c.consumer.wrap))
-    sink.append(",\"cons_count\":")
-    sink.appendDecimal(UInt64(c.consumer.count))
-    sink.append(",\"flags\":[")
-    appendNames(CDCProducerFlags.namesInOrder) { c.producerFlags.contains($0) }
-    sink.append("],\"conn_state\":[")
-    appendNames(CDCConnectionState.namesInOrder) { c.connectionState.contains($0) }
-    sink.append("]")
-  }
-
-  /// Appends the names of the set flags as JSON strings separated by commas, in the order given.
-  private mutating func appendNames<Flag>(_ namesInOrder: [(Flag, String)], isSet: (Flag) -> Bool) {
-    var first = true
-    for (flag, name) in namesInOrder where isSet(flag) {
-      if !first { sink.append(",") }
-      first = false
-      sink.append("\"")
-      sink.append(string: name)
-      sink.append("\"")
-    }
+    sink.append(bytes: memberBytes)
   }
 }
 

@@ -1,6 +1,8 @@
 import Alignment
 import Foundation
 import MergePipeline
+import Rendering
+import SMCWire
 import Testing
 
 /// timeline.jsonl and alignment.json as records: the byte writer writes what the encoder
@@ -66,6 +68,7 @@ import Testing
       return
     }
     #expect(pair.direction.sender == .client && pair.kind == .tcp && pair.serverFrame == 1)
+    #expect(pair.event == nil, "no decode fields on a line written before them")
     #expect(
       finding.finding == .captureDrops && finding.side == .side(.server) && finding.timeNanoseconds == 5)
   }
@@ -97,6 +100,77 @@ import Testing
     } throws: { error in
       (error as? RecordError)?.description.contains("written by a newer smcpair") == true
     }
+  }
+
+  /// Pairs that carry what their client copy is: the byte writer still writes what the encoder
+  /// would (the description's members sorted among the pairing fields), and the lines read back.
+  static var describedPairs: [TimelinePair] {
+    var syn = EventDescription(kind: .tcp)
+    syn.tcpFlags = [.syn, .ack]
+    syn.seq = 4_214_379_870
+    syn.ack = 1_703_865_448
+    syn.seqRelative = 0
+    syn.ackRelative = 1
+    syn.payloadLength = 0
+    syn.smcOption = true
+    syn.tcpRetransmission = true
+    var decline = EventDescription(kind: .clc)
+    decline.clcType = "decline"
+    decline.clcVersion = 1
+    decline.clcPath = "R"
+    decline.eyecatcher = "SMCR"
+    decline.length = 28
+    decline.firstContact = false
+    decline.peerID = "00000bff90150280"
+    decline.declineCode = 0x0303_0002
+    decline.outOfSync = false
+    decline.retransmission = true
+    decline.note = "a \"quoted\" note\twith a tab"
+    var cdc = EventDescription(kind: .cdc)
+    cdc.mode = "R"
+    cdc.seqno = 5
+    cdc.token = 897_465_769
+    cdc.producer = CDCCursor(wrap: 0, count: 1200)
+    cdc.consumer = CDCCursor(wrap: 1, count: 7)
+    cdc.cdcFlags = [.writeBlocked, .urgentPending]
+    cdc.connectionState = [.peerClosed]
+    var data = EventDescription(kind: .data)
+    data.mode = "D"
+    data.length = 1200
+    data.rangeStart = CDCCursor(wrap: 0, count: 0)
+    data.rangeEnd = CDCCursor(wrap: 0, count: 1200)
+    return [(PairKind.tcp, syn), (.clc, decline), (.cdc, cdc), (.data, data)].enumerated().map {
+      index, item in
+      TimelinePair(
+        clientFrame: index + 1, serverFrame: index + 2, kind: item.0, direction: .serverToClient,
+        src: "10.0.0.2:8000", dst: "10.0.0.1:32768", sendNanoseconds: 10, receiveNanoseconds: 35,
+        delayUncertaintyNanoseconds: index == 0 ? nil : 5, event: item.1)
+    }
+  }
+
+  @Test func describedPairLinesAreTheEncodersBytesAndReadBack() throws {
+    var writer = TimelineWriter()
+    for (index, pair) in Self.describedPairs.enumerated() {
+      writer.removeAll()
+      writer.append(pair)
+      let encoded = try RecordCoding.encoder().encode(pair) + Data("\n".utf8)
+      #expect(String(decoding: writer.bytes, as: UTF8.self) == String(decoding: encoded, as: UTF8.self))
+      let line = String(decoding: writer.bytes.dropLast(), as: UTF8.self)
+      #expect(try TimelineRecord.read(Substring(line), path: "t", line: index + 1) == .pair(pair))
+    }
+    writer.removeAll()
+    writer.append(Self.describedPairs[2])
+    let cdcLine = String(decoding: writer.bytes, as: UTF8.self)
+    #expect(cdcLine.contains(#""flags":["write_blocked","urgent_pending"]"#))
+    #expect(cdcLine.contains(#""prod_count":1200,"prod_wrap":0"#))
+    writer.removeAll()
+    writer.append(Self.describedPairs[1])
+    let declineLine = String(decoding: writer.bytes, as: UTF8.self)
+    #expect(
+      declineLine.contains(#""decline_code":"0x03030002","decline_reason":"NOSMCRDEV","decline_text":"#))
+    #expect(
+      Self.describedPairs.map { $0.event?.label ?? "" }[2]
+        == "CDC #5 prod 0:1200 cons 1:7 [write-blocked, urgent-pending, peer-closed]")
   }
 
   @Test func seenOnTakesFindingSidesOnly() {
