@@ -85,14 +85,37 @@ public final class PairLogReader {
 
   public var count: Int { file.bytes.count / LoggedNote.size }
 
-  public func next() -> LoggedNote? {
-    guard offset + LoggedNote.size <= file.bytes.count else { return nil }
+  /// The note of `frame` (1-based), read in place; nil past the end. Pages far behind the
+  /// furthest frame asked for are let go, so a reader that moves forward (time order is
+  /// nearly frame order) keeps memory flat; going back only reads them again.
+  public func note(frame: Int) -> LoggedNote? {
+    let at = (frame - 1) * LoggedNote.size
+    guard frame >= 1, at + LoggedNote.size <= file.bytes.count else { return nil }
+    if at > furthest {
+      furthest = at
+      if furthest - released >= 1 << 22 {
+        released = furthest - (1 << 21)
+        file.releasePages(before: released)
+      }
+    }
+    return read(at: at)
+  }
+
+  private var furthest = 0
+  private var released = 0
+
+  private func read(at offset: Int) -> LoggedNote {
     let bytes = file.bytes
-    let note = LoggedNote(
+    return LoggedNote(
       pairNumber: UInt32(littleEndian: bytes.loadUnaligned(fromByteOffset: offset, as: UInt32.self)),
       sourceID: UInt16(littleEndian: bytes.loadUnaligned(fromByteOffset: offset + 4, as: UInt16.self)),
       kind: bytes[offset + 6],
       partnerTime: Int64(littleEndian: bytes.loadUnaligned(fromByteOffset: offset + 8, as: Int64.self)))
+  }
+
+  public func next() -> LoggedNote? {
+    guard offset + LoggedNote.size <= file.bytes.count else { return nil }
+    let note = read(at: offset)
     offset += LoggedNote.size
     if offset & ((1 << 22) - 1) == 0 { file.releasePages(before: offset) }
     return note

@@ -13,18 +13,20 @@ public struct EndpointFlow: Hashable, Sendable {
   }
 }
 
-/// One pair of a windowed walk: both copies' times, the client copy's frame, the kind and
-/// the flow (index into `PairTimes.flows`).
+/// One pair of a windowed walk: both copies' times and frames, the kind and the flow (index
+/// into `PairTimes.flows`).
 public struct LoggedPair: Sendable, Equatable {
   public var clientTime: Int64
   public var serverTime: Int64
   public var clientFrame: Int
+  public var serverFrame: Int
   public var kind: PairKind
   public var flow: Int
 }
 
-/// Every pair of a windowed walk, in a file (32 bytes a pair) read back in passes, so what
-/// needs every pair (delay statistics, outliers) does not hold them in memory.
+/// Every pair of a windowed walk, in a file (32 bytes a pair, in pair-number order) read back
+/// in passes or by pair number, so what needs every pair (delay statistics, outliers, the
+/// timeline) does not hold them in memory. Frames are kept as 32-bit numbers.
 public struct PairTimes: Sendable {
   public var path: String
   /// The flows the pairs refer to (one entry per flow: memory follows connections).
@@ -35,27 +37,60 @@ public struct PairTimes: Sendable {
 
   /// Calls `body` with every pair, in the order the walk made them.
   public func forEach(_ body: (LoggedPair) -> Void) throws(CaptureFileError) {
-    let file = try MappedFile(path: path)
-    let bytes = file.bytes
-    var offset = 0
-    while offset + Self.recordSize <= bytes.count {
-      let clientTime = Int64(littleEndian: bytes.loadUnaligned(fromByteOffset: offset, as: Int64.self))
-      let serverTime = Int64(littleEndian: bytes.loadUnaligned(fromByteOffset: offset + 8, as: Int64.self))
-      let frame = Int64(littleEndian: bytes.loadUnaligned(fromByteOffset: offset + 16, as: Int64.self))
-      let flow = UInt32(littleEndian: bytes.loadUnaligned(fromByteOffset: offset + 24, as: UInt32.self))
-      let kind = Int(bytes[offset + 28])
-      guard kind < PairKind.allCases.count, Int(flow) < flows.count else {
-        throw CaptureFileError(.corrupt, "pair note at byte \(offset) is damaged", path: path)
-      }
-      body(
-        LoggedPair(
-          clientTime: clientTime, serverTime: serverTime, clientFrame: Int(frame),
-          kind: PairKind.allCases[kind],
-          flow: Int(flow)))
-      offset += Self.recordSize
-      if offset & ((1 << 22) - 1) == 0 { file.releasePages(before: offset) }
+    let reader = try PairTimesReader(self)
+    for index in 0..<reader.count {
+      body(try reader.pair(at: index))
+      if index & 0x1_FFFF == 0x1_FFFF { reader.release(before: index) }
     }
   }
+}
+
+/// Reads the pairs of a `PairTimes` file by index (pair number - 1), mapped.
+public final class PairTimesReader {
+  private let file: MappedFile
+  private let times: PairTimes
+  public let count: Int
+
+  public init(_ times: PairTimes) throws(CaptureFileError) {
+    file = try MappedFile(path: times.path)
+    self.times = times
+    count = file.bytes.count / PairTimes.recordSize
+  }
+
+  private var furthest = 0
+  private var released = 0
+
+  /// The pair at `index` (0-based: pair number - 1). Pages far behind the furthest pair asked
+  /// for are let go (pair numbers follow time, so a reader in time order keeps memory flat).
+  public func pair(at index: Int) throws(CaptureFileError) -> LoggedPair {
+    let offset = index * PairTimes.recordSize
+    if offset > furthest {
+      furthest = offset
+      if furthest - released >= 1 << 23 {
+        released = furthest - (1 << 22)
+        file.releasePages(before: released)
+      }
+    }
+    guard index >= 0, index < count else {
+      throw CaptureFileError(.corrupt, "pair \(index + 1) is not in the pair notes", path: times.path)
+    }
+    let bytes = file.bytes
+    let clientTime = Int64(littleEndian: bytes.loadUnaligned(fromByteOffset: offset, as: Int64.self))
+    let serverTime = Int64(littleEndian: bytes.loadUnaligned(fromByteOffset: offset + 8, as: Int64.self))
+    let clientFrame = UInt32(littleEndian: bytes.loadUnaligned(fromByteOffset: offset + 16, as: UInt32.self))
+    let serverFrame = UInt32(littleEndian: bytes.loadUnaligned(fromByteOffset: offset + 20, as: UInt32.self))
+    let flow = UInt32(littleEndian: bytes.loadUnaligned(fromByteOffset: offset + 24, as: UInt32.self))
+    let kind = Int(bytes[offset + 28])
+    guard kind < PairKind.allCases.count, Int(flow) < times.flows.count else {
+      throw CaptureFileError(.corrupt, "pair note at byte \(offset) is damaged", path: times.path)
+    }
+    return LoggedPair(
+      clientTime: clientTime, serverTime: serverTime, clientFrame: Int(clientFrame),
+      serverFrame: Int(serverFrame), kind: PairKind.allCases[kind], flow: Int(flow))
+  }
+
+  /// Lets the pages before pair `index` go (a front-to-back reader keeps memory flat).
+  public func release(before index: Int) { file.releasePages(before: index * PairTimes.recordSize) }
 }
 
 /// Appends the pairs of a walk to a file through a buffer; keeps the flow table.
@@ -96,12 +131,18 @@ final class PairTimesWriter {
   }
 
   func append(client: SidePacket, server: SidePacket) throws(CaptureFileError) {
+    guard client.frame <= Int(UInt32.max), server.frame <= Int(UInt32.max) else {
+      throw CaptureFileError(.unsupported, "more than \(UInt32.max) packets in one capture", path: path)
+    }
     let flow = flowID(EndpointFlow(source: client.source, destination: client.destination))
+    let frames =
+      UInt64(UInt32(truncatingIfNeeded: client.frame)) | UInt64(UInt32(truncatingIfNeeded: server.frame))
+      << 32
     let tail = UInt64(flow) | UInt64(client.kind.index) << 32
     withUnsafeBytes(
       of: (
-        client.timeNanoseconds.littleEndian, server.timeNanoseconds.littleEndian,
-        Int64(client.frame).littleEndian, tail.littleEndian
+        client.timeNanoseconds.littleEndian, server.timeNanoseconds.littleEndian, frames.littleEndian,
+        tail.littleEndian
       )
     ) { buffer.append(contentsOf: $0) }
     count += 1

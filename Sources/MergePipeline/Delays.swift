@@ -1,3 +1,5 @@
+import Alignment
+import CaptureFiles
 import Foundation
 
 /// One-way delays of one direction: count, minimum, median, maximum (nanoseconds).
@@ -67,5 +69,25 @@ struct DelayHistogram {
     return DelaySummary(
       clientToServer: clientToServer, count: count, minimum: minimum, median: median, maximum: maximum,
       medianApproximate: true)
+  }
+}
+
+extension MergeOutputs {
+  /// The one-way delays per direction and the causality violations of a windowed walk's
+  /// pairs, read from its pair file (when no merged.pcapng pass counts them).
+  static func delays(_ a: Alignment, logged: PairTimes) throws(CaptureFileError) -> ([DelaySummary], Int) {
+    var histograms = [DelayHistogram(clientToServer: true), DelayHistogram(clientToServer: false)]
+    var violations = 0
+    let fromClient = logged.flows.map { a.hosts.fromClient($0.source.address) }
+    try logged.forEach { pair in
+      guard let clientToServer = fromClient[pair.flow] else { return }
+      if a.violatesCausality(clientToServer: clientToServer, client: pair.clientTime, server: pair.serverTime)
+      {
+        violations += 1
+      }
+      histograms[clientToServer ? 0 : 1].add(
+        a.oneWayDelay(clientToServer: clientToServer, client: pair.clientTime, server: pair.serverTime))
+    }
+    return (histograms.compactMap { $0.summary() }, violations)
   }
 }

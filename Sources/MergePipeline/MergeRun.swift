@@ -95,29 +95,26 @@ public enum MergeRun {
     for path in [client, server] { _ = try CaptureFileReader(path: path) }
     try prepareOutputFolder(out)
     var fallback: String?
-    if formats == .pcapng {
-      switch try WindowedAligner.align(
-        client: client, server: server, clientAddresses: clientAddresses, window: window, logFolder: out)
-      {
-      case .aligned(var alignment, let logs):
-        defer { logs.remove() }
-        try checkPairing(&alignment, client: client, server: server, allowSwapped: allowSwapped)
-        let delays = try MergeOutputs.writeMergedPcapng(
-          &alignment, logs: logs, client: client, server: server, clientName: clientName,
-          serverName: serverName, to: out + "/merged.pcapng", reference: reference)
-        try StagedFile.write(
-          MergeOutputs.alignmentJSON(
-            alignment, client: client, server: server, clientName: clientName, serverName: serverName),
-          to: out + "/alignment.json")
-        var report = MergeReport(alignment, findings: [], delays: delays, client: client, server: server)
-        report.captureGaps = captureGaps
-        return Result(alignment: alignment, findings: [], reportSections: report)
-      case .needsMemory(let reason):
-        fallback = reason
-      }
-    }
     // The findings are gathered in the pairing walk; only the outputs that show them need them.
-    let observed = formats.isDisjoint(with: [.jsonl, .html, .report]) ? nil : CaptureFindingsObserver()
+    let wantsFindings = !formats.isDisjoint(with: [.jsonl, .html, .report])
+    let observers =
+      wantsFindings ? PerSide(client: CaptureFindingsObserver(), server: CaptureFindingsObserver()) : nil
+    switch try WindowedAligner.align(
+      client: client, server: server, clientAddresses: clientAddresses, window: window, logFolder: out,
+      keepPairs: formats != .pcapng,
+      observers: observers.map { PerSide(client: $0.client, server: $0.server) } ?? PerSide(repeating: nil))
+    {
+    case .aligned(var alignment, let logs):
+      defer { logs.remove() }
+      try checkPairing(&alignment, client: client, server: server, allowSwapped: allowSwapped)
+      return try writeWindowed(
+        &alignment, logs: logs, observers: observers, client: client, server: server, out: out,
+        names: PerSide(client: clientName, server: serverName), formats: formats, reference: reference,
+        captureGaps: captureGaps)
+    case .needsMemory(let reason):
+      fallback = reason
+    }
+    let observed = wantsFindings ? CaptureFindingsObserver() : nil
     var alignment = try Aligner.align(
       client: client, server: server, clientAddresses: clientAddresses, probe: probe, observer: observed)
     try checkPairing(&alignment, client: client, server: server, allowSwapped: allowSwapped)
@@ -132,14 +129,14 @@ public enum MergeRun {
         to: out + "/merged.pcapng", reference: reference)
     }
     let findings = observed.map { FindingsBuilder.build(alignment, observed: $0) } ?? []
-    if formats.contains(.jsonl) {
-      try MergeOutputs.writeTimeline(
-        alignment, findings: findings, client: client, to: out + "/timeline.jsonl")
-    }
-    if formats.contains(.html) {
-      try TimelineHTML.write(
-        alignment, findings: findings, clientName: clientName, serverName: serverName,
-        to: out + "/timeline.html")
+    if !formats.isDisjoint(with: [.jsonl, .html]) {
+      try TimelinePass(
+        alignment: alignment, findings: findings, names: PerSide(client: clientName, server: serverName)
+      )
+      .write(
+        client: client, pairs: ListedClientPairs(alignment),
+        jsonl: formats.contains(.jsonl) ? out + "/timeline.jsonl" : nil,
+        html: formats.contains(.html) ? out + "/timeline.html" : nil)
     }
     let delays = [true, false].compactMap { direction in
       DelaySummary.exact(
@@ -159,6 +156,51 @@ public enum MergeRun {
     try StagedFile.write(
       MergeOutputs.alignmentJSON(
         alignment, client: client, server: server, clientName: clientName, serverName: serverName),
+      to: out + "/alignment.json")
+    return Result(alignment: alignment, findings: findings, reportSections: report)
+  }
+
+  /// The outputs of a windowed walk, every one in flat memory: merged.pcapng from the note
+  /// files, the findings and delay statistics from passes over the pair file, timeline.jsonl
+  /// and timeline.html from one more pass over the client capture (`TimelinePass`).
+  static func writeWindowed(
+    _ alignment: inout Alignment, logs: PairLogs, observers: PerSide<CaptureFindingsObserver>?,
+    client: String,
+    server: String, out: String, names: PerSide<String>, formats: MergeFormats, reference: Side,
+    captureGaps: [String]
+  ) throws -> Result {
+    var findings: [Finding] = []
+    var thresholds: [OutlierThreshold] = []
+    if let observers, let pairs = logs.pairs {
+      (findings, thresholds) = try FindingsBuilder.build(alignment, observed: observers, logged: pairs)
+    }
+    var delays: [DelaySummary]
+    if formats.contains(.pcapng) {
+      delays = try MergeOutputs.writeMergedPcapng(
+        &alignment, logs: logs, client: client, server: server, clientName: names.client,
+        serverName: names.server, to: out + "/merged.pcapng", reference: reference)
+    } else {
+      delays = []
+      if let pairs = logs.pairs {
+        (delays, alignment.causalityViolations) = try MergeOutputs.delays(alignment, logged: pairs)
+      }
+    }
+    if !formats.isDisjoint(with: [.jsonl, .html]), let pairs = logs.pairs {
+      try TimelinePass(alignment: alignment, findings: findings, names: names).write(
+        client: client, pairs: try LoggedClientPairs(alignment, logs: logs, pairs: pairs),
+        jsonl: formats.contains(.jsonl) ? out + "/timeline.jsonl" : nil,
+        html: formats.contains(.html) ? out + "/timeline.html" : nil)
+    }
+    var report = MergeReport(
+      alignment, findings: findings, delays: delays, thresholds: thresholds, client: client, server: server)
+    report.captureGaps = captureGaps
+    if formats.contains(.report) {
+      try report.write(into: out)
+    }
+    // Last: its presence says every output of this run is complete.
+    try StagedFile.write(
+      MergeOutputs.alignmentJSON(
+        alignment, client: client, server: server, clientName: names.client, serverName: names.server),
       to: out + "/alignment.json")
     return Result(alignment: alignment, findings: findings, reportSections: report)
   }

@@ -7,14 +7,6 @@ import SMCWire
 /// clock, its connection, kind, frames and label, then the findings and the clock model, all
 /// through `TimelineHTMLWriter` (the same writer a streaming merge feeds).
 extension TimelineHTML {
-  /// Writes `timeline.html` for `a` and its `findings` to `path`.
-  public static func write(
-    _ a: Alignment, findings: [Finding], clientName: String, serverName: String, to path: String
-  ) throws(CaptureFileError) {
-    let writer = try TimelineHTMLWriter(path: path)
-    try feed(a, findings: findings, clientName: clientName, serverName: serverName, into: writer)
-  }
-
   /// The page for `a` and its `findings`, in memory (small timelines, fuzzing).
   public static func render(_ a: Alignment, findings: [Finding], clientName: String, serverName: String)
     -> String
