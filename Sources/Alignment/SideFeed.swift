@@ -17,7 +17,8 @@ public struct SideFeed {
 
   struct Batch: @unchecked Sendable {  // packets point into the reader's mapping, kept alive by it
     var items: [Item]
-    /// The reader's interfaces, when they changed since the previous batch.
+    /// The reader's interfaces, when they (or their statistics) changed since the previous
+    /// batch.
     var interfaces: [CaptureInterface]?
     /// Set on the last batch when the file ended in an error.
     var failure: CaptureFileError?
@@ -86,10 +87,12 @@ public struct SideFeed {
     var items: [Item] = []
     items.reserveCapacity(batchSize)
     var failure: CaptureFileError?
-    var interfacesSent = 0
+    // Compared whole, not by count: statistics blocks (usually at the end) change an
+    // interface already sent.
+    var interfacesSent: [CaptureInterface] = []
     func send(last: Bool) -> Bool {
-      let interfaces = reader.interfaces.count != interfacesSent ? reader.interfaces : nil
-      interfacesSent = reader.interfaces.count
+      let interfaces = reader.interfaces != interfacesSent ? reader.interfaces : nil
+      interfacesSent = reader.interfaces
       return channel.put(Batch(items: items, interfaces: interfaces, failure: failure, last: last))
     }
     while true {
