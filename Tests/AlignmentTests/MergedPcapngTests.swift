@@ -41,7 +41,9 @@ import Testing
   }
 
   /// Counters the agent-like copy of side `side` gives interface `index` in its ISB.
-  static func dropped(side: String, interface index: Int) -> UInt64 { (side == "client" ? 7 : 11) + UInt64(index) }
+  static func dropped(side: String, interface index: Int) -> UInt64 {
+    (side == "client" ? 7 : 11) + UInt64(index)
+  }
 
   /// Copies `source` as smcpair-agent writes a capture (each interface described "NIC" or
   /// "SMC dump device", with its capture filter, and an ISB with drop counts at the end), times
@@ -101,7 +103,8 @@ import Testing
 
   static func merge(_ client: String, _ server: String, out: String, formats: String) throws {
     let result = try Tools.run([
-      try Tools.product("smcpair"), "merge", client, server, "--out", out, "--formats", formats, "--client-name",
+      try Tools.product("smcpair"), "merge", client, server, "--out", out, "--formats", formats,
+      "--client-name",
       "h1", "--server-name", "h2",
     ])
     try #require(result.status == 0, "\(result.stderr)")
@@ -129,7 +132,8 @@ import Testing
     let dir = try TemporaryDirectory()
     let (client, server) = try Self.sides(dir, order: order, tag: order.rawValue)
     if order != .asCaptured {
-      #expect(try !Self.strictTimeOrder(client) && !Self.strictTimeOrder(server), "the inputs are out of order")
+      #expect(
+        try !Self.strictTimeOrder(client) && !Self.strictTimeOrder(server), "the inputs are out of order")
     }
     let out = dir.file("out")
     try Self.merge(client, server, out: out, formats: formats)
@@ -160,7 +164,8 @@ import Testing
     try Self.merge(pcaps[0], pcaps[1], out: out, formats: "pcapng")
     #expect(try Self.strictTimeOrder(out + "/merged.pcapng"))
     // A pcap has one unnamed interface: named by its number, described by side and host.
-    let descriptions = Set(try Self.fields(out + "/merged.pcapng", ["frame.interface_description"]).map { $0[0] })
+    let descriptions = Set(
+      try Self.fields(out + "/merged.pcapng", ["frame.interface_description"]).map { $0[0] })
     #expect(descriptions == ["client h1: if0", "server h2: if0"])
   }
 

@@ -9,7 +9,8 @@ import Testing
   static let ms: Int64 = 1_000_000
 
   /// Pushes `times` (item = its index), popping whatever the window releases, then drains.
-  static func run(_ times: [Int64], window: TimeOrderedPackets.Window) -> (order: [Int], late: Int, most: Int) {
+  static func run(_ times: [Int64], window: TimeOrderedPackets.Window) -> (order: [Int], late: Int, most: Int)
+  {
     var queue = ReorderQueue<Int>(window: window)
     var order: [Int] = []
     var most = 0
