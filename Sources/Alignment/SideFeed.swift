@@ -79,6 +79,12 @@ public struct SideFeed {
     return batch[position - 1]
   }
 
+  /// Drops the file's resident pages in `start..<end`: a consumer that keeps packets a while
+  /// (merged.pcapng's reorder queue) touches pages again after the reader released them.
+  public func releasePages(from start: Int, to end: Int) {
+    reading.reader.reader.reader.releasePages(from: start, to: end)
+  }
+
   private static func read(
     _ reader: TimeOrderedPackets, side: Side, coarse: ClockModel?, keyer: PacketKeyer?,
     into channel: Channel
@@ -129,7 +135,8 @@ public struct SideFeed {
     deinit { channel.cancel() }
   }
 
-  private struct UncheckedReader: @unchecked Sendable {  // used by the reading thread only
+  // Used by the reading thread only, but for the stateless `releasePages(from:to:)`.
+  private struct UncheckedReader: @unchecked Sendable {
     let reader: TimeOrderedPackets
   }
 

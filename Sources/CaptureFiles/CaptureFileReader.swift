@@ -123,6 +123,11 @@ public final class CaptureFileReader {
     }
   }
 
+  /// Drops the resident pages of bytes `start..<end` of the file (packets there stay
+  /// readable: touched again, they are read from the file). For a consumer that holds packets
+  /// behind the reader's own release point; safe from another thread than `next()`.
+  public func releasePages(from start: Int, to end: Int) { file.releasePages(from: start, to: end) }
+
   /// Asks the file's size; a file cut since it was mapped ends the readable bytes there.
   private func checkSize() {
     sizeCheckedUpTo = offset + Self.sizeCheckInterval

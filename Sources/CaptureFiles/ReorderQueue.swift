@@ -7,42 +7,56 @@
 /// `lateArrivals`, and the caller decides (merged.pcapng starts again with a wider window).
 ///
 /// Captures are nearly in order, so items that arrive in order go to a FIFO run (O(1)); only
-/// the ones earlier than the run's last go to a heap.
+/// the ones earlier than the run's last go to a heap. Inlinable: used per packet from other
+/// modules, where an unspecialized generic would copy every element through value witnesses.
 public struct ReorderQueue<Element> {
   public let window: TimeOrderedPackets.Window
   /// Items waiting.
-  public private(set) var count = 0
+  @inlinable public var count: Int { waiting }
   /// Items pushed after a later one had been released (their order is lost).
-  public private(set) var lateArrivals = 0
+  @inlinable public var lateArrivals: Int { late }
+  @usableFromInline var waiting = 0
+  @usableFromInline var late = 0
 
-  private struct Entry {
-    var time: Int64
-    var sequence: Int
-    var element: Element
+  @usableFromInline
+  struct Entry {
+    @usableFromInline var time: Int64
+    @usableFromInline var sequence: Int
+    @usableFromInline var element: Element
 
+    @inlinable
+    init(time: Int64, sequence: Int, element: Element) {
+      self.time = time
+      self.sequence = sequence
+      self.element = element
+    }
+
+    @inlinable
     func precedes(_ other: Entry) -> Bool { (time, sequence) < (other.time, other.sequence) }
   }
 
   /// Arrivals in time order: `run[runHead...]` waits.
-  private var run: [Entry] = []
-  private var runHead = 0
+  @usableFromInline var run: [Entry] = []
+  @usableFromInline var runHead = 0
   /// Arrivals earlier than the run's last entry, a min-heap by (time, sequence).
-  private var heap: [Entry] = []
-  private var sequence = 0
-  private var newest = Int64.min
-  private var lastReleased = Int64.min
+  @usableFromInline var heap: [Entry] = []
+  @usableFromInline var sequence = 0
+  @usableFromInline var newest = Int64.min
+  @usableFromInline var lastReleased = Int64.min
 
   public init(window: TimeOrderedPackets.Window) { self.window = window }
 
-  public var isEmpty: Bool { count == 0 }
+  @inlinable
+  public var isEmpty: Bool { waiting == 0 }
 
   /// Adds `element` at `time`.
+  @inlinable
   public mutating func push(_ element: Element, time: Int64) {
-    if time < lastReleased { lateArrivals += 1 }
+    if time < lastReleased { late += 1 }
     newest = max(newest, time)
     let entry = Entry(time: time, sequence: sequence, element: element)
     sequence += 1
-    count += 1
+    waiting += 1
     if let last = run.last, runHead < run.count, time < last.time {
       heapPush(entry)
     } else {
@@ -52,6 +66,7 @@ public struct ReorderQueue<Element> {
 
   /// The earliest item when the window lets it go; with `draining` (nothing more will be
   /// pushed), the earliest item whatever the window.
+  @inlinable
   public mutating func pop(draining: Bool = false) -> (time: Int64, element: Element)? {
     guard count > 0 else { return nil }
     let fromRun = runHead < run.count && (heap.isEmpty || run[runHead].precedes(heap[0]))
@@ -72,12 +87,13 @@ public struct ReorderQueue<Element> {
     } else {
       heapPopMin()
     }
-    count -= 1
+    waiting -= 1
     lastReleased = max(lastReleased, earliest.time)
     return (earliest.time, earliest.element)
   }
 
-  private mutating func heapPush(_ entry: Entry) {
+  @inlinable
+  mutating func heapPush(_ entry: Entry) {
     heap.append(entry)
     var child = heap.count - 1
     while child > 0 {
@@ -88,7 +104,8 @@ public struct ReorderQueue<Element> {
     }
   }
 
-  private mutating func heapPopMin() {
+  @inlinable
+  mutating func heapPopMin() {
     heap.swapAt(0, heap.count - 1)
     heap.removeLast()
     var parent = 0

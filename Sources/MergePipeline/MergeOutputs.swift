@@ -190,6 +190,7 @@ public enum MergeOutputs {
       guard try advance(side) else { return abandon(side) }
     }
     var comment = PairComment()
+    var released = PerSide(repeating: 0)
     while head.client != nil || head.server != nil {
       let side: Side =
         head.client != nil && (head.server == nil || head.client?.time ?? .max <= head.server?.time ?? .max)
@@ -204,6 +205,12 @@ public enum MergeOutputs {
           side: side, local: packet.interface, feeds[side].interfaces[packet.interface], to: writer)
       }
       try write(packet, noted.note, interface: id, time: time, to: writer, comment: &comment)
+      // The queue holds packets after the reader released their pages, so writing them
+      // faults pages back in: released again behind the writer, or memory grows with the file.
+      if packet.fileOffset - released[side] >= MergedClock.releaseStep {
+        feeds[side].releasePages(from: released[side], to: packet.fileOffset - MergedClock.releaseStep / 2)
+        released[side] = packet.fileOffset - MergedClock.releaseStep / 2
+      }
       guard try advance(side) else { return abandon(side) }
     }
     try interfaces.finish(
@@ -318,6 +325,8 @@ struct MergedClock {
   /// and writes again with a window that covers it. Fewer packets than the pairing walk's
   /// window: memory stays small, and a wider disorder costs one more read, not a wrong file.
   static let window = TimeOrderedPackets.Window(nanoseconds: 2_000_000_000, packets: 65_536)
+  /// Bytes of a capture the writer passes before it drops the pages behind it.
+  static let releaseStep = 8 << 20
 
   init(alignment: Alignment, reference: Side) {
     self.alignment = alignment
