@@ -3,7 +3,13 @@
 -- writes into merged.pcapng.
 --
 --   tshark -X lua_script:wireshark/smcpair.lua -2 -r capture.pcapng -Y smcdump.cdc
---   (or copy this file into ~/.local/lib/wireshark/plugins/)
+--   (or copy this file into Wireshark's personal Lua plugin folder, ~/.local/lib/wireshark/plugins/;
+--   `tshark -G folders` prints it. Install steps: docs/wireshark.md)
+--
+-- A dump record carries its connection's ports, so it must decode on any port, also on one a
+-- port dissector owns (AFS RX owns UDP 7000-7009). UDP asks port dissectors before heuristic
+-- ones, so this file also puts a guard in front of every UDP port dissector: a dump record
+-- (by its magic) is decoded here, anything else goes on to the port's own dissector.
 --
 -- The dump header's layout is not public. As smcpair does, the header length is measured:
 -- an SMC-R CDC record always carries 48 bytes starting FE 2C, so H = UDP payload - 48 on
@@ -83,25 +89,65 @@ end
 
 dump:register_heuristic("udp", heuristic)
 
--- Annotations of smcpair merge: "smcpair pair N: KIND DIRECTION, one-way delay X us".
+-- The guard in front of the UDP port dissectors (see the top of the file).
+local guard = Proto("smcdump_port", "SMC dump record or the port's own protocol (smcpair)")
+local udp_ports = DissectorTable.get("udp.port")
+local owners = {}
+for port = 1, 65535 do
+  local owner = udp_ports:get_dissector(port)
+  if owner then owners[port] = owner end
+end
+
+function guard.dissector(tvb, pinfo, tree)
+  if heuristic(tvb, pinfo, tree) then return tvb:len() end
+  local owner = owners[pinfo.match_uint]
+  if owner then return owner:call(tvb, pinfo, tree) end
+  return 0
+end
+
+for port in pairs(owners) do udp_ports:add(port, guard) end
+
+-- What smcpair merge writes into merged.pcapng, as filterable fields:
+--   smcpair.side, smcpair.host   from the interface description "<side> <host>: <role>"
+--                                (e.g. "client h1: NIC"), on every packet of a merged file;
+--   smcpair.pair, smcpair.kind, smcpair.direction, smcpair.delay_us
+--                                from the comment of a paired packet,
+--                                "smcpair pair N: KIND DIRECTION, one-way delay X us".
+--   tshark -X lua_script:wireshark/smcpair.lua -r merged.pcapng -Y 'smcpair.delay_us > 100'
 local merged = Proto("smcpair", "smcpair merge annotations")
+merged.fields.side = ProtoField.string("smcpair.side", "Captured on side (client or server)")
+merged.fields.host = ProtoField.string("smcpair.host", "Captured on host")
+merged.fields.role = ProtoField.string("smcpair.interface_role", "Capture interface role")
 merged.fields.pair = ProtoField.uint32("smcpair.pair", "Pair (same id on both copies)")
 merged.fields.kind = ProtoField.string("smcpair.kind", "Layer")
 merged.fields.direction = ProtoField.string("smcpair.direction", "Direction")
-merged.fields.delay = ProtoField.string("smcpair.delay_us", "One-way delay (us)")
+merged.fields.delay = ProtoField.double("smcpair.delay_us", "One-way delay (us)")
 local comment = Field.new("frame.comment")
+local interface_description = Field.new("frame.interface_description")
 
 function merged.dissector(tvb, pinfo, tree)
+  local t = nil
+  local description = interface_description()
+  if description then
+    local side, host, role = string.match(tostring(description.value), "^(%a+) (.-): (.*)$")
+    if side == "client" or side == "server" then
+      t = tree:add(merged, "smcpair: captured on " .. side .. " " .. host)
+      t:add(merged.fields.side, side)
+      t:add(merged.fields.host, host)
+      t:add(merged.fields.role, role)
+    end
+  end
   local values = { comment() }
   for _, value in ipairs(values) do
     local text = tostring(value.value)
     local pair, kind, direction, delay = string.match(text, "^smcpair pair (%d+): (%S+) (%S+), one%-way delay ([%-%d%.]+) us")
     if pair then
-      local t = tree:add(merged, "smcpair pair " .. pair)
+      t = t or tree:add(merged, "smcpair")
+      t:append_text(", pair " .. pair .. ", " .. kind .. " " .. direction .. ", one-way delay " .. delay .. " us")
       t:add(merged.fields.pair, tonumber(pair))
       t:add(merged.fields.kind, kind)
       t:add(merged.fields.direction, direction)
-      t:add(merged.fields.delay, delay)
+      t:add(merged.fields.delay, tonumber(delay))
     end
   end
 end

@@ -17,7 +17,8 @@ public struct SideFeed {
 
   struct Batch: @unchecked Sendable {  // packets point into the reader's mapping, kept alive by it
     var items: [Item]
-    /// The reader's interfaces, when they changed since the previous batch.
+    /// The reader's interfaces, when they (or their statistics) changed since the previous
+    /// batch.
     var interfaces: [CaptureInterface]?
     /// Set on the last batch when the file ended in an error.
     var failure: CaptureFileError?
@@ -83,6 +84,12 @@ public struct SideFeed {
     return batch[position - 1]
   }
 
+  /// Drops the file's resident pages in `start..<end`: a consumer that keeps packets a while
+  /// (merged.pcapng's reorder queue) touches pages again after the reader released them.
+  public func releasePages(from start: Int, to end: Int) {
+    reading.reader.reader.reader.releasePages(from: start, to: end)
+  }
+
   private static func read(
     _ reader: TimeOrderedPackets, side: Side, coarse: ClockModel?, keyer: PacketKeyer?,
     observer: (any PairingWalkObserver)?, into channel: Channel
@@ -91,10 +98,12 @@ public struct SideFeed {
     var items: [Item] = []
     items.reserveCapacity(batchSize)
     var failure: CaptureFileError?
-    var interfacesSent = 0
+    // Compared whole, not by count: statistics blocks (usually at the end) change an
+    // interface already sent.
+    var interfacesSent: [CaptureInterface] = []
     func send(last: Bool) -> Bool {
-      let interfaces = reader.interfaces.count != interfacesSent ? reader.interfaces : nil
-      interfacesSent = reader.interfaces.count
+      let interfaces = reader.interfaces != interfacesSent ? reader.interfaces : nil
+      interfacesSent = reader.interfaces
       return channel.put(Batch(items: items, interfaces: interfaces, failure: failure, last: last))
     }
     while true {
@@ -136,7 +145,8 @@ public struct SideFeed {
     deinit { channel.cancel() }
   }
 
-  private struct UncheckedReader: @unchecked Sendable {  // used by the reading thread only
+  // Used by the reading thread only, but for the stateless `releasePages(from:to:)`.
+  private struct UncheckedReader: @unchecked Sendable {
     let reader: TimeOrderedPackets
   }
 

@@ -25,10 +25,12 @@ public final class CaptureFileReader {
   public private(set) var packetCount = 0
   /// Number of pcapng sections seen so far.
   public private(set) var sectionCount = 0
-  /// SHB `shb_userappl`, `shb_os`, `shb_hardware` of the first section, if present.
+  /// SHB `shb_userappl`, `shb_os`, `shb_hardware` and `shb_comment` of the first section, if
+  /// present.
   public private(set) var sectionApplication: String?
   public private(set) var sectionOS: String?
   public private(set) var sectionHardware: String?
+  public private(set) var sectionComment: String?
   /// Blocks of types this reader does not interpret, skipped.
   public private(set) var skippedBlocks = 0
 
@@ -120,6 +122,11 @@ public final class CaptureFileReader {
       throw error
     }
   }
+
+  /// Drops the resident pages of bytes `start..<end` of the file (packets there stay
+  /// readable: touched again, they are read from the file). For a consumer that holds packets
+  /// behind the reader's own release point; safe from another thread than `next()`.
+  public func releasePages(from start: Int, to end: Int) { file.releasePages(from: start, to: end) }
 
   /// Asks the file's size; a file cut since it was mapped ends the readable bytes there.
   private func checkSize() {
@@ -265,6 +272,7 @@ public final class CaptureFileReader {
       PcapngOptions.forEach(options(start + 24, end: start + length - 4), bigEndian: sectionBigEndian) {
         code, value in
         switch code {
+        case 1 where sectionComment == nil: sectionComment = String(decoding: value, as: UTF8.self)
         case 2: sectionHardware = String(decoding: value, as: UTF8.self)
         case 3: sectionOS = String(decoding: value, as: UTF8.self)
         case 4: sectionApplication = String(decoding: value, as: UTF8.self)

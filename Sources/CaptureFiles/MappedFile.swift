@@ -106,6 +106,18 @@ public final class MappedFile: @unchecked Sendable {
 
   private var releasedUpTo = 0
 
+  /// Drops the resident pages of bytes `start..<end` (whole pages inside it), whatever was
+  /// released before: for a consumer that reads behind the reader and faults pages back in.
+  /// Keeps no state, so it may run on another thread than `releasePages(before:)`.
+  public func releasePages(from start: Int, to end: Int) {
+    guard let base else { return }
+    let page = Int(sysconf(Int32(_SC_PAGESIZE)))
+    let first = (max(start, 0) + page - 1) / page * page
+    let last = min(end, length) / page * page
+    guard last > first else { return }
+    _ = madvise(base + first, last - first, MADV_DONTNEED)
+  }
+
   deinit {
     if let base {
       smcpair_mapping_unregister(guardSlot)

@@ -48,9 +48,9 @@ public final class PcapngWriter {
   private var buffer: [UInt8] = []
   private let bufferLimit: Int
 
-  /// Creates (truncates) `path` and writes the section header.
+  /// Creates (truncates) `path` and writes the section header (`comment`: `shb_comment`).
   public init(
-    path: String, application: String, os: String? = nil, hardware: String? = nil,
+    path: String, application: String, os: String? = nil, hardware: String? = nil, comment: String? = nil,
     bufferSize: Int = 256 * 1024, mode: mode_t = 0o644
   ) throws(CaptureFileError) {
     self.path = path
@@ -63,6 +63,7 @@ public final class PcapngWriter {
     bufferLimit = bufferSize
     buffer.reserveCapacity(bufferSize + 65_600)
     var options = OptionWriter()
+    if let comment { options.string(1, comment) }
     if let hardware { options.string(2, hardware) }
     if let os { options.string(3, os) }
     options.string(4, application)
@@ -287,7 +288,7 @@ public final class PcapngWriter {
   public func writeStatistics(
     interface: Int, timestampNanoseconds: Int64, startNanoseconds: Int64? = nil,
     endNanoseconds: Int64? = nil, received: UInt64? = nil, dropped: UInt64? = nil,
-    osDropped: UInt64? = nil, delivered: UInt64? = nil, comment: String? = nil
+    filterAccepted: UInt64? = nil, osDropped: UInt64? = nil, delivered: UInt64? = nil, comment: String? = nil
   ) throws(CaptureFileError) {
     precondition(interface >= 0 && interface < interfaceCount, "unknown interface \(interface)")
     var options = OptionWriter()
@@ -296,6 +297,7 @@ public final class PcapngWriter {
     if let endNanoseconds { options.timestamp(3, endNanoseconds) }
     if let received { options.u64(4, received) }
     if let dropped { options.u64(5, dropped) }
+    if let filterAccepted { options.u64(6, filterAccepted) }
     if let osDropped { options.u64(7, osDropped) }
     if let delivered { options.u64(8, delivered) }
     options.end()

@@ -52,36 +52,103 @@ public enum MergeOutputs {
     _ a: Alignment, client: String, server: String, clientName: String, serverName: String, to path: String,
     reference: Side, notes: inout some PairNotes
   ) throws(CaptureFileError) {
+    let paths = PerSide(client: client, server: server)
+    let clock = MergedClock(alignment: a, reference: reference)
+    let names = PerSide(client: clientName, server: serverName)
+    // First within a bounded window; a capture more out of time order than that is measured
+    // and written again with a window that covers it: merged.pcapng is never left unsorted.
+    var windows = PerSide(repeating: MergedClock.window)
+    guard
+      let late = try writeMergedOnce(
+        a, paths: paths, names: names, clock: clock, windows: windows, to: path, notes: &notes)
+    else { return }
+    for side in Side.allCases {
+      let covering = try TimeOrderedPackets.Window.covering(path: paths[side]) { clock.time($0, side: side) }
+      windows[side] = TimeOrderedPackets.Window(
+        nanoseconds: max(covering.nanoseconds, MergedClock.window.nanoseconds), packets: .max)
+    }
+    try notes.rewind()
+    if let still = try writeMergedOnce(
+      a, paths: paths, names: names, clock: clock, windows: windows, to: path, notes: &notes)
+    {
+      throw CaptureFileError(
+        .corrupt,
+        "frame \(still.frame) is out of time order beyond the window measured for it (first seen at frame \(late.frame)): the file changed while it was merged; merge it again once nothing writes it",
+        path: paths[still.side])
+    }
+  }
+
+  /// A packet that came later than its side's reorder window allowed.
+  struct LatePacket {
+    var side: Side
+    var frame: Int
+  }
+
+  /// Writes merged.pcapng with each side put in aligned-time order within `windows`; returns
+  /// the first packet later than its window (nothing is left at `path` then), nil when written.
+  static func writeMergedOnce(
+    _ a: Alignment, paths: PerSide<String>, names: PerSide<String>, clock: MergedClock,
+    windows: PerSide<TimeOrderedPackets.Window>, to path: String, notes: inout some PairNotes
+  ) throws(CaptureFileError) -> LatePacket? {
     // Written under a temporary name, renamed when complete: a merge killed midway leaves no
     // merged.pcapng that looks whole.
     let staged = StagedFile(finalPath: path)
     let writer = try PcapngWriter(
       path: staged.temporaryPath, application: "smcpair merge", os: nil,
-      hardware:
-        "clock model: server = client \(Int64(clampingRounded: a.model.offsetNanoseconds)) ns, skew \(a.model.skewPPM) ppm, bounds \(a.model.offsetLower)..\(a.model.offsetUpper) ns (\(a.verdict.rawValue))",
+      comment: clockComment(a, clock: clock),
       mode: 0o600)
-    // Each side is read on its own thread, ahead of the writer, in file order: the pairing
-    // notes are in frame order.
-    let paths = PerSide(client: client, server: server)
+    // Each side is read on its own thread, ahead of the writer, in file order (the pairing
+    // notes are in frame order), then put in aligned-time order by its reorder queue.
     var feeds = try PerSide.each { side throws(CaptureFileError) in
       try SideFeed(path: paths[side], side: side, order: .fileOrder)
     }
-    var interfaces = MergedInterfaces(names: PerSide(client: clientName, server: serverName))
-    func alignedTime(_ packet: CapturedPacket, side: Side) -> Int64 {
-      guard side != reference else { return packet.timestampNanoseconds }
-      return reference == .server
-        ? a.serverTime(atClient: packet.timestampNanoseconds)
-        : a.clientTime(atServer: packet.timestampNanoseconds)
+    var queues = PerSide.each { side in ReorderQueue<NotedPacket>(window: windows[side]) }
+    var ended = PerSide(repeating: false)
+    var interfaces = MergedInterfaces(names: names)
+    var head = PerSide<(time: Int64, element: NotedPacket)?>(repeating: nil)
+    var lateFrame = 0
+    /// The next packet of `side` in aligned-time order into `head`; false when one came
+    /// later than the window.
+    func advance(_ side: Side) throws(CaptureFileError) -> Bool {
+      while true {
+        if let released = queues[side].pop(draining: ended[side]) {
+          head[side] = released
+          return true
+        }
+        guard !ended[side], let item = try feeds[side].next() else {
+          ended[side] = true
+          if queues[side].isEmpty {
+            head[side] = nil
+            return true
+          }
+          continue
+        }
+        let packet = item.packet
+        let note = try notes.note(
+          side: side, packet: packet, linkType: feeds[side].interfaces[packet.interface].linkType)
+        queues[side].push(NotedPacket(packet: packet, note: note), time: clock.time(packet, side: side))
+        if queues[side].lateArrivals > 0 {
+          lateFrame = packet.frame
+          return false
+        }
+      }
     }
-    var next = PerSide(client: try feeds.client.next()?.packet, server: try feeds.server.next()?.packet)
-    var nextTime = PerSide.each { side in next[side].map { alignedTime($0, side: side) } ?? .max }
+    func abandon(_ side: Side) -> LatePacket {
+      try? writer.close()
+      staged.discard()
+      return LatePacket(side: side, frame: lateFrame)
+    }
+    for side in Side.allCases {
+      guard try advance(side) else { return abandon(side) }
+    }
     var comment = PairComment()
-    while next.client != nil || next.server != nil {
+    var released = PerSide(repeating: 0)
+    while head.client != nil || head.server != nil {
       let side: Side =
-        next.client != nil && (next.server == nil || nextTime.client <= nextTime.server) ? .client : .server
-      guard let packet = next[side] else { break }
-      let note = try notes.note(
-        side: side, packet: packet, linkType: feeds[side].interfaces[packet.interface].linkType)
+        head.client != nil && (head.server == nil || head.client?.time ?? .max <= head.server?.time ?? .max)
+        ? .client : .server
+      guard let (time, noted) = head[side] else { break }
+      let packet = noted.packet
       let id: Int
       if let known = interfaces.known(side: side, local: packet.interface) {
         id = known
@@ -89,12 +156,29 @@ public enum MergeOutputs {
         id = try interfaces.add(
           side: side, local: packet.interface, feeds[side].interfaces[packet.interface], to: writer)
       }
-      try write(packet, note, interface: id, time: nextTime[side], to: writer, comment: &comment)
-      next[side] = try feeds[side].next()?.packet
-      nextTime[side] = next[side].map { alignedTime($0, side: side) } ?? .max
+      try write(packet, noted.note, interface: id, time: time, to: writer, comment: &comment)
+      // The queue holds packets after the reader released their pages, so writing them
+      // faults pages back in: released again behind the writer, or memory grows with the file.
+      if packet.fileOffset - released[side] >= MergedClock.releaseStep {
+        feeds[side].releasePages(from: released[side], to: packet.fileOffset - MergedClock.releaseStep / 2)
+        released[side] = packet.fileOffset - MergedClock.releaseStep / 2
+      }
+      guard try advance(side) else { return abandon(side) }
     }
+    try interfaces.finish(
+      PerSide(client: feeds.client.interfaces, server: feeds.server.interfaces), clock: clock, to: writer)
     try writer.close()
     try staged.commit()
+    return nil
+  }
+
+  /// The clock model as merged.pcapng's section comment (`shb_comment`).
+  static func clockComment(_ a: Alignment, clock: MergedClock) -> String {
+    let m = a.model
+    var text =
+      "smcpair clock model: server = client + \(Int64(clampingRounded: m.offsetNanoseconds)) ns (bounds \(m.offsetLower)..\(m.offsetUpper) ns), skew \(m.skewPPM) ppm, at client time \(m.referenceNanoseconds) ns; verdict \(a.verdict.rawValue); timestamps on the \(clock.reference.rawValue) clock"
+    if a.segments.count > 1 { text += "; \(a.segments.count) segments (clock steps): see alignment.json" }
+    return text
   }
 
   /// One packet into merged.pcapng; a paired one with its pair number as packet id and its
@@ -124,8 +208,9 @@ public enum MergeOutputs {
   }
 }
 
-/// merged.pcapng's interfaces: one per side and capture interface (`<host>:<ifname>`), added
-/// as they first appear.
+/// merged.pcapng's interfaces: one per side and capture interface, added as they first
+/// appear. Each keeps its name as `<host>:<ifname>`, says its side and role in its description
+/// (`client h1: NIC`), and keeps its filter, OS and, at the end, its capture statistics.
 struct MergedInterfaces {
   /// The client's and the server's host names.
   let names: PerSide<String>
@@ -138,18 +223,81 @@ struct MergedInterfaces {
     local < ids[side].count && ids[side][local] >= 0 ? ids[side][local] : nil
   }
 
+  /// The merged interface of a capture's interface, as merged.pcapng's IDB describes it.
+  func description(side: Side, local: Int, _ interface: CaptureInterface) -> InterfaceDescription {
+    let ifname = interface.name ?? "if\(local)"
+    // The side first: Wireshark shows `frame.interface_description`, and smcpair.lua reads
+    // the side from it.
+    return InterfaceDescription(
+      name: "\(names[side]):\(ifname)",
+      description: "\(side.rawValue) \(names[side]): \(interface.description ?? ifname)",
+      linkType: interface.linkType, snapLength: interface.snapLength, filter: interface.filter,
+      os: interface.os)
+  }
+
   mutating func add(side: Side, local: Int, _ interface: CaptureInterface, to writer: PcapngWriter)
     throws(CaptureFileError) -> Int
   {
     while ids[side].count <= local { ids[side].append(-1) }
-    let id = try writer.addInterface(
-      InterfaceDescription(
-        name: "\(names[side]):\(interface.name ?? "if\(local)")",
-        description: side.rawValue, linkType: interface.linkType,
-        snapLength: interface.snapLength))
+    let id = try writer.addInterface(description(side: side, local: local, interface))
     ids[side][local] = id
     return id
   }
+
+  /// After the last packet: the interfaces no packet used (their statistics still count),
+  /// then an ISB per interface whose capture had one, times on the merged clock.
+  mutating func finish(_ captured: PerSide<[CaptureInterface]>, clock: MergedClock, to writer: PcapngWriter)
+    throws(CaptureFileError)
+  {
+    for side in Side.allCases {
+      for (local, interface) in captured[side].enumerated() where known(side: side, local: local) == nil {
+        _ = try add(side: side, local: local, interface, to: writer)
+      }
+    }
+    for side in Side.allCases {
+      for (local, interface) in captured[side].enumerated() {
+        guard let stats = interface.statistics, let id = known(side: side, local: local) else { continue }
+        try writer.writeStatistics(
+          interface: id, timestampNanoseconds: clock.time(stats.timestampNanoseconds, side: side),
+          startNanoseconds: stats.startNanoseconds.map { clock.time($0, side: side) },
+          endNanoseconds: stats.endNanoseconds.map { clock.time($0, side: side) }, received: stats.received,
+          dropped: stats.interfaceDropped, filterAccepted: stats.filterAccepted, osDropped: stats.osDropped,
+          delivered: stats.delivered)
+      }
+    }
+  }
+}
+
+/// Maps each side's capture times onto merged.pcapng's clock (the reference side's).
+struct MergedClock {
+  let alignment: Alignment
+  let reference: Side
+
+  /// How far merged.pcapng waits for a side's late packets before it measures the capture
+  /// and writes again with a window that covers it. Fewer packets than the pairing walk's
+  /// window: memory stays small, and a wider disorder costs one more read, not a wrong file.
+  static let window = TimeOrderedPackets.Window(nanoseconds: 2_000_000_000, packets: 65_536)
+  /// Bytes of a capture the writer passes before it drops the pages behind it.
+  static let releaseStep = 8 << 20
+
+  init(alignment: Alignment, reference: Side) {
+    self.alignment = alignment
+    self.reference = reference
+  }
+
+  func time(_ packet: CapturedPacket, side: Side) -> Int64 { time(packet.timestampNanoseconds, side: side) }
+
+  func time(_ nanoseconds: Int64, side: Side) -> Int64 {
+    guard side != reference else { return nanoseconds }
+    return reference == .server
+      ? alignment.serverTime(atClient: nanoseconds) : alignment.clientTime(atServer: nanoseconds)
+  }
+}
+
+/// A packet waiting in a side's reorder queue with what merged.pcapng says about it.
+struct NotedPacket {
+  var packet: CapturedPacket
+  var note: PacketNote
 }
 
 /// "smcpair pair N: KIND DIRECTION, one-way delay X.Y us", built as bytes: a merge writes one
@@ -199,6 +347,8 @@ struct PacketNote {
 protocol PairNotes {
   mutating func note(side: Side, packet: CapturedPacket, linkType: LinkType) throws(CaptureFileError)
     -> PacketNote
+  /// Back to the first frame of each side, counts cleared (merged.pcapng is written again).
+  mutating func rewind() throws(CaptureFileError)
 }
 
 /// Notes from the pairs of an in-memory alignment: pair number = index in `a.pairs` + 1.
@@ -217,6 +367,8 @@ struct ListedPairNotes: PairNotes {
       if pair.server.frame < pairOfFrame.server.count { pairOfFrame.server[pair.server.frame] = Int32(index) }
     }
   }
+
+  func rewind() {}
 
   func note(side: Side, packet: CapturedPacket, linkType: LinkType) -> PacketNote {
     var note = PacketNote()
@@ -243,7 +395,7 @@ struct ListedPairNotes: PairNotes {
 struct LoggedPairNotes: PairNotes {
   let alignment: Alignment
   let logs: PairLogs
-  let readers: PerSide<PairLogReader>
+  var readers: PerSide<PairLogReader>
   /// Per source id: is it a client address? (nil: undecided)
   let fromClient: [Bool?]
   var causalityViolations = 0
@@ -255,6 +407,12 @@ struct LoggedPairNotes: PairNotes {
     self.logs = logs
     readers = try logs.paths.map { path throws(CaptureFileError) in try PairLogReader(path: path) }
     fromClient = logs.sources.map { a.hosts.fromClient($0) }
+  }
+
+  mutating func rewind() throws(CaptureFileError) {
+    readers = try logs.paths.map { path throws(CaptureFileError) in try PairLogReader(path: path) }
+    causalityViolations = 0
+    delays = [DelayHistogram(clientToServer: true), DelayHistogram(clientToServer: false)]
   }
 
   mutating func note(side: Side, packet: CapturedPacket, linkType: LinkType) throws(CaptureFileError)
