@@ -377,4 +377,3 @@ public struct TimelineWriter {
     bytes += done
   }
 }
-
