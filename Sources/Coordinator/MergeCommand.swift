@@ -21,11 +21,11 @@ struct MergeCommand: ParsableCommand {
       timeline.jsonl (one paired message per line, then the findings), timeline.html (a ladder \
       diagram in one self-contained file), report.md.
 
-      With --formats pcapng alone, both captures are paired while they are read, keeping only \
-      the packets still waiting for their copy (--pairing-window), so memory stays flat however \
-      large the captures; if that cannot be trusted to find every pair (a clock step, a copy \
-      later than the window), smcpair says why and pairs in memory. The other outputs show \
-      every pair, so they are always made in memory.
+      Both captures are paired while they are read, keeping only the packets still waiting for \
+      their copy (--pairing-window), and every output is written from files of notes, so memory \
+      stays flat however large the captures; if that cannot be trusted to find every pair (a \
+      clock step, a copy later than the window, a direction that cannot be told), smcpair says \
+      why and pairs in memory. --pair-in-memory does that from the start (a cross-check).
 
       Which side sent each shared packet is decided from the captures, never from host names: \
       first the directions the capturing hosts recorded (smcpair-agent's pcapng flags, the \
@@ -65,9 +65,11 @@ struct MergeCommand: ParsableCommand {
   var clientAddress: [String] = []
   @Option(
     help: ArgumentHelp(
-      "How long a packet waits for its copy from the other side (seconds) with --formats pcapng.",
+      "How long a packet waits for its copy from the other side (seconds).",
       valueName: "seconds"))
   var pairingWindow = 2.0
+  @Flag(help: "Pair in memory instead of within the pairing window (memory grows with the captures).")
+  var pairInMemory = false
 
   func validate() throws {
     do {
@@ -94,7 +96,7 @@ struct MergeCommand: ParsableCommand {
         client: client, server: server, out: out, clientName: clientName, serverName: serverName,
         formats: try MergeFormats(parsing: formats),
         reference: Side(rawValue: reference) ?? .client,
-        clientAddresses: addresses, window: Int64(pairingWindow * 1e9))
+        clientAddresses: addresses, window: Int64(pairingWindow * 1e9), inMemory: pairInMemory)
       print(result.report)
       if !result.aligned { throw ExitCode(3) }
     } catch let refusal as MergeRun.Refusal {

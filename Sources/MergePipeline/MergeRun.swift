@@ -81,14 +81,14 @@ public enum MergeRun {
   /// `captureGaps` are what only a capture knows (a side's capture ending early): report.md
   /// says them in its own section.
   ///
-  /// With `formats` just pcapng, the captures are paired by two windowed walks (memory
-  /// follows `window`, not the files: `WindowedAligner`), unless the walk cannot be trusted to
-  /// find every pair; then, and for the other outputs (which show every pair), in memory.
+  /// The captures are paired by a windowed walk (memory follows `window`, not the files:
+  /// `WindowedAligner`) and every output is written from its note files, unless the walk
+  /// cannot be trusted to find every pair or `inMemory` asks; then they are paired in memory.
   public static func run(
     client: String, server: String, out: String, clientName: String = "client", serverName: String = "server",
     formats: MergeFormats = .all, reference: Side = .client, clientAddresses: Set<IPAddress> = [],
     probe: ClockProbe? = nil, window: Int64 = WindowedAligner.defaultWindowNanoseconds,
-    allowSwapped: Bool = false, captureGaps: [String] = []
+    allowSwapped: Bool = false, captureGaps: [String] = [], inMemory: Bool = false
   ) throws -> Result {
     try checkDistinct(client: client, server: server)
     // Inputs that cannot be opened or are not captures are told before the folder is touched.
@@ -99,11 +99,14 @@ public enum MergeRun {
     let wantsFindings = !formats.isDisjoint(with: [.jsonl, .html, .report])
     let observers =
       wantsFindings ? PerSide(client: CaptureFindingsObserver(), server: CaptureFindingsObserver()) : nil
-    switch try WindowedAligner.align(
-      client: client, server: server, clientAddresses: clientAddresses, window: window, logFolder: out,
-      keepPairs: formats != .pcapng,
-      observers: observers.map { PerSide(client: $0.client, server: $0.server) } ?? PerSide(repeating: nil))
-    {
+    let outcome =
+      inMemory
+      ? .needsMemory(reason: "asked for")
+      : try WindowedAligner.align(
+        client: client, server: server, clientAddresses: clientAddresses, window: window, logFolder: out,
+        keepPairs: formats != .pcapng,
+        observers: observers.map { PerSide(client: $0.client, server: $0.server) } ?? PerSide(repeating: nil))
+    switch outcome {
     case .aligned(var alignment, let logs):
       defer { logs.remove() }
       try checkPairing(&alignment, client: client, server: server, allowSwapped: allowSwapped)
@@ -119,7 +122,7 @@ public enum MergeRun {
       client: client, server: server, clientAddresses: clientAddresses, probe: probe, observer: observed)
     try checkPairing(&alignment, client: client, server: server, allowSwapped: allowSwapped)
     // Worth saying only when something was paired (and so held in memory).
-    if let fallback, alignment.pairCount > 0 {
+    if let fallback, !inMemory, alignment.pairCount > 0 {
       alignment.warnings.append(
         "paired in memory (memory grows with the captures), not within the pairing window: \(fallback)")
     }

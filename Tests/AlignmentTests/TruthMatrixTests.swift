@@ -176,7 +176,7 @@ import Testing
 
   // MARK: - merging and checking
 
-  /// Merges in memory (all outputs) and within the window (pcapng); returns the in-memory
+  /// Merges in memory (`--pair-in-memory`) and within the window, all outputs; returns the in-memory
   /// outcome after checking the windowed one against the same truth.
   func merge(
     _ name: String, _ client: String, _ server: String, _ dir: TemporaryDirectory, truth: Double,
@@ -184,10 +184,12 @@ import Testing
   ) throws -> Outcome {
     let smcpair = try Tools.product("smcpair")
     var outcomes: [Outcome] = []
-    for (mode, formats) in [("memory", "pcapng,jsonl,html,report"), ("window", "pcapng")] {
+    for (mode, options) in [
+      ("memory", ["--formats", "pcapng,jsonl,html,report", "--pair-in-memory"]),
+      ("window", ["--formats", "pcapng,jsonl,html,report"]),
+    ] {
       let out = dir.file("\(name)-\(mode)".replacingOccurrences(of: " ", with: "_"))
-      let result = try Tools.run(
-        [smcpair, "merge", client, server, "--out", out, "--formats", formats] + extra)
+      let result = try Tools.run([smcpair, "merge", client, server, "--out", out] + options + extra)
       guard result.status != 65, result.status != 1 else {
         outcomes.append(
           Outcome(

@@ -5,8 +5,9 @@ import Testing
 
 @testable import Alignment
 
-/// `smcpair merge --formats pcapng` pairs within a window while reading; the other outputs
-/// pair in memory. Both must give the same alignment and the same merged file.
+/// `smcpair merge` pairs within a window while reading and writes every output from its
+/// notes; `--pair-in-memory` pairs in memory. Both must give the same alignment, the same
+/// merged file, timeline and findings.
 @Suite(.serialized) struct WindowedMerge {
   struct MergedPacket: Equatable {
     var interface: String
@@ -91,7 +92,8 @@ import Testing
     #expect(Set(idMap.values).count == idMap.count, "ids map one to one")
   }
 
-  /// Merges into dir/windowed (`--formats pcapng`) and dir/memory (pcapng and report), expects
+  /// Merges into dir/windowed (`--formats pcapng`) and dir/memory (pcapng and report,
+  /// `--pair-in-memory`), expects
   /// the windowed one to have needed no fallback and both to agree; returns both alignments.
   @discardableResult
   static func mergeBothWays(
@@ -99,7 +101,8 @@ import Testing
   ) throws -> (windowed: [String: Any], inMemory: [String: Any]) {
     let windowed = try merge(client, server, out: dir.file("windowed"), formats: "pcapng", extra: extra)
     #expect((windowed["warnings"] as? [String])?.isEmpty == true, "\(windowed)")
-    let inMemory = try merge(client, server, out: dir.file("memory"), formats: "pcapng,report", extra: extra)
+    let inMemory = try merge(
+      client, server, out: dir.file("memory"), formats: "pcapng,report", extra: extra + ["--pair-in-memory"])
     try expectSame(dir, windowed: windowed, inMemory: inMemory)
     return (windowed, inMemory)
   }
@@ -129,6 +132,77 @@ import Testing
     #expect(
       try FileManager.default.contentsOfDirectory(atPath: dir.file("windowed")).sorted() == [
         "alignment.json", "merged.pcapng",
+      ])
+  }
+
+  /// Every output made from the windowed walk's notes says what pairing in memory says: the
+  /// same timeline.jsonl lines (pairs with their decoded fields, findings), the same report
+  /// findings, a timeline.html with every pair — and no note file left.
+  @Test func everyOutputAgreesWithPairingInMemory() throws {
+    let dir = try TemporaryDirectory()
+    let (client, server) = try Self.sides(dir, connections: 60, messages: 30)
+    // The server's view with one CDC record lost and one arriving 30 ms late: findings. (After
+    // the first cut, later frames are numbered one less.)
+    let damaged = dir.file("server-damaged.pcapng")
+    // CDC records the server received, by frame (decode --json: kind cdc, direction in).
+    let decoded = try Tools.run([try Tools.product("smcpair"), "decode", "--json", server]).stdout
+    let cdc = decoded.split(separator: "\n").compactMap { line -> Int? in
+      guard line.contains(#""kind":"cdc""#), line.contains(#""direction":"in""#),
+        let frame = try? JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any]
+      else { return nil }
+      return frame["frame"] as? Int
+    }
+    try #require(cdc.count > 100)
+    #expect(
+      try Tools.run(["editcap", "-F", "pcapng", server, dir.file("cut.pcapng"), "\(cdc[40])"]).status == 0)
+    #expect(
+      try Tools.run([
+        "editcap", "-F", "pcapng", "-S", "0", "-t", "0.03", "-r", dir.file("cut.pcapng"),
+        dir.file("late.pcapng"),
+        "\(cdc[80] - 1)",
+      ]).status == 0)
+    #expect(
+      try Tools.run([
+        "editcap", "-F", "pcapng", dir.file("cut.pcapng"), dir.file("rest.pcapng"), "\(cdc[80] - 1)",
+      ])
+      .status == 0)
+    #expect(
+      try Tools.run([
+        "mergecap", "-F", "pcapng", "-w", damaged, dir.file("rest.pcapng"), dir.file("late.pcapng"),
+      ])
+      .status == 0)
+    let windowed = try Self.merge(
+      client, damaged, out: dir.file("windowed"), formats: "pcapng,jsonl,html,report")
+    #expect((windowed["warnings"] as? [String])?.isEmpty == true, "\(windowed)")
+    #expect((windowed["pairing_window"] as? [String: Int])?["window_ns"] == 2_000_000_000)
+    let inMemory = try Self.merge(
+      client, damaged, out: dir.file("memory"), formats: "pcapng,jsonl,html,report",
+      extra: ["--pair-in-memory"])
+    #expect(inMemory["pairing_window"] == nil)
+    try Self.expectSame(dir, windowed: windowed, inMemory: inMemory)
+    func lines(_ folder: String) throws -> [String] {
+      try String(contentsOfFile: dir.file("\(folder)/timeline.jsonl"), encoding: .utf8).split(separator: "\n")
+        .map(String.init)
+    }
+    let (a, b) = (try lines("windowed"), try lines("memory"))
+    #expect(a.first == b.first, "the header: the same counts")
+    #expect(Set(a) == Set(b), "the same pair and finding lines")
+    #expect(a.count == b.count)
+    #expect(a.contains { $0.contains(#""finding":"cdc-not-"#) }, "the lost CDC record is a finding")
+    #expect(a.contains { $0.contains(#""finding":"delay-outlier""#) }, "the late record is a finding")
+    #expect(
+      a.contains { $0.contains(#""seqno":"#) && $0.contains(#""kind":"cdc""#) }, "pairs carry decoded fields")
+    func findings(_ folder: String) throws -> Substring {
+      let report = try String(contentsOfFile: dir.file("\(folder)/report.md"), encoding: .utf8)
+      return report[(report.range(of: "## Findings")?.lowerBound ?? report.endIndex)...]
+    }
+    #expect(try findings("windowed") == findings("memory"))
+    #expect(try findings("windowed").contains("delay-outlier"))
+    let html = try String(contentsOfFile: dir.file("windowed/timeline.html"), encoding: .utf8)
+    #expect(html.contains("\"events\":\(a.count - 1 - a.filter { $0.contains(#""finding":"#) }.count)"))
+    #expect(
+      try FileManager.default.contentsOfDirectory(atPath: dir.file("windowed")).sorted() == [
+        "alignment.json", "merged.pcapng", "report.md", "timeline.html", "timeline.jsonl",
       ])
   }
 
