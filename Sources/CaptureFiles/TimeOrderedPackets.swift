@@ -46,7 +46,7 @@ public final class TimeOrderedPackets {
   /// Packets returned so far.
   public private(set) var packetCount = 0
 
-  private var heap = PacketHeap()
+  private var waiting = WaitingPackets()
   private var newestNanoseconds = Int64.min
   private var lastReleasedNanoseconds = Int64.min
   private var readerFinished = false
@@ -69,7 +69,7 @@ public final class TimeOrderedPackets {
   /// The next packet in time order, `nil` at the end.
   public func next() throws(CaptureFileError) -> CapturedPacket? {
     while !readerFinished {
-      if let earliest = heap.min, isReleasable(earliest) { break }
+      if let earliest = waiting.min, isReleasable(earliest) { break }
       let packet: CapturedPacket?
       do {
         packet = try reader.next()
@@ -89,13 +89,15 @@ public final class TimeOrderedPackets {
         // Something later has already gone out: waiting cannot put this one in place.
         beyondWindow += 1
         packetCount += 1
+        handingOut(packet)
         return packet
       }
-      heap.push(packet)
+      waiting.push(packet)
     }
-    if let packet = heap.popMin() {
+    if let packet = waiting.popMin() {
       lastReleasedNanoseconds = max(lastReleasedNanoseconds, packet.timestampNanoseconds)
       packetCount += 1
+      handingOut(packet)
       return packet
     }
     if let damage {
@@ -105,21 +107,83 @@ public final class TimeOrderedPackets {
     return nil
   }
 
+  /// How far into the file the packets handed out have reached, and up to where pages behind
+  /// them were let go.
+  private var consumedOffset = 0
+  private var consumerReleased = 0
+  static let releaseStep = 4 << 20
+  static let releaseReach = 64 << 20
+
+  /// The reader lets pages go behind its own position, but the window hands packets out later
+  /// (up to `window.packets` behind): their pages are touched again when the consumer reads
+  /// them. So pages behind what was handed out are let go here as well (a straggler further
+  /// than `releaseReach` behind stays until the file is closed: memory follows the disorder,
+  /// not the size).
+  private func handingOut(_ packet: CapturedPacket) {
+    guard packet.fileOffset > consumedOffset else { return }
+    consumedOffset = packet.fileOffset
+    guard consumedOffset - consumerReleased >= 2 * Self.releaseStep else { return }
+    let end = consumedOffset - Self.releaseStep
+    reader.releasePages(from: max(0, end - Self.releaseReach), to: end)
+    consumerReleased = end
+  }
+
   private func isReleasable(_ packet: CapturedPacket) -> Bool {
-    heap.count >= window.packets
+    waiting.count >= window.packets
       || newestNanoseconds.subtractingReportingOverflow(packet.timestampNanoseconds).partialValue
         > window.nanoseconds
   }
 }
 
 /// A binary min-heap of packets by (timestamp, frame number).
+/// The packets waiting in the window: those that came in time order in a queue (appending
+/// and taking the front are O(1): the usual case), the rest in a heap. The earliest is the
+/// earlier of the two fronts.
+struct WaitingPackets {
+  private var ordered: [CapturedPacket] = []
+  private var head = 0
+  private var heap = PacketHeap()
+
+  var count: Int { ordered.count - head + heap.count }
+
+  var min: CapturedPacket? {
+    guard head < ordered.count else { return heap.min }
+    guard let other = heap.min else { return ordered[head] }
+    return PacketHeap.precedes(other, ordered[head]) ? other : ordered[head]
+  }
+
+  mutating func push(_ packet: CapturedPacket) {
+    if let last = ordered.last, head < ordered.count, PacketHeap.precedes(packet, last) {
+      heap.push(packet)
+    } else {
+      if head == ordered.count {
+        ordered.removeAll(keepingCapacity: true)
+        head = 0
+      }
+      ordered.append(packet)
+    }
+  }
+
+  mutating func popMin() -> CapturedPacket? {
+    guard head < ordered.count else { return heap.popMin() }
+    if let other = heap.min, PacketHeap.precedes(other, ordered[head]) { return heap.popMin() }
+    let packet = ordered[head]
+    head += 1
+    if head >= 4096 && head * 2 >= ordered.count {
+      ordered.removeFirst(head)
+      head = 0
+    }
+    return packet
+  }
+}
+
 struct PacketHeap {
   private var items: [CapturedPacket] = []
 
   var count: Int { items.count }
   var min: CapturedPacket? { items.first }
 
-  private static func precedes(_ a: CapturedPacket, _ b: CapturedPacket) -> Bool {
+  static func precedes(_ a: CapturedPacket, _ b: CapturedPacket) -> Bool {
     (a.timestampNanoseconds, a.frame) < (b.timestampNanoseconds, b.frame)
   }
 

@@ -177,23 +177,30 @@ public enum MergeRun {
     if let observers, let pairs = logs.pairs {
       (findings, thresholds) = try FindingsBuilder.build(alignment, observed: observers, logged: pairs)
     }
-    var delays: [DelaySummary]
-    if formats.contains(.pcapng) {
-      delays = try MergeOutputs.writeMergedPcapng(
-        &alignment, logs: logs, client: client, server: server, clientName: names.client,
-        serverName: names.server, to: out + "/merged.pcapng", reference: reference)
-    } else {
-      delays = []
-      if let pairs = logs.pairs {
+    // timeline.jsonl and timeline.html are written on another thread while merged.pcapng is
+    // written here: the two passes read different files and share nothing they change.
+    let timeline = BackgroundWork()
+    if !formats.isDisjoint(with: [.jsonl, .html]), let pairs = logs.pairs {
+      let snapshot = alignment
+      timeline.start { [findings] in
+        try TimelinePass(alignment: snapshot, findings: findings, names: names).write(
+          client: client, pairs: try LoggedClientPairs(snapshot, logs: logs, pairs: pairs),
+          jsonl: formats.contains(.jsonl) ? out + "/timeline.jsonl" : nil,
+          html: formats.contains(.html) ? out + "/timeline.html" : nil)
+      }
+    }
+    var delays: [DelaySummary] = []
+    let written = Swift.Result { () throws -> Void in
+      if formats.contains(.pcapng) {
+        delays = try MergeOutputs.writeMergedPcapng(
+          &alignment, logs: logs, client: client, server: server, clientName: names.client,
+          serverName: names.server, to: out + "/merged.pcapng", reference: reference)
+      } else if let pairs = logs.pairs {
         (delays, alignment.causalityViolations) = try MergeOutputs.delays(alignment, logged: pairs)
       }
     }
-    if !formats.isDisjoint(with: [.jsonl, .html]), let pairs = logs.pairs {
-      try TimelinePass(alignment: alignment, findings: findings, names: names).write(
-        client: client, pairs: try LoggedClientPairs(alignment, logs: logs, pairs: pairs),
-        jsonl: formats.contains(.jsonl) ? out + "/timeline.jsonl" : nil,
-        html: formats.contains(.html) ? out + "/timeline.html" : nil)
-    }
+    try timeline.finish()
+    try written.get()
     var report = MergeReport(
       alignment, findings: findings, delays: delays, thresholds: thresholds, client: client, server: server)
     report.captureGaps = captureGaps
@@ -206,6 +213,30 @@ public enum MergeRun {
         alignment, client: client, server: server, clientName: names.client, serverName: names.server),
       to: out + "/alignment.json")
     return Result(alignment: alignment, findings: findings, reportSections: report)
+  }
+
+  /// One piece of work on its own thread; `finish` waits for it and rethrows its error.
+  final class BackgroundWork: @unchecked Sendable {  // `failure` is written before `done` signals
+    private let done = DispatchSemaphore(value: 0)
+    private var started = false
+    private var failure: (any Error)?
+
+    func start(_ work: @escaping @Sendable () throws -> Void) {
+      started = true
+      let thread = Thread { [self] in
+        do { try work() } catch { failure = error }
+        done.signal()
+      }
+      thread.name = "smcpair-timeline"
+      thread.stackSize = 4 << 20
+      thread.start()
+    }
+
+    func finish() throws {
+      guard started else { return }
+      done.wait()
+      if let failure { throw failure }
+    }
   }
 
   /// An output folder that cannot be used: said before anything is read.
