@@ -402,7 +402,8 @@ func captureBothHosts(
     let dir = try TemporaryDirectory()
     let tcpdump = try Tools.require("tcpdump")
     let iperf3 = try Tools.require("iperf3")
-    let server = try lab.start(1, [iperf3, "-s", "-1", "-p", "5201"], log: dir.file("iperf-server"))
+    let server = try lab.start(
+      1, [iperf3, "-s", "-1", "-p", "5201", "--forceflush"], log: dir.file("iperf-server"))
     var captures: [BackgroundProcess] = []
     for (index, host) in lab.status.hosts.enumerated() {
       let log = dir.file(host.name)
@@ -418,6 +419,13 @@ func captureBothHosts(
       where !((try? String(contentsOfFile: log + ".err", encoding: .utf8)) ?? "").contains("listening") {
         usleep(10_000)
       }
+    }
+    // The server says when it listens (a client started earlier is refused: a flake seen in CI).
+    for _ in 0..<300
+    where !((try? String(contentsOfFile: dir.file("iperf-server") + ".out", encoding: .utf8)) ?? "").contains(
+      "listening")
+    {
+      usleep(10_000)
     }
     usleep(200_000)
     let client = try lab.run(
