@@ -35,8 +35,8 @@ public struct PairLogs: Sendable {
   }
 }
 
-/// Appends notes to a file through a buffer.
-final class PairLogWriter {
+/// A temporary pairing file (0600, removed on a signal) appended through a 1 MiB buffer.
+final class PairingFile {
   let path: String
   private let handle: FileHandle
   private var buffer: [UInt8] = []
@@ -54,9 +54,9 @@ final class PairLogWriter {
     buffer.reserveCapacity(1 << 20)
   }
 
-  func append(_ note: LoggedNote) throws(CaptureFileError) {
-    let head = UInt64(note.pairNumber) | UInt64(note.sourceID) << 32 | UInt64(note.kind) << 48
-    withUnsafeBytes(of: (head.littleEndian, note.partnerTime.littleEndian)) { buffer.append(contentsOf: $0) }
+  /// Appends the bytes of `record` (a tuple of little-endian integers).
+  func append<Record>(_ record: Record) throws(CaptureFileError) {
+    withUnsafeBytes(of: record) { buffer.append(contentsOf: $0) }
     if buffer.count >= 1 << 20 { try flush() }
   }
 
@@ -74,6 +74,21 @@ final class PairLogWriter {
     try flush()
     try? handle.close()
   }
+}
+
+/// Appends notes to a file through a buffer.
+final class PairLogWriter {
+  private let file: PairingFile
+  var path: String { file.path }
+
+  init(path: String) throws(CaptureFileError) { file = try PairingFile(path: path) }
+
+  func append(_ note: LoggedNote) throws(CaptureFileError) {
+    let head = UInt64(note.pairNumber) | UInt64(note.sourceID) << 32 | UInt64(note.kind) << 48
+    try file.append((head.littleEndian, note.partnerTime.littleEndian))
+  }
+
+  func close() throws(CaptureFileError) { try file.close() }
 }
 
 /// Reads a note file written by `PairLogWriter`, front to back, keeping memory flat.

@@ -95,26 +95,14 @@ public final class PairTimesReader {
 
 /// Appends the pairs of a walk to a file through a buffer; keeps the flow table.
 final class PairTimesWriter {
-  let path: String
-  private let handle: FileHandle
-  private var buffer: [UInt8] = []
+  private let file: PairingFile
+  var path: String { file.path }
   private(set) var flows: [EndpointFlow] = []
   private var flowIDs: [EndpointFlow: UInt32] = [:]
   private var lastFlow: (EndpointFlow, UInt32)?
   private(set) var count = 0
 
-  init(path: String) throws(CaptureFileError) {
-    self.path = path
-    TemporaryFiles.register(path)
-    guard FileManager.default.createFile(atPath: path, contents: nil, attributes: [.posixPermissions: 0o600]),
-      let handle = FileHandle(forWritingAtPath: path)
-    else {
-      throw CaptureFileError(
-        .io, "cannot create a temporary pairing file; check the output folder", path: path)
-    }
-    self.handle = handle
-    buffer.reserveCapacity(1 << 20)
-  }
+  init(path: String) throws(CaptureFileError) { file = try PairingFile(path: path) }
 
   private func flowID(_ flow: EndpointFlow) -> UInt32 {
     if let lastFlow, lastFlow.0 == flow { return lastFlow.1 }
@@ -139,30 +127,15 @@ final class PairTimesWriter {
       UInt64(UInt32(truncatingIfNeeded: client.frame)) | UInt64(UInt32(truncatingIfNeeded: server.frame))
       << 32
     let tail = UInt64(flow) | UInt64(client.kind.index) << 32
-    withUnsafeBytes(
-      of: (
+    try file.append(
+      (
         client.timeNanoseconds.littleEndian, server.timeNanoseconds.littleEndian, frames.littleEndian,
         tail.littleEndian
-      )
-    ) { buffer.append(contentsOf: $0) }
+      ))
     count += 1
-    if buffer.count >= 1 << 20 { try flush() }
   }
 
-  private func flush() throws(CaptureFileError) {
-    guard !buffer.isEmpty else { return }
-    do {
-      try handle.write(contentsOf: buffer)
-    } catch {
-      throw CaptureFileError(.io, "cannot write a temporary pairing file: \(error)", path: path)
-    }
-    buffer.removeAll(keepingCapacity: true)
-  }
-
-  func close() throws(CaptureFileError) {
-    try flush()
-    try? handle.close()
-  }
+  func close() throws(CaptureFileError) { try file.close() }
 
   var times: PairTimes { PairTimes(path: path, flows: flows, count: count) }
 }

@@ -113,8 +113,8 @@ import Testing
         == records.filter { $0["kind"] as? String == "data" }.count)
   }
 
-  @Test func mergeAnnotations() throws {
-    let dir = try TemporaryDirectory()
+  /// Both sides of a synthetic SMC-R conversation merged into dir/out (hosts h1 and h2).
+  func mergeSyntheticPair(_ dir: TemporaryDirectory) throws {
     for side in ["client", "server"] {
       #expect(
         try Tools.run([
@@ -127,6 +127,11 @@ import Testing
         try Tools.product("smcpair"), "merge", dir.file("client.pcapng"), dir.file("server.pcapng"), "--out",
         dir.file("out"), "--formats", "pcapng", "--client-name", "h1", "--server-name", "h2",
       ]).status == 0)
+  }
+
+  @Test func mergeAnnotations() throws {
+    let dir = try TemporaryDirectory()
+    try mergeSyntheticPair(dir)
     let tshark = try Tools.run([
       try Tools.require("tshark"), "-X", "lua_script:\(script)", "-r", dir.file("out/merged.pcapng"), "-T",
       "fields",
@@ -145,18 +150,7 @@ import Testing
   /// as a number.
   @Test func mergedFieldsAreFilterable() throws {
     let dir = try TemporaryDirectory()
-    for side in ["client", "server"] {
-      #expect(
-        try Tools.run([
-          try Tools.product("smcpair-synth"), "--out", dir.file("\(side).pcapng"), "--side", side,
-          "--scenario", "smc-r",
-        ]).status == 0)
-    }
-    #expect(
-      try Tools.run([
-        try Tools.product("smcpair"), "merge", dir.file("client.pcapng"), dir.file("server.pcapng"), "--out",
-        dir.file("out"), "--formats", "pcapng", "--client-name", "h1", "--server-name", "h2",
-      ]).status == 0)
+    try mergeSyntheticPair(dir)
     let merged = dir.file("out/merged.pcapng")
     func rows(_ filter: String, _ fields: [String]) throws -> [[String]] {
       let result = try Tools.run(

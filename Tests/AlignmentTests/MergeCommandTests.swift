@@ -296,16 +296,7 @@ func captureBothHosts(
     return (dir, dir.file("out/timeline.html"))
   }
 
-  /// A private profile per run: Chromium refuses a profile another instance holds.
-  func chromium(_ arguments: [String]) throws -> ProcessResult {
-    let profile = try TemporaryDirectory("smcpair-chromium")
-    return try Tools.run(
-      [
-        try Tools.require("chromium"), "--headless", "--no-sandbox", "--disable-gpu",
-        "--enable-logging=stderr", "--v=0",
-        "--user-data-dir=\(profile.path)",
-      ] + arguments)
-  }
+  func chromium(_ arguments: [String]) throws -> ProcessResult { try HeadlessChromium.run(arguments) }
 
   @Test func ladderWithTwoLanesAndArrows() throws {
     let (dir, page) = try render(6, messages: 5)
@@ -353,18 +344,10 @@ func captureBothHosts(
     };
     </script></body></html>
     """.write(toFile: driver, atomically: true, encoding: .utf8)
-    let dom = try chromium([
-      "--allow-file-access-from-files", "--virtual-time-budget=30000", "--window-size=1300,1000",
-      "--dump-dom",
-      "file://\(driver)",
-    ])
-    let text = try #require(
-      dom.stdout.firstRange(of: "<pre id=\"r\">").map { dom.stdout[$0.upperBound...].prefix { $0 != "<" } },
-      "\(dom.stderr.suffix(2000))")
+    let (driven, dom) = try HeadlessChromium.driverResult(driver, windowSize: "1300,1000")
+    let text = try #require(driven, "\(dom.stderr.suffix(2000))")
     let result = try #require(
-      try JSONSerialization.jsonObject(
-        with: Data(String(text).replacingOccurrences(of: "&quot;", with: "\"").utf8)) as? [String: Any],
-      "\(text)")
+      try JSONSerialization.jsonObject(with: Data(text.utf8)) as? [String: Any], "\(text)")
     print(
       "timeline.html, \(result["before"] ?? ""): redraw median \(result["median_ms"] ?? "") ms, max \(result["max_ms"] ?? "") ms"
     )

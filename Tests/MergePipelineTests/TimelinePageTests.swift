@@ -166,13 +166,7 @@ struct SyntheticTimeline {
   static let timeline = SyntheticTimeline(connections: 600, perConnection: 1667)
 
   func chromium(_ arguments: [String]) throws -> ProcessResult {
-    let profile = try TemporaryDirectory("smcpair-chromium")
-    return try Tools.run(
-      [
-        try Tools.require("chromium"), "--headless", "--no-sandbox", "--disable-gpu",
-        "--enable-logging=stderr",
-        "--v=0", "--user-data-dir=\(profile.path)", "--window-size=1800,1000",
-      ] + arguments)
+    try HeadlessChromium.run(["--window-size=1800,1000"] + arguments)
   }
 
   /// `data-NAME` values of the page's body in a dumped DOM.
@@ -315,18 +309,10 @@ struct SyntheticTimeline {
     };
     </script></body></html>
     """.write(toFile: driver, atomically: true, encoding: .utf8)
-    let dom = try chromium([
-      "--allow-file-access-from-files", "--virtual-time-budget=30000", "--window-size=1500,1000",
-      "--dump-dom",
-      "file://\(driver)",
-    ])
-    let text = try #require(
-      dom.stdout.firstRange(of: "<pre id=\"r\">").map { dom.stdout[$0.upperBound...].prefix { $0 != "<" } },
-      "\(dom.stderr.suffix(2000))")
+    let (driven, dom) = try HeadlessChromium.driverResult(driver, windowSize: "1500,1000")
+    let text = try #require(driven, "\(dom.stderr.suffix(2000))")
     let result = try #require(
-      try JSONSerialization.jsonObject(
-        with: Data(String(text).replacingOccurrences(of: "&quot;", with: "\"").utf8))
-        as? [String: [String: String]], "\(text)")
+      try JSONSerialization.jsonObject(with: Data(text.utf8)) as? [String: [String: String]], "\(text)")
     #expect(result["start"]?["selectedFinding"] == "-1" && result["start"]?["view"] == "density", "\(result)")
     #expect(result["twoNext"]?["selectedFinding"] == "1" && result["twoNext"]?["focus"] == "1", "\(result)")
     #expect(result["back"]?["selectedFinding"] == "0" && result["back"]?["view"] == "arrows", "\(result)")
