@@ -321,30 +321,25 @@ func captureBothHosts(
   /// The time of each redraw is printed (never asserted).
   @Test func zoomAndPanReachArrows() throws {
     let (dir, page) = try render(600, messages: 40)
-    let driver = dir.file("driver.html")
-    try """
-    <!doctype html><html><body><pre id="r">pending</pre>
-    <iframe id="f" src="file://\(page)" style="width:1200px;height:800px"></iframe>
-    <script>
-    const f = document.getElementById("f");
-    f.onload = () => {
-      const w = f.contentWindow, d = w.document, c = d.getElementById("c"), times = [];
-      const timed = (event, target) => { const t = performance.now(); target.dispatchEvent(event); times.push(performance.now() - t); };
-      const before = d.getElementById("status").textContent;
-      for (let i = 0; i < 40; i++) timed(new w.WheelEvent("wheel", {deltaY: -100, clientX: 300, clientY: 400, bubbles: true, cancelable: true}), c);
-      const zoomed = d.getElementById("status").textContent, arrows = d.body.dataset.arrows;
-      for (let i = 0; i < 10; i++) {
-        timed(new w.MouseEvent("mousedown", {clientX: 300, clientY: 400, bubbles: true}), c);
-        timed(new w.MouseEvent("mousemove", {clientX: 300, clientY: 300, bubbles: true}), c);
-        timed(new w.MouseEvent("mouseup", {bubbles: true}), w);
-      }
-      times.sort((a, b) => a - b);
-      document.getElementById("r").textContent = JSON.stringify({before, zoomed, arrows: +arrows,
-        panned: d.getElementById("status").textContent, median_ms: times[times.length >> 1], max_ms: times[times.length - 1]});
-    };
-    </script></body></html>
-    """.write(toFile: driver, atomically: true, encoding: .utf8)
-    let (driven, dom) = try HeadlessChromium.driverResult(driver, windowSize: "1300,1000")
+    // The folder (and the page in it) lives until the page has been driven.
+    defer { withExtendedLifetime(dir) {} }
+    let (driven, dom) = try HeadlessChromium.drive(
+      page, width: 1200, height: 800, windowSize: "1300,1000",
+      script: """
+          const w = f.contentWindow, d = w.document, c = d.getElementById("c"), times = [];
+          const timed = (event, target) => { const t = performance.now(); target.dispatchEvent(event); times.push(performance.now() - t); };
+          const before = d.getElementById("status").textContent;
+          for (let i = 0; i < 40; i++) timed(new w.WheelEvent("wheel", {deltaY: -100, clientX: 300, clientY: 400, bubbles: true, cancelable: true}), c);
+          const zoomed = d.getElementById("status").textContent, arrows = d.body.dataset.arrows;
+          for (let i = 0; i < 10; i++) {
+            timed(new w.MouseEvent("mousedown", {clientX: 300, clientY: 400, bubbles: true}), c);
+            timed(new w.MouseEvent("mousemove", {clientX: 300, clientY: 300, bubbles: true}), c);
+            timed(new w.MouseEvent("mouseup", {bubbles: true}), w);
+          }
+          times.sort((a, b) => a - b);
+          document.getElementById("r").textContent = JSON.stringify({before, zoomed, arrows: +arrows,
+            panned: d.getElementById("status").textContent, median_ms: times[times.length >> 1], max_ms: times[times.length - 1]});
+        """)
     let text = try #require(driven, "\(dom.stderr.suffix(2000))")
     let result = try #require(
       try JSONSerialization.jsonObject(with: Data(text.utf8)) as? [String: Any], "\(text)")

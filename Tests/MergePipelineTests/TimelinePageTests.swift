@@ -289,27 +289,20 @@ struct SyntheticTimeline {
     let dir = try TemporaryDirectory()
     let page = dir.file("timeline.html")
     try SyntheticTimeline(connections: 20, perConnection: 300).write(to: page)
-    let driver = dir.file("driver.html")
-    try """
-    <!doctype html><html><body><pre id="r">pending</pre>
-    <iframe id="f" src="file://\(page)" style="width:1400px;height:900px"></iframe>
-    <script>
-    const f = document.getElementById("f");
-    f.onload = () => {
-      const w = f.contentWindow, d = w.document, s = () => Object.assign({}, d.body.dataset), key = k => w.dispatchEvent(new w.KeyboardEvent("keydown", {key: k}));
-      const r = {start: s()};
-      key("n"); key("n"); r.twoNext = s();
-      key("p"); r.back = s();
-      d.querySelector('#findings li[data-i="7"]').click(); r.listed = s();
-      key("0"); r.fit = s();
-      const c = d.getElementById("c"), box = c.getBoundingClientRect(), lane = (box.width - 84 - 16) / 20;
-      c.dispatchEvent(new w.MouseEvent("click", {clientX: box.left + 84 + 8 + lane * 4.5, clientY: box.top + 300, bubbles: true})); r.lane = s();
-      key("+"); r.zoomed = s();
-      document.getElementById("r").textContent = JSON.stringify(r);
-    };
-    </script></body></html>
-    """.write(toFile: driver, atomically: true, encoding: .utf8)
-    let (driven, dom) = try HeadlessChromium.driverResult(driver, windowSize: "1500,1000")
+    let (driven, dom) = try HeadlessChromium.drive(
+      page, width: 1400, height: 900, windowSize: "1500,1000",
+      script: """
+          const w = f.contentWindow, d = w.document, s = () => Object.assign({}, d.body.dataset), key = k => w.dispatchEvent(new w.KeyboardEvent("keydown", {key: k}));
+          const r = {start: s()};
+          key("n"); key("n"); r.twoNext = s();
+          key("p"); r.back = s();
+          d.querySelector('#findings li[data-i="7"]').click(); r.listed = s();
+          key("0"); r.fit = s();
+          const c = d.getElementById("c"), box = c.getBoundingClientRect(), lane = (box.width - 84 - 16) / 20;
+          c.dispatchEvent(new w.MouseEvent("click", {clientX: box.left + 84 + 8 + lane * 4.5, clientY: box.top + 300, bubbles: true})); r.lane = s();
+          key("+"); r.zoomed = s();
+          document.getElementById("r").textContent = JSON.stringify(r);
+        """)
     let text = try #require(driven, "\(dom.stderr.suffix(2000))")
     let result = try #require(
       try JSONSerialization.jsonObject(with: Data(text.utf8)) as? [String: [String: String]], "\(text)")

@@ -30,4 +30,24 @@ public enum HeadlessChromium {
     }
     return (text, dom)
   }
+
+  /// Opens `page` in a `width` × `height` frame of a driver page written next to it; once it
+  /// loads, `script` runs with `f` (the frame) in scope and puts its JSON into
+  /// `document.getElementById("r")`. Returns that text as `driverResult` does.
+  public static func drive(
+    _ page: String, width: Int, height: Int, windowSize: String, script: String
+  ) throws -> (text: String?, run: ProcessResult) {
+    let driver = (page as NSString).deletingLastPathComponent + "/driver.html"
+    try """
+    <!doctype html><html><body><pre id="r">pending</pre>
+    <iframe id="f" src="file://\(page)" style="width:\(width)px;height:\(height)px"></iframe>
+    <script>
+    const f = document.getElementById("f");
+    f.onload = () => {
+    \(script)
+    };
+    </script></body></html>
+    """.write(toFile: driver, atomically: true, encoding: .utf8)
+    return try driverResult(driver, windowSize: windowSize)
+  }
 }
