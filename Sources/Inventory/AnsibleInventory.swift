@@ -8,7 +8,7 @@ import Yams
 /// `ansible_ssh_private_key_file`, `ansible_become` (and the older `ansible_ssh_host`,
 /// `ansible_ssh_port`, `ansible_ssh_user`), plus smcpair's own `smcpair_nics`,
 /// `smcpair_smc_dump`, `smcpair_agent`, `smcpair_agent_root`, `smcpair_known_hosts`,
-/// `smcpair_data_address`. Other
+/// `smcpair_data_address`, `smcpair_engine`, `smcpair_deploy_agent`, `smcpair_smcdump_ex`. Other
 /// variables are Ansible's business and ignored. Precedence as in Ansible: `all` vars, then
 /// parent groups before their children, then host vars.
 public enum AnsibleInventory {
@@ -374,6 +374,28 @@ public enum AnsibleInventory {
     }
     if let root = value("smcpair_agent_root") { host.agentRoot = root.text }
     if let data = value("smcpair_data_address") { host.dataAddress = data.text }
+    if let engine = value("smcpair_engine") {
+      guard let setting = CaptureEngineSetting(rawValue: engine.text) else {
+        throw InventoryError(
+          engine.location,
+          "host '\(name)': smcpair_engine must be one of \(CaptureEngineSetting.choices), not '\(engine.text)'"
+        )
+      }
+      host.engine = setting
+    }
+    if let deploy = value("smcpair_deploy_agent") {
+      guard let allowed = Inventory.boolean(deploy.text) else {
+        throw InventoryError(
+          deploy.location, "host '\(name)': smcpair_deploy_agent must be true or false, not '\(deploy.text)'")
+      }
+      host.deployAgent = allowed
+    }
+    if let tool = value("smcpair_smcdump_ex") {
+      if let problem = Inventory.toolPathProblem(tool.text, key: "smcpair_smcdump_ex") {
+        throw InventoryError(tool.location, "host '\(name)': \(problem)")
+      }
+      host.smcdumpExPath = tool.text
+    }
     return host
   }
 }

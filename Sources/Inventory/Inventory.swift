@@ -18,6 +18,16 @@ public enum Become: String, Sendable, Equatable, CaseIterable {
   case none
 }
 
+/// What captures on a host: smcpair's own agent, the host's tcpdump, Alibaba Cloud Linux's
+/// `smcdump-ex`, or `auto` (chosen per host from what the preflight finds; docs/capture.md).
+public enum CaptureEngineSetting: String, Sendable, Equatable, CaseIterable {
+  case auto, agent, tcpdump
+  case smcdumpEx = "smcdump-ex"
+
+  /// The accepted words, for error messages and `--help`.
+  public static let choices = allCases.map(\.rawValue).joined(separator: "|")
+}
+
 /// One host of an inventory, with defaults applied.
 public struct InventoryHost: Sendable, Equatable {
   public var name: String
@@ -42,6 +52,13 @@ public struct InventoryHost: Sendable, Equatable {
   /// The agent's state folder on the host (`--root`); nil means the agent's default
   /// (`/var/lib/smcpair/agent` as root).
   public var agentRoot: String?
+  /// Which capture engine runs here (`engine:`).
+  public var engine: CaptureEngineSetting
+  /// May smcpair copy its agent to this host (`deploy_agent:`)? Some policies forbid copying
+  /// binaries to production hosts; `auto` then picks smcdump-ex or tcpdump.
+  public var deployAgent: Bool
+  /// Where `smcdump-ex` is on the host (`smcdump_ex:`); nil: found on PATH.
+  public var smcdumpExPath: String?
   /// File and line where the host is defined.
   public var location: SourceLocation
 
@@ -53,6 +70,7 @@ public struct InventoryHost: Sendable, Equatable {
     knownHosts: String? = nil, jump: String? = nil, become: Become = .none, nics: [String] = ["eth0"],
     dataAddress: String? = nil, smcDump: SMCDumpSetting = .auto,
     agentPath: String = Inventory.defaultAgentPath, agentRoot: String? = nil,
+    engine: CaptureEngineSetting = .auto, deployAgent: Bool = true, smcdumpExPath: String? = nil,
     location: SourceLocation = SourceLocation(file: "-", line: 0, column: 0)
   ) {
     self.name = name
@@ -68,6 +86,9 @@ public struct InventoryHost: Sendable, Equatable {
     self.smcDump = smcDump
     self.agentPath = agentPath
     self.agentRoot = agentRoot
+    self.engine = engine
+    self.deployAgent = deployAgent
+    self.smcdumpExPath = smcdumpExPath
     self.location = location
   }
 }
@@ -117,6 +138,24 @@ public struct Inventory: Sendable, Equatable {
   public func pair(_ name: String) -> InventoryPair? { pairs.first { $0.name == name } }
 
   public static let defaultAgentPath = "/usr/local/bin/smcpair-agent"
+
+  /// `true`/`false` and the YAML/Ansible spellings of them (`yes`, `no`, `on`, `off`, 1, 0).
+  public static func boolean(_ text: String) -> Bool? {
+    switch text.lowercased() {
+    case "true", "yes", "1", "on": return true
+    case "false", "no", "0", "off": return false
+    default: return nil
+    }
+  }
+
+  /// Why `path` cannot name a tool on the host (`smcdump_ex:`), or nil: absolute, no `..`, and
+  /// no characters a shell would read specially (it is run as given, never through PATH).
+  public static func toolPathProblem(_ path: String, key: String) -> String? {
+    guard path.hasPrefix("/"), !path.split(separator: "/").contains("..") else {
+      return "\(key) '\(path)' must be an absolute path without '..' (e.g. /usr/bin/smcdump-ex)"
+    }
+    return nil
+  }
 
   /// Why `path` cannot be an agent path, or nil. Only absolute paths: the digest check hashes
   /// the file at that path and then runs it; a relative one would hash a file in the login

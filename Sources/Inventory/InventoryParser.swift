@@ -8,7 +8,7 @@ public enum InventoryParser {
   static let topKeys = ["defaults", "hosts", "groups", "pairs"]
   static let hostKeys = [
     "address", "port", "user", "identity", "known_hosts", "jump", "become", "nic", "nics", "smc_dump",
-    "agent", "agent_root", "data_address",
+    "agent", "agent_root", "data_address", "engine", "deploy_agent", "smcdump_ex",
   ]
   static let pairKeys = ["client", "server", "filter", "interfaces"]
 
@@ -328,6 +328,9 @@ struct Walker {
     var agentRoot: String?
     var address: String?
     var dataAddress: String?
+    var engine = CaptureEngineSetting.auto
+    var deployAgent = true
+    var smcdumpEx: String?
   }
 
   func settings(_ node: Node, into settings: inout Settings, what: String, allowAddress: Bool)
@@ -363,6 +366,22 @@ struct Walker {
         settings.agent = path
       case "agent_root": settings.agentRoot = try string(value, "agent_root")
       case "data_address": settings.dataAddress = try string(value, "data_address")
+      case "engine":
+        let text = try string(value, "engine")
+        guard let engine = CaptureEngineSetting(rawValue: text) else {
+          throw fail(value, "engine must be one of \(CaptureEngineSetting.choices), not '\(text)'")
+        }
+        settings.engine = engine
+      case "deploy_agent":
+        let text = try string(value, "deploy_agent")
+        guard let allowed = Inventory.boolean(text) else {
+          throw fail(value, "deploy_agent must be true or false, not '\(text)'")
+        }
+        settings.deployAgent = allowed
+      case "smcdump_ex":
+        let path = try string(value, "smcdump_ex")
+        if let problem = Inventory.toolPathProblem(path, key: "smcdump_ex") { throw fail(value, problem) }
+        settings.smcdumpEx = path
       default: break
       }
     }
@@ -452,7 +471,8 @@ struct Walker {
           become: settings.become,
           nics: settings.nics, dataAddress: settings.dataAddress, smcDump: settings.smcDump,
           agentPath: settings.agent,
-          agentRoot: settings.agentRoot, location: location(keyNode)))
+          agentRoot: settings.agentRoot, engine: settings.engine, deployAgent: settings.deployAgent,
+          smcdumpExPath: settings.smcdumpEx, location: location(keyNode)))
     }
     if hosts.isEmpty {
       throw fail(hostNodes, "'hosts:' is empty; name at least two hosts (a client and a server)")

@@ -23,6 +23,9 @@ public enum InventoryWriter {
       lines.append("    smc_dump: \(quote(host.smcDump.description))")
       lines.append("    agent: \(quote(host.agentPath))")
       if let root = host.agentRoot { lines.append("    agent_root: \(quote(root))") }
+      if host.engine != .auto { lines.append("    engine: \(host.engine.rawValue)") }
+      if !host.deployAgent { lines.append("    deploy_agent: false") }
+      if let tool = host.smcdumpExPath { lines.append("    smcdump_ex: \(quote(tool))") }
     }
     if !inventory.groups.isEmpty {
       lines.append("groups:")

@@ -189,3 +189,59 @@ import Testing
     #expect(throws: InventoryError.self) { try InventoryParser.load(path: "/nonexistent/inventory.yaml") }
   }
 }
+
+/// The capture engine settings: `engine:`, `deploy_agent:`, `smcdump_ex:` (also in `defaults:`
+/// and as Ansible variables), with errors that name the line and the accepted values.
+@Suite struct EngineSettingTests {
+  @Test func engineSettingsAreReadFromDefaultsAndHosts() throws {
+    let text = """
+      defaults:
+        engine: tcpdump
+        deploy_agent: no
+      hosts:
+        a: {address: 10.0.0.1}
+        b: {address: 10.0.0.2, engine: smcdump-ex, deploy_agent: true, smcdump_ex: /opt/smc/smcdump-ex}
+      """
+    let inventory = try InventoryParser.parse(text, file: "inv.yaml", baseDirectory: "/")
+    let a = try #require(inventory.host("a"))
+    let b = try #require(inventory.host("b"))
+    #expect(a.engine == .tcpdump && !a.deployAgent && a.smcdumpExPath == nil)
+    #expect(b.engine == .smcdumpEx && b.deployAgent && b.smcdumpExPath == "/opt/smc/smcdump-ex")
+    // Written and read back the same (session.json keeps the parsed hosts this way).
+    let again = try InventoryParser.parse(InventoryWriter.yaml(inventory), file: "w.yaml", baseDirectory: "/")
+    #expect(again.hosts.map(\.engine) == inventory.hosts.map(\.engine))
+    #expect(again.hosts.map(\.deployAgent) == inventory.hosts.map(\.deployAgent))
+    #expect(again.hosts.map(\.smcdumpExPath) == inventory.hosts.map(\.smcdumpExPath))
+  }
+
+  @Test func badEngineSettingsNameTheLineAndTheChoices() {
+    func problem(_ host: String) -> String {
+      do {
+        _ = try InventoryParser.parse("hosts:\n  a:\n    \(host)\n", file: "inv.yaml", baseDirectory: "/")
+        return "accepted"
+      } catch {
+        return "\(error)"
+      }
+    }
+    let engine = problem("engine: pcap")
+    #expect(engine.contains("inv.yaml:3") && engine.contains("auto|agent|tcpdump|smcdump-ex"), "\(engine)")
+    #expect(problem("deploy_agent: maybe").contains("true or false"))
+    #expect(problem("smcdump_ex: smcdump-ex").contains("absolute path"))
+    #expect(problem("smcdump_ex: /usr/../tmp/x").contains("absolute path"))
+  }
+
+  @Test func ansibleVariablesSetTheEngine() throws {
+    let ini = """
+      [smc]
+      web1 ansible_host=10.0.0.1 smcpair_engine=tcpdump smcpair_deploy_agent=false
+      db1 ansible_host=10.0.0.2 smcpair_smcdump_ex=/usr/local/bin/smcdump-ex
+      """
+    let inventory = try InventoryParser.parse(ini, file: "hosts.ini", baseDirectory: "/")
+    #expect(inventory.host("web1")?.engine == .tcpdump)
+    #expect(inventory.host("web1")?.deployAgent == false)
+    #expect(inventory.host("db1")?.smcdumpExPath == "/usr/local/bin/smcdump-ex")
+    #expect(throws: InventoryError.self) {
+      try InventoryParser.parse("[g]\nh smcpair_engine=magic\n", file: "bad.ini", baseDirectory: "/")
+    }
+  }
+}
