@@ -50,6 +50,14 @@ struct CaptureCommand: ParsableCommand {
       Without --duration, --packets, --until-stopped or a workload, a capture lasts 30 s; every \
       capture stops after one hour at the latest.
 
+      Capture engines (--engine, or engine: per host in the inventory): agent (smcpair's own, \
+      deployed and checked by SHA-256; NIC and the SMC dump device in one pcapng), tcpdump (the \
+      host's own, for hosts where the agent cannot or may not run: NIC only, pcap), smcdump-ex \
+      (Alibaba Cloud Linux's smc-tools: turns the SMC dump on and off itself, -m all), auto \
+      (default: the agent when the host's architecture matches it and deploy_agent is not false, \
+      else smcdump-ex when present and the dump is wanted, else tcpdump). 'smcpair hosts check' \
+      shows each host's facts and auto's choice. See docs/capture.md, "Capture engines".
+
       Exit status: 0 every pair captured and merged; 1 a host failed before capturing (nothing \
       left running); 2 partial result (a side ended early or could not be pulled; what exists is \
       in the session folder); 64 usage error.
@@ -84,6 +92,11 @@ struct CaptureCommand: ParsableCommand {
   @Option(help: "Folder for the session folders.") var out = "smcpair-sessions"
   @Option(help: "Workload command on the server (a shell command line; runs first).") var serverCmd: String?
   @Option(help: "Workload command on the client (its end stops the capture).") var clientCmd: String?
+  @Option(
+    help: ArgumentHelp(
+      "Capture engine on every host: auto, agent, tcpdump or smcdump-ex (default: each host's engine: setting, auto).",
+      valueName: "engine"))
+  var engine: String?
   @Option(help: "The agent binary to deploy (default: smcpair-agent next to smcpair).") var agentBinary:
     String?
   @Option(help: "Merge outputs: any of pcapng,jsonl,html,report (alignment.json always).")
@@ -103,6 +116,10 @@ struct CaptureCommand: ParsableCommand {
       throw ValidationError("choose the pairs with one of --pair NAME, --all-pairs, or --client H --server H")
     }
     if (client == nil) != (server == nil) { throw ValidationError("--client and --server go together") }
+    if let engine, CaptureEngineSetting(rawValue: engine) == nil {
+      throw ValidationError(
+        "--engine '\(engine)' is not an engine; choose one of \(CaptureEngineSetting.choices)")
+    }
     if let client, client == server {
       throw ValidationError("--client and --server must be two different hosts")
     }
@@ -176,6 +193,7 @@ struct CaptureCommand: ParsableCommand {
     options.packets = packets
     options.untilStopped = untilStopped
     options.keepRemote = keepRemote
+    options.engine = engine.flatMap(CaptureEngineSetting.init(rawValue:))
     options.maxFileBytes = maxSize.flatMap(Quantity.bytes)
     options.out = out
     options.serverCommand = serverCmd
@@ -333,9 +351,15 @@ final class CaptureDisplay: Sendable {
         var line =
           "  \(side.role.rawValue) \(side.name): \(side.progress.packets) packets, \(side.progress.drops) drops"
         if let file = side.localFiles.first { line += ", \(file)" }
+        if side.engine != .agent { line += " (captured by \(side.engine.rawValue))" }
         if let early = side.endedEarly { line += " — ENDED EARLY: \(early)" }
         if let failure = side.failure { line += " — FAILED: \(failure.step): \(failure.message)" }
         print(line)
+        if !side.leftDevices.isEmpty {
+          print(
+            "    WARNING: \(side.engine.rawValue) left \(side.leftDevices.joined(separator: ", ")) on \(side.name); delete with 'ip link del NAME' after checking nothing else uses it"
+          )
+        }
         if let written = Self.bytesPerInterface(
           host: side.name, side.progress.interfaces.map { ($0.name, $0.bytes) })
         {
@@ -411,7 +435,8 @@ struct CaptureSummary: Encodable {
       var sides: [Side: SideSummary] = [:]
       for side in pair.sides {
         sides[side.role] = SideSummary(
-          host: side.name, packets: side.progress.packets, bytes: side.progress.bytes,
+          host: side.name, engine: side.engine.rawValue, leftDevices: side.leftDevices,
+          packets: side.progress.packets, bytes: side.progress.bytes,
           interfaces: side.progress.interfaces.map { InterfaceBytes(name: $0.name, bytes: $0.bytes) },
           drops: side.progress.drops, files: side.localFiles, endedEarly: side.endedEarly,
           error: side.failure?.description)
@@ -431,6 +456,10 @@ struct CaptureSummary: Encodable {
 
   struct SideSummary: Encodable {
     var host: String
+    /// `agent`, `tcpdump` or `smcdump-ex`.
+    var engine: String
+    /// SMC dump devices the engine left on the host.
+    var leftDevices: [String]
     var packets: Int64
     var bytes: Int64
     /// Bytes written per capture interface, by the agent's last status.
@@ -442,7 +471,9 @@ struct CaptureSummary: Encodable {
     var error: String?
 
     enum CodingKeys: String, CodingKey {
-      case host, packets, bytes, interfaces, drops, files
+      case host, engine
+      case leftDevices = "left_devices"
+      case packets, bytes, interfaces, drops, files
       case endedEarly = "ended_early"
       case error
     }

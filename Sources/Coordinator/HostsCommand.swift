@@ -119,6 +119,7 @@ struct HostsCheck: ParsableCommand {
     var name: String
     var target: SSHTarget
     var options: SSHOptions
+    var host: InventoryHost?
   }
 
   func run() throws {
@@ -128,12 +129,16 @@ struct HostsCheck: ParsableCommand {
     var resolved: [HostToCheck] = []
     for name in names {
       let (target, options) = try connection.resolve(name, inventory: inventory)
-      resolved.append(HostToCheck(name: name, target: target, options: options))
+      resolved.append(HostToCheck(name: name, target: target, options: options, host: inventory?.host(name)))
     }
     let budget = timeout
+    // auto's choice depends on the agent binary smcpair would deploy.
+    let agentArchitecture = LocalAgent.elfMachine(siblingExecutable("smcpair-agent"))
     // The same checks the capture preflight makes (Orchestration's HostCheck).
     let rows = ParallelHosts.map(resolved) { entry in
-      HostCheck.run(name: entry.name, target: entry.target, options: entry.options, budget: budget)
+      HostCheck.run(
+        name: entry.name, target: entry.target, options: entry.options, budget: budget, host: entry.host,
+        agentArchitecture: agentArchitecture)
     }
     if json {
       /// One host's line of `hosts check --json`: the checks' results, or the error.
@@ -145,12 +150,13 @@ struct HostsCheck: ParsableCommand {
         var target: String
         var ok: Bool
         var keyType, fingerprint, auth, sudo, kernel: String?
+        var capture: CaptureFacts?
         var hostKeyRecorded: Bool?
         var roundTripMs: Double?
         var error: Failure?
 
         enum CodingKeys: String, CodingKey {
-          case target, ok, fingerprint, auth, sudo, kernel, error
+          case target, ok, fingerprint, auth, sudo, kernel, capture, error
           case keyType = "key_type"
           case hostKeyRecorded = "host_key_recorded"
           case roundTripMs = "round_trip_ms"
@@ -166,6 +172,7 @@ struct HostsCheck: ParsableCommand {
           line.roundTripMs = (row.roundTripMs * 100).rounded() / 100
           line.sudo = row.sudo
           line.kernel = row.kernel
+          line.capture = row.facts.map { CaptureFacts($0, row) }
         } else if let error = row.error {
           line.error = Line.Failure(code: error.code.rawValue, message: error.message)
         }
@@ -177,12 +184,76 @@ struct HostsCheck: ParsableCommand {
           print(
             "\(row.name)  ok  \(row.keyType) \(row.fingerprint)\(row.recorded ? " (recorded)" : "")  \(row.auth)  rtt \(String(format: "%.1f", row.roundTripMs)) ms  sudo: \(row.sudo)  kernel \(row.kernel)"
           )
+          if let facts = row.facts { print(Self.factsLines(facts, row)) }
         } else {
           print("\(row.name)  FAILED  \(row.error?.description ?? "")")
         }
       }
     }
     if rows.contains(where: { !$0.ok }) { throw ExitCode(1) }
+  }
+
+  /// The capture facts under a host's line, and the engine its setting gives.
+  static func factsLines(_ facts: HostFacts, _ row: HostCheck) -> String {
+    let tcpdump =
+      facts.tcpdump.map {
+        "\($0) (\(facts.tcpdumpVersion)\(facts.tcpdumpNanoseconds ? ", ns timestamps" : ""))"
+      }
+      ?? "none"
+    var lines = [
+      "    \(facts.architecture) \(facts.os), kernel \(facts.kernel): \(facts.dumpSupport)",
+      "    SMC module \(facts.smcModuleLoaded ? "loaded" : "not loaded"), smc-tools \(facts.smcTools ?? "absent"), smcdump-ex \(facts.smcdumpEx ?? "absent"), tcpdump \(tcpdump)",
+    ]
+    switch row.engine {
+    case .success(let decision)?:
+      lines.append(
+        "    engine (\(row.engineSetting.rawValue)): \(decision.engine.rawValue) - \(decision.reason)")
+    case .failure(let refusal)?:
+      lines.append("    engine (\(row.engineSetting.rawValue)): NONE - \(refusal.message)")
+    case nil: break
+    }
+    return lines.joined(separator: "\n")
+  }
+}
+
+/// `hosts check --json`'s `capture` object: the host's capture facts and the engine choice.
+struct CaptureFacts: Encodable {
+  var architecture, os, kernel, dump: String
+  var dumpAvailable, smcModule, tcpdumpNanoseconds: Bool
+  var smcTools, smcdumpEx, tcpdump, engine, engineReason, engineRefusal: String?
+  var engineSetting: String
+
+  enum CodingKeys: String, CodingKey {
+    case architecture, os, kernel, dump, tcpdump, engine
+    case dumpAvailable = "dump_available"
+    case smcModule = "smc_module"
+    case tcpdumpNanoseconds = "tcpdump_ns"
+    case smcTools = "smc_tools"
+    case smcdumpEx = "smcdump_ex"
+    case engineSetting = "engine_setting"
+    case engineReason = "engine_reason"
+    case engineRefusal = "engine_refusal"
+  }
+
+  init(_ facts: HostFacts, _ row: HostCheck) {
+    architecture = facts.architecture
+    os = facts.os
+    kernel = facts.kernel
+    dump = facts.dumpSupport.description
+    dumpAvailable = facts.dumpSupport.available
+    smcModule = facts.smcModuleLoaded
+    tcpdumpNanoseconds = facts.tcpdumpNanoseconds
+    smcTools = facts.smcTools
+    smcdumpEx = facts.smcdumpEx
+    tcpdump = facts.tcpdump
+    engineSetting = row.engineSetting.rawValue
+    switch row.engine {
+    case .success(let decision)?:
+      engine = decision.engine.rawValue
+      engineReason = decision.reason
+    case .failure(let refusal)?: engineRefusal = refusal.message
+    case nil: break
+    }
   }
 }
 

@@ -50,6 +50,11 @@ struct LabUp: ParsableCommand {
   @Option(help: "Number of hosts, h1..hN (1-64).") var hosts = 2
   @Flag(help: "One network only: SSH and workloads share eth0 (no data0, no data bridge).")
   var singleNetwork = false
+  @Option(
+    help: ArgumentHelp(
+      "A host the agent may not be deployed to (deploy_agent: false), so capture's engine auto picks smcdump-ex or tcpdump there (repeatable).",
+      valueName: "host"))
+  var agentless: [String] = []
 
   func validate() throws {
     guard (1...Lab.maximumHosts).contains(hosts) else {
@@ -63,7 +68,7 @@ struct LabUp: ParsableCommand {
     do {
       let state = try lab.up(
         hosts: hosts, layout: singleNetwork ? .single : .managementAndData,
-        agentPath: siblingExecutable("smcpair-agent")
+        agentPath: siblingExecutable("smcpair-agent"), agentless: Set(agentless)
       ) { print($0) }
       let hostList = state.hosts.map { host in
         "\(host.name)=\(host.address)" + (host.dataAddress.map { " (data \($0))" } ?? "")

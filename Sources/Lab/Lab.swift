@@ -66,13 +66,20 @@ public struct Lab: Sendable {
   @discardableResult
   public func up(
     hosts count: Int, layout: LabNetworkLayout = .managementAndData, agentPath: String,
-    log: (String) -> Void = { _ in }
+    agentless: Set<String> = [], log: (String) -> Void = { _ in }
   ) throws(LabError) -> LabState {
     let sshd = try Self.checkPrerequisites(hosts: count)
+    let names = Set((1...max(count, 1)).map { "h\($0)" })
+    if let unknown = agentless.subtracting(names).sorted().first {
+      throw LabError("--agentless \(unknown): the lab's hosts are h1..h\(count)")
+    }
     if let existing = state() {
       if existing.complete && existing.hosts.count == count && existing.layout == layout
         && health(existing).allSatisfy(\.healthy)
       {
+        // The inventory is rewritten: which hosts are agentless may have changed.
+        try installStandIns(existing)
+        try write(inventoryYAML(existing, agentPath: agentPath, agentless: agentless), to: existing.inventory)
         log("lab '\(name)' is already up with \(count) hosts")
         return existing
       }
@@ -97,7 +104,8 @@ public struct Lab: Sendable {
     }
     try write(knownHosts.joined(separator: "\n") + "\n", to: state.knownHosts)
     try expectSSHD(on: state.hosts)
-    try write(inventoryYAML(state, agentPath: agentPath), to: state.inventory)
+    try installStandIns(state)
+    try write(inventoryYAML(state, agentPath: agentPath, agentless: agentless), to: state.inventory)
     state.complete = true
     try save(state)
     log("lab '\(name)' is up: \(count) hosts, inventory \(state.inventory)")
@@ -255,7 +263,19 @@ public struct Lab: Sendable {
     return "\(host.address) \(publicKey)"
   }
 
-  func inventoryYAML(_ state: LabState, agentPath: String) -> String {
+  /// Where the stand-in `smcdump-ex` lives (the lab's folder; every host sees it).
+  public var standInSMCDumpEx: String { "\(directory)/bin/smcdump-ex" }
+
+  /// Writes the stand-in tools into the lab's folder.
+  func installStandIns(_ state: LabState) throws(LabError) {
+    try makeDirectory("\(directory)/bin")
+    try write(SMCDumpExStandIn.script, to: standInSMCDumpEx)
+    chmod(standInSMCDumpEx, 0o755)
+  }
+
+  /// The lab's inventory; hosts in `agentless` may not get the agent (`deploy_agent: false`),
+  /// so `auto` picks another engine there.
+  func inventoryYAML(_ state: LabState, agentPath: String, agentless: Set<String> = []) -> String {
     let hosts = state.hosts.map { host in
       InventoryHost(
         name: host.name, address: host.address, port: host.port, user: "root", identity: state.identity,
@@ -264,7 +284,8 @@ public struct Lab: Sendable {
         // device); SSH stays on eth0, out of the capture.
         nics: [host.dataAddress == nil ? "eth0" : Lab.dataInterface], dataAddress: host.dataAddress,
         smcDump: .device(host.dumpDevice),
-        agentPath: agentPath, agentRoot: "\(directory)/agent",
+        agentPath: agentPath, agentRoot: "\(directory)/agent", deployAgent: !agentless.contains(host.name),
+        smcdumpExPath: standInSMCDumpEx,
         location: SourceLocation(file: state.inventory, line: 0, column: 0))
     }
     var pairs: [InventoryPair] = []
@@ -279,7 +300,7 @@ public struct Lab: Sendable {
     return InventoryWriter.yaml(
       inventory,
       header:
-        "Inventory of smcpair lab '\(name)' (written by 'smcpair lab up'; rewritten on every up).\nHosts are network namespaces; smc_dump names each host's stand-in dump device;\naddress is the SSH (management) address, data_address the one workloads use ({server}, {client})."
+        "Inventory of smcpair lab '\(name)' (written by 'smcpair lab up'; rewritten on every up).\nHosts are network namespaces; smc_dump names each host's stand-in dump device; smcdump_ex is\nthe lab's stand-in for smc-tools' smcdump-ex (not the real tool); hosts made with --agentless say deploy_agent false;\naddress is the SSH (management) address, data_address the one workloads use ({server}, {client})."
     )
   }
 

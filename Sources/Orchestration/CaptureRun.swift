@@ -23,6 +23,8 @@ public struct CaptureOptions: Sendable {
   public var clientCommand: String?
   public var agent: LocalAgent
   public var formats: MergeFormats = .all
+  /// The capture engine for every host (`--engine`); nil: each host's `engine:` setting.
+  public var engine: CaptureEngineSetting?
   /// Keep the capture files on the hosts after a verified pull (default: removed).
   public var keepRemote = false
   /// The command line, recorded in session.json.
@@ -257,7 +259,8 @@ public final class CaptureRun: @unchecked Sendable {
     //    prepared session is released when its agent's control connection closes.
     let agent = options.agent
     eachSide(of: pairs) { pair, side throws(CaptureFailure) in
-      try side.prepareHost(localAgent: agent, smcDump: side.access.host.smcDump)
+      try side.prepareHost(
+        localAgent: agent, smcDump: side.access.host.smcDump, engineSetting: self.options.engine)
       try side.prepare(
         CapturePlan(
           session: side.remoteSession,
@@ -502,13 +505,14 @@ public final class CaptureRun: @unchecked Sendable {
   }
 
   func preflightTable() -> String {
-    var rows = [["pair", "role", "host", "result", "auth", "sudo", "agent", "dump", "disk"]]
+    var rows = [["pair", "role", "host", "result", "auth", "sudo", "engine", "agent", "dump", "disk"]]
     for pair in pairs {
       for side in pair.sides {
         let p = side.preflight
         rows.append([
           pair.name, side.role.rawValue, "\(side.name) (\(side.access.target))",
           side.failure == nil ? "ok" : "FAILED", p.auth.isEmpty ? "-" : p.auth, p.sudo.isEmpty ? "-" : p.sudo,
+          p.engine.isEmpty ? "-" : String(p.engine.prefix { $0 != " " }),
           p.agent.isEmpty ? "-" : "\(p.agent) \(p.agentVersion)", p.smcDump.isEmpty ? "-" : p.smcDump,
           p.freeDisk.isEmpty ? "-" : p.freeDisk,
         ])

@@ -18,6 +18,8 @@ public struct Preflight: Sendable {
   public var smcDump = ""
   public var freeDisk = ""
   public var kernel = ""
+  /// The capture engine and why it was chosen.
+  public var engine = ""
 }
 
 /// Where one side is: the agent's session state, or what the coordinator knows beyond it.
@@ -81,6 +83,14 @@ public final class CaptureSide: @unchecked Sendable {
 
   var ssh: SSHSession?
   var agent: RemoteAgent?
+  /// The engine capturing here (the agent until the preflight chose otherwise).
+  public internal(set) var engine = CaptureEngine.agent
+  /// The host's own tool capturing, when `engine` is not the agent.
+  var tool: HostToolCapture?
+  var toolPlan: CapturePlan?
+  var lastToolPoll = Date.distantPast
+  /// SMC dump devices smcdump-ex left behind (it should delete its own on SIGINT).
+  public internal(set) var leftDevices: [String] = []
 
   public init(role: Side, access: HostAccess, remoteSession: String) {
     self.role = role
@@ -119,7 +129,9 @@ public final class CaptureSide: @unchecked Sendable {
 
   /// Connects, checks sudo, the agent binary against `localAgent` (deploying it when missing
   /// or different), starts the agent and reads its `hello`, and the free disk.
-  func prepareHost(localAgent: LocalAgent, smcDump: SMCDumpSetting) throws(CaptureFailure) {
+  func prepareHost(
+    localAgent: LocalAgent, smcDump: SMCDumpSetting, engineSetting: CaptureEngineSetting? = nil
+  ) throws(CaptureFailure) {
     let ssh = try session("connecting")
     // The connection facts and the sudo probe are `hosts check`'s own (HostCheck).
     var host = HostCheck(name: name)
@@ -144,6 +156,46 @@ public final class CaptureSide: @unchecked Sendable {
       preflight.sudo = "sudo -n"
     } else {
       preflight.sudo = access.host.user == "root" ? "root" : "none"
+    }
+    let setting = engineSetting ?? access.host.engine
+    if setting != .agent {
+      let facts: HostFacts
+      do {
+        facts = try HostFacts.read(ssh, host: access.host)
+      } catch {
+        throw CaptureFailure(host: name, step: "choosing the capture engine", error.message)
+      }
+      preflight.kernel = facts.kernel
+      let decision = EngineDecision.choose(
+        setting, facts: facts, agentArchitecture: localAgent.architecture,
+        deployAllowed: access.host.deployAgent,
+        dumpWanted: smcDump != .off)
+      switch decision {
+      case .failure(let refusal):
+        preflight.engine = "none"
+        throw CaptureFailure(host: name, step: "choosing the capture engine", refusal.message)
+      case .success(let chosen):
+        engine = chosen.engine
+        preflight.engine = "\(chosen.engine.rawValue) (\(chosen.reason))"
+        note("engine: \(preflight.engine)")
+        if chosen.engine != .agent {
+          tool = HostToolCapture(
+            engine: chosen.engine, facts: facts,
+            folder: HostToolCapture.folder(for: access.host, session: remoteSession),
+            rootLogin: access.host.user == "root" || access.usesSudo)
+          preflight.agent = "none"
+          preflight.privileges =
+            access.host.user == "root" ? "root" : (access.usesSudo ? "sudo -n" : "login user")
+          preflight.smcDump =
+            chosen.engine == .smcdumpEx
+            ? "smcdump-ex -m all (kernel: \(facts.dumpSupport.available ? "dump" : "no documented dump"))"
+            : "none (tcpdump cannot turn the SMC dump on)"
+          preflight.freeDisk = "not checked"
+          return
+        }
+      }
+    } else {
+      preflight.engine = "agent (engine: agent)"
     }
     // One exec for the agent's digest, the free disk and - when the digest is the local
     // agent's - the agent itself: each exec is a round trip and a login shell on the host.
@@ -212,6 +264,12 @@ public final class CaptureSide: @unchecked Sendable {
     if remoteDigest == local.sha256 {
       preflight.agent = "current"
       return
+    }
+    guard access.host.deployAgent else {
+      throw CaptureFailure(
+        host: name, step: "deploying the agent",
+        "the host's agent at \(path) is \(remoteDigest == nil ? "missing" : "a different build") and deploy_agent: false forbids copying it; install it there, or use engine: tcpdump or smcdump-ex"
+      )
     }
     preflight.agent = remoteDigest == nil ? "deployed" : "upgraded"
     note("\(preflight.agent == "deployed" ? "deploying" : "upgrading") the agent at \(path)")
@@ -372,6 +430,11 @@ public final class CaptureSide: @unchecked Sendable {
   }
 
   func prepare(_ plan: CapturePlan) throws(CaptureFailure) {
+    if let tool {
+      toolPlan = plan
+      note("prepared \(tool.folder): \(tool.argv(plan).joined(separator: " "))")
+      return
+    }
     let prepared = try runningAgent("agent 'prepare'").call(.prepare(plan))
     note(
       "prepared \(remoteSession): \(prepared.interfaces.joined(separator: ", ")); SMC dump: \(prepared.smcDump)"
@@ -379,6 +442,10 @@ public final class CaptureSide: @unchecked Sendable {
   }
 
   func start() throws(CaptureFailure) {
+    if let tool, let plan = toolPlan {
+      try startTool(tool, plan)
+      return
+    }
     let started = try runningAgent("agent 'start'").call(.start)
     startedNanoseconds = started.startedNanoseconds
     progress.state = .capturing
@@ -390,10 +457,10 @@ public final class CaptureSide: @unchecked Sendable {
     var best: (offset: Double, halfWidth: Double)?
     for _ in 0..<5 {
       let before = UTCStamp.nanoseconds()
-      guard let clock = try? agent?.call(.clock, timeout: 5) else { continue }
+      guard let remote = remoteClock() else { continue }
       let after = UTCStamp.nanoseconds()
       let half = Double(after - before) / 2
-      let offset = Double(clock.realtimeNanoseconds) - (Double(before) + half)
+      let offset = Double(remote) - (Double(before) + half)
       if half < best?.halfWidth ?? .infinity { best = (offset, half) }
     }
     lastProbe = best
@@ -402,6 +469,10 @@ public final class CaptureSide: @unchecked Sendable {
 
   /// Refreshes `progress`; a broken agent or connection marks the side as ended early.
   func poll() {
+    if tool != nil {
+      pollTool()
+      return
+    }
     guard endedEarly == nil, failure == nil, let agent else { return }
     do {
       apply(try agent.call(.status, timeout: 10))
@@ -437,6 +508,10 @@ public final class CaptureSide: @unchecked Sendable {
   /// Stops (if still capturing) and finalizes. When the agent is gone, the session is read
   /// from its folder through `smcpair-agent attach` on a new channel (or a new connection).
   func stopAndFinalize() throws(CaptureFailure) {
+    if let tool {
+      try stopTool(tool)
+      return
+    }
     if endedEarly == nil, let agent {
       do {
         let stopped = try agent.call(.stop)
@@ -493,7 +568,8 @@ public final class CaptureSide: @unchecked Sendable {
     let ssh = try session("pulling")
     localFiles = []
     for (index, file) in remoteFiles.enumerated() {
-      let local = "\(folder)/\(role.rawValue)\(index == 0 ? "" : "-\(index + 1)").pcapng"
+      let local =
+        "\(folder)/\(role.rawValue)\(index == 0 ? "" : "-\(index + 1)")" + Self.localExtension(file.path)
       var attempt = 0
       while true {
         attempt += 1
@@ -593,6 +669,10 @@ public final class CaptureSide: @unchecked Sendable {
   func removeRemoteSession(force: Bool = false) {
     guard force || (!remoteFiles.isEmpty && localFiles.count == remoteFiles.count) else {
       remoteRetention = "kept (not every file was pulled and verified)"
+      return
+    }
+    if let tool {
+      removeToolFolder(tool)
       return
     }
     do {

@@ -1,4 +1,5 @@
 import Foundation
+import Inventory
 import SSHTransport
 
 /// The host checks `smcpair hosts check` and the capture preflight share, so the two cannot
@@ -16,6 +17,12 @@ public struct HostCheck: Sendable {
   /// `root`, `yes`, or `no (sudo -n refused)`.
   public var sudo = ""
   public var kernel = ""
+  /// What the host offers for capturing (`HostFacts`).
+  public var facts: HostFacts?
+  /// The engine the host's setting gives here, and why; or why none fits.
+  public var engine: Result<EngineDecision, EngineRefusal>?
+  /// The host's `engine:` setting the choice was made for.
+  public var engineSetting = CaptureEngineSetting.auto
   public var error: SSHError?
   public var ok: Bool { error == nil }
 
@@ -32,7 +39,12 @@ public struct HostCheck: Sendable {
   /// Connects to `target` and checks it: host key, authentication, round trip, kernel and
   /// `sudo -n`. After connecting, the commands have `budget` seconds in all and 64 KiB of
   /// output each. Never throws: a failure is the result's `error`.
-  public static func run(name: String, target: SSHTarget, options: SSHOptions, budget: Double) -> HostCheck {
+  /// `host` gives the engine setting (`engine:`, `deploy_agent:`, `smcdump_ex:`; defaults for
+  /// a target outside the inventory); `agentArchitecture` is the local agent binary's.
+  public static func run(
+    name: String, target: SSHTarget, options: SSHOptions, budget: Double, host: InventoryHost? = nil,
+    agentArchitecture: String? = nil
+  ) -> HostCheck {
     var check = HostCheck(name: name)
     do throws(SSHError) {
       let session = try SSHSession.connect(target, options: options)
@@ -46,9 +58,15 @@ public struct HostCheck: Sendable {
       let started = Date()
       _ = try session.run("true", purpose: "checking the round trip ('true')", limits: limits())
       check.roundTripMs = Date().timeIntervalSince(started) * 1000
-      let uname = try session.run(
-        "uname -r", purpose: "reading the kernel release ('uname -r')", limits: limits())
-      check.kernel = RemoteReplies.kernelRelease(uname.stdoutText) ?? "unknown"
+      // One script reads the kernel release and every capture fact.
+      let host = host ?? InventoryHost(name: name, address: target.host)
+      let facts = try HostFacts.read(session, host: host, limits: limits())
+      check.facts = facts
+      check.kernel = facts.kernel.isEmpty ? "unknown" : facts.kernel
+      check.engineSetting = host.engine
+      check.engine = EngineDecision.choose(
+        host.engine, facts: facts, agentArchitecture: agentArchitecture, deployAllowed: host.deployAgent,
+        dumpWanted: host.smcDump != .off)
       if session.user == "root" {
         check.sudo = "root"
       } else {

@@ -166,6 +166,10 @@ public struct SessionRecord: Codable, Sendable, Equatable {
     public var log: [String]
     public var preflight: PreflightEntry
     public var agentVersion: String?
+    /// `agent`, `tcpdump` or `smcdump-ex` (absent in records written before engines: agent).
+    public var engine: String?
+    /// SMC dump devices the tool left on the host (smcdump-ex should delete its own).
+    public var leftDevices: [String]?
     public var startedNanoseconds: Int64?
     public var stoppedNanoseconds: Int64?
     public var stopReason: String?
@@ -184,6 +188,8 @@ public struct SessionRecord: Codable, Sendable, Equatable {
       case remoteFiles = "remote_files"
       case files, log, preflight
       case agentVersion = "agent_version"
+      case engine
+      case leftDevices = "left_devices"
       case startedNanoseconds = "started_ns"
       case stoppedNanoseconds = "stopped_ns"
       case stopReason = "stop_reason"
@@ -208,8 +214,11 @@ public struct SessionRecord: Codable, Sendable, Equatable {
     public var smcDump: String
     public var freeDisk: String
     public var kernel: String
+    /// The engine and why it was chosen.
+    public var engine: String?
 
     enum CodingKeys: String, CodingKey {
+      case engine
       case hostKey = "host_key"
       case auth, sudo, agent
       case smcDump = "smc_dump"
@@ -369,8 +378,10 @@ extension SessionRecord.SideEntry {
     preflight = SessionRecord.PreflightEntry(
       hostKey: p.hostKey, auth: p.auth, sudo: p.sudo, agent: p.agent, smcDump: p.smcDump,
       freeDisk: p.freeDisk,
-      kernel: p.kernel)
+      kernel: p.kernel, engine: p.engine.isEmpty ? nil : p.engine)
     agentVersion = side.agentVersion
+    engine = side.engine.rawValue
+    leftDevices = side.leftDevices.isEmpty ? nil : side.leftDevices
     startedNanoseconds = side.startedNanoseconds
     stoppedNanoseconds = side.stoppedNanoseconds
     stopReason = side.progress.stopReason?.description
@@ -437,12 +448,20 @@ extension CaptureRun {
     for role in Side.allCases {
       let entry = sides[role]
       guard entry.remoteCopy == "removed", !entry.remoteFiles.isEmpty else { continue }
-      let local = entry.remoteFiles.indices.map {
-        "\(folder)/\(role.rawValue)\($0 == 0 ? "" : "-\($0 + 1)").pcapng"
+      let local = entry.remoteFiles.enumerated().map {
+        "\(folder)/\(role.rawValue)\($0.offset == 0 ? "" : "-\($0.offset + 1)")"
+          + CaptureSide.localExtension($0.element.path)
       }
       guard local.allSatisfy({ FileManager.default.fileExists(atPath: $0) }) else { continue }
       pair.side(role).restorePulled(
         remote: entry.remoteFiles.map { ($0.path, $0.size, $0.sha256) }, local: local)
+    }
+    // A side captured by the host's own tool is found again by its folder.
+    for role in Side.allCases {
+      guard let text = sides[role].engine, let engine = CaptureEngine(rawValue: text), engine != .agent else {
+        continue
+      }
+      pair.side(role).resumeTool(engine)
     }
     // Workloads the dead coordinator left running: ended by resume.
     pair.recordedWorkloads = record.workload ?? [:]

@@ -10,14 +10,18 @@ import Testing
   /// Peak resident memory allowed for one hostile host.
   static let boundMiB = 100.0
 
-  func checkAndCapture(_ env: CaptureLab) throws -> (check: MeasuredRun, capture: MeasuredRun) {
+  /// `engine`: `agent` goes straight to the agent's check script (`--engine agent`); `auto`
+  /// reads the host's capture facts first.
+  func checkAndCapture(_ env: CaptureLab, engine: String = "agent") throws -> (
+    check: MeasuredRun, capture: MeasuredRun
+  ) {
     let check = try MeasuredRun(
       [env.smcpair, "hosts", "check", "-i", env.inventory, "--connect-timeout", "5"], in: env.work)
     let capture = try MeasuredRun(
       [
         env.smcpair, "capture", "-i", env.inventory, "--out", env.sessions, "--connect-timeout", "5",
         "--pair",
-        "pair1", "--duration", "5s",
+        "pair1", "--duration", "5s", "--engine", engine,
       ], in: env.work)
     print("hosts check: exit \(check.status), peak RSS \(check.peakRSSMiB) MiB")
     print("capture: exit \(capture.status), peak RSS \(capture.peakRSSMiB) MiB")
@@ -65,6 +69,16 @@ import Testing
     expectHostsOwnError(
       env, check, capture, checkErrors: ["checking the round trip", "more than 64 KiB on stdout"],
       captureError: "more than 64 KiB")
+    // With engine auto, the first command is the capture facts script: cut off the same way.
+    let (_, auto) = try checkAndCapture(env, engine: "auto")
+    #expect(auto.status == 1, "\(auto.stdout)\n\(auto.stderr)")
+    #expect(
+      auto.stdout.contains("h2: choosing the capture engine: reading the host's capture facts"),
+      "\(auto.stdout)")
+    #expect(auto.stdout.contains("more than 64 KiB"), "\(auto.stdout)")
+    #expect(!auto.stdout.contains("capturing on both sides"))
+    #expect(auto.peakRSSMiB > 0 && auto.peakRSSMiB < HostileHosts.boundMiB, "\(auto.peakRSSMiB) MiB")
+    #expect(env.agentsGone().isEmpty, "agents left: \(env.agentProcesses())")
   }
 
   /// A line every 2 s on every command: each line used to restart the 30 s inactivity

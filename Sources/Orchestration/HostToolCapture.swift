@@ -1,0 +1,156 @@
+import AgentProtocol
+import Foundation
+import Inventory
+import SSHTransport
+import Support
+
+/// A capture by a tool the host already has — its tcpdump, or smc-tools' `smcdump-ex` — for
+/// hosts where the agent cannot or may not run. The tool runs detached from the SSH
+/// connection (`setsid`, bounded by `timeout -s INT`), in a folder of its own on the host
+/// (`capture.pcap`, `capture.log`, `pid`, `devices`), so a lost connection loses nothing
+/// and `resume` finds it again. It is armed when the tool says `listening on`, stopped with
+/// SIGINT by its recorded PID (so it flushes, and smcdump-ex turns the dump off and deletes
+/// its device), hashed with `sha256sum` on the host, pulled like the agent's files and
+/// removed with its folder.
+struct HostToolCapture: Sendable {
+  let engine: CaptureEngine
+  let facts: HostFacts
+  /// The capture's folder on the host.
+  let folder: String
+  let rootLogin: Bool
+
+  var file: String { "\(folder)/capture.pcap" }
+
+  /// `<agent_root's parent>/captures/<session>`, `/var/lib/smcpair/captures/<session>` by default.
+  static func folder(for host: InventoryHost, session: String) -> String {
+    let agentRoot = host.agentRoot ?? "/var/lib/smcpair/agent"
+    let parent = parentFolder(of: agentRoot)
+    return "\(parent.isEmpty || parent == "/" ? "" : parent)/captures/\(session)"
+  }
+
+  /// The tool's argument vector for `plan`, bounded by `timeout` (which passes SIGINT on).
+  func argv(_ plan: CapturePlan) -> [String] {
+    let duration = plan.stop.durationSeconds ?? CapturePlan.defaultMaxDuration
+    var bound = ["timeout", "-s", "INT", String(format: "%.3f", max(duration, 0.001))]
+    // -B in KiB: the same kernel buffer as the agent's, so a burst is not dropped sooner.
+    var tcpdumpOptions = [
+      "-n", "-U", "-s", String(plan.snaplen), "-B", String(max(plan.bufferBytes / 1024, 1024)),
+    ]
+    if facts.tcpdumpNanoseconds { tcpdumpOptions.append("--time-stamp-precision=nano") }
+    if rootLogin { tcpdumpOptions += ["-Z", "root"] }
+    if let packets = plan.stop.packets { tcpdumpOptions += ["-c", String(packets)] }
+    switch engine {
+    case .tcpdump:
+      let interface = plan.interfaces.count == 1 ? plan.interfaces[0] : "any"
+      bound += [facts.tcpdump ?? "tcpdump", "-i", interface] + tcpdumpOptions + ["-w", file]
+      if !plan.filter.isEmpty { bound.append(plan.filter) }
+    case .smcdumpEx:
+      // smcdump-ex's documented command line: -m all is every interface (NIC handshake and
+      // the dump device's records in one file), --param passes tcpdump's options on.
+      bound += [facts.smcdumpEx ?? "smcdump-ex", "-m", "all", "-t", "all"]
+      if facts.dumpSupport == .anckLegacy { bound.append("--legacy") }
+      bound += ["--param", (tcpdumpOptions + ["-w", file]).joined(separator: " ")]
+      let filter = Self.combined(plan.filter, plan.dumpFilter ?? "")
+      if !filter.isEmpty { bound += ["--filter", filter] }
+    case .agent:
+      break
+    }
+    return bound
+  }
+
+  /// One filter for NIC packets and dump records on `-i any`: either matches.
+  static func combined(_ nic: String, _ dump: String) -> String {
+    if nic.isEmpty || dump.isEmpty || nic == dump { return nic.isEmpty ? "" : nic }
+    return "(\(nic)) or (\(dump))"
+  }
+
+  // MARK: - the host's side, as fixed scripts with data as arguments
+
+  /// Starts the tool detached; waits up to 10 s for its `listening on` line.
+  static let startScript =
+    #"d=$1; shift; umask 077; mkdir -p -- "$d" || exit 90; chmod 700 -- "$d"; "#
+    + #"ls /sys/class/net 2>/dev/null | grep '^smc-dummy' > "$d/devices"; "#
+    + #"echo "started_ns=$(date +%s%N)"; setsid "$@" </dev/null >"$d/capture.log" 2>&1 & p=$!; "#
+    + #"echo "$p" > "$d/pid"; echo "pid=$p"; i=0; n=0; while [ $i -lt 100 ]; do "#
+    + #"n=$(grep -c 'listening on' "$d/capture.log" 2>/dev/null); [ "${n:-0}" -ge 1 ] && break; "#
+    + #"kill -0 "$p" 2>/dev/null || break; sleep 0.1; i=$((i + 1)); done; echo "listening=${n:-0}"; "#
+    + #"if kill -0 "$p" 2>/dev/null; then echo alive=yes; fi; echo smcpair-log; tail -c 2000 "$d/capture.log""#
+
+  /// Whether the tool still runs, and how large its file is.
+  static let pollScript =
+    #"d=$1; p=$(cat "$d/pid" 2>/dev/null); if [ -n "$p" ] && kill -0 "$p" 2>/dev/null; then echo alive=yes; fi; "#
+    + #"echo "size=$(stat -c %s "$d/capture.pcap" 2>/dev/null)"; echo smcpair-log; tail -c 600 "$d/capture.log""#
+
+  /// SIGINT to the recorded PID — only when that process's command line names this capture's
+  /// file (a PID can be reused) — then up to 15 s for it to exit; then the file's size and
+  /// SHA-256, the SMC dump devices now present, and the log's end.
+  static let stopScript =
+    #"d=$1; f="$d/capture.pcap"; p=$(cat "$d/pid" 2>/dev/null); "#
+    + #"if [ -n "$p" ] && kill -0 "$p" 2>/dev/null && tr '\0' '\n' < "/proc/$p/cmdline" | grep -qF -- "$f"; then "#
+    + #"kill -INT "$p"; echo signalled=yes; fi; i=0; while [ -n "$p" ] && kill -0 "$p" 2>/dev/null && [ $i -lt 150 ]; do "#
+    + #"sleep 0.1; i=$((i + 1)); done; if [ -n "$p" ] && kill -0 "$p" 2>/dev/null; then echo alive=yes; fi; "#
+    + #"echo "stopped_ns=$(date +%s%N)"; echo "size=$(stat -c %s "$f" 2>/dev/null)"; "#
+    + #"echo "sha256=$(sha256sum -- "$f" 2>/dev/null | cut -c1-64)"; "#
+    + #"for n in $(ls /sys/class/net 2>/dev/null | grep '^smc-dummy'); do grep -qx -- "$n" "$d/devices" 2>/dev/null || echo "left_device=$n"; done; "#
+    + #"echo smcpair-log; tail -c 2000 "$d/capture.log""#
+
+  /// Removes the folder (only files this capture wrote, then the folder).
+  static let removeScript =
+    #"d=$1; rm -f -- "$d/capture.pcap" "$d/capture.log" "$d/pid" "$d/devices" && rmdir -- "$d""#
+
+  func command(_ script: String, _ arguments: [String], access: HostAccess) -> String {
+    access.privileged(["sh", "-c", script, "smcpair-\(engine.rawValue)", folder] + arguments)
+  }
+}
+
+/// What one of the scripts answered: `key=value` lines, then the tool's log after `smcpair-log`.
+struct ToolReply: Sendable {
+  var values: [String: String] = [:]
+  /// Every value of keys that may repeat (`left_device`).
+  var lists: [String: [String]] = [:]
+  var log = ""
+
+  init(_ output: String) {
+    var inLog = false
+    var logLines: [Substring] = []
+    for line in output.split(separator: "\n", omittingEmptySubsequences: false) {
+      if inLog {
+        logLines.append(line)
+      } else if line == "smcpair-log" {
+        inLog = true
+      } else if let equals = line.firstIndex(of: "=") {
+        let key = String(line[..<equals])
+        let value = printable(line[line.index(after: equals)...].prefix(300))
+        values[key] = value
+        if lists[key, default: []].count < 64 { lists[key, default: []].append(value) }
+      }
+    }
+    log = logLines.suffix(64).map { printable($0.prefix(500)) }.joined(separator: "\n")
+      .trimmingCharacters(in: .whitespacesAndNewlines)
+  }
+
+  subscript(_ key: String) -> String? { values[key].flatMap { $0.isEmpty ? nil : $0 } }
+
+  /// tcpdump's closing statistics: captured, received by filter, dropped by kernel.
+  var statistics: (captured: Int64, received: Int64, dropped: Int64)? {
+    func count(_ suffix: String) -> Int64? {
+      log.split(separator: "\n").lazy.compactMap { line -> Int64? in
+        guard line.hasSuffix(suffix) else { return nil }
+        return Int64(line.split(separator: " ").first ?? "")
+      }.last
+    }
+    guard let captured = count(" packets captured") else { return nil }
+    return (
+      captured, count(" packets received by filter") ?? captured, count(" packets dropped by kernel") ?? 0
+    )
+  }
+
+  /// SMC dump devices present after the stop that were not there before the start.
+  var leftDevices: [String] { lists["left_device"] ?? [] }
+
+  /// The log's last lines, for an error message.
+  var logTail: String {
+    let lines = log.split(separator: "\n").suffix(4).joined(separator: " | ")
+    return lines.isEmpty ? "(the tool wrote nothing)" : lines
+  }
+}
