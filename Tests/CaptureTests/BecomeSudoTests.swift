@@ -83,5 +83,20 @@ import Testing
     // each installs under its own temporary name and renames it into place, nothing is left.
     #expect(try FileManager.default.contentsOfDirectory(atPath: agentDir) == ["smcpair-agent"])
     #expect(env.agentsGone().isEmpty)
+
+    // The hosts' own tcpdump through sudo -n: started, signalled and hashed as root, pulled
+    // through 'sudo -n cat', its folder removed; nothing left running.
+    let tool = try env.capture(
+      [
+        "--pair", "pair1", "--json", "--engine", "tcpdump", "--filter", "tcp port 7001",
+        "--server-cmd", "sudo -n \(env.smcpair) lab peer server --port 7001",
+        "--client-cmd", "sudo -n \(env.smcpair) lab peer client --connect {server}:7001 --scenario pingpong",
+      ], inventory: inventory)
+    #expect(tool.status == 0, "\(tool.stdout)\n\(tool.stderr)")
+    let toolPair = try env.onlyPair(tool)
+    try env.expectEngines(toolPair, client: "tcpdump", server: "tcpdump")
+    try env.expectAlignedAroundZero(toolPair, kinds: ["tcp"])
+    try env.expectVerifiedAndRemoved(try #require(toolPair["folder"] as? String), suffix: ".pcap")
+    #expect(try env.toolsGone().isEmpty)
   }
 }
