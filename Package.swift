@@ -75,7 +75,7 @@ let package = Package(
     .target(
       name: "Orchestration",
       dependencies: [
-        "SSHTransport", "Inventory", "AgentProtocol", "Checksum", "MergePipeline", "Alignment", "SMCWire",
+        "SSHTransport", "Inventory", "AgentProtocol", "Checksum", "MergePipeline", "Alignment", "SMCWire", "CaptureFiles",
         "Support",
       ]
     ),

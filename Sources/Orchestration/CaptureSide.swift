@@ -577,14 +577,20 @@ public final class CaptureSide: @unchecked Sendable {
           // The agent's files are root's (0600, in root's folders): with become: sudo they
           // are read through 'sudo -n cat'; otherwise SFTP (pipelined, resumable).
           let started = Date()
+          // A tool engine on a host without sha256sum has no digest: the copy is checked by
+          // its size and a full read of its structure instead (`verifyStructure`).
+          let digest = file.sha256.isEmpty ? nil : file.sha256
           let bytes =
             access.usesSudo
             ? try privilegedDownload(
-              ssh, file.path, to: local, size: file.size, expectedSHA256: file.sha256, progress: report)
-            : try ssh.download(file.path, to: local, expectedSHA256: file.sha256, progress: report).bytes
+              ssh, file.path, to: local, size: file.size, expectedSHA256: digest, progress: report)
+            : try ssh.download(
+              file.path, to: local, expectedSHA256: digest, hostDigest: digest != nil, progress: report
+            ).bytes
+          if digest == nil { try verifyStructure(local, size: file.size, remote: file.path) }
           let seconds = Date().timeIntervalSince(started)
           note(
-            "pulled \(file.path) → \(local): \(bytes) bytes in \(String(format: "%.3f", seconds)) s (\(String(format: "%.1f", Double(bytes) / max(seconds, 1e-6) / 1_048_576)) MiB/s), SHA-256 verified"
+            "pulled \(file.path) → \(local): \(bytes) bytes in \(String(format: "%.3f", seconds)) s (\(String(format: "%.1f", Double(bytes) / max(seconds, 1e-6) / 1_048_576)) MiB/s), \(digest == nil ? "size and structure verified (no sha256sum on the host)" : "SHA-256 verified")"
           )
           break
         } catch {
@@ -604,7 +610,7 @@ public final class CaptureSide: @unchecked Sendable {
   /// `sudo -n cat FILE` into `local.partial`, hashed on the way, renamed when the digest
   /// matches (removed when it does not).
   func privilegedDownload(
-    _ ssh: SSHSession, _ remote: String, to local: String, size: Int64, expectedSHA256: String,
+    _ ssh: SSHSession, _ remote: String, to local: String, size: Int64, expectedSHA256: String?,
     progress: TransferProgress?
   ) throws(SSHError) -> Int64 {
     let partial = local + ".partial"
@@ -645,8 +651,9 @@ public final class CaptureSide: @unchecked Sendable {
           ? "cannot write \(partial)"
           : "sudo -n cat \(remote) failed: \(String(decoding: errors, as: UTF8.self))")
     }
+    let digest = hasher.finalizeHex()
     try ssh.accept(
-      partial, as: local, remote: remote, digest: hasher.finalizeHex(), expected: expectedSHA256,
+      partial, as: local, remote: remote, digest: digest, expected: expectedSHA256 ?? digest,
       expectedFrom: "the agent said")
     return total
   }

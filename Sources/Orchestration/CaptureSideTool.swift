@@ -1,4 +1,5 @@
 import AgentProtocol
+import CaptureFiles
 import Foundation
 import SSHTransport
 
@@ -113,8 +114,13 @@ extension CaptureSide {
     guard let sizeText = reply["size"], let size = Int64(sizeText) else {
       throw CaptureFailure(host: name, step: step, "\(tool.file) is missing: \(reply.logTail)")
     }
-    guard let digest = reply["sha256"], digest.count == 64 else {
+    let digest = reply["sha256"] ?? ""
+    guard digest.count == 64 || (digest.isEmpty && reply["sha256sum"] == "none") else {
       throw CaptureFailure(host: name, step: step, "sha256sum of \(tool.file) failed; cannot verify the pull")
+    }
+    if digest.isEmpty {
+      note(
+        "no sha256sum on the host: the pull is checked by the file's size and a full read of its structure")
     }
     progress.bytes = size
     remoteFiles = [(tool.file, size, digest)]
@@ -130,6 +136,24 @@ extension CaptureSide {
       engine: engine, facts: HostFacts(),
       folder: HostToolCapture.folder(for: access.host, session: remoteSession),
       rootLogin: access.host.user == "root" || access.usesSudo)
+  }
+
+  /// The check of a pulled copy that has no digest from its host: the size the host reported,
+  /// and every block readable as pcap or pcapng. A copy that fails is removed.
+  func verifyStructure(_ local: String, size: Int64, remote: String) throws(SSHError) {
+    var info = stat()
+    let actual = stat(local, &info) == 0 ? Int64(info.st_size) : -1
+    func reject(_ why: String) -> SSHError {
+      unlink(local)
+      return SSHError(.checksum, host: name, "\(remote): \(why); the copy was removed, pull again")
+    }
+    guard actual == size else { throw reject("the copy has \(actual) bytes, the host reported \(size)") }
+    do {
+      let reader = try CaptureFileReader(path: local)
+      while try reader.next() != nil {}
+    } catch {
+      throw reject("the copy does not read as a capture file: \(error)")
+    }
   }
 
   /// Deletes the tool's folder on the host, after the verified pull.

@@ -10,7 +10,8 @@ import Support
 /// (`capture.pcap`, `capture.log`, `pid`, `devices`), so a lost connection loses nothing
 /// and `resume` finds it again. It is armed when the tool says `listening on`, stopped with
 /// SIGINT by its recorded PID (so it flushes, and smcdump-ex turns the dump off and deletes
-/// its device), hashed with `sha256sum` on the host, pulled like the agent's files and
+/// its device), hashed with `sha256sum` on the host (without it: checked by size and a full
+/// read of the pulled copy), pulled like the agent's files and
 /// removed with its folder.
 struct HostToolCapture: Sendable {
   let engine: CaptureEngine
@@ -90,7 +91,8 @@ struct HostToolCapture: Sendable {
     + #"kill -INT "$p"; echo signalled=yes; fi; i=0; while [ -n "$p" ] && kill -0 "$p" 2>/dev/null && [ $i -lt 150 ]; do "#
     + #"sleep 0.1; i=$((i + 1)); done; if [ -n "$p" ] && kill -0 "$p" 2>/dev/null; then echo alive=yes; fi; "#
     + #"echo "stopped_ns=$(date +%s%N)"; echo "size=$(stat -c %s "$f" 2>/dev/null)"; "#
-    + #"echo "sha256=$(sha256sum -- "$f" 2>/dev/null | cut -c1-64)"; "#
+    + #"if command -v sha256sum >/dev/null 2>&1; then echo "sha256=$(sha256sum -- "$f" 2>/dev/null | cut -c1-64)"; "#
+    + #"else echo sha256sum=none; fi; "#
     + #"for n in $(ls /sys/class/net 2>/dev/null | grep '^smc-dummy'); do grep -qx -- "$n" "$d/devices" 2>/dev/null || echo "left_device=$n"; done; "#
     + #"echo smcpair-log; tail -c 2000 "$d/capture.log""#
 

@@ -111,11 +111,14 @@ extension SSHSession {
   /// bytes become contiguous (it first streams a resumed prefix through the hash, never
   /// holding the file in memory), so the reading threads only move bytes off the connections.
   /// The digest is compared with `expectedSHA256`, or with the host's (`sha256Command`), which
-  /// runs on another channel during the transfer. On a match the file is renamed to `local`;
+  /// runs on another channel during the transfer — unless `hostDigest` is false (a host
+  /// without `sha256sum`: the caller then verifies the copy otherwise, e.g. by its size and a
+  /// full read of its structure, and the local digest is only reported). On a match the file is renamed to `local`;
   /// on any failure the partial file keeps every byte from its start that arrived without a
   /// gap, so running it again resumes. `progress` counts those bytes.
   public func download(
-    _ remote: String, to local: String, expectedSHA256: String? = nil, progress: TransferProgress? = nil
+    _ remote: String, to local: String, expectedSHA256: String? = nil, hostDigest: Bool = true,
+    progress: TransferProgress? = nil
   ) throws(SSHError) -> TransferResult {
     let started = Date()
     let sftp = try self.sftp()
@@ -142,7 +145,8 @@ extension SSHSession {
       sink.keepContiguous()
     }
     // The host checksums its copy meanwhile, on its own channel.
-    let remoteDigest = expectedSHA256 == nil ? try RemoteDigest(session: self, path: remote) : nil
+    let remoteDigest =
+      expectedSHA256 == nil && hostDigest ? try RemoteDigest(session: self, path: remote) : nil
     let handle = try openRemote(sftp, remote, flags: UInt(LIBSSH2_FXF_READ), mode: 0)
     defer { _ = try? retry("closing \(remote)") { libssh2_sftp_close_handle(handle) } }
     // Without its note (it could not be created) the file must not get holes: one reader.
@@ -183,7 +187,8 @@ extension SSHSession {
     } else if let remoteDigest {
       expected = try remoteDigest.result()
     } else {
-      expected = ""
+      // No digest to compare with (hostDigest: false): the caller verifies the copy.
+      expected = digest
     }
     try accept(partial, as: local, remote: remote, digest: digest, expected: expected)
     return TransferResult(

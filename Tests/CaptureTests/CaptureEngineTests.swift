@@ -99,6 +99,47 @@ import Testing
     #expect(try env.toolsGone().isEmpty)
   }
 
+  @Test func aHostWithoutSha256sumIsPulledAndCheckedBySizeAndStructure() throws {
+    let env = try CaptureLab(hosts: 2, tag: "cn")
+    // h2's commands see a PATH with every tool of /usr/bin and /usr/sbin except sha256sum.
+    let bin = env.work.file("no-sha256sum")
+    try FileManager.default.createDirectory(atPath: bin, withIntermediateDirectories: true)
+    for folder in ["/usr/bin", "/usr/sbin"] {
+      for name in try FileManager.default.contentsOfDirectory(atPath: folder) where name != "sha256sum" {
+        _ = symlink("\(folder)/\(name)", "\(bin)/\(name)")
+      }
+    }
+    // SFTP (internal-sftp, which a ForceCommand replaces) goes to the sftp-server program.
+    let script = env.work.file("no-sha256sum.sh")
+    try """
+    #!/bin/sh
+    case $SSH_ORIGINAL_COMMAND in internal-sftp|sftp) exec /usr/lib/openssh/sftp-server ;; esac
+    exec /usr/bin/env PATH=\(bin) /bin/sh -c "$SSH_ORIGINAL_COMMAND"
+
+    """.write(toFile: script, atomically: true, encoding: .utf8)
+    chmod(script, 0o755)
+    try env.lab.forceCommand(host: 1, script)
+    let result = try env.capture([
+      "--pair", "pair1", "--json", "--engine", "tcpdump", "--filter", "tcp port 5204",
+      "--server-cmd", "iperf3 -s -1 -p 5204", "--client-cmd", "iperf3 -c {server} -p 5204 -n 1M -l 1000",
+    ])
+    #expect(result.status == 0, "\(result.stdout)\n\(result.stderr)")
+    let pair = try env.onlyPair(result)
+    try env.expectAlignedAroundZero(pair, kinds: ["tcp"])
+    let folder = try #require(pair["folder"] as? String)
+    let record = try env.record(folder)
+    let server = record.object("sides").object("server")
+    let client = record.object("sides").object("client")
+    #expect((server["remote_files"] as? [[String: Any]])?.first?["sha256"] as? String == "")
+    #expect(
+      (server["log"] as? [String])?.contains { $0.contains("size and structure verified (no sha256sum") }
+        == true,
+      "\(server["log"] ?? "")")
+    #expect(((client["remote_files"] as? [[String: Any]])?.first?["sha256"] as? String)?.count == 64)
+    #expect(server["remote_copy"] as? String == "removed")
+    #expect(try env.toolsGone().isEmpty)
+  }
+
   @Test func hostsCheckOnAnAgentlessHostShowsTheFactsAndAutosChoice() throws {
     let env = try CaptureLab(hosts: 2, tag: "ch")
     // `lab up --agentless h2` on the running lab rewrites its inventory.
