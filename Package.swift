@@ -75,7 +75,8 @@ let package = Package(
     .target(
       name: "Orchestration",
       dependencies: [
-        "SSHTransport", "Inventory", "AgentProtocol", "Checksum", "MergePipeline", "Alignment", "SMCWire", "CaptureFiles",
+        "SSHTransport", "Inventory", "AgentProtocol", "Checksum", "MergePipeline", "Alignment", "SMCWire",
+        "CaptureFiles",
         "Support",
       ]
     ),
