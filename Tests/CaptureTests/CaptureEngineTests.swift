@@ -99,6 +99,29 @@ import Testing
     #expect(try env.toolsGone().isEmpty)
   }
 
+  @Test func coordinatorKilledThenResumeStopsTheHostsTcpdumpAndCollects() throws {
+    let env = try CaptureLab(hosts: 2, tag: "cr")
+    let process = try env.startCapture(["--pair", "pair1", "--duration", "120s", "--engine", "tcpdump"])
+    try env.blast()
+    kill(process.pid, SIGKILL)
+    _ = process.wait(seconds: 10)
+    // tcpdump runs detached from the SSH connection: still capturing without its coordinator.
+    #expect(env.toolProcesses().filter { $0.contains("tcpdump") }.count >= 2, "\(env.toolProcesses())")
+    let folder = try #require(env.sessionFolders().first)
+    let id = (folder as NSString).lastPathComponent
+    let resumed = try Tools.run([env.smcpair, "sessions", "resume", id, "--out", env.sessions])
+    #expect(resumed.status == 0, "\(resumed.stdout)\n\(resumed.stderr)")
+    let record = try env.record(folder)
+    #expect(record["state"] as? String == "complete", "\(record)")
+    for role in ["client", "server"] {
+      let side = record.object("sides").object(role)
+      #expect(side["engine"] as? String == "tcpdump")
+      #expect(side["remote_copy"] as? String == "removed")
+      #expect(FileManager.default.fileExists(atPath: "\(folder)/\(role).pcap"))
+    }
+    #expect(try env.toolsGone().isEmpty)
+  }
+
   @Test func aHostWithoutSha256sumIsPulledAndCheckedBySizeAndStructure() throws {
     let env = try CaptureLab(hosts: 2, tag: "cn")
     // h2's commands see a PATH with every tool of /usr/bin and /usr/sbin except sha256sum.
