@@ -1,8 +1,8 @@
 import Inventory
 
 /// The program that captures on a host. Every engine ends in the same place: capture files
-/// on the host, each with its size and SHA-256, which the coordinator pulls, verifies and
-/// removes (docs/capture.md, "Capture engines").
+/// on the host, each with its size and (where the host has sha256sum) SHA-256, which the
+/// coordinator pulls, verifies and removes (docs/capture.md, "Capture engines").
 public enum CaptureEngine: String, Sendable, Equatable, CaseIterable {
   /// smcpair's own agent (deployed, checked by SHA-256).
   case agent
@@ -64,6 +64,12 @@ public struct EngineDecision: Sendable, Equatable {
         return .failure(
           EngineRefusal(
             "engine: smcdump-ex, but the host has no executable smcdump-ex (install smc-tools, or set smcdump_ex: to its path)"
+          ))
+      }
+      guard dumpWanted else {
+        return .failure(
+          EngineRefusal(
+            "engine: smcdump-ex, but smc_dump: off; smcdump-ex always turns the SMC dump on (use engine: tcpdump for the NIC only)"
           ))
       }
       return tool(.smcdumpEx, "engine: smcdump-ex")

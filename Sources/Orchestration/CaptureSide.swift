@@ -179,10 +179,12 @@ public final class CaptureSide: @unchecked Sendable {
         preflight.engine = "\(chosen.engine.rawValue) (\(chosen.reason))"
         note("engine: \(preflight.engine)")
         if chosen.engine != .agent {
-          tool = HostToolCapture(
-            engine: chosen.engine, facts: facts,
-            folder: HostToolCapture.folder(for: access.host, session: remoteSession),
-            rootLogin: access.host.user == "root" || access.usesSudo)
+          let capture = HostToolCapture(
+            engine: chosen.engine, facts: facts, access: access, session: remoteSession)
+          if let problem = HostToolCapture.folderProblem(capture.folder) {
+            throw CaptureFailure(host: name, step: "choosing the capture engine", problem)
+          }
+          tool = capture
           preflight.agent = "none"
           preflight.privileges =
             access.host.user == "root" ? "root" : (access.usesSudo ? "sudo -n" : "login user")
@@ -431,6 +433,13 @@ public final class CaptureSide: @unchecked Sendable {
 
   func prepare(_ plan: CapturePlan) throws(CaptureFailure) {
     if let tool {
+      // tcpdump's -C rotates instead of stopping; refusing beats filling a disk silently.
+      if plan.stop.maxFileBytes != nil {
+        throw CaptureFailure(
+          host: name, step: "preparing \(tool.engine.rawValue)",
+          "--max-size is not applied by the \(tool.engine.rawValue) engine; use --duration or --packets, or the agent"
+        )
+      }
       toolPlan = plan
       note("prepared \(tool.folder): \(tool.argv(plan).joined(separator: " "))")
       return
@@ -654,7 +663,7 @@ public final class CaptureSide: @unchecked Sendable {
     let digest = hasher.finalizeHex()
     try ssh.accept(
       partial, as: local, remote: remote, digest: digest, expected: expectedSHA256 ?? digest,
-      expectedFrom: "the agent said")
+      expectedFrom: "the host said")
     return total
   }
 

@@ -40,17 +40,36 @@ extension CaptureSide {
     }
     note("\(tool.engine.rawValue) started, pid \(pid), in \(tool.folder)")
     guard reply["alive"] == "yes", Int(reply["listening"] ?? "") ?? 0 >= 1 else {
-      if reply["alive"] == "yes" { _ = try? toolScript(tool, HostToolCapture.stopScript, step: step) }
+      let what = reply["alive"] == "yes" ? "did not say it is listening within 10 s" : "ended at once"
       throw CaptureFailure(
         host: name, step: step,
-        "\(tool.engine.rawValue) \(reply["alive"] == "yes" ? "did not say it is listening within 10 s" : "ended at once"): \(reply.logTail)"
-      )
+        "\(tool.engine.rawValue) \(what): \(reply.logTail)\(abandonTool(tool, step: step))")
     }
     startedNanoseconds = reply["started_ns"].flatMap { Int64($0) }
     progress.state = .capturing
     note(
       "capturing: \(reply.log.split(separator: "\n").filter { $0.contains("listening on") }.joined(separator: "; "))"
     )
+  }
+
+  /// After a failed start: stops the tool if it still runs (by its PID, when ours), reports a
+  /// device it left, and removes its folder; returns what is left on the host, as a sentence
+  /// to add to the failure ("" when nothing is).
+  func abandonTool(_ tool: HostToolCapture, step: String) -> String {
+    var left: [String] = []
+    if let (_, stopped) = try? toolScript(tool, HostToolCapture.stopScript, step: step) {
+      if stopped["alive"] == "yes" { left.append("the tool still runs (pid in \(tool.folder)/pid)") }
+      leftDevices = stopped.leftDevices
+      if !leftDevices.isEmpty { left.append("device(s) \(leftDevices.joined(separator: ", "))") }
+    }
+    if left.isEmpty, let (status, _) = try? toolScript(tool, HostToolCapture.removeScript, step: step),
+      status == 0
+    {
+      note("removed \(tool.folder) after the failed start")
+      return ""
+    }
+    left.append("its folder \(tool.folder)")
+    return "; left on the host: " + left.joined(separator: ", ")
   }
 
   /// Refreshes `progress` about once a second (each poll is an exec on the host): the file's
@@ -114,9 +133,25 @@ extension CaptureSide {
     guard let sizeText = reply["size"], let size = Int64(sizeText) else {
       throw CaptureFailure(host: name, step: step, "\(tool.file) is missing: \(reply.logTail)")
     }
-    let digest = reply["sha256"] ?? ""
-    guard digest.count == 64 || (digest.isEmpty && reply["sha256sum"] == "none") else {
-      throw CaptureFailure(host: name, step: step, "sha256sum of \(tool.file) failed; cannot verify the pull")
+    var digest = ""
+    if reply["sha256sum"] == "yes" {
+      // Its own exec without an overall deadline: hashing gigabytes may take minutes.
+      let ssh = try session(step)
+      let hashed: CommandOutput
+      do throws(SSHError) {
+        hashed = try ssh.run(
+          tool.command(HostToolCapture.hashScript, [], access: access), purpose: "sha256sum of \(tool.file)",
+          limits: CommandLimits(stdout: 4096, stderr: 64 << 10, seconds: nil))
+      } catch {
+        throw CaptureFailure(host: name, step: step, error.message)
+      }
+      digest = ToolReply(hashed.stdoutText)["sha256"] ?? ""
+      guard digest.count == 64,
+        digest.utf8.allSatisfy({ (0x30...0x39).contains($0) || (0x61...0x66).contains($0) })
+      else {
+        throw CaptureFailure(
+          host: name, step: step, "sha256sum of \(tool.file) failed; cannot verify the pull")
+      }
     }
     if digest.isEmpty {
       note(
@@ -132,10 +167,7 @@ extension CaptureSide {
   /// name (stop, hash, pull and removal need nothing else).
   func resumeTool(_ engine: CaptureEngine) {
     self.engine = engine
-    tool = HostToolCapture(
-      engine: engine, facts: HostFacts(),
-      folder: HostToolCapture.folder(for: access.host, session: remoteSession),
-      rootLogin: access.host.user == "root" || access.usesSudo)
+    tool = HostToolCapture(engine: engine, facts: HostFacts(), access: access, session: remoteSession)
   }
 
   /// The check of a pulled copy that has no digest from its host: the size the host reported,

@@ -16,7 +16,8 @@ public struct HostFacts: Sendable, Equatable {
   public var tcpdumpVersion = ""
   /// tcpdump knows `--time-stamp-precision=nano`.
   public var tcpdumpNanoseconds = false
-  /// `smcdump-ex`'s path (the inventory's `smcdump_ex:` when it is executable, else PATH's).
+  /// `smcdump-ex`'s path: the inventory's `smcdump_ex:` when set (nil when that file is not
+  /// executable; PATH is not searched then), else the one on PATH.
   public var smcdumpEx: String?
   /// smc-tools' `smcss`, nil when smc-tools are not installed.
   public var smcTools: String?

@@ -106,7 +106,11 @@ import Testing
     kill(process.pid, SIGKILL)
     _ = process.wait(seconds: 10)
     // tcpdump runs detached from the SSH connection: still capturing without its coordinator.
-    #expect(env.toolProcesses().filter { $0.contains("tcpdump") }.count >= 2, "\(env.toolProcesses())")
+    for role in ["client", "server"] {
+      #expect(
+        env.toolProcesses().contains { $0.contains("tcpdump") && $0.contains("-\(role)/capture.pcap") },
+        "\(role): \(env.toolProcesses())")
+    }
     let folder = try #require(env.sessionFolders().first)
     let id = (folder as NSString).lastPathComponent
     let resumed = try Tools.run([env.smcpair, "sessions", "resume", id, "--out", env.sessions])

@@ -68,6 +68,11 @@ import Testing
       return
     }
     #expect(helpers.message.contains("setsid, timeout"), "\(helpers.message)")
+    guard case .failure(let off) = choose(.smcdumpEx, Self.facts(smcdumpEx: true), dump: false) else {
+      Issue.record("engine: smcdump-ex with smc_dump: off was accepted")
+      return
+    }
+    #expect(off.message.contains("smc_dump: off"))
     guard case .failure(let other) = choose(.auto, Self.facts(os: "FreeBSD", tcpdump: false)) else {
       Issue.record("a FreeBSD host without tools got an engine")
       return
@@ -120,21 +125,21 @@ import Testing
     let plan = CapturePlan(
       session: "s", interfaces: ["eth1"], filter: "tcp port 80",
       stop: StopConditions(durationSeconds: 10, packets: 500), dumpFilter: "udp port 80")
-    let dump = HostToolCapture(engine: .smcdumpEx, facts: facts, folder: "/c/s", rootLogin: true).argv(plan)
-    #expect(Array(dump.prefix(4)) == ["timeout", "-s", "INT", "10.000"])
+    let dump = HostToolCapture(engine: .smcdumpEx, facts: facts, folder: "/c/s", runsAsRoot: true).argv(plan)
+    #expect(Array(dump.prefix(6)) == ["timeout", "-k", "15", "-s", "INT", "10.000"])
     #expect(dump.contains("--legacy"))
     let param = dump[(dump.firstIndex(of: "--param") ?? 0) + 1]
     #expect(param.contains("-w /c/s/capture.pcap") && param.contains("-c 500"))
     #expect(param.contains("--time-stamp-precision=nano") && param.contains("-Z root"))
     #expect(dump.last == "(tcp port 80) or (udp port 80)")
-    #expect(Array(dump[4...8]) == ["/usr/bin/smcdump-ex", "-m", "all", "-t", "all"])
-    let nic = HostToolCapture(engine: .tcpdump, facts: facts, folder: "/c/s", rootLogin: false).argv(plan)
+    #expect(Array(dump[6...10]) == ["/usr/bin/smcdump-ex", "-m", "all", "-t", "all"])
+    let nic = HostToolCapture(engine: .tcpdump, facts: facts, folder: "/c/s", runsAsRoot: false).argv(plan)
     #expect(nic.contains("eth1") && !nic.contains("any") && !nic.contains("-Z"))
     #expect(nic.last == "tcp port 80")
     var two = plan
     two.interfaces = ["eth1", "eth2"]
     #expect(
-      HostToolCapture(engine: .tcpdump, facts: facts, folder: "/c/s", rootLogin: true).argv(two).contains(
+      HostToolCapture(engine: .tcpdump, facts: facts, folder: "/c/s", runsAsRoot: true).argv(two).contains(
         "any"))
     #expect(
       HostToolCapture.folder(for: InventoryHost(name: "h", address: "h"), session: "x")
