@@ -122,4 +122,49 @@ import Testing
     side.agent.closeInput()
     #expect(side.agent.wait(seconds: 10) == 0)
   }
+
+  /// A measurement for docs/capture.md ("Volume control"), not a threshold: the emulator's
+  /// bulk scenario (`BULK_MESSAGES` messages of 16 KiB, default 800) captured with each
+  /// setting; bytes written per second of workload, per interface. Asserts only that leaving
+  /// out or cutting data records writes fewer bytes than keeping them.
+  @Test func bulkBytesCapturedPerSecond() throws {
+    let lab = try TestLab(hosts: 2, tag: "vb")
+    let device = lab.status.hosts[0].dump_device
+    let side = try AgentInLab(lab: lab)
+    let messages = Int(ProcessInfo.processInfo.environment["BULK_MESSAGES"] ?? "") ?? 800
+    let settings: [(String, [(String, JSONValue)])] = [
+      ("all", []), ("--smc-type cdc", [("smc_type", .string("cdc"))]),
+      ("--data-snaplen 64", [("data_snaplen", .int(64))]),
+    ]
+    var rates: [String: Double] = [:]
+    for (index, (name, extra)) in settings.enumerated() {
+      #expect(side.agent.request(.prepare, side.plan("bulk\(index)", extra: extra))?.ok == true)
+      #expect(side.agent.request(.start)?.ok == true)
+      let started = Date()
+      try side.traffic("bulk", messages: messages, size: 16384)
+      let seconds = Date().timeIntervalSince(started)
+      usleep(300_000)
+      #expect(side.agent.request(.stop)?.ok == true)
+      let finalized = try #require(side.agent.request(.finalize))
+      let status = try finalized.reply(FinalizeReply.self).status
+      let dump = try #require(status.interfaces.first { $0.name == device })
+      let nic = status.interfaces.first { $0.name == "eth0" }?.bytes ?? 0
+      rates[name] = Double(status.bytes) / seconds
+      let left =
+        dump.dumpRecords.map { " left out \($0.leftOut), cut \($0.cut), unclassified \($0.unclassified)" }
+        ?? ""
+      print(
+        "volume: \(name): kernel drops \(status.drops), libpcap received \(dump.received) on the dump device")
+      print(
+        String(
+          format:
+            "volume: %@: %.2f s workload, %.1f MiB written (dump %.1f MiB in %llu records, NIC %.1f MiB): %.1f MiB/s%@",
+          name, seconds, Double(status.bytes) / 1_048_576, Double(dump.bytes) / 1_048_576, dump.written,
+          Double(nic) / 1_048_576, Double(status.bytes) / seconds / 1_048_576, left))
+    }
+    #expect(rates["--smc-type cdc", default: .infinity] < rates["all", default: 0])
+    #expect(rates["--data-snaplen 64", default: .infinity] < rates["all", default: 0])
+    side.agent.closeInput()
+    #expect(side.agent.wait(seconds: 10) == 0)
+  }
 }
