@@ -88,6 +88,16 @@ import Testing
     let smc = try capture(side, "smc", [("smc_mode", .string("smc"))])
     #expect(smc.interfaces == [device])
     #expect(try packetsPerInterface(smc.path) == [device: 82])
+    // Without a dump device (this kernel has none, and no stand-in is named) there is nothing
+    // to capture: refused, not an empty capture.
+    let refused = side.agent.request(
+      .prepare,
+      [
+        ("session", .string("nodump")), ("interfaces", .array([.string("eth0")])),
+        ("smc_dump", .string("auto")), ("smc_mode", .string("smc")),
+      ])
+    #expect(refused?.error?.code == .smcDumpUnsupported, "\(refused?.line ?? "")")
+    #expect(refused?.error?.message.contains("smc_mode 'smc' captures only the SMC dump device") == true)
     side.agent.closeInput()
     #expect(side.agent.wait(seconds: 10) == 0)
   }
