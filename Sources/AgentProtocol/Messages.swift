@@ -247,6 +247,14 @@ public struct CapturePlan: Sendable, Equatable {
   public var rotateBytes: Int64?
   /// `auto`, `required`, `off`, or an existing device to capture.
   public var smcDump: SMCDumpSetting
+  /// Which dump records to keep: data, CDC, or both (`smc_type`, default `all`).
+  public var smcType: SMCRecordType
+  /// The NICs and the dump device, or the dump device only (of one SMC mode) (`smc_mode`,
+  /// default `all`).
+  public var smcMode: SMCCaptureMode
+  /// Bytes of each data record kept after its dump header (`data_snaplen`); nil keeps them
+  /// whole. CDC records and NIC packets are never cut by it.
+  public var dataSnaplen: Int?
 
   /// Limits applied when the plan sets none, so no capture runs forever or fills a disk.
   public static let defaultMaxDuration: Double = 3600
@@ -255,7 +263,8 @@ public struct CapturePlan: Sendable, Equatable {
   public init(
     session: String, interfaces: [String], filter: String = "", snaplen: Int = 262_144,
     bufferBytes: Int = 32 << 20, stop: StopConditions = StopConditions(), rotateBytes: Int64? = nil,
-    smcDump: SMCDumpSetting = .auto, dumpFilter: String? = nil
+    smcDump: SMCDumpSetting = .auto, dumpFilter: String? = nil, smcType: SMCRecordType = .all,
+    smcMode: SMCCaptureMode = .all, dataSnaplen: Int? = nil
   ) {
     self.session = session
     self.interfaces = interfaces
@@ -266,6 +275,17 @@ public struct CapturePlan: Sendable, Equatable {
     self.stop = stop
     self.rotateBytes = rotateBytes
     self.smcDump = smcDump
+    self.smcType = smcType
+    self.smcMode = smcMode
+    self.dataSnaplen = dataSnaplen
+  }
+
+  /// Largest `data_snaplen`: the dump header's `len` field is 16 bits.
+  public static let maxDataSnaplen = 65535
+
+  /// Whether dump records are chosen or cut at all (else the dump device is captured as is).
+  public var selectsDumpRecords: Bool {
+    smcType != .all || smcMode == .smcr || smcMode == .smcd || dataSnaplen != nil
   }
 
   public var fields: [(String, JSONValue)] {
@@ -282,6 +302,10 @@ public struct CapturePlan: Sendable, Equatable {
     ]
     if let rotateBytes { out.append(("rotate_bytes", .int(rotateBytes))) }
     if let dumpFilter { out.append(("dump_filter", .string(dumpFilter))) }
+    // Written only when set, so a plan without them reads the same to every agent.
+    if smcType != .all { out.append(("smc_type", .string(smcType.rawValue))) }
+    if smcMode != .all { out.append(("smc_mode", .string(smcMode.rawValue))) }
+    if let dataSnaplen { out.append(("data_snaplen", .int(Int64(dataSnaplen)))) }
     return out
   }
 
@@ -320,6 +344,38 @@ public struct CapturePlan: Sendable, Equatable {
     rotateBytes = body["rotate_bytes"]?.int
     if let r = rotateBytes, r < 65536 { throw bad("rotate_bytes", "must be at least 65536") }
     smcDump = SMCDumpSetting(body["smc_dump"]?.string ?? "auto")
+    smcType = try Self.choice(body, "smc_type", flag: "--smc-type", default: .all)
+    smcMode = try Self.choice(body, "smc_mode", flag: "--smc-mode", default: .all)
+    if let field = body["data_snaplen"], !field.isNull {
+      guard let n = field.int, (0...Int64(Self.maxDataSnaplen)).contains(n) else {
+        throw bad(
+          "data_snaplen",
+          "(--data-snaplen) must be an integer 0...\(Self.maxDataSnaplen): the bytes of each data record kept after its dump header"
+        )
+      }
+      dataSnaplen = Int(n)
+    } else {
+      dataSnaplen = nil
+    }
+    if !smcMode.capturesNICs && smcDump == .off {
+      throw bad(
+        "smc_mode",
+        "'\(smcMode.rawValue)' (--smc-mode) captures only the SMC dump device, but 'smc_dump' is 'off'")
+    }
+  }
+
+  /// A string field that must be one of `Value`'s cases; absent is `fallback`.
+  static func choice<Value: RawRepresentable & CaseIterable>(
+    _ body: JSONValue, _ field: String, flag: String, default fallback: Value
+  ) throws(AgentProtocolError) -> Value where Value.RawValue == String {
+    guard let value = body[field], !value.isNull else { return fallback }
+    guard let text = value.string, let known = Value(rawValue: text) else {
+      throw AgentProtocolError(
+        .badField,
+        "'\(field)' (\(flag)) is \(value.string.map { "'\($0)'" } ?? value.description), not one of \(Value.allCases.map(\.rawValue).joined(separator: ", "))"
+      )
+    }
+    return known
   }
 
   public static func validSession(_ name: String) -> Bool {

@@ -176,6 +176,8 @@ public struct InterfaceCounters: Sendable, Equatable {
   public var bytes: UInt64 = 0
   /// Packets written out of time order (see `ReorderWindow`).
   public var outOfOrder: UInt64 = 0
+  /// On the SMC dump device when the plan chooses or cuts records: what was kept and left out.
+  public var dumpRecords: DumpRecordCounts?
 
   public init(name: String) { self.name = name }
 
@@ -190,6 +192,9 @@ public struct InterfaceCounters: Sendable, Equatable {
     written = try Self.count(fields, "written")
     bytes = try Self.count(fields, "bytes")
     outOfOrder = try Self.count(fields, "out_of_order")
+    if let records = try fields.optionalObject("dump_records") {
+      dumpRecords = try DumpRecordCounts(records)
+    }
   }
 
   static func count(_ fields: ReplyFields, _ key: String) throws(AgentProtocolError) -> UInt64 {
@@ -199,11 +204,61 @@ public struct InterfaceCounters: Sendable, Equatable {
   }
 
   var json: JSONValue {
-    .object([
+    var fields: [(String, JSONValue)] = [
       ("name", .string(name)), ("received", .int(Int64(clamping: received))),
       ("dropped", .int(Int64(clamping: dropped))), ("if_dropped", .int(Int64(clamping: interfaceDropped))),
       ("written", .int(Int64(clamping: written))), ("bytes", .int(Int64(clamping: bytes))),
       ("out_of_order", .int(Int64(clamping: outOfOrder))),
+    ]
+    if let dumpRecords { fields.append(("dump_records", dumpRecords.json)) }
+    return .object(fields)
+  }
+}
+
+/// What the dump-record selection (`smc_type`, `smc_mode`, `data_snaplen`) did on the SMC
+/// dump device: records written by kind, records left out by the setting that left them out.
+public struct DumpRecordCounts: Sendable, Equatable {
+  /// CDC records written.
+  public var cdc: UInt64 = 0
+  /// Data records written (whole or cut).
+  public var data: UInt64 = 0
+  /// Data records written cut to `data_snaplen` (their original length stays in the file).
+  public var cut: UInt64 = 0
+  /// Dump records written whole because they could not be classified (the header was not
+  /// calibrated yet, or a field held a value the calibration does not know): never dropped.
+  public var unclassified: UInt64 = 0
+  /// Data records left out by `smc_type cdc`.
+  public var leftOutData: UInt64 = 0
+  /// CDC records left out by `smc_type raw`.
+  public var leftOutCDC: UInt64 = 0
+  /// Records of the other SMC mode left out by `smc_mode smcr` or `smcd`.
+  public var leftOutMode: UInt64 = 0
+  /// What the agent measured of the dump header, for people.
+  public var calibration = ""
+
+  public init() {}
+
+  /// Records left out, all reasons.
+  public var leftOut: UInt64 { leftOutData + leftOutCDC + leftOutMode }
+
+  init(_ fields: ReplyFields) throws(AgentProtocolError) {
+    cdc = try InterfaceCounters.count(fields, "cdc")
+    data = try InterfaceCounters.count(fields, "data")
+    cut = try InterfaceCounters.count(fields, "cut")
+    unclassified = try InterfaceCounters.count(fields, "unclassified")
+    leftOutData = try InterfaceCounters.count(fields, "left_out_data")
+    leftOutCDC = try InterfaceCounters.count(fields, "left_out_cdc")
+    leftOutMode = try InterfaceCounters.count(fields, "left_out_mode")
+    calibration = try fields.string("calibration")
+  }
+
+  var json: JSONValue {
+    .object([
+      ("cdc", .int(Int64(clamping: cdc))), ("data", .int(Int64(clamping: data))),
+      ("cut", .int(Int64(clamping: cut))), ("unclassified", .int(Int64(clamping: unclassified))),
+      ("left_out_data", .int(Int64(clamping: leftOutData))),
+      ("left_out_cdc", .int(Int64(clamping: leftOutCDC))),
+      ("left_out_mode", .int(Int64(clamping: leftOutMode))), ("calibration", .string(calibration)),
     ])
   }
 }

@@ -81,3 +81,30 @@ public enum SMCDumpSetting: Sendable, Equatable, CustomStringConvertible {
     if case .device(let name) = self { name } else { nil }
   }
 }
+
+/// Which SMC dump records to keep (`smcpair capture --smc-type`, plan `smc_type`), as
+/// smcdump-ex's `-t`.
+public enum SMCRecordType: String, Sendable, CaseIterable {
+  /// Data and CDC records.
+  case all
+  /// Data records only (the slices of the data buffers).
+  case raw
+  /// CDC records only (the control messages with the cursors).
+  case cdc
+}
+
+/// Which interfaces and SMC modes to capture (`smcpair capture --smc-mode`, plan `smc_mode`),
+/// as smcdump-ex's `-m`.
+public enum SMCCaptureMode: String, Sendable, CaseIterable {
+  /// The NICs (handshake, fallbacks) and the SMC dump device.
+  case all
+  /// The SMC dump device only, SMC-R and SMC-D records.
+  case smc
+  /// The SMC dump device only, SMC-R records.
+  case smcr
+  /// The SMC dump device only, SMC-D records.
+  case smcd
+
+  /// The NICs are captured too.
+  public var capturesNICs: Bool { self == .all }
+}

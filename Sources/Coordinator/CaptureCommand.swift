@@ -1,3 +1,4 @@
+import AgentProtocol
 import Alignment
 import ArgumentParser
 import Foundation
@@ -58,6 +59,14 @@ struct CaptureCommand: ParsableCommand {
       else smcdump-ex when present and the dump is wanted, else tcpdump). 'smcpair hosts check' \
       shows each host's facts and auto's choice. See docs/capture.md, "Capture engines".
 
+      Volume (as smcdump-ex's -t and -m): --smc-type cdc keeps only the CDC records of the SMC \
+      dump device (enough to pair and align both sides, a fraction of the bytes), raw only the \
+      data records; --smc-mode smc captures the dump device without the NICs, smcr/smcd only \
+      its SMC-R/SMC-D records; --data-snaplen N keeps the dump header and N bytes of each data \
+      record. The dump header's type and mode values are not public: each agent measures them \
+      from the first records (docs/capture.md, "Volume control"); a record it cannot classify \
+      yet is kept whole, and the summary says how many records were left out and why.
+
       Exit status: 0 every pair captured and merged; 1 a host failed before capturing (nothing \
       left running); 2 partial result (a side ended early or could not be pulled; what exists is \
       in the session folder); 64 usage error.
@@ -85,6 +94,21 @@ struct CaptureCommand: ParsableCommand {
       "BPF for the SMC dump device (default: the filter with 'tcp' read as 'udp', since dump records are UDP frames with the connection's ports; '' captures every record).",
       valueName: "bpf"))
   var dumpFilter: String?
+  @Option(
+    help: ArgumentHelp(
+      "SMC dump records to keep, as smcdump-ex's -t: 'all' (data and CDC records), 'raw' (data records only: the bytes the application moved), 'cdc' (CDC records only: the control messages with the cursors, enough to pair and align both sides).",
+      valueName: "all|raw|cdc"))
+  var smcType = "all"
+  @Option(
+    help: ArgumentHelp(
+      "What to capture, as smcdump-ex's -m: 'all' (the NICs — handshake, fallbacks — and the SMC dump device), 'smc' (the dump device only, SMC-R and SMC-D records), 'smcr' or 'smcd' (the dump device only, records of that mode only).",
+      valueName: "all|smc|smcr|smcd"))
+  var smcMode = "all"
+  @Option(
+    help: ArgumentHelp(
+      "Keep the dump header and N bytes of each SMC data record (the file keeps each record's original length, as tcpdump -s does); CDC records are always whole and NIC packets are not cut.",
+      valueName: "N"))
+  var dataSnaplen: Int?
   @Option(help: "Stop after this long: 30s, 5m, 1h, 500ms.") var duration: String?
   @Option(help: "Stop when a side has captured this many packets.") var packets: Int64?
   @Flag(help: "Capture until Ctrl-C (or the one-hour limit).") var untilStopped = false
@@ -130,6 +154,7 @@ struct CaptureCommand: ParsableCommand {
       throw ValidationError("--duration '\(duration)' is not a duration; write e.g. 30s, 5m, 1h, 500ms")
     }
     if let packets, packets <= 0 { throw ValidationError("--packets must be positive") }
+    try _ = VolumeOptions(smcType: smcType, smcMode: smcMode, dataSnaplen: dataSnaplen)
     if let maxSize, (Quantity.bytes(maxSize) ?? 0) < 4096 {
       throw ValidationError("--max-size '\(maxSize)' is not a size of at least 4K; write e.g. 64M or 1G")
     }
@@ -189,6 +214,10 @@ struct CaptureCommand: ParsableCommand {
         }
       }
     }
+    let volume = try VolumeOptions(smcType: smcType, smcMode: smcMode, dataSnaplen: dataSnaplen)
+    options.smcType = volume.smcType
+    options.smcMode = volume.smcMode
+    options.dataSnaplen = volume.dataSnaplen
     options.durationSeconds = duration.flatMap(Quantity.seconds)
     options.packets = packets
     options.untilStopped = untilStopped
@@ -241,6 +270,39 @@ struct CaptureCommand: ParsableCommand {
       }
       return found
     }
+  }
+}
+
+/// `--smc-type`, `--smc-mode` and `--data-snaplen`, checked: an unknown value names the flag
+/// and the values it takes.
+struct VolumeOptions: Equatable {
+  var smcType: SMCRecordType
+  var smcMode: SMCCaptureMode
+  var dataSnaplen: Int?
+
+  init(smcType: String, smcMode: String, dataSnaplen: Int?) throws(ValidationError) {
+    guard let type = SMCRecordType(rawValue: smcType) else {
+      throw ValidationError(
+        "--smc-type '\(smcType)' is not one of \(SMCRecordType.allCases.map(\.rawValue).joined(separator: ", ")) (data and CDC records, data only, CDC only)"
+      )
+    }
+    guard let mode = SMCCaptureMode(rawValue: smcMode) else {
+      throw ValidationError(
+        "--smc-mode '\(smcMode)' is not one of \(SMCCaptureMode.allCases.map(\.rawValue).joined(separator: ", ")) (NICs and dump device, dump device only, only its SMC-R or SMC-D records)"
+      )
+    }
+    if let dataSnaplen, !(0...CapturePlan.maxDataSnaplen).contains(dataSnaplen) {
+      throw ValidationError(
+        "--data-snaplen \(dataSnaplen) is out of range: write 0...\(CapturePlan.maxDataSnaplen) (bytes kept of each data record after its dump header)"
+      )
+    }
+    if type == .cdc && dataSnaplen != nil {
+      throw ValidationError(
+        "--data-snaplen cuts data records, and --smc-type cdc keeps none; drop one of them")
+    }
+    self.smcType = type
+    self.smcMode = mode
+    self.dataSnaplen = dataSnaplen
   }
 }
 
@@ -338,6 +400,30 @@ final class CaptureDisplay: Sendable {
       + interfaces.map { "\($0.name) \(size(Int64(clamping: $0.bytes)))" }.joined(separator: ", ")
   }
 
+  /// "smc-dummy0: 120 CDC, 80 data records (80 cut to 64 bytes); left out: 75 data records
+  /// by --smc-type cdc; ..." — what the agent's choice of dump records did.
+  static func dumpRecordsLine(_ interface: String, _ r: DumpRecordCounts, _ volume: CaptureRun.Volume)
+    -> String
+  {
+    var kept = "\(r.cdc) CDC, \(r.data) data records"
+    if r.cut > 0, let n = volume.dataSnaplen { kept += " (\(r.cut) cut to \(n) bytes by --data-snaplen)" }
+    var parts = ["\(interface): \(kept)"]
+    if r.unclassified > 0 { parts.append("\(r.unclassified) kept whole, not classified yet") }
+    var left: [String] = []
+    if r.leftOutData > 0 {
+      left.append("\(r.leftOutData) data records left out by --smc-type \(volume.smcType.rawValue)")
+    }
+    if r.leftOutCDC > 0 {
+      left.append("\(r.leftOutCDC) CDC records left out by --smc-type \(volume.smcType.rawValue)")
+    }
+    if r.leftOutMode > 0 {
+      left.append(
+        "\(r.leftOutMode) records of the other SMC mode left out by --smc-mode \(volume.smcMode.rawValue)")
+    }
+    parts.append(left.isEmpty ? "nothing left out" : left.joined(separator: ", "))
+    return parts.joined(separator: "; ") + " [\(r.calibration)]"
+  }
+
   func summary(_ run: CaptureRun, status: Int32) {
     if terminal && !quiet { say("") }
     if json {
@@ -364,6 +450,10 @@ final class CaptureDisplay: Sendable {
           host: side.name, side.progress.interfaces.map { ($0.name, $0.bytes) })
         {
           print("    " + written)
+        }
+        for interface in side.progress.interfaces {
+          guard let records = interface.dumpRecords else { continue }
+          print("    " + Self.dumpRecordsLine(interface.name, records, run.volume))
         }
       }
       for workload in pair.workloadResults where !workload.outcome.succeeded {
@@ -439,7 +529,9 @@ struct CaptureSummary: Encodable {
           packets: side.progress.packets, bytes: side.progress.bytes,
           interfaces: side.progress.interfaces.map { InterfaceBytes(name: $0.name, bytes: $0.bytes) },
           drops: side.progress.drops, files: side.localFiles, endedEarly: side.endedEarly,
-          error: side.failure?.description)
+          error: side.failure?.description,
+          dumpRecords: side.progress.interfaces.lazy.compactMap(\.dumpRecords).first.map(
+            SessionRecord.DumpRecordsEntry.init))
       }
       self.sides = sides
       var workloads: [Side: WorkloadSummary] = [:]
@@ -469,6 +561,8 @@ struct CaptureSummary: Encodable {
     var files: [String]
     var endedEarly: String?
     var error: String?
+    /// What --smc-type/--smc-mode/--data-snaplen kept and left out on the dump device.
+    var dumpRecords: SessionRecord.DumpRecordsEntry?
 
     enum CodingKeys: String, CodingKey {
       case host, engine
@@ -476,6 +570,7 @@ struct CaptureSummary: Encodable {
       case packets, bytes, interfaces, drops, files
       case endedEarly = "ended_early"
       case error
+      case dumpRecords = "dump_records"
     }
   }
 

@@ -31,6 +31,16 @@ final class CaptureLoop {
   var fileOutOfOrder: [UInt64]
   var window: ReorderWindow
   var local = LocalAddresses.current()
+  /// The plan's choice of dump records (nil: every record whole).
+  var selection: DumpRecordSelection?
+  /// Monotonic seconds when the first dump record was seen while the selection was still
+  /// learning the dump header: the window holds packets from then until the header is
+  /// learned or `calibrationHold` has passed, so the first records are classified too.
+  var learningSince: Double?
+  /// How long the window holds packets back for the calibration at most.
+  static let calibrationHold = 2.0
+  /// The dump device's link type (Ethernet when it is not captured).
+  let dumpLinkType: UInt32
   private(set) var failure: AgentProtocolError?
   private(set) var reason: StopReason?
 
@@ -48,6 +58,15 @@ final class CaptureLoop {
     outOfOrder = perInterface
     fileOutOfOrder = perInterface
     window = ReorderWindow(sources: session.sources.count)
+    dumpLinkType = session.sources.first { $0.interface == session.dumpInterface }?.handle.linkType ?? 1
+    selection = session.dumpInterface == nil ? nil : DumpRecordSelection(session.plan)
+  }
+
+  /// The window holds its packets while the selection learns the dump header (bounded by
+  /// `calibrationHold` and the window's memory budget, which still releases the oldest).
+  private func holdingForCalibration(now: Double) -> Bool {
+    guard let selection, !selection.learner.finished, let since = learningSince else { return false }
+    return now - since < Self.calibrationHold
   }
 
   /// Captures until something ends it, then completes the file; the failure (if any) and the
@@ -65,8 +84,10 @@ final class CaptureLoop {
     var lastAddresses = lastFlush
     while failure == nil {
       guard readReady(&fds) else { return }
-      window.release(now: SystemClock.realtimeNanoseconds(), write: write)
       let now = SystemClock.monotonicSeconds()
+      if !holdingForCalibration(now: now) {
+        window.release(now: SystemClock.realtimeNanoseconds(), write: write)
+      }
       if let reached = limitReached(now: now) {
         reason = reached
         return
@@ -146,14 +167,21 @@ final class CaptureLoop {
   private func publish() {
     session.publish(
       packets: packets, bytes: bytes, perInterface: perInterface, bytesPerInterface: bytesPerInterface,
-      outOfOrder: outOfOrder)
+      outOfOrder: outOfOrder, dumpRecords: selection?.report)
   }
 
   /// Copies what source `sourceIndex` has ready into the window; the number read, or -1 on error.
   private func take(_ sourceIndex: Int) -> Int32 {
     let source = session.sources[sourceIndex]
     let linkType = source.handle.linkType
+    let isDump = source.interface == session.dumpInterface
     return source.handle.dispatch(limit: 4096) { ns, length, data in
+      if isDump, selection != nil {
+        if learningSince == nil, selection?.learner.finished == false {
+          learningSince = SystemClock.monotonicSeconds()
+        }
+        selection?.observe(data, linkType: linkType)
+      }
       let direction =
         if case .byRecordAddresses = source.direction {
           local.directionOfDumpRecord(data, linkType: linkType)
@@ -173,6 +201,12 @@ final class CaptureLoop {
     _ late: Bool
   ) {
     guard failure == nil else { return }
+    var data = data
+    if index == session.dumpInterface, selection != nil {
+      // Left out by the plan's smc_type/smc_mode (counted by the selection), or cut.
+      guard let keep = selection?.decide(data, linkType: dumpLinkType) else { return }
+      data = UnsafeRawBufferPointer(rebasing: data[0..<keep])
+    }
     if late {
       outOfOrder[index] += 1
       fileOutOfOrder[index] += 1

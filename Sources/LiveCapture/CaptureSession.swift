@@ -74,6 +74,8 @@ public final class CaptureSession: @unchecked Sendable {
   public let interfaceNames: [String]
   /// Why the dump device is or is not captured (for the reply).
   public let smcDumpDetail: String
+  /// The index of the SMC dump device in `interfaceNames`, if it is captured.
+  let dumpInterface: Int?
   let sources: [CaptureSource]
   var handles: [PcapHandle] { sources.map(\.handle) }
   let counters: Mutex<CaptureCounters>
@@ -89,7 +91,8 @@ public final class CaptureSession: @unchecked Sendable {
   public init(plan: CapturePlan, root: String) throws(AgentProtocolError) {
     self.plan = plan
     folder = "\(root)/sessions/\(plan.session)"
-    var names = plan.interfaces
+    // `smc_mode` smc, smcr, smcd: the dump device alone, as smcdump-ex's `-m smc`.
+    var names = plan.smcMode.capturesNICs ? plan.interfaces : []
     var dump: SMCDumpDevice?
     var detail: String
     let probe = SMCDumpProbe.probe()
@@ -104,12 +107,19 @@ public final class CaptureSession: @unchecked Sendable {
         detail = "capturing SMC dump device \(created.name)"
       } else if plan.smcDump == .required {
         throw AgentProtocolError(.smcDumpUnsupported, probe.detail + "; smc_dump is 'required'")
+      } else if !plan.smcMode.capturesNICs {
+        throw AgentProtocolError(
+          .smcDumpUnsupported,
+          probe.detail + "; smc_mode '\(plan.smcMode.rawValue)' captures only the SMC dump device")
       } else {
         detail = probe.detail + "; capturing the NIC only"
       }
     case .device(let device):
       if !names.contains(device) { names.append(device) }
       detail = "capturing existing device \(device) as the SMC dump device"
+    }
+    if !plan.smcMode.capturesNICs {
+      detail += "; NICs not captured (smc_mode \(plan.smcMode.rawValue))"
     }
     var opened: [CaptureSource] = []
     do throws(PcapError) {
@@ -152,6 +162,7 @@ public final class CaptureSession: @unchecked Sendable {
     }
     sources = opened
     dumpDevice = dump
+    dumpInterface = names.firstIndex { $0 == dump?.name || plan.isDumpDevice($0) }
     smcDumpDetail = detail
     interfaceNames = names
     counters = Mutex(CaptureCounters(interfaces: names.map { CaptureCounters.Interface(name: $0) }))
@@ -305,12 +316,14 @@ public final class CaptureSession: @unchecked Sendable {
   }
 
   func publish(
-    packets: Int64, bytes: Int64, perInterface: [UInt64], bytesPerInterface: [UInt64], outOfOrder: [UInt64]
+    packets: Int64, bytes: Int64, perInterface: [UInt64], bytesPerInterface: [UInt64], outOfOrder: [UInt64],
+    dumpRecords: DumpRecordCounts?
   ) {
     let stats = interfaceStatistics()
     counters.withLock { c in
       c.packets = packets
       c.bytes = bytes
+      if let dumpInterface, let dumpRecords { c.interfaces[dumpInterface].dumpRecords = dumpRecords }
       for index in c.interfaces.indices {
         c.interfaces[index].written = perInterface[index]
         c.interfaces[index].bytes = bytesPerInterface[index]

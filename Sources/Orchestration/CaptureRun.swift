@@ -27,6 +27,12 @@ public struct CaptureOptions: Sendable {
   public var engine: CaptureEngineSetting?
   /// Keep the capture files on the hosts after a verified pull (default: removed).
   public var keepRemote = false
+  /// Which SMC dump records to keep (`--smc-type`).
+  public var smcType: SMCRecordType = .all
+  /// The NICs and the dump device, or the dump device alone of one mode (`--smc-mode`).
+  public var smcMode: SMCCaptureMode = .all
+  /// Bytes kept of each data record after its dump header (`--data-snaplen`); nil: whole.
+  public var dataSnaplen: Int?
   /// The command line, recorded in session.json.
   public var commandLine: [String] = []
   public var version = ""
@@ -266,7 +272,8 @@ public final class CaptureRun: @unchecked Sendable {
           session: side.remoteSession,
           interfaces: pair.interfaces[side.role],
           filter: pair.filter, stop: self.options.stop, smcDump: side.access.host.smcDump,
-          dumpFilter: pair.dumpFilter))
+          dumpFilter: pair.dumpFilter, smcType: self.options.smcType, smcMode: self.options.smcMode,
+          dataSnaplen: self.options.dataSnaplen))
     }
     events.line(preflightTable())
     if allSides.contains(where: { $0.failure != nil }) {

@@ -75,8 +75,9 @@ struct HostToolCapture: Sendable {
       if !plan.filter.isEmpty { bound.append(plan.filter) }
     case .smcdumpEx:
       // smcdump-ex's documented command line: -m all is every interface (NIC handshake and
-      // the dump device's records in one file), --param passes tcpdump's options on.
-      bound += [facts.smcdumpEx ?? "smcdump-ex", "-m", "all", "-t", "all"]
+      // the dump device's records in one file), -m/-t are --smc-mode/--smc-type (same values),
+      // --param passes tcpdump's options on.
+      bound += [facts.smcdumpEx ?? "smcdump-ex", "-m", plan.smcMode.rawValue, "-t", plan.smcType.rawValue]
       if facts.dumpSupport == .anckLegacy { bound.append("--legacy") }
       bound += ["--param", (tcpdumpOptions + ["-w", file]).joined(separator: " ")]
       let filter = Self.combined(plan.filter, plan.dumpFilter ?? "")

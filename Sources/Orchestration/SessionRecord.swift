@@ -24,6 +24,11 @@ public struct SessionRecord: Codable, Sendable, Equatable {
   public var filter: String
   /// Absent in records written before the dump device had its own filter.
   public var dumpFilter: String?
+  /// `--smc-type`, `--smc-mode`, `--data-snaplen`; absent in records written before them
+  /// (`all`, `all`, whole records).
+  public var smcType: String?
+  public var smcMode: String?
+  public var dataSnaplen: Int?
   public var inventory: InventorySnapshot
   public var stop: Stop
   public var stopReason: String?
@@ -41,6 +46,9 @@ public struct SessionRecord: Codable, Sendable, Equatable {
     case smcpairVersion = "smcpair_version"
     case command, filter
     case dumpFilter = "dump_filter"
+    case smcType = "smc_type"
+    case smcMode = "smc_mode"
+    case dataSnaplen = "data_snaplen"
     case inventory, stop
     case stopReason = "stop_reason"
     case clockProbe = "clock_probe"
@@ -175,6 +183,9 @@ public struct SessionRecord: Codable, Sendable, Equatable {
     public var stopReason: String?
     public var endedEarly: String?
     public var failure: String?
+    /// What `--smc-type`/`--smc-mode`/`--data-snaplen` kept and left out on the dump device,
+    /// by the agent's last status; absent when every record was kept whole.
+    public var dumpRecords: DumpRecordsEntry?
 
     enum CodingKeys: String, CodingKey {
       case host, address, port, user
@@ -195,6 +206,38 @@ public struct SessionRecord: Codable, Sendable, Equatable {
       case stopReason = "stop_reason"
       case endedEarly = "ended_early"
       case failure
+      case dumpRecords = "dump_records"
+    }
+  }
+
+  /// The agent's `dump_records` counters (`DumpRecordCounts`), as recorded.
+  public struct DumpRecordsEntry: Codable, Sendable, Equatable {
+    public var cdc: UInt64
+    public var data: UInt64
+    public var cut: UInt64
+    public var unclassified: UInt64
+    public var leftOutData: UInt64
+    public var leftOutCDC: UInt64
+    public var leftOutMode: UInt64
+    public var calibration: String
+
+    enum CodingKeys: String, CodingKey {
+      case cdc, data, cut, unclassified
+      case leftOutData = "left_out_data"
+      case leftOutCDC = "left_out_cdc"
+      case leftOutMode = "left_out_mode"
+      case calibration
+    }
+
+    public init(_ counts: DumpRecordCounts) {
+      cdc = counts.cdc
+      data = counts.data
+      cut = counts.cut
+      unclassified = counts.unclassified
+      leftOutData = counts.leftOutData
+      leftOutCDC = counts.leftOutCDC
+      leftOutMode = counts.leftOutMode
+      calibration = counts.calibration
     }
   }
 
@@ -238,6 +281,9 @@ public struct SessionRecord: Codable, Sendable, Equatable {
     command = SecretRedaction.redact(arguments: run.options.commandLine)
     filter = pair.filter
     dumpFilter = pair.dumpFilter
+    smcType = run.options.smcType.rawValue
+    smcMode = run.options.smcMode.rawValue
+    dataSnaplen = run.options.dataSnaplen
     inventory = InventorySnapshot(
       path: run.inventory.path,
       hosts: Self.hostsSnapshot(
@@ -387,6 +433,8 @@ extension SessionRecord.SideEntry {
     stopReason = side.progress.stopReason?.description
     endedEarly = side.endedEarly
     failure = side.failure?.description
+    dumpRecords = side.progress.interfaces.lazy.compactMap(\.dumpRecords).first.map(
+      SessionRecord.DumpRecordsEntry.init)
   }
 }
 
@@ -430,6 +478,11 @@ extension CaptureRun {
         "the \(role.rawValue) side's host '\(record.sides[role].host)' is not in its inventory snapshot")
     }
     let sides = record.sides
+    // The record's choice of dump records, so that the rewritten session.json keeps it.
+    var options = options
+    options.smcType = record.smcType.flatMap(SMCRecordType.init(rawValue:)) ?? .all
+    options.smcMode = record.smcMode.flatMap(SMCCaptureMode.init(rawValue:)) ?? .all
+    options.dataSnaplen = record.dataSnaplen
     try self.init(
       inventory: inventory,
       pairs: [InventoryPair(name: record.pair, client: sides.client.host, server: sides.server.host)],
