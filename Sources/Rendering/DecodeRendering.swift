@@ -186,6 +186,11 @@ public struct DecodeTableRenderer {
     case .llc:
       if let l = e.llc { parts.append("\(l.name)\(l.isResponse ? " response" : "")") }
     }
+    if let roce = e.roce {
+      var text = "RoCE \(roce.operation) qp=0x\(String(roce.destinationQP, radix: 16)) psn=\(roce.packetSequenceNumber)"
+      if let immediate = roce.immediate { text += " imm=0x\(String(immediate, radix: 16))" }
+      parts.append(text)
+    }
     if let note = e.note { parts.append("! \(note)") }
     return parts.joined(separator: "  ")
   }

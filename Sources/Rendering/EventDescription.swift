@@ -98,6 +98,14 @@ public struct EventDescription: Sendable, Equatable {
   // llc
   public var llcType: String?
   public var llcResponse: Bool?
+  // RoCEv2 (events read from an RDMA NIC's capture)
+  /// The InfiniBand operation, e.g. "Send Only".
+  public var roceOperation: String?
+  /// The BTH destination queue pair: the SMC-R link the message travels on.
+  public var roceQP: UInt32?
+  public var rocePSN: UInt32?
+  /// The immediate data of a WITH IMMEDIATE operation (layout not established for SMC-R).
+  public var immediate: UInt32?
   public var note: String?
 
   public init(kind: SMCEvent.Kind) { self.kind = kind }
@@ -106,6 +114,12 @@ public struct EventDescription: Sendable, Equatable {
   public init(_ event: SMCEvent) {
     kind = event.kind
     note = event.note
+    if let roce = event.roce {
+      roceOperation = roce.operation
+      roceQP = roce.destinationQP
+      rocePSN = roce.packetSequenceNumber
+      immediate = roce.immediate
+    }
     switch event.kind {
     case .tcp:
       if let tcp = event.tcp {
@@ -199,6 +213,7 @@ public struct EventDescription: Sendable, Equatable {
     } else if let cdcFlags {
       body("flags", .strings(Self.names(cdcFlags)))
     }
+    int("immediate", immediate)
     string("ism_gid", ismGID)
     int("length", length)
     string("llc_type", llcType)
@@ -217,6 +232,9 @@ public struct EventDescription: Sendable, Equatable {
     bool("response", llcResponse)
     if retransmission { body("retransmission", .bool(true)) }
     int("rmbe_size", rmbeSize)
+    string("roce_op", roceOperation)
+    int("roce_psn", rocePSN)
+    int("roce_qp", roceQP)
     int("seq", seq)
     int("seq_rel", seqRelative)
     int("seqno", seqno)
@@ -365,9 +383,11 @@ public struct EventDescriber {
         bufferSize[event.source] = size
       }
     case .cdc:
-      if let cdc = event.cdc { producer[direction] = cdc.producer }
+      // A RoCE link (its addresses and ports) carries many connections' CDCs: no cursor per
+      // direction is kept for it.
+      if let cdc = event.cdc, event.roce == nil { producer[direction] = cdc.producer }
     case .data:
-      if let length = event.dataLength, let start = producer[direction] {
+      if let length = event.dataLength, event.roce == nil, let start = producer[direction] {
         let end = advance(start, by: length, ring: bufferSize[event.destination])
         description.rangeStart = start
         description.rangeEnd = end
@@ -487,6 +507,7 @@ extension EventDescription {
       any = true
       cdcFlags = CDCProducerFlags(CDCProducerFlags.namesInOrder.filter { names.contains($0.1) }.map(\.0))
     }
+    immediate = try int("immediate")
     ismGID = try string("ism_gid")
     length = try int("length")
     llcType = try string("llc_type")
@@ -502,6 +523,9 @@ extension EventDescription {
     llcResponse = try bool("response")
     retransmission = try bool("retransmission") ?? false
     rmbeSize = try int("rmbe_size")
+    roceOperation = try string("roce_op")
+    rocePSN = try int("roce_psn")
+    roceQP = try int("roce_qp")
     seq = try int("seq")
     seqRelative = try int("seq_rel")
     seqno = try int("seqno")
