@@ -106,6 +106,9 @@ public struct EventDescription: Sendable, Equatable {
   public var rocePSN: UInt32?
   /// The immediate data of a WITH IMMEDIATE operation (layout not established for SMC-R).
   public var immediate: UInt32?
+  /// A RoCE CDC's TCP connection (`client -> server`), when a CLC Accept or Confirm earlier
+  /// in the capture announced the CDC's receiver GID, queue pair and alert token.
+  public var tcpConnection: String?
   public var note: String?
 
   public init(kind: SMCEvent.Kind) { self.kind = kind }
@@ -239,6 +242,7 @@ public struct EventDescription: Sendable, Equatable {
     int("seq_rel", seqRelative)
     int("seqno", seqno)
     bool("smc_option", smcOption)
+    string("tcp_connection", tcpConnection)
     if tcpRetransmission { body("tcp_retransmission", .bool(true)) }
     int("token", token)
   }
@@ -364,6 +368,9 @@ public struct EventDescriber {
   private var producer: [Direction: CDCCursor] = [:]
   /// RMBE/DMBE size each endpoint announced in its CLC Accept or Confirm: the ring its peer writes.
   private var bufferSize: [Endpoint: Int] = [:]
+  /// The TCP connection (`client -> server`) each SMC-R receiver announced in its Accept or
+  /// Confirm: what ties a RoCE CDC, addressed by GID, QP and token, to its connection.
+  private var roceReceivers: [RoCEReceiver: String] = [:]
 
   public init() {}
 
@@ -382,10 +389,21 @@ public struct EventDescriber {
       {
         bufferSize[event.source] = size
       }
+      if let message = event.clc, let receiver = RoCEReceiver(announcedBy: message) {
+        // The Accept goes server -> client, the Confirm client -> server.
+        let (client, server) =
+          message.kind == .accept ? (event.destination, event.source) : (event.source, event.destination)
+        roceReceivers[receiver] = "\(client) -> \(server)"
+      }
     case .cdc:
       // A RoCE link (its addresses and ports) carries many connections' CDCs: no cursor per
       // direction is kept for it.
       if let cdc = event.cdc, event.roce == nil { producer[direction] = cdc.producer }
+      if let roce = event.roce, let token = event.cdc?.token, !roceReceivers.isEmpty {
+        let receiver = RoCEReceiver(
+          address: event.destination.address, queuePair: roce.destinationQP, token: token)
+        description.tcpConnection = roceReceivers[receiver]
+      }
     case .data:
       if let length = event.dataLength, event.roce == nil, let start = producer[direction] {
         let end = advance(start, by: length, ring: bufferSize[event.destination])
@@ -530,6 +548,7 @@ extension EventDescription {
     seqRelative = try int("seq_rel")
     seqno = try int("seqno")
     smcOption = try bool("smc_option")
+    tcpConnection = try string("tcp_connection")
     tcpRetransmission = try bool("tcp_retransmission") ?? false
     token = try int("token")
     guard any else { return nil }

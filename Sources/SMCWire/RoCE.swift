@@ -177,16 +177,20 @@ extension EventPass {
   /// event says which link (destination QP) and, for a CDC, which RMBE (token) it is for.
   /// False when the packet carries nothing SMC-related.
   mutating func emitRoCE(
-    _ roce: RoCEv2Packet, _ frame: Frame, _ packet: CapturedPacket, _ body: (SMCEvent) -> Void
+    _ roce: RoCEv2Packet, _ frame: Frame, _ packet: CapturedPacket, summary: inout DecodeSummary,
+    _ body: (SMCEvent) -> Void
   ) -> Bool {
+    let content = roce.content
+    summary.roce.note(roce, frame, content)
     var event = SMCEvent(
       kind: .cdc, frame: packet.frame, time: packet.timestampNanoseconds, interface: packet.interface,
       source: frame.sourceEndpoint, destination: frame.destinationEndpoint)
     event.direction = packet.direction
     event.roce = RoCEv2Fields(
-      operation: roce.bth.operation?.name ?? "opcode \(roce.bth.opcode)", destinationQP: roce.bth.destinationQP,
+      operation: roce.bth.operation?.name ?? "opcode \(roce.bth.opcode)",
+      destinationQP: roce.bth.destinationQP,
       packetSequenceNumber: roce.bth.packetSequenceNumber, immediate: roce.immediate)
-    switch roce.content {
+    switch content {
     case .cdc(let message):
       event.cdc = message
       event.mode = .smcR
@@ -218,5 +222,74 @@ enum EventHex {
   static func digits(_ value: UInt32, _ count: Int) -> String {
     let text = String(value, radix: 16)
     return String(repeating: "0", count: max(0, count - text.count)) + text
+  }
+}
+
+extension IPAddress {
+  /// The address a RoCEv2 packet carries for a GID as CLC messages announce it: an
+  /// IPv4-mapped GID (`::ffff:a.b.c.d`) is the IPv4 address, any other GID the IPv6 one.
+  public init(roceGID gid: (UInt64, UInt64)) {
+    if gid.0 == 0 && gid.1 >> 32 == 0xFFFF {
+      self.init(ipv4: UInt32(truncatingIfNeeded: gid.1))
+    } else {
+      self.init(ipv6High: gid.0, low: gid.1)
+    }
+  }
+}
+
+/// What a RoCEv2 CDC is addressed to: the receiver's GID (the packet's destination
+/// address), its queue pair and its RMBE alert token. A CLC Accept (server) or Confirm
+/// (client) announces all three for its sender, so the two together name one TCP
+/// connection; without that CLC message in the capture, nothing does.
+public struct RoCEReceiver: Hashable, Sendable {
+  public var address: IPAddress
+  public var queuePair: UInt32
+  public var token: UInt32
+
+  public init(address: IPAddress, queuePair: UInt32, token: UInt32) {
+    self.address = address
+    self.queuePair = queuePair
+    self.token = token
+  }
+
+  /// The receiver an SMC-R Accept or Confirm announces for its sender (nil for others).
+  public init?(announcedBy message: CLCMessage) {
+    guard message.kind == .accept || message.kind == .confirm, let gid = message.gid,
+      let queuePair = message.qpNumber, let token = message.alertToken
+    else { return nil }
+    self.init(address: IPAddress(roceGID: gid), queuePair: queuePair, token: token)
+  }
+}
+
+/// What a decode found in RoCEv2 packets (an RDMA NIC's capture).
+public struct RoCESummary: Sendable {
+  /// RC packets to UDP 4791 that were read (acknowledgements and others included).
+  public var packets = 0
+  public var cdcMessages = 0
+  public var llcMessages = 0
+  public var rdmaWrites = 0
+  /// RDMA writes with immediate data (ANCK's RWWI mode, whose immediate is not decoded).
+  public var rdmaWritesWithImmediate = 0
+  /// The links seen: (sender address, receiver address, receiver QP).
+  public var links: Set<Link> = []
+
+  public struct Link: Hashable, Sendable {
+    public var source: IPAddress
+    public var destination: IPAddress
+    public var queuePair: UInt32
+  }
+
+  mutating func note(_ roce: RoCEv2Packet, _ frame: Frame, _ content: RoCEContent) {
+    packets += 1
+    switch content {
+    case .cdc: cdcMessages += 1
+    case .llc: llcMessages += 1
+    case .rdmaWrite:
+      rdmaWrites += 1
+      if roce.immediate != nil { rdmaWritesWithImmediate += 1 }
+    case .other: return
+    }
+    links.insert(
+      Link(source: frame.source, destination: frame.destination, queuePair: roce.bth.destinationQP))
   }
 }

@@ -25,6 +25,33 @@ import Testing
     var sent: Int64
     var delay: Int64
     var bytes: [UInt8]
+    /// A whole Ethernet frame instead (the TCP handshake on the host's netdev).
+    var ethernet: [UInt8]? = nil
+  }
+
+  /// The TCP connection whose CLC Accept and Confirm announce both receivers (GID, QP,
+  /// token), sent before the link's first message.
+  static func handshake(at start: Int64) -> [WirePacket] {
+    let client = Endpoint(clientGID, 40_000)
+    let server = Endpoint(serverGID, 8000)
+    func gid(_ address: IPAddress) -> (UInt64, UInt64) { (0, 0xFFFF_0000_0000 | address.low) }
+    let accept = CLCBuilder.acceptConfirmR(
+      .accept, firstContact: true, peerID: 2, gid: gid(serverGID), mac: 2, qpNumber: serverQP, rmbRkey: 1,
+      alertToken: serverToken, rmbeSizeCode: 1, rmbAddress: 0x1000, initialPSN: 9000)
+    let confirm = CLCBuilder.acceptConfirmR(
+      .confirm, firstContact: true, peerID: 1, gid: gid(clientGID), mac: 1, qpNumber: clientQP, rmbRkey: 1,
+      alertToken: clientToken, rmbeSizeCode: 1, rmbAddress: 0x2000, initialPSN: 100)
+    let acceptFrame = FrameBuilder.tcp(
+      sourceMAC: 2, destinationMAC: 1, source: server, destination: client,
+      segment: .init(sequence: 5000, acknowledgment: 1001, flags: [.psh, .ack]), payload: accept)
+    let confirmFrame = FrameBuilder.tcp(
+      sourceMAC: 1, destinationMAC: 2, source: client, destination: server,
+      segment: .init(sequence: 1001, acknowledgment: 5000 + UInt32(accept.count), flags: [.psh, .ack]),
+      payload: confirm)
+    return [
+      WirePacket(fromClient: false, sent: start - 300_000, delay: 20_000, bytes: [], ethernet: acceptFrame),
+      WirePacket(fromClient: true, sent: start - 200_000, delay: 20_000, bytes: [], ethernet: confirmFrame),
+    ]
   }
 
   /// CDC exchanges in both directions, each after an RDMA WRITE of its data and followed by
@@ -44,7 +71,8 @@ import Testing
       psn[fromClient] = number + 1
       packets.append(WirePacket(fromClient: fromClient, sent: at, delay: delay(), bytes: bytes(qp, number)))
       let ack = RoCEv2Builder.packet(
-        opcode: RCOperation.acknowledge.rawValue, destinationQP: fromClient ? clientQP : serverQP, psn: number,
+        opcode: RCOperation.acknowledge.rawValue, destinationQP: fromClient ? clientQP : serverQP,
+        psn: number,
         aeth: 0x1F00_0000 | number, payload: [])
       packets.append(WirePacket(fromClient: !fromClient, sent: at + 40_000, delay: delay(), bytes: ack))
     }
@@ -85,17 +113,21 @@ import Testing
     for packet in packets {
       let source = packet.fromClient ? clientGID : serverGID
       let destination = packet.fromClient ? serverGID : clientGID
-      let frame = FrameBuilder.udp(
-        sourceMAC: packet.fromClient ? 1 : 2, destinationMAC: packet.fromClient ? 2 : 1,
-        source: Endpoint(source, 49_200), destination: Endpoint(destination, RoCEv2Packet.udpPort),
-        payload: packet.bytes, checksum: false)
+      let frame =
+        packet.ethernet
+        ?? FrameBuilder.udp(
+          sourceMAC: packet.fromClient ? 1 : 2, destinationMAC: packet.fromClient ? 2 : 1,
+          source: Endpoint(source, 49_200), destination: Endpoint(destination, RoCEv2Packet.udpPort),
+          payload: packet.bytes, checksum: false)
       let trueTime = packet.fromClient == client ? packet.sent : packet.sent + packet.delay
       rows.append((client ? trueTime : trueTime + offset, frame))
     }
     rows.sort { $0.0 < $1.0 }
     let writer = try PcapngWriter(path: path, application: "roce-fixture")
     try writer.addInterface(InterfaceDescription(name: "mlx5_0", linkType: .ethernet))
-    for (time, frame) in rows { try writer.writePacket(interface: 0, timestampNanoseconds: time, bytes: frame) }
+    for (time, frame) in rows {
+      try writer.writePacket(interface: 0, timestampNanoseconds: time, bytes: frame)
+    }
     try writer.close()
   }
 
@@ -133,13 +165,24 @@ import Testing
       #expect(cdcLines.count == 300, "\(mode)")
       #expect(cdcLines.allSatisfy { $0.contains(#""seqno":"#) && $0.contains(#""roce_qp":"#) }, "\(mode)")
       #expect(
-        cdcLines.allSatisfy { $0.contains(#""token":\#(Self.serverToken)"#) || $0.contains(#""token":\#(Self.clientToken)"#) })
+        cdcLines.allSatisfy {
+          $0.contains(#""token":\#(Self.serverToken)"#) || $0.contains(#""token":\#(Self.clientToken)"#)
+        })
     }
   }
 
   @Test func decodeShowsCDCLLCAndWritesOfTheLink() throws {
     let dir = try TemporaryDirectory()
-    let packets = Self.conversation(messages: 9)
+    var packets = Self.handshake(at: 1_764_000_000_000_000_000) + Self.conversation(messages: 9)
+    // A CDC for a token no CLC message in the capture announced: not tied to a connection.
+    var stranger = CDCMessage(
+      mode: .smcR, sequenceNumber: 4000, token: 0x0C0C, producer: CDCCursor(wrap: 0, count: 5),
+      consumer: CDCCursor(wrap: 0, count: 0))
+    stranger.producerFlags = [.writeBlocked]
+    packets.append(
+      WirePacket(
+        fromClient: true, sent: 1_764_000_000_100_000_000, delay: 20_000,
+        bytes: RoCEv2Builder.sendOnly(destinationQP: Self.serverQP, psn: 5, message: stranger.encodeSMCR())))
     let client = dir.file("client-mlx5.pcapng")
     try Self.capture(packets, client: true, path: client)
     let result = try Tools.run([try Tools.product("smcpair"), "decode", "--json", client])
@@ -148,22 +191,32 @@ import Testing
       try #require(try JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any])
     }
     let kinds = Dictionary(grouping: events) { $0["kind"] as? String ?? "" }
-    #expect(kinds["cdc"]?.count == 9)
+    #expect(kinds["cdc"]?.count == 10)
+    #expect(kinds["clc"]?.count == 2)
     #expect(kinds["data"]?.count == 9)
     #expect(kinds["llc"]?.count == 2)
     #expect(kinds["llc"]?.map { $0["llc_type"] as? String } == ["confirm_link", "confirm_link"])
     #expect(kinds["llc"]?.map { $0["response"] as? Bool } == [false, true])
-    for cdc in kinds["cdc"] ?? [] {
+    for cdc in kinds["cdc"] ?? [] where cdc["seqno"] as? Int != 4000 {
+      // Receiver GID, QP and token as the receiver's Accept (server) or Confirm (client) gave them.
+      #expect(cdc["tcp_connection"] as? String == "10.1.0.1:40000 -> 10.1.0.2:8000", "\(cdc)")
       let toServer = cdc["dst"] as? String == "10.1.0.2:4791"
       #expect(cdc["roce_qp"] as? Int == Int(toServer ? Self.serverQP : Self.clientQP), "\(cdc)")
       #expect(cdc["token"] as? Int == Int(toServer ? Self.serverToken : Self.clientToken), "\(cdc)")
       #expect(cdc["roce_op"] as? String == "Send Only")
       #expect(cdc["prod_count"] != nil && cdc["seqno"] != nil && cdc["flags"] != nil)
     }
+    let unknown = try #require(kinds["cdc"]?.first { $0["seqno"] as? Int == 4000 })
+    #expect(unknown["tcp_connection"] == nil)
+    #expect(unknown["flags"] as? [String] == ["write_blocked"])
     // Acknowledgements carry nothing of SMC's: no events, counted as other frames.
-    #expect(events.count == 20)
+    #expect(events.count == 2 * 2 + 21)
     let table = try Tools.run([try Tools.product("smcpair"), "decode", client])
     #expect(table.stdout.contains("confirm_link response"), "\(table.stdout)")
     #expect(table.stdout.contains("RoCE Send Only qp=0x2a3"), "\(table.stdout)")
+    #expect(
+      table.stdout.contains(
+        "RoCEv2: 41 packets, 2 queue pairs with SMC-R traffic: CDC 10, LLC 2, RDMA writes 9\n"),
+      "\(table.stdout)")
   }
 }

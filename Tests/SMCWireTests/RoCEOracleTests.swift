@@ -47,7 +47,9 @@ import Testing
   static func response(_ smc: [String: Any]) -> Bool? {
     for (key, value) in smc where key.hasSuffix("flags_tree") {
       guard let tree = value as? [String: Any] else { continue }
-      if let bit = tree.first(where: { $0.key.hasSuffix(".response") })?.value as? String { return bit == "1" }
+      if let bit = tree.first(where: { $0.key.hasSuffix(".response") })?.value as? String {
+        return bit == "1"
+      }
     }
     return nil
   }
@@ -104,7 +106,10 @@ import Testing
     #expect(comparedCDC == 1)
     #expect(comparedLLC == 6)
     // Wireshark's names of what we call them, frame by frame (its Info column).
-    let names = [2: "add_link", 3: "add_link_cont", 4: "confirm_link", 5: "confirm_rkey", 7: "delete_link", 8: "delete_rkey"]
+    let names = [
+      2: "add_link", 3: "add_link_cont", 4: "confirm_link", 5: "confirm_rkey", 7: "delete_link",
+      8: "delete_rkey",
+    ]
     for (frame, name) in names { #expect(ours[frame]?.first?.llc?.name == name, "frame \(frame)") }
   }
 
@@ -127,9 +132,11 @@ import Testing
     #expect(ours[10] == nil)
     let manifest = try #require(
       try JSONSerialization.jsonObject(
-        with: Data(contentsOf: URL(fileURLWithPath: "/work/shared/data/real-smc/smcgo-roce-cdc-llc.manifest.json")))
+        with: Data(
+          contentsOf: URL(fileURLWithPath: "/work/shared/data/real-smc/smcgo-roce-cdc-llc.manifest.json")))
         as? [[String: Any]])
-    let tests = Dictionary(uniqueKeysWithValues: manifest.map { ($0["frame"] as? Int ?? 0, $0["test"] as? String ?? "") })
+    let tests = Dictionary(
+      uniqueKeysWithValues: manifest.map { ($0["frame"] as? Int ?? 0, $0["test"] as? String ?? "") })
     #expect(tests[6] == "TestConfirmRKeyCont" && tests[9] == "TestTestLink" && tests[10] == "TestOther")
   }
 
@@ -145,13 +152,15 @@ import Testing
     let b = Endpoint(IPAddress(ipv4: 0x0A00_0002), RoCEv2Packet.udpPort)
     let data = [UInt8](repeating: 0x61, count: 100)
     let write = RoCEv2Builder.packet(
-      opcode: 0x0B, destinationQP: 0x1A2, psn: 77, reth: (0x7F00_0000_1000, 0x1234, 100), immediate: 0xDEAD_BEEF,
+      opcode: 0x0B, destinationQP: 0x1A2, psn: 77, reth: (0x7F00_0000_1000, 0x1234, 100),
+      immediate: 0xDEAD_BEEF,
       payload: data)
     let ack = RoCEv2Builder.packet(opcode: 0x11, destinationQP: 0x1A1, psn: 77, aeth: 0, payload: [])
     for (index, bytes) in [write, ack].enumerated() {
       let frame = FrameBuilder.udp(
         sourceMAC: 1, destinationMAC: 2, source: index == 0 ? a : Endpoint(b.address, 49152),
-        destination: index == 0 ? b : Endpoint(a.address, RoCEv2Packet.udpPort), payload: bytes, checksum: false)
+        destination: index == 0 ? b : Endpoint(a.address, RoCEv2Packet.udpPort), payload: bytes,
+        checksum: false)
       try writer.writePacket(interface: 0, timestampNanoseconds: Int64(index) * 1000, bytes: frame)
     }
     try writer.close()
@@ -172,7 +181,9 @@ import Testing
       "infiniband.reth.dmalen",
     ])
     #expect(result.status == 0, "\(result.stderr)")
-    let first = result.stdout.split(separator: "\n").first.map { $0.split(separator: "\t", omittingEmptySubsequences: false) }
+    let first = result.stdout.split(separator: "\n").first.map {
+      $0.split(separator: "\t", omittingEmptySubsequences: false)
+    }
     let fields = try #require(first)
     #expect(fields.first == "11")
     #expect(fields.contains { $0.lowercased().contains("deadbeef") }, "\(result.stdout)")
