@@ -293,3 +293,13 @@ public struct RoCESummary: Sendable {
       Link(source: frame.source, destination: frame.destination, queuePair: roce.bth.destinationQP))
   }
 }
+
+extension SMCEvent {
+  /// The stream per-direction checks follow (seqno gaps, cursor regressions): `src -> dst`;
+  /// for a RoCE CDC, whose link carries many connections' CDCs, also the receiver's QP and
+  /// token, which tell the connections on one link apart.
+  public var streamName: String {
+    guard let roce, let token = cdc?.token else { return "\(source) -> \(destination)" }
+    return "\(source) -> \(destination) qp 0x\(String(roce.destinationQP, radix: 16)) token \(token)"
+  }
+}
