@@ -321,6 +321,12 @@ public struct PacketKeyer: Sendable {
       hasher.add(UInt64(tcp.flags.rawValue))
       hasher.add(UInt64(frame.wirePayloadLength))
       if frame.ipID != 0 { hasher.add(UInt64(frame.ipID)) }
+    } else if let roce = RoCEv2Packet(frame), let message = roce.cdcBytes {
+      // A CDC in RoCEv2 (an RDMA NIC's capture): the same bytes on both hosts, told apart by
+      // the link's queue pair and the packet sequence number too.
+      side.kind = .cdc
+      hasher.add(UInt64(roce.bth.destinationQP) << 32 | UInt64(roce.bth.packetSequenceNumber))
+      hasher.add(message)
     } else if frame.isUDP, DumpHeaderCalibrator.isDumpRecord(frame.payload) {
       let paired: Bool
       if let layout, let headerLength = layout.headerLength {

@@ -101,7 +101,7 @@ struct EventChecks {
   var segments: [String: Int] = [:]
 
   mutating func check(_ event: SMCEvent, side: Side) -> [Finding] {
-    let flow = "\(event.source) -> \(event.destination)"
+    let flow = event.streamName
     var findings: [Finding] = []
     if let cdc = event.cdc {
       if let finding = checkSeqno(cdc, event, flow: flow, side: side) { findings.append(finding) }

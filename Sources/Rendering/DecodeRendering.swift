@@ -186,6 +186,12 @@ public struct DecodeTableRenderer {
     case .llc:
       if let l = e.llc { parts.append("\(l.name)\(l.isResponse ? " response" : "")") }
     }
+    if let roce = e.roce {
+      var text =
+        "RoCE \(roce.operation) qp=0x\(String(roce.destinationQP, radix: 16)) psn=\(roce.packetSequenceNumber)"
+      if let immediate = roce.immediate { text += " imm=0x\(String(immediate, radix: 16))" }
+      parts.append(text)
+    }
     if let note = e.note { parts.append("! \(note)") }
     return parts.joined(separator: "  ")
   }
@@ -262,6 +268,7 @@ public enum DecodeSummaryText {
   /// The dump layout, time order, and the frames that are not SMC's.
   static func frames(_ summary: DecodeSummary) -> [String] {
     var lines = ["  dump records: \(summary.dumpLayout.summary)"]
+    lines += roce(summary.roce)
     if summary.packetsOutOfOrder > 0 {
       let window = summary.reorderWindow
       var order =
@@ -279,6 +286,22 @@ public enum DecodeSummaryText {
     }
     lines.append(other)
     return lines
+  }
+
+  /// RoCEv2 packets: what they carried, and what ties their CDCs to TCP connections.
+  static func roce(_ roce: RoCESummary) -> [String] {
+    guard roce.packets > 0 else { return [] }
+    let links = roce.links.count
+    var text =
+      "  RoCEv2: \(roce.packets) packets, \(links) queue pair\(links == 1 ? "" : "s") with SMC-R traffic: CDC \(roce.cdcMessages), LLC \(roce.llcMessages), RDMA writes \(roce.rdmaWrites)"
+    if roce.rdmaWritesWithImmediate > 0 {
+      text +=
+        " (\(roce.rdmaWritesWithImmediate) with immediate data, not decoded: RWWI mode's layout is not established)"
+    }
+    return [
+      text,
+      "    their addresses are the RDMA NICs' GIDs and their ports RoCE's: a CDC names its TCP connection (tcp_connection) only when this capture holds the receiver's CLC Accept or Confirm with the same GID, QP and alert token",
+    ]
   }
 
   /// Malformed frames, CLC and CDC problems, damage.

@@ -98,6 +98,17 @@ public struct EventDescription: Sendable, Equatable {
   // llc
   public var llcType: String?
   public var llcResponse: Bool?
+  // RoCEv2 (events read from an RDMA NIC's capture)
+  /// The InfiniBand operation, e.g. "Send Only".
+  public var roceOperation: String?
+  /// The BTH destination queue pair: the SMC-R link the message travels on.
+  public var roceQP: UInt32?
+  public var rocePSN: UInt32?
+  /// The immediate data of a WITH IMMEDIATE operation (layout not established for SMC-R).
+  public var immediate: UInt32?
+  /// A RoCE CDC's TCP connection (`client -> server`), when a CLC Accept or Confirm earlier
+  /// in the capture announced the CDC's receiver GID, queue pair and alert token.
+  public var tcpConnection: String?
   public var note: String?
 
   public init(kind: SMCEvent.Kind) { self.kind = kind }
@@ -106,6 +117,12 @@ public struct EventDescription: Sendable, Equatable {
   public init(_ event: SMCEvent) {
     kind = event.kind
     note = event.note
+    if let roce = event.roce {
+      roceOperation = roce.operation
+      roceQP = roce.destinationQP
+      rocePSN = roce.packetSequenceNumber
+      immediate = roce.immediate
+    }
     switch event.kind {
     case .tcp:
       if let tcp = event.tcp {
@@ -199,6 +216,7 @@ public struct EventDescription: Sendable, Equatable {
     } else if let cdcFlags {
       body("flags", .strings(Self.names(cdcFlags)))
     }
+    int("immediate", immediate)
     string("ism_gid", ismGID)
     int("length", length)
     string("llc_type", llcType)
@@ -217,10 +235,14 @@ public struct EventDescription: Sendable, Equatable {
     bool("response", llcResponse)
     if retransmission { body("retransmission", .bool(true)) }
     int("rmbe_size", rmbeSize)
+    string("roce_op", roceOperation)
+    int("roce_psn", rocePSN)
+    int("roce_qp", roceQP)
     int("seq", seq)
     int("seq_rel", seqRelative)
     int("seqno", seqno)
     bool("smc_option", smcOption)
+    string("tcp_connection", tcpConnection)
     if tcpRetransmission { body("tcp_retransmission", .bool(true)) }
     int("token", token)
   }
@@ -346,6 +368,9 @@ public struct EventDescriber {
   private var producer: [Direction: CDCCursor] = [:]
   /// RMBE/DMBE size each endpoint announced in its CLC Accept or Confirm: the ring its peer writes.
   private var bufferSize: [Endpoint: Int] = [:]
+  /// The TCP connection (`client -> server`) each SMC-R receiver announced in its Accept or
+  /// Confirm: what ties a RoCE CDC, addressed by GID, QP and token, to its connection.
+  private var roceReceivers: [RoCEReceiver: String] = [:]
 
   public init() {}
 
@@ -364,10 +389,23 @@ public struct EventDescriber {
       {
         bufferSize[event.source] = size
       }
+      if let message = event.clc, let receiver = RoCEReceiver(announcedBy: message) {
+        // The Accept goes server -> client, the Confirm client -> server.
+        let (client, server) =
+          message.kind == .accept ? (event.destination, event.source) : (event.source, event.destination)
+        roceReceivers[receiver] = "\(client) -> \(server)"
+      }
     case .cdc:
-      if let cdc = event.cdc { producer[direction] = cdc.producer }
+      // A RoCE link (its addresses and ports) carries many connections' CDCs: no cursor per
+      // direction is kept for it.
+      if let cdc = event.cdc, event.roce == nil { producer[direction] = cdc.producer }
+      if let roce = event.roce, let token = event.cdc?.token, !roceReceivers.isEmpty {
+        let receiver = RoCEReceiver(
+          address: event.destination.address, queuePair: roce.destinationQP, token: token)
+        description.tcpConnection = roceReceivers[receiver]
+      }
     case .data:
-      if let length = event.dataLength, let start = producer[direction] {
+      if let length = event.dataLength, event.roce == nil, let start = producer[direction] {
         let end = advance(start, by: length, ring: bufferSize[event.destination])
         description.rangeStart = start
         description.rangeEnd = end
@@ -487,6 +525,7 @@ extension EventDescription {
       any = true
       cdcFlags = CDCProducerFlags(CDCProducerFlags.namesInOrder.filter { names.contains($0.1) }.map(\.0))
     }
+    immediate = try int("immediate")
     ismGID = try string("ism_gid")
     length = try int("length")
     llcType = try string("llc_type")
@@ -502,10 +541,14 @@ extension EventDescription {
     llcResponse = try bool("response")
     retransmission = try bool("retransmission") ?? false
     rmbeSize = try int("rmbe_size")
+    roceOperation = try string("roce_op")
+    rocePSN = try int("roce_psn")
+    roceQP = try int("roce_qp")
     seq = try int("seq")
     seqRelative = try int("seq_rel")
     seqno = try int("seqno")
     smcOption = try bool("smc_option")
+    tcpConnection = try string("tcp_connection")
     tcpRetransmission = try bool("tcp_retransmission") ?? false
     token = try int("token")
     guard any else { return nil }

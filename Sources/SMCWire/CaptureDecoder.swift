@@ -29,6 +29,9 @@ public struct SMCEvent {
   public var clc: CLCMessage?
   public var cdc: CDCMessage?
   public var llc: LLCMessage?
+  /// Events read from RoCEv2 packets: their queue pair and sequence number (the addresses
+  /// are then the RDMA NICs', not the TCP connection's).
+  public var roce: RoCEv2Fields?
   /// `data`: payload bytes of the record.
   public var dataLength: Int?
   public var mode: SMCMode?
@@ -74,6 +77,8 @@ public struct DecodeSummary: Sendable {
   /// file, out of time order.
   public var packetsBeyondReorderWindow = 0
   public var shortCDCRecords = 0
+  /// CDC and LLC messages and RDMA writes read from RoCEv2 packets.
+  public var roce = RoCESummary()
   public var dumpLayout = DumpHeaderLayout(source: .unknown)
   public var connections: [ConnectionRecord] = []
   /// Damage that stopped reading; everything before it was decoded.
@@ -249,6 +254,8 @@ struct EventPass {
       let known = handshakes[ConnectionKey(frame.sourceEndpoint, frame.destinationEndpoint)]
       emitted = emitTCP(
         frame, packet, result, smcRelated: known?.isSMCRelated ?? false, summary: &summary, body)
+    } else if let roce = RoCEv2Packet(frame) {
+      emitted = emitRoCE(roce, frame, packet, summary: &summary, body)
     } else if frame.isUDP, DumpHeaderCalibrator.isDumpRecord(frame.payload) {
       let known = handshakes[ConnectionKey(frame.sourceEndpoint, frame.destinationEndpoint)]
       emitDumpRecord(frame, packet, known: known, table: &table, summary: &summary, body)
