@@ -212,6 +212,9 @@ struct SentSegments {
   private var closedOrder: [ConnectionKey] = []
   private var closedNext = 0
 
+  /// Connections whose segments are kept (open, and closed not long ago).
+  var connectionCount: Int { connections.count }
+
   /// Whether `event` (a TCP segment) repeats one sent before, for the first time.
   mutating func sentAgain(_ event: SMCEvent, _ tcp: TCPHeader) -> Bool {
     let flags = tcp.flags
