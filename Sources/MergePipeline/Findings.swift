@@ -79,7 +79,9 @@ public final class CaptureFindingsObserver: PairingWalkObserver {
     if side == .client { found += FindingsBuilder.fallbacks(decoder.connections, side: side) }
     found += FindingsBuilder.captureDrops(interfaces, side: side)
     sides.append(found)
+    // The next side (or the outputs written after the walk) need none of this side's state.
     self.decoder = nil
+    checks = EventChecks()
   }
 
   private func check(_ event: SMCEvent) {
@@ -94,14 +96,43 @@ public final class CaptureFindingsObserver: PairingWalkObserver {
 }
 
 /// The per-event checks of one capture: CDC seqno gaps and duplicates, producer cursor
-/// regressions, TCP segments sent again.
+/// regressions, TCP segments sent again. Flows are keyed by their endpoints (the text is made
+/// only for a finding): the checks run on every event of both captures.
 struct EventChecks {
-  var lastSeqno: [String: UInt16] = [:]
-  var lastCursor: [String: UInt64] = [:]
-  var segments: [String: Int] = [:]
+  /// One direction of a connection.
+  struct Flow: Hashable {
+    var source: Endpoint
+    var destination: Endpoint
+    /// A RoCE link carries many connections' CDCs: its stream is the QP and the token too.
+    var roceStream: RoCEStream?
+
+    struct RoCEStream: Hashable {
+      var queuePair: UInt32
+      var token: UInt32
+    }
+
+    init(_ event: SMCEvent) {
+      source = event.source
+      destination = event.destination
+      if let roce = event.roce, let token = event.cdc?.token {
+        roceStream = RoCEStream(queuePair: roce.destinationQP, token: token)
+      }
+    }
+
+    /// As `SMCEvent.streamName` says it.
+    var text: String {
+      guard let roceStream else { return "\(source) -> \(destination)" }
+      return
+        "\(source) -> \(destination) qp 0x\(String(roceStream.queuePair, radix: 16)) token \(roceStream.token)"
+    }
+  }
+
+  var lastSeqno: [Flow: UInt16] = [:]
+  var lastCursor: [Flow: UInt64] = [:]
+  var segments = SentSegments()
 
   mutating func check(_ event: SMCEvent, side: Side) -> [Finding] {
-    let flow = event.streamName
+    let flow = Flow(event)
     var findings: [Finding] = []
     if let cdc = event.cdc {
       if let finding = checkSeqno(cdc, event, flow: flow, side: side) { findings.append(finding) }
@@ -111,7 +142,7 @@ struct EventChecks {
     return findings
   }
 
-  private mutating func checkSeqno(_ cdc: CDCMessage, _ event: SMCEvent, flow: String, side: Side)
+  private mutating func checkSeqno(_ cdc: CDCMessage, _ event: SMCEvent, flow: Flow, side: Side)
     -> Finding?
   {
     guard let seq = cdc.sequenceNumber, seq != 0 else { return nil }
@@ -119,19 +150,20 @@ struct EventChecks {
     guard let previous = lastSeqno[flow] else { return nil }
     if seq == previous {
       return Finding(
-        kind: .seqnoDuplicate, side: .side(side), timeNanoseconds: event.timeNanoseconds, connection: flow,
+        kind: .seqnoDuplicate, side: .side(side), timeNanoseconds: event.timeNanoseconds,
+        connection: flow.text,
         message:
           "CDC seqno \(seq) appears twice (frame \(event.frame)); a re-sent failed post shows this way on the sender"
       )
     }
     guard seq != previous &+ 1 && Int16(bitPattern: seq &- previous) > 0 else { return nil }
     return Finding(
-      kind: .seqnoGap, side: .side(side), timeNanoseconds: event.timeNanoseconds, connection: flow,
+      kind: .seqnoGap, side: .side(side), timeNanoseconds: event.timeNanoseconds, connection: flow.text,
       message:
         "CDC seqno jumps from \(previous) to \(seq) (frame \(event.frame)): \(seq &- previous &- 1) missing")
   }
 
-  private mutating func checkCursor(_ cdc: CDCMessage, _ event: SMCEvent, flow: String, side: Side)
+  private mutating func checkCursor(_ cdc: CDCMessage, _ event: SMCEvent, flow: Flow, side: Side)
     -> Finding?
   {
     let cursor = UInt64(cdc.producer.wrap) << 32 | UInt64(cdc.producer.count)
@@ -139,23 +171,104 @@ struct EventChecks {
     lastCursor[flow] = max(cursor, previous ?? 0)
     guard let previous, cursor < previous, cdc.producer.wrap != 0 || cursor != 0 else { return nil }
     return Finding(
-      kind: .cursorRegression, side: .side(side), timeNanoseconds: event.timeNanoseconds, connection: flow,
+      kind: .cursorRegression, side: .side(side), timeNanoseconds: event.timeNanoseconds,
+      connection: flow.text,
       message:
         "producer cursor steps back from \(previous >> 32):\(previous & 0xFFFF_FFFF) to \(cdc.producer.wrap):\(cdc.producer.count) (frame \(event.frame)); a link failover re-sends this way"
     )
   }
 
-  private mutating func checkRetransmission(_ event: SMCEvent, flow: String, side: Side) -> Finding? {
-    guard event.kind == .tcp, let tcp = event.tcp,
-      event.tcpPayloadLength > 0 || tcp.flags.contains(.syn) || tcp.flags.contains(.fin)
-    else { return nil }
-    let key = "\(flow) \(tcp.sequence) \(event.tcpPayloadLength) \(tcp.flags.rawValue & 0x07)"
-    segments[key, default: 0] += 1
-    guard segments[key] == 2 else { return nil }
+  private mutating func checkRetransmission(_ event: SMCEvent, flow: Flow, side: Side) -> Finding? {
+    guard event.kind == .tcp, let tcp = event.tcp else { return nil }
+    guard segments.sentAgain(event, tcp) else { return nil }
     return Finding(
-      kind: .tcpRetransmission, side: .side(side), timeNanoseconds: event.timeNanoseconds, connection: flow,
+      kind: .tcpRetransmission, side: .side(side), timeNanoseconds: event.timeNanoseconds,
+      connection: flow.text,
       message:
         "TCP segment seq \(tcp.sequence) (\(event.tcpPayloadLength) bytes) sent again (frame \(event.frame))")
+  }
+}
+
+/// The TCP segments (with payload, SYN or FIN) each connection sent, to tell a segment sent
+/// again: same direction, sequence number, length and SYN/FIN/RST flags. Eight bytes per
+/// segment; a closed connection's (RST, or FIN both ways) are forgotten once `lingering`
+/// more connections closed after it, so memory follows the open connections, not the file.
+/// A copy that comes later than that is not told (a FIN sent again after its peer's last ACK
+/// was lost comes within a few round trips, long before).
+struct SentSegments {
+  /// Closed connections whose segments are still kept.
+  static let lingering = 1024
+
+  struct Connection {
+    /// Packed segment (`key`) → seen more than once.
+    var seen: [UInt64: Bool] = [:]
+    var finFromLower = false
+    var finFromUpper = false
+    var closed = false
+
+    /// Notes one segment (`segment`: its key when it counts); says whether it is the first
+    /// copy sent again and whether it closed the connection.
+    mutating func note(_ segment: UInt64?, flags: TCPFlags, fromLower: Bool) -> (again: Bool, closes: Bool) {
+      var again = false
+      if let segment {
+        if let repeated = seen[segment] {
+          again = !repeated
+          if again { seen[segment] = true }
+        } else {
+          seen[segment] = false
+        }
+      }
+      if flags.contains(.fin) {
+        if fromLower { finFromLower = true } else { finFromUpper = true }
+      }
+      guard !closed, flags.contains(.rst) || (finFromLower && finFromUpper) else { return (again, false) }
+      closed = true
+      return (again, true)
+    }
+  }
+
+  private var connections: [ConnectionKey: Connection] = [:]
+  /// Closed connections in the order they closed: a ring of `lingering`.
+  private var closedOrder: [ConnectionKey] = []
+  private var closedNext = 0
+
+  /// Connections whose segments are kept (open, and closed not long ago).
+  var connectionCount: Int { connections.count }
+
+  /// Whether `event` (a TCP segment) repeats one sent before, for the first time.
+  mutating func sentAgain(_ event: SMCEvent, _ tcp: TCPHeader) -> Bool {
+    let flags = tcp.flags
+    let counts = event.tcpPayloadLength > 0 || flags.contains(.syn) || flags.contains(.fin)
+    guard counts || flags.contains(.rst) else { return false }
+    let key = ConnectionKey(event.source, event.destination)
+    let fromLower = event.source == key.lower
+    let segment =
+      counts
+      ? Self.key(tcp.sequence, length: event.tcpPayloadLength, flags: flags, fromLower: fromLower) : nil
+    // In place: a copy of the connection would copy its table on every segment.
+    let (again, closes) = connections[key, default: Connection()].note(
+      segment, flags: flags, fromLower: fromLower)
+    if closes { closed(key) }
+    return again
+  }
+
+  /// Notes `key` closed; forgets the connection that closed `lingering` closes ago.
+  private mutating func closed(_ key: ConnectionKey) {
+    if closedOrder.count < Self.lingering {
+      closedOrder.append(key)
+      return
+    }
+    let oldest = closedOrder[closedNext]
+    if connections[oldest]?.closed == true { connections[oldest] = nil }
+    closedOrder[closedNext] = key
+    closedNext = (closedNext + 1) % Self.lingering
+  }
+
+  /// Direction, SYN/FIN/RST, length (28 bits: more than any captured frame) and sequence
+  /// number in one word.
+  static func key(_ sequence: UInt32, length: Int, flags: TCPFlags, fromLower: Bool) -> UInt64 {
+    (fromLower ? 1 << 63 : 0) | UInt64(flags.rawValue & 0x07) << 60
+      | (UInt64(truncatingIfNeeded: length) & 0x0FFF_FFFF) << 32 | UInt64(sequence)
   }
 }
 

@@ -433,12 +433,9 @@ public final class CaptureSide: @unchecked Sendable {
 
   func prepare(_ plan: CapturePlan) throws(CaptureFailure) {
     if let tool {
-      // tcpdump's -C rotates instead of stopping; refusing beats filling a disk silently.
-      if plan.stop.maxFileBytes != nil {
-        throw CaptureFailure(
-          host: name, step: "preparing \(tool.engine.rawValue)",
-          "--max-size is not applied by the \(tool.engine.rawValue) engine; use --duration or --packets, or the agent"
-        )
+      // e.g. tcpdump's -C rotates instead of stopping: refused rather than silently ignored.
+      if let problem = tool.unsupported(plan) {
+        throw CaptureFailure(host: name, step: "preparing \(tool.engine.rawValue)", problem)
       }
       toolPlan = plan
       note("prepared \(tool.folder): \(tool.argv(plan).joined(separator: " "))")

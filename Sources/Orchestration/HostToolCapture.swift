@@ -88,6 +88,20 @@ struct HostToolCapture: Sendable {
     return bound
   }
 
+  /// Why `plan` asks for something this engine cannot do, or nil: tcpdump has no dump records
+  /// to choose from (`--smc-type`, `--smc-mode`, `--data-snaplen`), smcdump-ex has no per-record
+  /// snap length; refusing beats a capture that silently ignores the flag.
+  func unsupported(_ plan: CapturePlan) -> String? {
+    var flags: [String] = []
+    if engine == .tcpdump && plan.smcType != .all { flags.append("--smc-type") }
+    if engine == .tcpdump && plan.smcMode != .all { flags.append("--smc-mode") }
+    if plan.dataSnaplen != nil { flags.append("--data-snaplen") }
+    if plan.stop.maxFileBytes != nil { flags.append("--max-size") }
+    guard !flags.isEmpty else { return nil }
+    return
+      "\(flags.joined(separator: ", ")) \(flags.count == 1 ? "is" : "are") not applied by the \(engine.rawValue) engine; drop \(flags.count == 1 ? "it" : "them"), or use the agent (engine: agent)"
+  }
+
   /// One filter for NIC packets and dump records on `-i any`: either matches. An empty dump
   /// filter means every dump record (`DumpFilter`): dump records are UDP, so `udp` keeps them.
   static func combined(_ nic: String, _ dump: String) -> String {
